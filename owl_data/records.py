@@ -1,0 +1,172 @@
+"""The records that flow from sources to the corpus writer.
+
+A source reads a public format and yields, per image, one :class:`Scene` (the image
+reference plus everything the source knows about it, geometry still in the annotation
+file's pixel frame) or a :class:`Reject` for an item it could not use. The builder decodes
+the image, turns every geometry into the stored upright frame (:mod:`owl_data.geometry`),
+samples points (:mod:`owl_data.points`), generates text (:mod:`owl_data.generators`) and
+writes rows (:mod:`owl_data.corpus`).
+
+Accounting (DESIGN.md): every item a source reads ends as *kept* or *rejected*; a Scene
+lists the item keys it covers in ``items`` and the builder rejects the ones it cannot use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Union
+
+import numpy as np
+
+__all__ = [
+    "ImageRef",
+    "Polygons",
+    "RLE",
+    "MaskArray",
+    "Box",
+    "Geometry",
+    "Instance",
+    "SourceQA",
+    "Scene",
+    "Reject",
+    "Record",
+]
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """Where an image file was found.
+
+    Attributes:
+        source: source name (``cityscapes``, ``coco``, ``drivelm``...).
+        path: absolute path of the file, already checked to lie inside the source root.
+        source_path: POSIX path relative to the source root (stored in ``image_refs``).
+        group: what must not straddle splits (city, drive log, scene).
+        split: the source's own split (``train``/``val``/``test``), or None to split by group.
+        declared_size: (W, H) in pixels that the annotation file states for the image, or
+            None when it states none (annotations are then in the file's raw pixel frame).
+    """
+
+    source: str
+    path: Path
+    source_path: str
+    group: str
+    split: str | None = None
+    declared_size: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Polygons:
+    """COCO-style polygons ``[[x1, y1, x2, y2, ...], ...]`` in pixels of the declared frame."""
+
+    polygons: list[list[float]]
+
+
+@dataclass(frozen=True)
+class RLE:
+    """COCO run-length encoding ``{size: [h, w], counts: str | list[int]}``."""
+
+    rle: dict
+
+
+@dataclass(frozen=True)
+class MaskArray:
+    """A boolean (H, W) mask in the raw pixel grid of the image file (before EXIF)."""
+
+    mask: np.ndarray
+
+
+@dataclass(frozen=True)
+class Box:
+    """An xyxy box in pixels of the declared frame (continuous coordinates)."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+Geometry = Union[Polygons, RLE, MaskArray, Box]
+
+
+@dataclass
+class Instance:
+    """One annotated object (or one stuff region) of a scene.
+
+    Attributes:
+        instance: the source's own identifier as a string (Cityscapes instanceIds value or
+            ``class:component``, COCO annotation id, DriveLM tag).
+        category: class name in the source's vocabulary (``car``, ``person``...).
+        kind: ``thing`` (countable object) or ``stuff`` (road, sky...).
+        geometry: the region in the declared frame; None if the source gives none.
+        item: accounting key when this instance is an item of the source, else None.
+        point: an annotated point (x, y) in pixels of the declared frame (DriveLM tags).
+        attributes: source attributes (``status``, ``visual_description``...).
+        crowd: a region of several objects (COCO ``iscrowd``): context, never a target.
+    """
+
+    instance: str
+    category: str
+    kind: Literal["thing", "stuff"] = "thing"
+    geometry: Geometry | None = None
+    item: str | None = None
+    point: tuple[float, float] | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+    crowd: bool = False
+
+
+@dataclass
+class SourceQA:
+    """A question/answer pair the source gives about one of its instances (DriveLM QA).
+
+    ``question`` and ``answer`` already have the target's tag replaced by ``<point>``
+    (question) and other tags by short phrases; ``target`` is the ``Instance.instance``
+    whose point the row carries.
+    """
+
+    item: str
+    question: str
+    answer: str
+    target: str
+    family: str = "qa"
+
+
+@dataclass
+class Scene:
+    """Everything one source knows about one image.
+
+    Attributes:
+        ref: the image reference.
+        instances: objects and stuff regions (targets and context).
+        semantic: optional (H, W) uint8 Cityscapes label-id map in the raw pixel frame,
+            used for stuff context (road, sidewalk) by the generators.
+        items: accounting keys of all items this scene covers (instances' and QAs' items
+            included); each ends kept or rejected.
+        qa: source-given QA rows about instances.
+        sample_points: whether to sample points in instance masks (False for sources that
+            annotate points themselves, e.g. DriveLM).
+        grounding_from_attributes: emit grounding rows (``visual_description`` -> box).
+    """
+
+    ref: ImageRef
+    instances: list[Instance] = field(default_factory=list)
+    semantic: np.ndarray | None = None
+    items: list[str] = field(default_factory=list)
+    qa: list[SourceQA] = field(default_factory=list)
+    sample_points: bool = True
+    grounding_from_attributes: bool = False
+
+
+@dataclass(frozen=True)
+class Reject:
+    """An input item that was not used: where, which, at what stage and why."""
+
+    source: str
+    item: str
+    stage: str
+    reason: str
+    detail: str = ""
+
+
+Record = Union[Scene, Reject]

@@ -1,0 +1,60 @@
+"""Readers of public annotation formats, one module per format.
+
+Every reader has the same signature (a name -> function registry, as in
+mosaicml/streaming)::
+
+    read(spec: str, options: SourceOptions) -> Iterator[Scene | Reject]
+
+``spec`` is what follows ``NAME=`` on the command line (``cityscapes=DIR``,
+``coco=IMAGES_DIR:ANNOTATIONS.json``, ``drivelm=DIR``). Readers yield records in a
+deterministic order, never decode images themselves (the builder does), and report every
+item they cannot use as a :class:`~owl_data.records.Reject`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from owl_data.records import Record
+
+__all__ = ["SourceOptions", "SOURCES", "get_reader", "SourceError"]
+
+
+class SourceError(ValueError):
+    """A source spec that cannot be read at all (missing folder, unparsable file)."""
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """Options every reader accepts.
+
+    Attributes:
+        name: the name the source is registered under (stored as ``source`` in rows).
+        synthetic: the data was drawn by the project (embedded default), not real.
+    """
+
+    name: str
+    synthetic: bool = False
+
+
+# name -> "module:function" (imported lazily so a missing optional dependency only
+# affects the source that needs it)
+SOURCES: dict[str, str] = {
+    "cityscapes": "owl_data.sources.cityscapes:read",
+    "coco": "owl_data.sources.coco:read",
+    "drivelm": "owl_data.sources.drivelm:read",
+}
+
+
+def get_reader(name: str) -> Callable[[str, SourceOptions], Iterator[Record]]:
+    """Return the reader registered under ``name``.
+
+    Raises:
+        SourceError: unknown name (the message lists the known ones).
+    """
+    if name not in SOURCES:
+        raise SourceError(f"unknown source {name!r}; known sources: {', '.join(sorted(SOURCES))}")
+    module, func = SOURCES[name].split(":")
+    return getattr(importlib.import_module(module), func)
