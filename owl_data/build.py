@@ -1,0 +1,466 @@
+"""``owl-data build``: sources -> decoded images -> points -> text -> corpus.
+
+The build is deterministic (same inputs, config and seed -> same fingerprint, whatever the
+number of workers), atomic (written under ``.<name>.partial`` beside the output and renamed
+into place when complete) and resumable (finished chunks of scenes are kept in the partial
+folder, keyed by a hash of the build's content config, and skipped when the build runs
+again).
+
+Accounting (DESIGN.md): per source, items read = items kept + items rejected; an item is
+kept when it produced at least one row; every rejected item has a row in ``rejects``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+import schemas
+from owl_data import corpus as corpus_mod
+from owl_data.config import BuildConfig
+from owl_data.geometry import GeometryError, ResolvedScene, annotation_frame, resolve_instance, transform_mask
+from owl_data.images import ImageError, load_image
+from owl_data.points import SampledPoint, sample_points
+from owl_data.records import Reject, Scene
+from owl_data.sources import SourceOptions, get_reader
+
+__all__ = ["SourceSpec", "BuildReport", "run_build", "process_scene", "split_for_group", "row_id"]
+
+Progress = Callable[[str, int], None]
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A source on the command line: ``NAME=SPEC``; ``synthetic`` marks drawn data."""
+
+    name: str
+    spec: str
+    synthetic: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> "SourceSpec":
+        """Parse ``NAME=SPEC``.
+
+        Raises:
+            ValueError: no ``=`` or an empty name/spec.
+        """
+        name, sep, spec = text.partition("=")
+        if not sep or not name.strip() or not spec.strip():
+            raise ValueError(f"--source {text!r}: expected NAME=PATH, e.g. cityscapes=/data/cityscapes")
+        return cls(name.strip(), spec.strip())
+
+
+@dataclass
+class BuildReport:
+    """What a build wrote: the manifest and the output folder."""
+
+    out: Path
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def split_for_group(group: str, val_percent: int) -> str:
+    """``val`` when int(sha256(group)) mod 100 < val_percent, else ``train`` (DESIGN.md)."""
+    return "val" if int(hashlib.sha256(group.encode()).hexdigest(), 16) % 100 < val_percent else "train"
+
+
+def row_id(*parts: object) -> str:
+    """A deterministic row id: the first 24 hex digits of sha256 over the parts."""
+    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:24]
+
+
+def _turns(user: str, assistant: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+
+
+def _user_point(question: str | None) -> str:
+    if question is None:
+        return "<image><point>"
+    if "<point>" in question:
+        return f"<image>{question}"
+    return f"<image><point>{question}"
+
+
+GROUNDING_PROMPT = "Where is {expr} in the image? Answer with its bounding box."
+
+
+def process_scene(scene: Scene, cfg: BuildConfig) -> dict[str, Any]:
+    """Turn one scene into image/ref/task rows and rejects (a pure function of its inputs).
+
+    Returns a dict with ``image`` (row or None), ``ref``, ``rows`` (table -> rows),
+    ``rejects`` (list of Reject), ``kept`` (item keys that produced rows), ``items``.
+    """
+    from owl_data.generators import GeneratorConfig, generate
+    from owl_data.generators.annotated import describe_annotated, phrase
+
+    ref = scene.ref
+    src = ref.source
+    items = list(dict.fromkeys(scene.items))
+    out: dict[str, Any] = {"image": None, "ref": None, "rows": defaultdict(list), "rejects": [],
+                           "kept": set(), "items": items}
+    rejected: dict[str, Reject] = {}
+
+    def reject_all(stage: str, reason: str, detail: str) -> dict[str, Any]:
+        out["rejects"] = [Reject(src, it, stage, reason, detail) for it in items]
+        return out
+
+    try:
+        img = load_image(ref.path, max_pixels=cfg.max_image_pixels, reencode_format=cfg.reencode_format)
+    except ImageError as exc:
+        return reject_all("decode", exc.reason, exc.detail or str(ref.source_path))
+    try:
+        rotate = annotation_frame(ref.declared_size, img.raw_size, img.orientation)
+    except GeometryError as exc:
+        return reject_all("geometry", exc.reason, exc.detail)
+    declared = ref.declared_size or img.raw_size
+
+    split = ref.split or split_for_group(ref.group, cfg.val_percent)
+    semantic = None
+    if scene.semantic is not None:
+        if scene.semantic.shape != (img.raw_size[1], img.raw_size[0]):
+            return reject_all("geometry", "size_mismatch", f"label map {scene.semantic.shape[::-1]} vs image {img.raw_size}")
+        semantic = transform_mask(scene.semantic, img.orientation)
+    resolved = []
+    for inst in scene.instances:
+        try:
+            resolved.append(resolve_instance(inst, declared=declared, raw=img.raw_size,
+                                             orientation=img.orientation, rotate=rotate))
+        except GeometryError as exc:
+            if inst.item:
+                rejected.setdefault(inst.item, Reject(src, inst.item, "geometry", exc.reason, exc.detail))
+    rs = ResolvedScene(pixels=img.pixels, width=img.width, height=img.height,
+                       instances=resolved, semantic=semantic)
+    key = f"{src}:{ref.source_path}"
+    rows = out["rows"]
+    kept: set[str] = out["kept"]
+
+    def point_row(target, x: float, y: float, origin: str, qa, variant: str) -> dict[str, Any]:
+        return {
+            "id": row_id(src, ref.source_path, target.instance, f"{x:.6f},{y:.6f}", qa.generator, variant),
+            "image_id": img.image_id, "source": src, "split": split,
+            "conversations": _turns(_user_point(qa.question), qa.answer),
+            "point": {"x": float(x), "y": float(y)}, "point_origin": origin, "kind": qa.kind,
+            "target": {"category": target.category, "instance": target.instance, "bbox": list(target.bbox)},
+            "generator": qa.generator,
+        }
+
+    gcfg = GeneratorConfig(description_no_question=cfg.description_no_question, max_reasoning=cfg.max_reasoning)
+    if scene.sample_points:
+        points, skipped = sample_points(rs, cfg.points, seed=cfg.seed, key=key)
+        for inst, reason in skipped:
+            if inst.source.item:
+                rejected.setdefault(inst.source.item, Reject(src, inst.source.item, "points", reason, ""))
+        for p in points:
+            qas = generate(rs, p.target, (p.x, p.y), seed=cfg.seed, config=gcfg)
+            for n, qa in enumerate(qas):
+                rows["point_vqa"].append(point_row(p.target, p.x, p.y, p.origin, qa, f"{p.index}:{n}"))
+            if qas and p.target.source.item:
+                kept.add(p.target.source.item)
+    by_instance = {r.instance: r for r in resolved}
+    for r in resolved:
+        if scene.sample_points or r.point is None or r.source.crowd:
+            continue
+        qas = describe_annotated(r, without_question=cfg.description_no_question)
+        for n, qa in enumerate(qas):
+            rows["point_vqa"].append(point_row(r, r.point[0], r.point[1], "annotated", qa, f"a:{n}"))
+        if qas and r.source.item:
+            kept.add(r.source.item)
+    if scene.grounding_from_attributes:
+        for r in resolved:
+            expr = phrase(r.source.attributes.get("visual_description", "") or "")
+            if not expr or r.source.crowd or r.bbox[2] <= r.bbox[0] or r.bbox[3] <= r.bbox[1]:
+                continue
+            rows["grounding"].append({
+                "id": row_id(src, ref.source_path, r.instance, "grounding"),
+                "image_id": img.image_id, "source": src, "split": split,
+                "conversations": _turns("<image>" + GROUNDING_PROMPT.format(expr=expr), "<box>"),
+                "expression": expr, "bbox": list(r.bbox),
+            })
+            if r.source.item:
+                kept.add(r.source.item)
+    for qa in scene.qa:
+        target = by_instance.get(qa.target)
+        if target is None or target.point is None:
+            reason = rejected[qa.target].reason if qa.target in rejected else "unknown_target"
+            rejected.setdefault(qa.item, Reject(src, qa.item, "qa", reason, f"target {qa.target}"))
+            continue
+        gen = f"source-qa/{src}/{qa.family}"
+        rows["point_vqa"].append({
+            "id": row_id(src, ref.source_path, qa.item, "qa"),
+            "image_id": img.image_id, "source": src, "split": split,
+            "conversations": _turns(_user_point(qa.question), qa.answer),
+            "point": {"x": target.point[0], "y": target.point[1]}, "point_origin": "annotated",
+            "kind": "reasoning",
+            "target": {"category": target.category, "instance": target.instance, "bbox": list(target.bbox)},
+            "generator": gen,
+        })
+        kept.add(qa.item)
+    for it in items:
+        if it in kept:
+            rejected.pop(it, None)
+        elif it not in rejected:
+            rejected[it] = Reject(src, it, "rows", "no_rows", "item produced no row")
+    out["rejects"] = [rejected[it] for it in items if it in rejected] + [
+        r for it, r in rejected.items() if it not in set(items)]
+    if any(rows.values()):
+        out["image"] = {"image_id": img.image_id, "bytes": img.data, "format": img.format,
+                        "width": img.width, "height": img.height, "split": split}
+        out["ref"] = {"image_id": img.image_id, "source": src, "source_path": ref.source_path, "group": ref.group}
+    out["rows"] = dict(rows)
+    return out
+
+
+# --- the driver ---------------------------------------------------------------------------
+
+_CFG: BuildConfig | None = None
+
+
+def _init_worker(cfg: BuildConfig) -> None:
+    global _CFG
+    _CFG = cfg
+
+
+def _work(scene: Scene) -> dict[str, Any]:
+    assert _CFG is not None
+    return process_scene(scene, _CFG)
+
+
+def _records(sources: list[SourceSpec]) -> Iterator[Scene | Reject]:
+    for s in sources:
+        reader = get_reader(s.name)
+        yield from reader(s.spec, SourceOptions(name=s.name, synthetic=s.synthetic))
+
+
+def _chunks(records: Iterator[Scene | Reject], size: int) -> Iterator[list[Scene | Reject]]:
+    buf: list[Scene | Reject] = []
+    n_scenes = 0
+    for r in records:
+        buf.append(r)
+        if isinstance(r, Scene):
+            n_scenes += 1
+            if n_scenes >= size:
+                yield buf
+                buf, n_scenes = [], 0
+    if buf:
+        yield buf
+
+
+def _write_ipc(path: Path, table: str, rows: list[dict[str, Any]]) -> None:
+    t = corpus_mod.to_table(table, rows)
+    with ipc.new_file(path, t.schema) as w:
+        w.write_table(t)
+
+
+def _read_ipc(path: Path) -> pa.Table:
+    with ipc.open_file(path) as r:
+        return r.read_all()
+
+
+def _reject_row(r: Reject) -> dict[str, str]:
+    return {"source": r.source, "item": r.item, "stage": r.stage, "reason": r.reason, "detail": r.detail}
+
+
+def _save_chunk(folder: Path, results: list[dict[str, Any]], source_rejects: list[Reject]) -> None:
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    images = [r["image"] for r in results if r["image"] is not None]
+    refs = [r["ref"] for r in results if r["ref"] is not None]
+    _write_ipc(tmp / "images.arrow", "images", images)
+    _write_ipc(tmp / "image_refs.arrow", "image_refs", refs)
+    for task in schemas.TASK_TABLES:
+        _write_ipc(tmp / f"{task}.arrow", task, [row for r in results for row in r["rows"].get(task, [])])
+    rejects = [rj for r in results for rj in r["rejects"]] + source_rejects
+    _write_ipc(tmp / "rejects.arrow", "rejects", [_reject_row(r) for r in rejects])
+    acct: dict[str, dict[str, Any]] = {}
+    for r in results:
+        for it in r["items"]:
+            pass
+    seen: dict[str, set[str]] = defaultdict(set)
+    kept: dict[str, set[str]] = defaultdict(set)
+    for r, res_src in ((r, r.get("source")) for r in results):
+        for it in r["items"]:
+            seen[res_src].add(it)
+        kept[res_src] |= r["kept"]
+    for rj in rejects:
+        seen[rj.source].add(rj.item)
+    for name in seen:
+        acct[name] = {"read": sorted(seen[name]), "kept": sorted(kept[name])}
+    (tmp / "accounting.json").write_text(json.dumps(acct))
+    tmp.rename(folder)
+
+
+def run_build(
+    sources: list[SourceSpec],
+    out: Path,
+    cfg: BuildConfig,
+    *,
+    progress: Progress | None = None,
+) -> BuildReport:
+    """Build a corpus from ``sources`` into ``out``.
+
+    Args:
+        sources: the sources to read, in order.
+        out: the corpus folder; replaced atomically when the build completes.
+        cfg: build settings.
+        progress: optional callback ``(stage, n)`` called as scenes complete.
+
+    Raises:
+        ValueError / SourceError: a source spec that cannot be read at all.
+        SchemaError: rows that do not match the schemas (a bug, never bad input).
+    """
+    out = Path(out)
+    if not sources:
+        raise ValueError("no source given")
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a source name appears twice: {names}")
+    for s in sources:
+        get_reader(s.name)  # fail fast on unknown names
+    spec = {
+        "schema_version": schemas.SCHEMA_VERSION,
+        "sources": [{"name": s.name, "spec": s.spec, "synthetic": s.synthetic} for s in sources],
+        "config": cfg.content_dict(),
+    }
+    spec_hash = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+    partial = out.parent / f".{out.name}.partial"
+    if (partial / "spec.json").is_file():
+        old = json.loads((partial / "spec.json").read_text())
+        if old.get("hash") != spec_hash:
+            shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    (partial / "spec.json").write_text(json.dumps({"hash": spec_hash, **spec}, sort_keys=True))
+    chunks_dir = partial / "chunks"
+    chunks_dir.mkdir(exist_ok=True)
+
+    pool = None
+    if cfg.workers > 1:
+        pool = multiprocessing.get_context("spawn").Pool(cfg.workers, _init_worker, (cfg,))
+    try:
+        n_chunks = 0
+        for i, chunk in enumerate(_chunks(_records(sources), cfg.chunk_scenes)):
+            n_chunks = i + 1
+            folder = chunks_dir / f"{i:06d}"
+            scenes = [r for r in chunk if isinstance(r, Scene)]
+            if folder.is_dir():
+                if progress:
+                    progress("resumed", len(scenes))
+                continue
+            if pool is not None:
+                results = pool.map(_work, scenes, chunksize=1)
+            else:
+                results = [process_scene(s, cfg) for s in scenes]
+            for s, r in zip(scenes, results):
+                r["source"] = s.ref.source
+            _save_chunk(folder, results, [r for r in chunk if isinstance(r, Reject)])
+            if progress:
+                progress("scenes", len(scenes))
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    manifest = _consolidate(partial, n_chunks, out, sources, cfg)
+    return BuildReport(out=out, manifest=manifest)
+
+
+def _consolidate(partial: Path, n_chunks: int, out: Path, sources: list[SourceSpec], cfg: BuildConfig) -> dict[str, Any]:
+    staging = partial / "corpus"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    chunk_dirs = [partial / "chunks" / f"{i:06d}" for i in range(n_chunks)]
+    image_split: dict[str, str] = {}
+    rows_count: dict[str, Counter] = defaultdict(Counter)
+    rows_by_source: dict[str, Counter] = defaultdict(Counter)
+
+    with corpus_mod.ShardWriter(staging / "images", "images") as w_img, \
+            corpus_mod.ShardWriter(staging / "image_refs", "image_refs") as w_ref:
+        seen_refs: set[tuple[str, str, str]] = set()
+        for d in chunk_dirs:
+            for row in _read_ipc(d / "images.arrow").to_pylist():
+                if row["image_id"] not in image_split:
+                    image_split[row["image_id"]] = row["split"]
+                    w_img.write([row])
+            for row in _read_ipc(d / "image_refs.arrow").to_pylist():
+                k = (row["image_id"], row["source"], row["source_path"])
+                if k not in seen_refs:
+                    seen_refs.add(k)
+                    w_ref.write([row])
+        rows_count["images"]["all"] = w_img.rows
+        rows_count["image_refs"]["all"] = w_ref.rows
+
+    for task in schemas.TASK_TABLES:
+        per_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for d in chunk_dirs:
+            for row in _read_ipc(d / f"{task}.arrow").to_pylist():
+                row["split"] = image_split[row["image_id"]]
+                per_split[row["split"]].append(row)
+        for split, rows in sorted(per_split.items()):
+            with corpus_mod.ShardWriter(staging / task / split, task) as w:
+                w.write(rows)
+            rows_count[task][split] = w.rows
+            for row in rows:
+                rows_by_source[task][row["source"]] += 1
+
+    reasons: dict[str, Counter] = defaultdict(Counter)
+    with corpus_mod.ShardWriter(staging / "rejects", "rejects") as w_rej:
+        seen_rej: set[tuple[str, str]] = set()
+        for d in chunk_dirs:
+            for row in _read_ipc(d / "rejects.arrow").to_pylist():
+                if (row["source"], row["item"]) in seen_rej:
+                    continue
+                seen_rej.add((row["source"], row["item"]))
+                reasons[row["source"]][row["reason"]] += 1
+                w_rej.write([row])
+
+    read: dict[str, set[str]] = defaultdict(set)
+    kept: dict[str, set[str]] = defaultdict(set)
+    for d in chunk_dirs:
+        acct = json.loads((d / "accounting.json").read_text())
+        for name, a in acct.items():
+            read[name] |= set(a["read"])
+            kept[name] |= set(a["kept"])
+    rejected_items = {(s, i) for s, i in seen_rej}
+    source_stats: dict[str, Any] = {}
+    for s in sources:
+        r = read.get(s.name, set())
+        k = kept.get(s.name, set())
+        rej = {i for (src, i) in rejected_items if src == s.name}
+        both = k & rej
+        if both:  # an item kept in one scene and rejected in another counts as kept
+            rej -= both
+        source_stats[s.name] = {
+            "spec": s.spec, "synthetic": s.synthetic,
+            "items_read": len(r), "items_kept": len(k), "items_rejected": len(rej),
+            "rejects": dict(sorted(reasons[s.name].items())),
+            "rows": {t: rows_by_source[t][s.name] for t in schemas.TASK_TABLES if rows_by_source[t][s.name]},
+        }
+    manifest = {
+        "schema_version": schemas.SCHEMA_VERSION,
+        "owl_data_version": __import__("owl_data").__version__,
+        "build_config": cfg.content_dict(),
+        "sources": source_stats,
+        "rows": {t: dict(sorted(c.items())) for t, c in sorted(rows_count.items())},
+        "rejects": {"total": sum(sum(c.values()) for c in reasons.values()),
+                    "by_reason": dict(sorted(sum(reasons.values(), Counter()).items()))},
+        "fingerprint": corpus_mod.fingerprint(staging),
+    }
+    (staging / corpus_mod.MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    corpus_mod.write_dataset_card(staging, manifest)
+
+    old = out.parent / f".{out.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(staging, out)
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(partial, ignore_errors=True)
+    return manifest

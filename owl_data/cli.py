@@ -1,0 +1,137 @@
+"""``owl-data``: the command line of the data engine (a thin Typer app).
+
+Each command parses its arguments, builds a config object, calls one library function
+and reports. No library module imports this file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Owl-VL data engine: build, inspect and validate point-guided VQA corpora.")
+console = Console(stderr=True)
+out_console = Console()
+
+
+def _fail(msg: str) -> None:
+    console.print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(code=2)
+
+
+def _default_scenes(seed: int) -> Path:
+    from owl_data.synthetic import write_default_scenes
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "owl-vl" / f"default-scenes-s{seed}"
+    return write_default_scenes(cache, seed=seed)
+
+
+@app.command()
+def build(
+    source: list[str] = typer.Option(
+        [], "--source", "-s",
+        help="NAME=SPEC, repeatable: cityscapes=DIR, coco=IMAGES_DIR:ANNOTATIONS.json, drivelm=DIR. "
+             "None: the embedded default (synthetic street scenes in the Cityscapes layout)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Corpus folder to write (replaced atomically)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Build YAML, e.g. pipelines/build.yaml."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Build seed (overrides the config)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker processes (overrides the config)."),
+    val_percent: Optional[int] = typer.Option(None, "--val-percent", help="Groups sent to val when a source has no split."),
+) -> None:
+    """Build a corpus from annotated sources (DESIGN.md layout)."""
+    from owl_data.build import SourceSpec, run_build
+    from owl_data.config import load_build_config
+    from owl_data.sources import SourceError
+
+    try:
+        cfg = load_build_config(config, {"seed": seed, "workers": workers, "val_percent": val_percent})
+        specs = [SourceSpec.parse(s) for s in source]
+        if not specs:
+            specs = [SourceSpec("cityscapes", str(_default_scenes(cfg.seed)), synthetic=True)]
+            console.print("[cyan]no --source given: building the embedded default (synthetic street scenes)[/]")
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+    with Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("building (scenes)", total=None)
+
+        def progress(stage: str, n: int) -> None:
+            bar.update(task, advance=n, description=f"building ({stage})")
+
+        try:
+            report = run_build(specs, out, cfg, progress=progress)
+        except (SourceError, ValueError, OSError) as exc:
+            _fail(str(exc))
+    m = report.manifest
+    t = Table(title=f"corpus {out}")
+    for col in ("source", "items read", "kept", "rejected", "top reject reasons"):
+        t.add_column(col)
+    for name, s in m["sources"].items():
+        top = ", ".join(f"{r}={n}" for r, n in sorted(s["rejects"].items(), key=lambda kv: -kv[1])[:3])
+        t.add_row(name + (" (synthetic)" if s["synthetic"] else ""), str(s["items_read"]),
+                  str(s["items_kept"]), str(s["items_rejected"]), top)
+    out_console.print(t)
+    rows = ", ".join(f"{task}: {sum(c.values())}" for task, c in m["rows"].items() if task not in ("images", "image_refs"))
+    out_console.print(f"images: {m['rows'].get('images', {}).get('all', 0)}; rows: {rows}")
+    out_console.print(f"fingerprint: {m['fingerprint']}")
+
+
+@app.command()
+def stats(corpus: Path = typer.Argument(..., help="Corpus folder.")) -> None:
+    """Rows per task, split, source and category; rejects per reason (DuckDB)."""
+    from owl_data.stats import corpus_stats
+
+    try:
+        s = corpus_stats(corpus)
+    except (FileNotFoundError, OSError) as exc:
+        _fail(str(exc))
+    for name, cols in (("rows", ("task", "split", "source", "rows")),
+                       ("categories", ("category", "rows", "targets")),
+                       ("kinds", ("kind", "no question", "rows")),
+                       ("rejects", ("source", "reason", "items"))):
+        t = Table(title=name)
+        for c in cols:
+            t.add_column(c)
+        for r in s[name]:
+            t.add_row(*(str(v) for v in r))
+        out_console.print(t)
+
+
+@app.command()
+def validate(corpus: Path = typer.Argument(..., help="Corpus folder.")) -> None:
+    """Check schemas and invariants; exit 1 on any problem."""
+    from owl_data.validate import validate_corpus
+
+    try:
+        rep = validate_corpus(corpus)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    if rep.ok:
+        out_console.print(f"[green]valid[/]: {rep.checked_rows} task rows checked")
+        return
+    for p in rep.problems:
+        out_console.print(f"[red]-[/] {p}")
+    raise typer.Exit(code=1)
+
+
+@app.command()
+def manifest(corpus: Path = typer.Argument(..., help="Corpus folder.")) -> None:
+    """Print the corpus manifest (JSON)."""
+    from owl_data.corpus import read_manifest
+
+    try:
+        out_console.print_json(json.dumps(read_manifest(corpus)))
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

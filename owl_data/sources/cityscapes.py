@@ -1,0 +1,243 @@
+"""Reader of the Cityscapes fine annotations (``gtFine``) as point-guided VQA scenes.
+
+Layout (cityscapes-dataset.com, ``cityscapesscripts``)::
+
+    ROOT/leftImg8bit/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png
+    ROOT/gtFine/<split>/<city>/<city>_<seq>_<frame>_gtFine_instanceIds.png   (required)
+    ROOT/gtFine/<split>/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png      (optional)
+    ROOT/gtFine/<split>/<city>/<city>_<seq>_<frame>_gtFine_polygons.json     (optional)
+
+Source of truth: ``*_instanceIds.png``. It is a 16-bit PNG whose pixels hold
+``class_id * 1000 + index`` for an object of a class with instances and the plain
+``class_id`` for stuff and for objects labelled only as a group (``cargroup``). It is what
+``cityscapesscripts.preparation.json2instanceImg`` draws from the polygons in their drawing
+order, so every mask read from it is already the *visible*, occlusion-resolved region
+(later polygons cover earlier ones). The polygons file is therefore not rasterised here;
+when present, only its ``imgWidth``/``imgHeight`` are checked against the image (a
+polygons file that cannot be parsed rejects the frame as ``unreadable_annotation``: it
+signals a damaged download). Class names, ids and ``hasInstances`` come from
+``cityscapesscripts.helpers.labels``.
+
+What one frame yields (all geometry is a (H, W) bool :class:`~owl_data.records.MaskArray`
+in the pixel grid of the leftImg8bit file, H rows by W columns):
+
+- a thing :class:`~owl_data.records.Instance` per instanceIds value ``v >= 1000``:
+  ``instance=str(v)``, category the label name of ``v // 1000``, item
+  ``"<source_path>#<v>"``;
+- a thing instance per 8-connected component (``scipy.ndimage.label``, components in
+  scipy's label order, ``k`` from 0) of the object classes Cityscapes labels without
+  instance ids (pole, traffic light, traffic sign): ``instance="<class_id>:<k>"``, item
+  ``"<source_path>#<class_id>:<k>"``;
+- a stuff instance (context, no item) for each of road, sidewalk, building, vegetation,
+  sky present in the frame: ``instance=str(class_id)``;
+- ``Scene.semantic``: the (H, W) uint8 labelIds map (derived from instanceIds when the
+  labelIds file is absent: ``v if v < 1000 else v // 1000``);
+- a :class:`~owl_data.records.Reject` ``group_label`` per class with instances that has
+  group pixels (item ``"<source_path>#group:<class_id>"``), and ``unknown_label`` for an
+  instance value whose class is not in the table or has no instances.
+
+A frame that cannot be used is one Reject with item = its ``source_path`` and stage
+``read``: ``missing_annotation`` (no instanceIds partner), ``unreadable_annotation``
+(corrupt PNG/JSON, not a single-channel integer map), ``size_mismatch`` (an annotation
+whose size differs from the image header), ``unreadable_image`` (the image header cannot
+be read), ``path_outside_source`` (a symlink leading out of the root).
+
+Memory: every mask is a full-frame bool array (2 MB on a 2048x1024 frame), so a crowded
+frame with ~50 targets holds ~100 MB while its Scene is alive; Scenes are yielded one at a
+time so only the frame being built is held.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from cityscapesscripts.helpers.labels import id2label, labels, name2label
+from PIL import Image
+from scipy import ndimage
+
+from owl_data.records import ImageRef, Instance, MaskArray, Record, Reject, Scene
+from owl_data.sources import SourceError, SourceOptions
+from owl_data.sources._paths import UnsafePath, resolve_inside
+
+__all__ = ["read", "COMPONENT_CLASSES", "STUFF_CLASSES"]
+
+IMAGE_SUFFIX = "_leftImg8bit.png"
+INSTANCE_SUFFIX = "_gtFine_instanceIds.png"
+LABEL_SUFFIX = "_gtFine_labelIds.png"
+POLYGON_SUFFIX = "_gtFine_polygons.json"
+
+# Object classes Cityscapes annotates without instance ids: one target per connected part.
+COMPONENT_CLASSES: tuple[str, ...] = ("pole", "traffic light", "traffic sign")
+# Stuff classes kept as context regions (road/sidewalk context for the generators).
+STUFF_CLASSES: tuple[str, ...] = ("road", "sidewalk", "building", "vegetation", "sky")
+
+_EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity for scipy.ndimage.label
+_PIL_ERRORS = (OSError, ValueError, SyntaxError)
+_INSTANCE_IDS = frozenset(l.id for l in labels if l.hasInstances and l.id >= 0)
+
+
+class _FrameError(Exception):
+    """A frame that cannot be used; ``reason`` is the reject reason (internal)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def read(spec: str, options: SourceOptions) -> Iterator[Record]:
+    """Read a Cityscapes root into Scenes (one per frame) and Rejects.
+
+    Args:
+        spec: the dataset root folder (holding ``leftImg8bit/`` and ``gtFine/``).
+        options: reader options; ``options.name`` is stored as the source name.
+
+    Returns:
+        An iterator over records, frames in sorted (split, city, file name) order; a
+        frame's Scene comes before the Rejects of its group-labelled classes.
+
+    Raises:
+        SourceError: (at call time) the root does not exist, has no ``leftImg8bit``
+            folder, or that folder holds no ``*_leftImg8bit.png`` frame.
+    """
+    root = Path(spec).expanduser()
+    if not root.is_dir():
+        raise SourceError(f"cityscapes: root {str(root)!r} is not a folder")
+    root = Path(os.path.realpath(root))
+    images = root / "leftImg8bit"
+    if not images.is_dir():
+        raise SourceError(f"cityscapes: {str(root)!r} has no leftImg8bit/ folder (expected leftImg8bit/<split>/<city>/)")
+    frames = list(_walk(images))
+    if not frames:
+        raise SourceError(f"cityscapes: no *{IMAGE_SUFFIX} under {str(images)!r} (expected leftImg8bit/<split>/<city>/)")
+    return _read_frames(root, frames, options.name)
+
+
+def _walk(images: Path) -> Iterator[tuple[str, str, str]]:
+    """Yield (split, city, file name) of every frame, sorted at every level."""
+    for split_dir in sorted(p for p in images.iterdir() if p.is_dir()):
+        for city_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+            for name in sorted(p.name for p in city_dir.iterdir()):
+                if name.endswith(IMAGE_SUFFIX):
+                    yield split_dir.name, city_dir.name, name
+
+
+def _read_frames(root: Path, frames: list[tuple[str, str, str]], source: str) -> Iterator[Record]:
+    for split, city, name in frames:
+        source_path = f"leftImg8bit/{split}/{city}/{name}"
+        try:
+            yield from _read_frame(root, split, city, name, source_path, source)
+        except _FrameError as err:
+            yield Reject(source, source_path, "read", err.reason, err.detail)
+        except UnsafePath as err:
+            yield Reject(source, source_path, "read", UnsafePath.reason, str(err))
+
+
+def _read_frame(root: Path, split: str, city: str, name: str, source_path: str, source: str) -> Iterator[Record]:
+    image_path, _ = resolve_inside(root, root / "leftImg8bit" / split / city, name)
+    try:
+        with Image.open(image_path) as im:  # header only: no pixel is decoded
+            width, height = im.size
+    except _PIL_ERRORS as exc:
+        raise _FrameError("unreadable_image", f"{source_path}: {exc}") from None
+
+    stem = name[: -len(IMAGE_SUFFIX)]
+    gt_dir = root / "gtFine" / split / city
+    inst_rel = f"gtFine/{split}/{city}/{stem}{INSTANCE_SUFFIX}"
+    if not (gt_dir / f"{stem}{INSTANCE_SUFFIX}").is_file():
+        raise _FrameError("missing_annotation", f"no {inst_rel}")
+    inst_path, _ = resolve_inside(root, gt_dir, f"{stem}{INSTANCE_SUFFIX}")
+    inst = _read_map(inst_path, inst_rel, (width, height))
+    if not np.issubdtype(inst.dtype, np.integer) or inst.min() < 0:
+        raise _FrameError("unreadable_annotation", f"{inst_rel}: not a map of non-negative integer ids ({inst.dtype})")
+
+    label_rel = f"gtFine/{split}/{city}/{stem}{LABEL_SUFFIX}"
+    if (gt_dir / f"{stem}{LABEL_SUFFIX}").is_file():
+        label_path, _ = resolve_inside(root, gt_dir, f"{stem}{LABEL_SUFFIX}")
+        semantic = _read_map(label_path, label_rel, (width, height))
+        if semantic.dtype != np.uint8:
+            raise _FrameError("unreadable_annotation", f"{label_rel}: expected 8-bit label ids, got {semantic.dtype}")
+    else:
+        semantic = np.where(inst < 1000, inst, inst // 1000).astype(np.uint8)
+
+    poly_rel = f"gtFine/{split}/{city}/{stem}{POLYGON_SUFFIX}"
+    if (gt_dir / f"{stem}{POLYGON_SUFFIX}").is_file():
+        poly_path, _ = resolve_inside(root, gt_dir, f"{stem}{POLYGON_SUFFIX}")
+        _check_polygon_size(poly_path, poly_rel, (width, height))
+
+    instances, items, rejects = _instances(inst, source_path, source)
+    ref = ImageRef(source=source, path=image_path, source_path=source_path, group=city, split=split)
+    yield Scene(ref=ref, instances=instances, semantic=semantic, items=items)
+    yield from rejects
+
+
+def _read_map(path: Path, rel: str, size: tuple[int, int]) -> np.ndarray:
+    """Decode a single-channel annotation PNG as a (H, W) array, dtype kept (uint16 stays)."""
+    try:
+        with Image.open(path) as im:
+            arr = np.array(im)
+    except _PIL_ERRORS as exc:
+        raise _FrameError("unreadable_annotation", f"{rel}: {exc}") from None
+    if arr.ndim != 2:
+        raise _FrameError("unreadable_annotation", f"{rel}: expected one channel, got shape {arr.shape}")
+    if (arr.shape[1], arr.shape[0]) != size:
+        raise _FrameError("size_mismatch", f"{rel} is {arr.shape[1]}x{arr.shape[0]}, image is {size[0]}x{size[1]}")
+    return arr
+
+
+def _check_polygon_size(path: Path, rel: str, size: tuple[int, int]) -> None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        declared = (int(data["imgWidth"]), int(data["imgHeight"]))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise _FrameError("unreadable_annotation", f"{rel}: {type(exc).__name__}: {exc}") from None
+    if declared != size:
+        raise _FrameError("size_mismatch", f"{rel} states {declared[0]}x{declared[1]}, image is {size[0]}x{size[1]}")
+
+
+def _instances(inst: np.ndarray, source_path: str, source: str) -> tuple[list[Instance], list[str], list[Reject]]:
+    """Instances, item keys and group/unknown rejects of one (H, W) instanceIds map."""
+    values = [int(v) for v in np.unique(inst)]  # sorted ascending
+    instances: list[Instance] = []
+    items: list[str] = []
+    rejects: list[Reject] = []
+
+    for v in values:
+        if v < 1000:
+            continue
+        label = id2label.get(v // 1000)
+        item = f"{source_path}#{v}"
+        if label is None or not label.hasInstances:
+            rejects.append(Reject(source, item, "read", "unknown_label", f"instance value {v}: class {v // 1000} has no instances"))
+            continue
+        instances.append(Instance(instance=str(v), category=label.name, kind="thing",
+                                  geometry=MaskArray(inst == v), item=item))
+        items.append(item)
+
+    present = set(values)
+    for name in COMPONENT_CLASSES:
+        cid = name2label[name].id
+        if cid not in present:
+            continue
+        components, n = ndimage.label(inst == cid, structure=_EIGHT)
+        for k in range(n):
+            item = f"{source_path}#{cid}:{k}"
+            instances.append(Instance(instance=f"{cid}:{k}", category=name, kind="thing",
+                                      geometry=MaskArray(components == k + 1), item=item))
+            items.append(item)
+
+    for name in STUFF_CLASSES:
+        cid = name2label[name].id
+        if cid in present:
+            instances.append(Instance(instance=str(cid), category=name, kind="stuff",
+                                      geometry=MaskArray(inst == cid), item=None))
+
+    for cid in sorted(_INSTANCE_IDS & present):
+        n_px = int((inst == cid).sum())
+        rejects.append(Reject(source, f"{source_path}#group:{cid}", "read", "group_label",
+                              f"{n_px} pixels of {id2label[cid].name} labelled as a group, no instance ids"))
+    return instances, items, rejects

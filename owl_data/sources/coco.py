@@ -1,0 +1,233 @@
+"""Reader for COCO-format instance annotations (``coco=IMAGES_DIR:ANNOTATIONS.json``).
+
+Format (COCO, cocodataset.org "Data format", and ``pycocotools.coco``): a JSON object with
+``images[{id, file_name, width, height}]``, ``categories[{id, name}]`` and
+``annotations[{id, image_id, category_id, bbox: [x, y, w, h], segmentation, iscrowd}]``.
+``segmentation`` is a list of polygons ``[[x1, y1, x2, y2, ...], ...]`` or, for crowd
+regions, an RLE ``{size: [h, w], counts}``. All coordinates are pixels of the frame whose
+size the ``images`` entry states (``width`` x ``height``), x to the right, y down.
+
+Items (the unit of accounting) are annotations, keyed ``ann:<id>``; an annotation whose
+``id`` is missing or unusable is keyed by its position, ``ann:#<index>``. One
+:class:`~owl_data.records.Scene` is yielded per image that has at least one usable
+annotation, in increasing image id; images without annotations are not items and are
+skipped. COCO has no grouping of images, so each image is its own split group
+(``group`` = its ``source_path``).
+
+The reader never decodes an image: it only checks that ``file_name`` stays inside
+``IMAGES_DIR`` (the source root) and that the file exists. Geometry is passed through as
+written; :func:`owl_data.geometry.resolve_instance` validates coordinates in the builder.
+
+Reject reasons (stage ``read``): ``malformed_annotation``, ``unknown_image``,
+``unknown_category``, ``no_geometry``, ``duplicate_annotation``, ``malformed_image_entry``,
+``path_outside_source``, ``missing_image``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterator
+
+from owl_data.records import RLE, Box, ImageRef, Instance, Polygons, Record, Reject, Scene
+from owl_data.sources import SourceError, SourceOptions
+from owl_data.sources._paths import UnsafePath, resolve_inside
+
+__all__ = ["read", "parse_spec"]
+
+STAGE = "read"
+
+
+def parse_spec(spec: str) -> tuple[Path, Path]:
+    """Split ``IMAGES_DIR:ANNOTATIONS.json`` on its last ``:``.
+
+    Raises:
+        SourceError: no ``:``, or either side empty.
+    """
+    if ":" not in spec:
+        raise SourceError(f"coco spec {spec!r} must be IMAGES_DIR:ANNOTATIONS.json")
+    images, ann = spec.rsplit(":", 1)
+    if not images or not ann:
+        raise SourceError(f"coco spec {spec!r} must be IMAGES_DIR:ANNOTATIONS.json")
+    return Path(images), Path(ann)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _pixel_size(v: Any) -> int | None:
+    """A positive integral size in pixels (``500`` or ``500.0``), else None."""
+    if _is_number(v) and math.isfinite(v) and v > 0 and float(v).is_integer():
+        return int(v)
+    return None
+
+
+def _load(ann_path: Path) -> dict:
+    if not ann_path.is_file():
+        raise SourceError(f"COCO annotation file {ann_path} does not exist")
+    try:
+        with open(ann_path, "rb") as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SourceError(f"cannot read COCO annotation file {ann_path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise SourceError(f"{ann_path}: top level is {type(data).__name__}, expected an object")
+    for key in ("images", "annotations"):
+        if not isinstance(data.get(key), list):
+            raise SourceError(f"{ann_path}: {key!r} missing or not a list")
+    if not isinstance(data.get("categories", []), list):
+        raise SourceError(f"{ann_path}: 'categories' is not a list")
+    return data
+
+
+def _geometry(ann: dict) -> tuple[Polygons | RLE | Box | None, str]:
+    """(geometry, problem): problem is ``""`` or a reject reason with its detail."""
+    seg = ann.get("segmentation")
+    if isinstance(seg, list) and seg:
+        if not all(isinstance(p, list) for p in seg):
+            return None, "malformed_annotation|segmentation is not a list of polygons"
+        return Polygons(seg), ""
+    if isinstance(seg, dict) and seg:
+        return RLE(seg), ""
+    if seg not in (None, [], {}):
+        return None, f"malformed_annotation|segmentation of type {type(seg).__name__}"
+    bbox = ann.get("bbox")
+    if bbox is None:
+        return None, "no_geometry|neither segmentation nor bbox"
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+        return None, f"malformed_annotation|bbox {bbox!r} is not [x, y, w, h]"
+    x, y, w, h = (float(v) for v in bbox)
+    return Box(x, y, x + w, y + h), ""
+
+
+def read(spec: str, options: SourceOptions) -> Iterator[Record]:
+    """Read a COCO instances file; yield one Scene per annotated image and Rejects.
+
+    Args:
+        spec: ``IMAGES_DIR:ANNOTATIONS.json``. ``IMAGES_DIR`` is the source root: every
+            ``file_name`` is relative to it and must resolve inside it.
+        options: reader options; ``options.name`` becomes ``ImageRef.source``.
+
+    Yields:
+        First the Rejects found while reading annotations (file order), then per image in
+        increasing id either a Scene (``declared_size`` = the entry's (width, height) in
+        pixels; instances in file order, ``kind="thing"``, ``crowd`` from ``iscrowd``) or
+        one Reject per annotation of an image that cannot be used.
+
+    Raises:
+        SourceError: missing images folder, missing or unparsable JSON, or a top level
+            without ``images``/``annotations`` lists.
+    """
+    root, ann_path = parse_spec(spec)
+    if not root.is_dir():
+        raise SourceError(f"COCO images folder {root} does not exist")
+    data = _load(ann_path)
+    name = options.name
+
+    def reject(item: str, reason: str, detail: str = "") -> Reject:
+        return Reject(source=name, item=item, stage=STAGE, reason=reason, detail=detail)
+
+    categories: dict[Any, str] = {}
+    for c in data.get("categories", []):
+        if isinstance(c, dict) and (_is_int(c.get("id")) or isinstance(c.get("id"), str)) \
+                and isinstance(c.get("name"), str):
+            categories.setdefault(c["id"], c["name"])
+
+    images: dict[Any, dict] = {}
+    duplicate_images: set[Any] = set()
+    for im in data["images"]:
+        iid = im.get("id") if isinstance(im, dict) else None
+        if not (_is_int(iid) or isinstance(iid, str)):
+            continue  # an image entry nobody can refer to: annotations naming it are unknown_image
+        if iid in images:
+            duplicate_images.add(iid)
+        else:
+            images[iid] = im
+
+    per_image: dict[Any, list[Instance]] = {}
+    seen_ids: set[Any] = set()
+    for index, ann in enumerate(data["annotations"]):
+        aid = ann.get("id") if isinstance(ann, dict) else None
+        if not isinstance(ann, dict) or not (_is_int(aid) or isinstance(aid, str)):
+            yield reject(f"ann:#{index}", "malformed_annotation", f"entry {index} has no usable id")
+            continue
+        item = f"ann:{aid}"
+        if aid in seen_ids:
+            yield reject(f"ann:{aid}#{index}", "duplicate_annotation", f"id {aid!r} seen before")
+            continue
+        seen_ids.add(aid)
+        iid, cid = ann.get("image_id"), ann.get("category_id")
+        if not (_is_int(iid) or isinstance(iid, str)):
+            yield reject(item, "malformed_annotation", f"image_id {iid!r}")
+            continue
+        if iid not in images:
+            yield reject(item, "unknown_image", f"image_id {iid!r} not in images")
+            continue
+        if not (_is_int(cid) or isinstance(cid, str)) or cid not in categories:
+            yield reject(item, "unknown_category", f"category_id {cid!r} not in categories")
+            continue
+        crowd = ann.get("iscrowd", 0)
+        if crowd is None:
+            crowd = 0
+        if not (_is_int(crowd) or isinstance(crowd, bool)):
+            yield reject(item, "malformed_annotation", f"iscrowd {crowd!r}")
+            continue
+        geometry, problem = _geometry(ann)
+        if problem:
+            reason, detail = problem.split("|", 1)
+            yield reject(item, reason, detail)
+            continue
+        per_image.setdefault(iid, []).append(
+            Instance(
+                instance=str(aid),
+                category=categories[cid],
+                kind="thing",
+                geometry=geometry,
+                item=item,
+                crowd=bool(crowd),
+            )
+        )
+
+    for iid in sorted(per_image, key=lambda v: (isinstance(v, str), v)):
+        instances = per_image[iid]
+        entry = images[iid]
+
+        def reject_all(reason: str, detail: str) -> Iterator[Reject]:
+            for inst in instances:
+                yield reject(inst.item, reason, detail)
+
+        if iid in duplicate_images:
+            yield from reject_all("malformed_image_entry", f"image id {iid!r} appears more than once")
+            continue
+        w, h = _pixel_size(entry.get("width")), _pixel_size(entry.get("height"))
+        file_name = entry.get("file_name")
+        if w is None or h is None or not isinstance(file_name, str):
+            yield from reject_all(
+                "malformed_image_entry",
+                f"image {iid!r}: width {entry.get('width')!r}, height {entry.get('height')!r}, "
+                f"file_name {file_name!r}",
+            )
+            continue
+        try:
+            path, source_path = resolve_inside(root, root, file_name)
+        except UnsafePath as exc:
+            yield from reject_all(UnsafePath.reason, str(exc))
+            continue
+        if not path.is_file():
+            yield from reject_all("missing_image", f"{source_path} not found")
+            continue
+        ref = ImageRef(
+            source=name,
+            path=path,
+            source_path=source_path,
+            group=source_path,
+            split=None,
+            declared_size=(w, h),
+        )
+        yield Scene(ref=ref, instances=instances, items=[i.item for i in instances])

@@ -1,0 +1,132 @@
+"""``owl-data validate``: a corpus checked against its schemas and invariants.
+
+Checks: every shard's schema equals :mod:`schemas` and carries the schema version; points
+inside [0, 1]; bboxes of 4 values, ordered and inside [0, 1]; every ``image_id`` of every
+row resolvable in ``images``; row ids unique per table; splits of rows equal their image's
+split; row counts and the fingerprint equal the manifest's; per source, items read = kept
++ rejected.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+import schemas
+from owl_data import corpus as corpus_mod
+
+__all__ = ["ValidationReport", "validate_corpus"]
+
+
+@dataclass
+class ValidationReport:
+    """Problems found (empty when the corpus is valid) and what was checked."""
+
+    problems: list[str] = field(default_factory=list)
+    checked_rows: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _files(corpus: Path, table: str) -> list[Path]:
+    return sorted((corpus / table).rglob("*.parquet"))
+
+
+def _bbox_ok(b) -> bool:
+    return (b is not None and len(b) == 4 and all(v is not None and math.isfinite(v) for v in b)
+            and 0 <= b[0] <= b[2] <= 1 and 0 <= b[1] <= b[3] <= 1)
+
+
+def validate_corpus(corpus: Path, *, max_problems: int = 50) -> ValidationReport:
+    """Validate ``corpus``; never raises on a bad corpus, reports instead.
+
+    Raises:
+        FileNotFoundError: ``corpus`` has no manifest.
+    """
+    corpus = Path(corpus)
+    rep = ValidationReport()
+    manifest = corpus_mod.read_manifest(corpus)
+
+    def problem(msg: str) -> None:
+        if len(rep.problems) < max_problems:
+            rep.problems.append(msg)
+
+    for table in schemas.TABLES:
+        want = schemas.TABLES[table]
+        for f in _files(corpus, table):
+            s = pq.read_schema(f)
+            meta = s.metadata or {}
+            if meta.get(b"owl.schema_version") != schemas.SCHEMA_VERSION.encode():
+                problem(f"{f.relative_to(corpus)}: schema version {meta.get(b'owl.schema_version')!r}")
+            if not s.remove_metadata().equals(want.remove_metadata()):
+                problem(f"{f.relative_to(corpus)}: schema differs from {table} {schemas.SCHEMA_VERSION}")
+
+    image_split: dict[str, str] = {}
+    for f in _files(corpus, "images"):
+        t = pq.read_table(f, columns=["image_id", "split", "width", "height"])
+        for iid, sp, w, h in zip(*(t.column(c).to_pylist() for c in ("image_id", "split", "width", "height"))):
+            if iid in image_split:
+                problem(f"images: image_id {iid} stored twice")
+            if not (w and h and w > 0 and h > 0):
+                problem(f"images: {iid} has size {w}x{h}")
+            image_split[iid] = sp
+    counts: dict[str, dict[str, int]] = {"images": {"all": len(image_split)}}
+    for f in _files(corpus, "image_refs"):
+        for iid in pq.read_table(f, columns=["image_id"]).column("image_id").to_pylist():
+            if iid not in image_split:
+                problem(f"image_refs: {iid} not in images")
+    counts["image_refs"] = {"all": sum(pq.read_metadata(f).num_rows for f in _files(corpus, "image_refs"))}
+
+    for task in schemas.TASK_TABLES:
+        ids: set[str] = set()
+        per_split: dict[str, int] = {}
+        for f in _files(corpus, task):
+            split_dir = f.parent.name
+            rows = pq.read_table(f).to_pylist()
+            per_split[split_dir] = per_split.get(split_dir, 0) + len(rows)
+            for r in rows:
+                rep.checked_rows += 1
+                where = f"{task}/{split_dir} row {r['id']}"
+                if r["id"] in ids:
+                    problem(f"{where}: duplicate id")
+                ids.add(r["id"])
+                if r["image_id"] not in image_split:
+                    problem(f"{where}: image_id {r['image_id']} not in images")
+                elif image_split[r["image_id"]] != r["split"] or r["split"] != split_dir:
+                    problem(f"{where}: split {r['split']} vs image {image_split[r['image_id']]} / folder {split_dir}")
+                if not r["conversations"] or "<image>" not in r["conversations"][0]["content"]:
+                    problem(f"{where}: first user turn lacks <image>")
+                if task == "point_vqa":
+                    p = r["point"]
+                    if not (p and all(v is not None and math.isfinite(v) and 0 <= v <= 1 for v in (p["x"], p["y"]))):
+                        problem(f"{where}: point {p} outside [0, 1]")
+                    if not _bbox_ok(r["target"]["bbox"]):
+                        problem(f"{where}: target bbox {r['target']['bbox']} not ordered in [0, 1]")
+                    if r["point_origin"] not in ("mask", "box", "annotated"):
+                        problem(f"{where}: point_origin {r['point_origin']!r}")
+                    if r["kind"] not in ("description", "reasoning"):
+                        problem(f"{where}: kind {r['kind']!r}")
+                if task == "grounding" and not _bbox_ok(r["bbox"]):
+                    problem(f"{where}: bbox {r['bbox']} not ordered in [0, 1]")
+        if per_split:
+            counts[task] = dict(sorted(per_split.items()))
+
+    want_counts = {t: c for t, c in manifest.get("rows", {}).items() if any(c.values())}
+    have_counts = {t: c for t, c in counts.items() if any(c.values())}
+    if want_counts != have_counts:
+        problem(f"row counts {have_counts} differ from the manifest's {want_counts}")
+    fp = corpus_mod.fingerprint(corpus)
+    if fp != manifest.get("fingerprint"):
+        problem(f"fingerprint {fp} differs from the manifest's {manifest.get('fingerprint')}")
+    for name, s in manifest.get("sources", {}).items():
+        if s["items_read"] != s["items_kept"] + s["items_rejected"]:
+            problem(f"source {name}: items read {s['items_read']} != kept {s['items_kept']} + rejected {s['items_rejected']}")
+    n_rej = sum(pq.read_metadata(f).num_rows for f in _files(corpus, "rejects"))
+    if n_rej != manifest.get("rejects", {}).get("total", 0):
+        problem(f"rejects table has {n_rej} rows, manifest says {manifest.get('rejects', {}).get('total')}")
+    return rep

@@ -1,0 +1,210 @@
+"""Tests for the DriveLM reader (owl_data.sources.drivelm)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from owl_data.records import Box, Reject, Scene
+from owl_data.sources import SourceError, SourceOptions, get_reader
+from owl_data.sources.drivelm import TAG_RE, object_phrase, parse_tag, read
+
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+OPTS = SourceOptions(name="drivelm")
+
+
+def _real(folder: str) -> Path:
+    path = DATA / folder
+    if not path.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing and CI is set")
+        pytest.skip(f"real sample data {path} not present")
+    return path
+
+
+def _split(records):
+    scenes = [r for r in records if isinstance(r, Scene)]
+    rejects = [r for r in records if isinstance(r, Reject)]
+    assert len(scenes) + len(rejects) == len(records)
+    return scenes, rejects
+
+
+def _accounted(scenes, rejects):
+    keys = [k for s in scenes for k in s.items] + [r.item for r in rejects]
+    assert len(keys) == len(set(keys)), "an item was accounted twice"
+    return set(keys)
+
+
+def test_parse_tag_and_phrase():
+    assert parse_tag("<c1,CAM_BACK,1088.3,497.5>") == ("CAM_BACK", 1088.3, 497.5)
+    assert parse_tag("<c12,CAM_FRONT_LEFT,-3,0.5>") == ("CAM_FRONT_LEFT", -3.0, 0.5)
+    for bad in ("<c1,CAM_BACK,x,2>", "<c1,BACK,1,2>", "<c1,CAM_BACK,1,2", "<c1,CAM_BACK,nan,2>"):
+        assert parse_tag(bad) is None
+    assert object_phrase("Brown SUV.") == "the brown SUV"
+    assert object_phrase("SUV parked.") == "the SUV parked"
+    assert object_phrase("A white truck.") == "the white truck"
+    assert object_phrase("", "Vehicle") == "the vehicle"
+    assert object_phrase("") == "the object"
+
+
+@pytest.mark.realdata
+def test_real_sample():
+    root = _real("drivelm")
+    raw = json.loads((root / "data" / "train_sample.json").read_text())
+    scenes, rejects = _split(list(read(str(root), OPTS)))
+
+    expected = set()
+    for body in raw.values():
+        for frame, kf in body["key_frames"].items():
+            expected |= {f"{frame}:{tag}" for tag in kf["key_object_infos"]}
+            expected |= {f"{frame}:{fam}:{i}" for fam, qs in kf["QA"].items() for i in range(len(qs))}
+    assert _accounted(scenes, rejects) == expected  # items read = kept + rejected, exactly
+
+    n_objects = 0
+    for s in scenes:
+        assert s.ref.declared_size == (1600, 900) and s.ref.source == "drivelm"
+        assert s.ref.group in raw and s.ref.path.is_file()
+        assert s.ref.source_path.startswith("nuscenes/samples/")
+        assert not s.sample_points and s.grounding_from_attributes
+        for inst in s.instances:
+            n_objects += 1
+            m = TAG_RE.fullmatch(inst.instance)
+            assert inst.point == (float(m.group(3)), float(m.group(4)))
+            assert f"__{m.group(2)}__" in s.ref.source_path  # the tag's camera image
+            assert isinstance(inst.geometry, Box) and inst.kind == "thing"
+            assert inst.attributes["visual_description"]
+        tags = {i.instance for i in s.instances}
+        for qa in s.qa:
+            assert qa.target in tags and qa.item in s.items
+            assert "<c" not in qa.question and "<c" not in qa.answer
+            assert "<point>" not in qa.answer
+            assert qa.question.count("<point>") <= 1
+    assert n_objects == sum(len(kf["key_object_infos"]) for b in raw.values() for kf in b["key_frames"].values())
+    assert {r.reason for r in rejects} == {"no_point_tag"}
+
+    # a QA naming two tags is a row on the first; the other becomes its phrase
+    qas = {qa.item: qa for s in scenes for qa in s.qa}
+    frame = next(f for b in raw.values() for f, kf in b["key_frames"].items()
+                 if "<c2,CAM_BACK,864.2,468.3>" in kf["key_object_infos"])
+    multi = qas[f"{frame}:prediction:14"]
+    assert raw_q(raw, frame, "prediction", 14) == (
+        "Will <c1,CAM_BACK,1088.3,497.5> be in the moving direction of <c2,CAM_BACK,864.2,468.3>?")
+    assert multi.question == "Will <point> be in the moving direction of the black sedan?"
+    assert multi.question.count("<point>") == 1 and multi.target == "<c1,CAM_BACK,1088.3,497.5>"
+    assert multi.family == "prediction" and multi.answer == "No."
+    # the target named only in the answer: the question stays as written
+    rel = qas[f"{frame}:perception:23"]
+    assert rel.target == "<c2,CAM_BACK,864.2,468.3>"
+    assert rel.answer == "The black sedan is at the back of the brown SUV."
+
+
+def raw_q(raw, frame, family, index):
+    for body in raw.values():
+        if frame in body["key_frames"]:
+            return body["key_frames"][frame]["QA"][family][index]["Q"]
+    raise KeyError(frame)
+
+
+T1 = "<c1,CAM_BACK,10.0,20.0>"
+T2 = "<c2,CAM_BACK,30.5,40.5>"
+T3 = "<c3,CAM_FRONT,5,5>"
+BAD = "<c4,CAM_BACK,ten,20>"
+OUT = "<c5,CAM_FRONT_LEFT,1,1>"
+NOPATH = "<c6,CAM_BACK_RIGHT,1,1>"
+
+
+def _obj(desc, box=(0, 0, 50, 50)):
+    return {"Category": "Vehicle", "Status": None, "Visual_description": desc, "2d_bbox": list(box)}
+
+
+@pytest.fixture()
+def crafted(tmp_path):
+    root = tmp_path / "drivelm"
+    (root / "data").mkdir(parents=True)
+    (root / "samples").mkdir()
+    (root / "samples" / "back.jpg").write_bytes(b"not decoded by the reader")
+    (tmp_path / "outside.jpg").write_bytes(b"outside")
+    frame = {
+        "key_object_infos": {T1: _obj("Brown SUV."), T2: _obj("Black sedan."), T3: _obj("Green light."),
+                             BAD: _obj("Red car."), OUT: _obj("Bus."), NOPATH: _obj("Van.")},
+        "QA": {
+            "perception": [
+                {"Q": f"What is {T1}?", "A": "A brown SUV."},
+                {"Q": f"Is {T2} behind {T1}?", "A": f"Yes, {T2} follows {T1}."},
+                {"Q": "Describe the scene.", "A": "A street."},
+                {"Q": f"What is {BAD}?", "A": "A car."},
+                {"Q": f"Where is {OUT}?", "A": "Left."},
+                {"Q": f"Is <c9,CAM_BACK,1,1> near {T1}?", "A": "No."},
+                {"Q": 3, "A": "No."},
+                {"Q": f"What is {T3}?", "A": "Light."},
+                {"Q": f"Where is {NOPATH}?", "A": "Right."},
+            ],
+            "planning": [{"Q": "What now?", "A": f"{T1}. Then {T2}."}],
+        },
+        "image_paths": {"CAM_BACK": "../samples/back.jpg", "CAM_FRONT": "../samples/front.jpg",
+                        "CAM_FRONT_LEFT": "../../outside.jpg"},
+    }
+    data = {"scene1": {"scene_description": "x", "key_frames": {"f1": frame}}}
+    (root / "data" / "a.json").write_text(json.dumps(data))
+    return root
+
+
+def test_crafted_rejects_and_rewrites(crafted):
+    scenes, rejects = _split(list(read(str(crafted), OPTS)))
+    reasons = {r.item: r.reason for r in rejects}
+    assert reasons == {
+        f"f1:{BAD}": "bad_tag",
+        f"f1:{OUT}": "path_outside_source",
+        f"f1:{T3}": "missing_image",
+        f"f1:{NOPATH}": "missing_image",
+        "f1:perception:2": "no_point_tag",
+        "f1:perception:3": "bad_tag",
+        "f1:perception:4": "path_outside_source",
+        "f1:perception:5": "unknown_tag",
+        "f1:perception:6": "malformed_qa",
+        "f1:perception:7": "missing_image",
+        "f1:perception:8": "missing_image",
+    }
+    assert len(scenes) == 1
+    (s,) = scenes
+    assert s.ref.source_path == "samples/back.jpg" and s.ref.group == "scene1"
+    assert [i.instance for i in s.instances] == [T1, T2]
+    assert s.instances[1].point == (30.5, 40.5) and s.instances[1].geometry == Box(0.0, 0.0, 50.0, 50.0)
+    assert s.instances[0].attributes == {"status": "", "visual_description": "Brown SUV."}
+    assert _accounted(scenes, rejects) == {f"f1:{t}" for t in (T1, T2, T3, BAD, OUT, NOPATH)} | {
+        f"f1:perception:{i}" for i in range(9)} | {"f1:planning:0"}
+    qa = {q.item: q for q in s.qa}
+    assert qa["f1:perception:0"].question == "What is <point>?"
+    assert qa["f1:perception:1"].question == "Is <point> behind the brown SUV?"
+    assert qa["f1:perception:1"].answer == "Yes, the black sedan follows the brown SUV."
+    assert qa["f1:perception:1"].target == T2
+    assert qa["f1:planning:0"].question == "What now?"
+    assert qa["f1:planning:0"].answer == "The brown SUV. Then the black sedan."
+    assert qa["f1:planning:0"].target == T1 and qa["f1:planning:0"].family == "planning"
+
+
+def test_duplicate_frames_read_once_and_bad_files_raise(crafted, tmp_path):
+    (crafted / "data" / "b.json").write_text((crafted / "data" / "a.json").read_text())
+    scenes, rejects = _split(list(read(str(crafted), OPTS)))
+    _accounted(scenes, rejects)  # no item twice
+    (crafted / "data" / "c.json").write_text(json.dumps([{"token": "x"}]))  # a nuScenes-like table
+    with pytest.raises(SourceError, match="c.json"):
+        list(read(str(crafted), OPTS))
+    (crafted / "data" / "c.json").write_text("{")
+    with pytest.raises(SourceError, match="c.json"):
+        list(read(str(crafted), OPTS))
+    with pytest.raises(SourceError):
+        list(read(str(tmp_path / "nowhere"), OPTS))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SourceError):
+        list(read(str(empty), OPTS))
+
+
+def test_registered():
+    assert get_reader("drivelm") is read
+    assert re.fullmatch(TAG_RE, T1)
