@@ -394,9 +394,9 @@ def _consolidate(partial: Path, n_chunks: int, out: Path, sources: list[SourceSp
                 if k not in seen_refs:
                     seen_refs.add(k)
                     w_ref.write([row])
-        rows_count["images"]["all"] = w_img.rows
-        rows_count["image_refs"]["all"] = w_ref.rows
 
+    rows_count["images"]["all"] = w_img.rows
+    rows_count["image_refs"]["all"] = w_ref.rows
     for task in schemas.TASK_TABLES:
         per_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for d in chunk_dirs:

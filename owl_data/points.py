@@ -48,7 +48,7 @@ class PointConfig:
     """
 
     points_per_instance: int = 2
-    min_area_px: int = 64
+    min_area_px: int = 24
     min_interior_px: float = 2.0
     interior_fraction: float = 0.3
     stuff_share: float = 0.2

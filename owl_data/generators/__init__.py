@@ -18,9 +18,26 @@ coordinates. A ``question`` of None makes a description row whose user content i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-__all__ = ["GeneratedQA"]
+if TYPE_CHECKING:
+    from owl_data.geometry import ResolvedInstance, ResolvedScene
+
+__all__ = [
+    "GENERATOR_VERSION",
+    "REASONING_FAMILIES",
+    "GeneratedQA",
+    "GeneratorConfig",
+    "generate",
+]
+
+GENERATOR_VERSION = "templates-1.0"
+"""Name and version of the template generators, the prefix of every ``generator`` field."""
+
+REASONING_FAMILIES: tuple[str, ...] = (
+    "relation", "count", "road_side", "nearer", "surface", "advice",
+)
+"""Complex-reasoning families of :mod:`owl_data.generators.reasoning`."""
 
 
 @dataclass(frozen=True)
@@ -38,3 +55,89 @@ class GeneratedQA:
     question: str | None
     answer: str
     generator: str
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """What the template generators emit per point.
+
+    Attributes:
+        description_with_question: emit a description row whose question is drawn from a
+            small pool ("What is this?"...).
+        description_no_question: also emit the same description with ``question=None``
+            (user content ``<image><point>``: the rows stage 2 trains on).
+        max_reasoning: at most this many reasoning rows per point (0 disables them).
+        families: the reasoning families allowed, a subset of :data:`REASONING_FAMILIES`.
+    """
+
+    description_with_question: bool = True
+    description_no_question: bool = True
+    max_reasoning: int = 3
+    families: tuple[str, ...] = REASONING_FAMILIES
+
+    def __post_init__(self) -> None:
+        for name in ("description_with_question", "description_no_question"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ValueError(f"GeneratorConfig.{name}={value!r}: must be true or false")
+        mr = self.max_reasoning
+        if isinstance(mr, bool) or not isinstance(mr, int) or mr < 0:
+            raise ValueError(
+                f"GeneratorConfig.max_reasoning={mr!r}: must be an integer >= 0 "
+                f"(0 disables reasoning rows)"
+            )
+        fams = self.families
+        if isinstance(fams, str) or not isinstance(fams, (tuple, list)):
+            raise ValueError(
+                f"GeneratorConfig.families={fams!r}: must be a tuple of names from "
+                f"{', '.join(REASONING_FAMILIES)}"
+            )
+        fams = tuple(fams)
+        unknown = [f for f in fams if f not in REASONING_FAMILIES]
+        if unknown:
+            raise ValueError(
+                f"GeneratorConfig.families={fams!r}: unknown {unknown}; "
+                f"choose from {', '.join(REASONING_FAMILIES)}"
+            )
+        if len(set(fams)) != len(fams):
+            raise ValueError(f"GeneratorConfig.families={fams!r}: remove the duplicates")
+        object.__setattr__(self, "families", fams)
+
+
+def generate(
+    scene: "ResolvedScene",
+    target: "ResolvedInstance",
+    point: tuple[float, float],
+    *,
+    seed: int,
+    config: GeneratorConfig | None = None,
+) -> list[GeneratedQA]:
+    """Description and reasoning rows for one point on one target (template generators).
+
+    Args:
+        scene: the resolved scene the target belongs to.
+        target: the instance the point lies on (not a crowd region).
+        point: (x, y) normalised to [0, 1] in the stored upright frame. The facts depend
+            on the target only, so every point on one target describes the same object.
+        seed: chooses templates, questions and which reasoning families are asked; the
+            facts never depend on it.
+        config: what to emit; :class:`GeneratorConfig` defaults when None.
+
+    Returns:
+        The description rows (with a question, then without, as configured) followed by
+        up to ``config.max_reasoning`` reasoning rows.
+
+    Raises:
+        ValueError: the point is not in [0, 1] or the target is a crowd region.
+    """
+    from owl_data.generators import reasoning, templates
+
+    cfg = config if config is not None else GeneratorConfig()
+    x, y = (float(v) for v in point)
+    if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+        raise ValueError(f"point={point!r}: must be normalised (x, y) in [0, 1]")
+    if target.source.crowd:
+        raise ValueError(f"target {target.instance!r} is a crowd region: never a target")
+    rows = templates.describe(scene, target, seed=seed, config=cfg)
+    rows += reasoning.reason(scene, target, seed=seed, config=cfg)
+    return rows

@@ -1,0 +1,428 @@
+"""Facts about one target of a resolved scene, computed from the annotations alone.
+
+Every function here is pure: it reads a :class:`~owl_data.geometry.ResolvedScene` (pixels,
+masks, boxes, optional Cityscapes label-id map) and returns a small value (a word, a count,
+a relation) or None when the fact cannot be stated without guessing. The template
+generators (:mod:`~owl_data.generators.templates`, :mod:`~owl_data.generators.reasoning`)
+only put these values into words, so every generated answer can be recomputed from the
+scene with the rules below. Thresholds are module constants.
+
+Frames and units: boxes are normalised xyxy in the stored upright frame (x right, y down);
+distances between objects are measured in pixels and divided by the image diagonal, so a
+rule means the same at every resolution. Cityscapes label ids follow
+``cityscapesscripts.helpers.labels`` (road 7, sidewalk 8).
+
+Rules in one place:
+
+* **colour** (:func:`rgb_colour_name`): the per-channel median RGB of the visible mask (for
+  box-only instances: of the central half of the box, to keep background out), converted
+  to HSV (``colorsys``, all in [0, 1]). ``V < 0.2`` is black; otherwise ``S < 0.2`` is
+  achromatic: white when ``V >= 0.85``, silver when ``V >= 0.6``, else gray. Chromatic
+  colours by hue in degrees: red [345, 15), orange [15, 40), yellow [40, 70), green
+  [70, 170), blue [170, 260), purple [260, 300), pink [300, 345); a red or orange hue
+  with ``V < 0.5`` is brown.
+* **size** (:func:`size_class`): visible area fraction < ``SMALL_AREA`` small, >=
+  ``LARGE_AREA`` large, else medium.
+* **frame position** (:func:`frame_position`): the box centre's x in thirds (left, centre,
+  right) and y in thirds (top, middle, bottom).
+* **neighbour** (:func:`nearest_neighbour`): the non-crowd ``thing`` instance (other than the
+  target) with the smallest gap to the target, the gap being the shortest pixel distance
+  between the two masks (Euclidean distance transform) when both have masks, else between
+  the two boxes; gaps above ``NEIGHBOUR_MAX_GAP`` of the diagonal mean "no neighbour";
+  ties go to the lower index in ``scene.instances``.
+* **relation** (:func:`relation`): where the target is relative to the other object, from
+  box centres in pixels: the axis with the larger offset wins; "left of"/"right of" or
+  "above"/"below". None when both offsets are below ``RELATION_MARGIN`` of the diagonal.
+* **count** (:func:`count_same_category`): non-crowd thing instances of the target's
+  category, the target included; None when a crowd region of that category exists.
+* **road side** (:func:`road_side`): road pixels (label 7) in the rows within
+  ``ROAD_BAND`` of the image height of the target's bottom row; the road's middle is the
+  midpoint of their leftmost and rightmost columns; the target is on the left (right)
+  side when its box centre is left (right) of that middle by at least
+  ``ROAD_SIDE_MARGIN`` of the width, else None. Needs a semantic map and a grounded target.
+* **nearer** (:func:`nearer`): ground contact is the box bottom y; the larger one is nearer
+  the camera. None when the two differ by less than ``NEARER_MARGIN`` of the height or
+  either category is not :func:`is_grounded`.
+* **surface** (:func:`surface_under`): the contact columns of the mask are those whose
+  lowest mask pixel lies in the bottom ``CONTACT_FRACTION`` of the box height (box-only:
+  every column of the box, bottom at the box bottom); the band is the ``SURFACE_BAND``
+  (fraction of the height, at least ``SURFACE_BAND_MIN`` rows) pixels just below that
+  lowest pixel in each contact column. The answer is road (7) or sidewalk (8) when that
+  label holds more than half of the band's pixels, else None.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from owl_data.geometry import ResolvedInstance, ResolvedScene
+
+__all__ = [
+    "SMALL_AREA",
+    "LARGE_AREA",
+    "NEIGHBOUR_MAX_GAP",
+    "RELATION_MARGIN",
+    "ROAD_BAND",
+    "ROAD_SIDE_MARGIN",
+    "NEARER_MARGIN",
+    "SURFACE_BAND",
+    "SURFACE_BAND_MIN",
+    "CONTACT_FRACTION",
+    "ROAD_ID",
+    "SIDEWALK_ID",
+    "AREA_CATEGORIES",
+    "GROUNDED_CATEGORIES",
+    "Neighbour",
+    "rgb_colour_name",
+    "region_pixels",
+    "colour_of",
+    "size_class",
+    "frame_position",
+    "is_area",
+    "is_grounded",
+    "others",
+    "gap",
+    "neighbours",
+    "nearest_neighbour",
+    "relation",
+    "count_same_category",
+    "rank_from_left",
+    "road_side",
+    "nearer",
+    "surface_under",
+]
+
+SMALL_AREA = 0.005
+"""Visible area fraction below which an object is "small"."""
+LARGE_AREA = 0.05
+"""Visible area fraction from which an object is "large"."""
+NEIGHBOUR_MAX_GAP = 0.25
+"""Largest gap (fraction of the image diagonal) at which another object counts as next to it."""
+RELATION_MARGIN = 0.01
+"""Centre offsets (fraction of the diagonal) below which no spatial relation is stated."""
+ROAD_BAND = 0.02
+"""Half-height (fraction of image height, at least one row) of the row band used for road side."""
+ROAD_SIDE_MARGIN = 0.03
+"""Distance (fraction of width) from the road's middle below which no side is stated."""
+NEARER_MARGIN = 0.03
+"""Difference of box bottoms (fraction of height) below which nearer/farther is not stated."""
+SURFACE_BAND = 0.02
+"""Height of the band below the object (fraction of image height) read for the surface."""
+SURFACE_BAND_MIN = 2
+"""Smallest band height in rows."""
+CONTACT_FRACTION = 0.1
+"""Bottom fraction of the box height in which a column's lowest mask pixel makes it a contact column."""
+
+ROAD_ID = 7
+SIDEWALK_ID = 8
+_SURFACES = {ROAD_ID: "road", SIDEWALK_ID: "sidewalk"}
+
+AREA_CATEGORIES = frozenset({
+    "road", "sidewalk", "parking", "rail track", "ground", "building", "wall", "fence",
+    "guard rail", "bridge", "tunnel", "vegetation", "terrain", "sky",
+})
+"""Categories that name a surface or an area rather than an object (described as such)."""
+
+GROUNDED_CATEGORIES = frozenset({
+    # Cityscapes
+    "person", "rider", "car", "truck", "bus", "caravan", "trailer", "train", "motorcycle",
+    "bicycle", "pole",
+    # COCO / VOC
+    "motorbike", "fire hydrant", "parking meter", "bench", "chair", "couch", "sofa",
+    "potted plant", "pottedplant", "dining table", "diningtable", "dog", "cat", "horse",
+    "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "pedestrian", "bicycle rider",
+})
+"""Categories whose box bottom is where they touch the ground (used by nearer, surface, road side)."""
+
+
+def rgb_colour_name(rgb: tuple[float, float, float] | np.ndarray) -> str:
+    """Name one RGB colour (0-255 per channel) with the palette of the module docstring."""
+    r, g, b = (float(c) / 255.0 for c in rgb)
+    h, s, v = colorsys.rgb_to_hsv(r, g, b)
+    if v < 0.2:
+        return "black"
+    if s < 0.2:
+        if v >= 0.85:
+            return "white"
+        return "silver" if v >= 0.6 else "gray"
+    deg = h * 360.0
+    if deg >= 345.0 or deg < 15.0:
+        name = "red"
+    elif deg < 40.0:
+        name = "orange"
+    elif deg < 70.0:
+        name = "yellow"
+    elif deg < 170.0:
+        name = "green"
+    elif deg < 260.0:
+        name = "blue"
+    elif deg < 300.0:
+        name = "purple"
+    else:
+        name = "pink"
+    if name in ("red", "orange") and v < 0.5:
+        return "brown"
+    return name
+
+
+def _box_px(scene: ResolvedScene, inst: ResolvedInstance) -> tuple[int, int, int, int]:
+    """The box as integer pixel edges (c1, r1, c2, r2), half-open, clipped, possibly empty."""
+    x1, y1, x2, y2 = inst.bbox
+    W, H = scene.width, scene.height
+    c1 = min(max(int(math.floor(x1 * W)), 0), W)
+    r1 = min(max(int(math.floor(y1 * H)), 0), H)
+    c2 = min(max(int(math.ceil(x2 * W)), 0), W)
+    r2 = min(max(int(math.ceil(y2 * H)), 0), H)
+    return c1, r1, c2, r2
+
+
+def region_pixels(scene: ResolvedScene, inst: ResolvedInstance) -> np.ndarray:
+    """(N, 3) uint8 RGB pixels the colour is read from: the mask, or the box's central half."""
+    if inst.mask is not None:
+        return scene.pixels[inst.mask]
+    c1, r1, c2, r2 = _box_px(scene, inst)
+    dc, dr = (c2 - c1) // 4, (r2 - r1) // 4
+    patch = scene.pixels[r1 + dr : r2 - dr, c1 + dc : c2 - dc]
+    if patch.size == 0:
+        patch = scene.pixels[r1:r2, c1:c2]
+    return patch.reshape(-1, 3)
+
+
+def colour_of(scene: ResolvedScene, inst: ResolvedInstance) -> str | None:
+    """Colour name of the per-channel median of :func:`region_pixels`; None if no pixel."""
+    px = region_pixels(scene, inst)
+    if px.shape[0] == 0:
+        return None
+    return rgb_colour_name(np.median(px.astype(np.float64), axis=0))
+
+
+def size_class(area: float) -> str | None:
+    """``small`` / ``medium`` / ``large`` for a visible area fraction; None for no area."""
+    if not area > 0:
+        return None
+    if area < SMALL_AREA:
+        return "small"
+    return "large" if area >= LARGE_AREA else "medium"
+
+
+def frame_position(bbox: tuple[float, float, float, float]) -> tuple[str, str]:
+    """(horizontal, vertical) third of the box centre: left/centre/right, top/middle/bottom."""
+    cx, cy = (bbox[0] + bbox[2]) / 2.0, (bbox[1] + bbox[3]) / 2.0
+    h = "left" if cx < 1 / 3 else ("right" if cx >= 2 / 3 else "centre")
+    v = "top" if cy < 1 / 3 else ("bottom" if cy >= 2 / 3 else "middle")
+    return h, v
+
+
+def is_area(inst: ResolvedInstance) -> bool:
+    """Whether the instance is a surface or area (road, sky...) rather than an object."""
+    return inst.kind == "stuff" and inst.category in AREA_CATEGORIES
+
+
+def is_grounded(category: str) -> bool:
+    """Whether objects of ``category`` stand on the ground (their box bottom is the contact)."""
+    return category in GROUNDED_CATEGORIES
+
+
+def others(scene: ResolvedScene, target: ResolvedInstance) -> list[tuple[int, ResolvedInstance]]:
+    """(index, instance) of every non-crowd thing instance of the scene except the target."""
+    return [
+        (i, o) for i, o in enumerate(scene.instances)
+        if o is not target and o.instance != target.instance and o.kind == "thing"
+        and not o.source.crowd
+    ]
+
+
+def _diag(scene: ResolvedScene) -> float:
+    return math.hypot(scene.width, scene.height)
+
+
+def _box_gap_px(scene: ResolvedScene, a: ResolvedInstance, b: ResolvedInstance) -> float:
+    W, H = scene.width, scene.height
+    dx = max(0.0, (b.bbox[0] - a.bbox[2]) * W, (a.bbox[0] - b.bbox[2]) * W)
+    dy = max(0.0, (b.bbox[1] - a.bbox[3]) * H, (a.bbox[1] - b.bbox[3]) * H)
+    return math.hypot(dx, dy)
+
+
+def _distance_to(mask: np.ndarray) -> np.ndarray:
+    """Per pixel, the Euclidean pixel distance to the nearest pixel of ``mask`` (0 inside)."""
+    return ndimage.distance_transform_edt(~mask)
+
+
+def gap(scene: ResolvedScene, a: ResolvedInstance, b: ResolvedInstance) -> float:
+    """Gap between two instances as a fraction of the image diagonal (0 when touching).
+
+    Mask to mask when both have masks (shortest distance between pixel centres minus one
+    pixel, so adjacent pixels give 0), box to box otherwise.
+    """
+    if a.mask is not None and b.mask is not None and b.mask.any():
+        d = float(_distance_to(a.mask)[b.mask].min())
+        return max(d - 1.0, 0.0) / _diag(scene)
+    return _box_gap_px(scene, a, b) / _diag(scene)
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """Another object near the target.
+
+    Attributes:
+        index: its index in ``scene.instances``.
+        instance: the instance.
+        gap: gap to the target as a fraction of the image diagonal.
+        relation: where the *target* is relative to it (:func:`relation`), or None.
+    """
+
+    index: int
+    instance: ResolvedInstance
+    gap: float
+    relation: str | None
+
+
+def neighbours(scene: ResolvedScene, target: ResolvedInstance) -> list[Neighbour]:
+    """Objects within ``NEIGHBOUR_MAX_GAP`` of the target, nearest first (ties: lower index)."""
+    dist = _distance_to(target.mask) if target.mask is not None else None
+    diag = _diag(scene)
+    found = []
+    for i, o in others(scene, target):
+        if dist is not None and o.mask is not None and o.mask.any():
+            g = max(float(dist[o.mask].min()) - 1.0, 0.0) / diag
+        else:
+            g = _box_gap_px(scene, target, o) / diag
+        if g <= NEIGHBOUR_MAX_GAP:
+            found.append(Neighbour(i, o, g, relation(scene, target, o)))
+    found.sort(key=lambda n: (n.gap, n.index))
+    return found
+
+
+def nearest_neighbour(scene: ResolvedScene, target: ResolvedInstance) -> Neighbour | None:
+    """The first of :func:`neighbours`, or None when no object is close enough."""
+    found = neighbours(scene, target)
+    return found[0] if found else None
+
+
+def relation(scene: ResolvedScene, target: ResolvedInstance, other: ResolvedInstance) -> str | None:
+    """Where ``target`` is relative to ``other``: ``left of``, ``right of``, ``above``, ``below``.
+
+    Box centres in pixels; the axis with the larger absolute offset decides (ties: the
+    horizontal axis). None when both offsets are below ``RELATION_MARGIN`` of the diagonal.
+    """
+    W, H = scene.width, scene.height
+    dx = ((target.bbox[0] + target.bbox[2]) - (other.bbox[0] + other.bbox[2])) / 2.0 * W
+    dy = ((target.bbox[1] + target.bbox[3]) - (other.bbox[1] + other.bbox[3])) / 2.0 * H
+    margin = RELATION_MARGIN * _diag(scene)
+    if abs(dx) < margin and abs(dy) < margin:
+        return None
+    if abs(dx) >= abs(dy):
+        return "left of" if dx < 0 else "right of"
+    return "above" if dy < 0 else "below"
+
+
+def count_same_category(scene: ResolvedScene, target: ResolvedInstance) -> int | None:
+    """Non-crowd thing instances with the target's category, the target included.
+
+    None when the target is not a thing, or when a crowd region of the same category
+    makes the number unknowable.
+    """
+    if target.kind != "thing":
+        return None
+    same = [o for o in scene.instances if o.category == target.category]
+    if any(o.source.crowd for o in same):
+        return None
+    n = sum(1 for o in same if o.kind == "thing" and o is not target and o.instance != target.instance)
+    return n + 1
+
+
+def rank_from_left(scene: ResolvedScene, target: ResolvedInstance) -> tuple[int, int]:
+    """(rank, total): the target's 1-based rank from the left among non-crowd instances of
+    its category and kind, by box centre x (ties by centre y, then index)."""
+    peers = [
+        (i, o) for i, o in enumerate(scene.instances)
+        if o.category == target.category and o.kind == target.kind and not o.source.crowd
+        and (o is target or o.instance != target.instance)
+    ]
+    if not any(o is target for _, o in peers):
+        peers.append((len(scene.instances), target))
+    keys = sorted(
+        ((o.bbox[0] + o.bbox[2], o.bbox[1] + o.bbox[3], i), o) for i, o in peers
+    )
+    rank = next(k for k, (_, o) in enumerate(keys) if o is target) + 1
+    return rank, len(keys)
+
+
+def _bottom_row(scene: ResolvedScene, inst: ResolvedInstance) -> int:
+    """Last pixel row of the instance (mask, else box), clipped to the image."""
+    if inst.mask is not None:
+        rows = np.flatnonzero(inst.mask.any(axis=1))
+        if rows.size:
+            return int(rows[-1])
+    return min(max(int(math.ceil(inst.bbox[3] * scene.height)) - 1, 0), scene.height - 1)
+
+
+def road_side(scene: ResolvedScene, target: ResolvedInstance) -> str | None:
+    """``left`` or ``right``: the side of the road the target is on (rule in module docstring)."""
+    sem = scene.semantic
+    if sem is None or is_area(target) or not is_grounded(target.category):
+        return None
+    H, W = sem.shape
+    row = _bottom_row(scene, target)
+    half = max(1, int(round(ROAD_BAND * H)))
+    band = sem[max(row - half, 0) : min(row + half + 1, H)]
+    cols = np.flatnonzero((band == ROAD_ID).any(axis=0))
+    if cols.size == 0:
+        return None
+    middle = (cols[0] + cols[-1] + 1) / 2.0 / W
+    cx = (target.bbox[0] + target.bbox[2]) / 2.0
+    if abs(cx - middle) < ROAD_SIDE_MARGIN:
+        return None
+    return "left" if cx < middle else "right"
+
+
+def nearer(scene: ResolvedScene, target: ResolvedInstance, other: ResolvedInstance) -> str | None:
+    """``nearer`` or ``farther``: the target compared with ``other`` by ground contact."""
+    if not (is_grounded(target.category) and is_grounded(other.category)):
+        return None
+    if is_area(target) or is_area(other):
+        return None
+    d = target.bbox[3] - other.bbox[3]
+    if abs(d) < NEARER_MARGIN:
+        return None
+    return "nearer" if d > 0 else "farther"
+
+
+def surface_under(scene: ResolvedScene, target: ResolvedInstance) -> str | None:
+    """``road`` or ``sidewalk`` under the target (rule in module docstring), else None."""
+    sem = scene.semantic
+    if sem is None or is_area(target) or not is_grounded(target.category):
+        return None
+    H, W = sem.shape
+    depth = max(SURFACE_BAND_MIN, int(round(SURFACE_BAND * H)))
+    c1, r1, c2, r2 = _box_px(scene, target)
+    if target.mask is not None:
+        m = target.mask
+        has = m.any(axis=0)
+        cols = np.flatnonzero(has)
+        if cols.size == 0:
+            return None
+        lowest = H - 1 - np.argmax(m[::-1, :], axis=0)  # lowest mask row per column
+        rows = np.flatnonzero(m.any(axis=1))
+        top, bottom = int(rows[0]), int(rows[-1])
+        reach = max(1, int(math.ceil(CONTACT_FRACTION * (bottom - top + 1))))
+        cols = cols[lowest[cols] > bottom - reach]
+        starts = {int(c): int(lowest[c]) + 1 for c in cols}
+    else:
+        starts = {c: r2 for c in range(c1, c2)}
+    labels = [sem[s : min(s + depth, H), c] for c, s in starts.items() if s < H]
+    if not labels:
+        return None
+    values = np.concatenate(labels)
+    if values.size == 0:
+        return None
+    counts = np.bincount(values.astype(np.int64))
+    top_label = int(np.argmax(counts))
+    if counts[top_label] * 2 <= values.size:
+        return None
+    return _SURFACES.get(top_label)

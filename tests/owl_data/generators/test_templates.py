@@ -1,0 +1,261 @@
+"""Description templates and the fact functions they use, on a hand-built street scene.
+
+The scene (H=100, W=200): building (label 11) above row 55, a sidewalk band (8) on rows
+55..69, a road band (7) from row 70 down; a red car (rows 50..79, cols 20..59) on the road
+on the left, a blue car (rows 52..81, cols 140..179) on the road on the right, a person
+in yellow (rows 35..61, cols 95..102) on the sidewalk, and the road as a stuff region.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from owl_data.generators import (
+    GENERATOR_VERSION,
+    REASONING_FAMILIES,
+    GeneratedQA,
+    GeneratorConfig,
+    generate,
+)
+from owl_data.generators import scene_facts as sf
+from owl_data.generators import templates
+from owl_data.geometry import ResolvedInstance, ResolvedScene, mask_bbox
+from owl_data.records import Instance
+
+H, W = 100, 200
+RED, BLUE, YELLOW = (200, 30, 30), (30, 60, 200), (230, 200, 40)
+FLOAT = re.compile(r"\d\.\d|\d+\s*(px|pixels?)\b|[\[(]\s*\d")
+
+
+def _inst(px, sem, iid, cat, rows, cols, colour=None, label=None, kind="thing", crowd=False):
+    m = np.zeros((H, W), bool)
+    m[rows[0]:rows[1], cols[0]:cols[1]] = True
+    if colour is not None:
+        px[m] = colour
+    if label is not None:
+        sem[m] = label
+    return ResolvedInstance(Instance(iid, cat, kind, crowd=crowd), m, mask_bbox(m), None, m.sum() / (H * W))
+
+
+def street(semantic: bool = True, extra=()):
+    """The documented scene; ``extra`` adds (iid, cat, rows, cols, colour, label) things."""
+    px = np.zeros((H, W, 3), np.uint8)
+    px[:] = (120, 90, 70)
+    sem = np.full((H, W), 11, np.uint8)
+    sem[55:70], px[55:70] = 8, (170, 160, 150)
+    sem[70:], px[70:] = 7, (128, 128, 128)
+    insts = [
+        _inst(px, sem, "26000", "car", (50, 80), (20, 60), RED, 26),
+        _inst(px, sem, "26001", "car", (52, 82), (140, 180), BLUE, 26),
+        _inst(px, sem, "24000", "person", (35, 62), (95, 103), YELLOW, 24),
+    ]
+    for iid, cat, rows, cols, colour, label in extra:
+        insts.append(_inst(px, sem, iid, cat, rows, cols, colour, label))
+    road = sem == 7
+    insts.append(ResolvedInstance(Instance("7", "road", "stuff"), road, mask_bbox(road), None, road.mean()))
+    return ResolvedScene(px, W, H, insts, sem if semantic else None)
+
+
+@pytest.fixture
+def scene():
+    return street()
+
+
+# --- colour, size, position ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rgb,name", [
+    (RED, "red"), (BLUE, "blue"), (YELLOW, "yellow"), ((128, 128, 128), "gray"),
+    ((170, 160, 150), "silver"), ((250, 250, 250), "white"), ((20, 20, 20), "black"),
+    ((30, 160, 40), "green"), ((230, 120, 20), "orange"), ((110, 60, 30), "brown"),
+    ((140, 40, 200), "purple"), ((230, 80, 170), "pink"),
+])
+def test_rgb_colour_name_palette(rgb, name):
+    assert sf.rgb_colour_name(rgb) == name
+
+
+def test_colour_under_masks(scene):
+    red, blue, person, road = scene.instances
+    assert sf.colour_of(scene, red) == "red"
+    assert sf.colour_of(scene, blue) == "blue"
+    assert sf.colour_of(scene, person) == "yellow"
+    assert sf.colour_of(scene, road) == "gray"
+
+
+def test_colour_of_box_only_reads_the_central_half():
+    px = np.zeros((H, W, 3), np.uint8)
+    px[:] = (128, 128, 128)
+    px[40:60, 80:120] = (30, 160, 40)  # green core; the box's outer quarter stays gray
+    box = ResolvedInstance(Instance("b", "car"), None, (70 / W, 30 / H, 130 / W, 70 / H), None, 0.12)
+    assert sf.colour_of(ResolvedScene(px, W, H, [box]), box) == "green"
+
+
+def test_size_and_frame_position(scene):
+    red, blue, person, _ = scene.instances
+    assert sf.size_class(red.area) == "large"  # 1200 / 20000 = 0.06
+    assert sf.size_class(person.area) == "medium"  # 216 / 20000 = 0.0108
+    assert sf.size_class(0.001) == "small"
+    assert sf.size_class(0.0) is None
+    assert sf.frame_position(red.bbox) == ("left", "middle")  # centre (40, 65)
+    assert sf.frame_position(blue.bbox) == ("right", "bottom")  # centre (160, 67)
+    assert sf.frame_position(person.bbox) == ("centre", "middle")
+
+
+def test_nearest_neighbour_and_relation(scene):
+    red, blue, person, _ = scene.instances
+    nb = sf.nearest_neighbour(scene, red)  # person gap 35 px < blue car gap 80 px
+    assert nb.instance is person and nb.relation == "left of"
+    assert sf.nearest_neighbour(scene, blue).instance is person
+    nb = sf.nearest_neighbour(scene, person)  # red car 35 px < blue car 37 px
+    assert nb.instance is red and nb.relation == "right of"
+
+
+# --- descriptions ----------------------------------------------------------------------
+
+
+def _answers(rows):
+    return [r.answer for r in rows if r.kind == "description"]
+
+
+def test_description_states_computed_facts(scene):
+    red, blue, person, road = scene.instances
+    for seed in range(5):
+        rows = generate(scene, red, (0.2, 0.65), seed=seed)
+        desc = [r for r in rows if r.kind == "description"]
+        assert [r.question is None for r in desc] == [False, True]
+        assert all(r.generator == f"{GENERATOR_VERSION}/description" for r in desc)
+        for text in _answers(rows):
+            assert "a red car" in text
+            assert "large" in text and "on the left of the view" in text
+            assert "to the left of" in text and "a person in yellow" in text
+            assert "on the road" in text and "sidewalk" not in text
+        for text in _answers(generate(scene, person, (0.5, 0.5), seed=seed)):
+            assert "a person in yellow" in text and "centre of the view" in text
+            assert "the sidewalk" in text and "road" not in text
+        for text in _answers(generate(scene, road, (0.5, 0.9), seed=seed)):
+            assert "road" in text and "mostly gray" in text and "lower part" in text
+
+
+def test_two_cars_are_described_differently(scene):
+    red, blue = scene.instances[:2]
+    for s1 in range(4):
+        for s2 in range(4):
+            a = set(_answers(generate(scene, red, (0.2, 0.6), seed=s1)))
+            b = set(_answers(generate(scene, blue, (0.8, 0.6), seed=s2)))
+            assert not a & b
+    assert "blue car" in _answers(generate(scene, blue, (0.8, 0.6), seed=0))[0]
+
+
+def test_same_target_two_points_same_facts(scene):
+    red = scene.instances[0]
+    f1 = templates.description_facts(scene, red)
+    assert generate(scene, red, (0.15, 0.55), seed=7) == generate(scene, red, (0.28, 0.78), seed=7)
+    assert templates.description_facts(scene, red) == f1
+    # other seeds reword the same facts
+    for seed in range(6):
+        for text in _answers(generate(scene, red, (0.2, 0.6), seed=seed)):
+            assert "a red car" in text and "on the left of the view" in text
+
+
+def test_deterministic_for_a_seed(scene):
+    for t in scene.instances:
+        assert generate(scene, t, (0.5, 0.5), seed=123) == generate(scene, t, (0.5, 0.5), seed=123)
+    texts = {tuple(_answers(generate(scene, scene.instances[0], (0.2, 0.6), seed=s))) for s in range(10)}
+    assert len(texts) > 1  # the seed does vary the wording
+
+
+def test_look_alikes_get_ranks():
+    # a small red car in the same third as the red car: the size tells them apart
+    s = street(extra=[("26002", "car", (50, 80), (0, 15), RED, 26)])
+    assert templates.description_facts(s, s.instances[3]).rank is None
+    assert templates.description_facts(s, s.instances[0]).rank is None
+    # a large red car (20 x 50 px = 0.05) centred at (10, 45): also "left, middle"
+    s = street(extra=[("26002", "car", (20, 70), (0, 20), RED, 26)])
+    a, b = s.instances[3], s.instances[0]
+    fa, fb = templates.description_facts(s, a), templates.description_facts(s, b)
+    assert fa.rank == (1, 3) and fb.rank == (2, 3)
+    assert templates.description_facts(s, s.instances[1]).rank is None  # the blue car differs
+    ta = _answers(generate(s, a, (0.05, 0.45), seed=0))
+    tb = _answers(generate(s, b, (0.2, 0.6), seed=0))
+    assert all("leftmost of the three cars" in t for t in ta)
+    assert all("second from the left of the three cars" in t for t in tb)
+    assert not set(ta) & set(tb)
+
+
+def test_no_coordinates_in_any_text(scene):
+    for t in scene.instances:
+        for seed in range(5):
+            for r in generate(scene, t, (0.5, 0.5), seed=seed, config=GeneratorConfig(max_reasoning=6)):
+                for text in (r.question or "", r.answer):
+                    assert not FLOAT.search(text), text
+                if r.kind == "description":
+                    assert not re.search(r"\d", r.answer), r.answer
+
+
+def test_box_only_scene_without_semantic():
+    px = np.zeros((H, W, 3), np.uint8)
+    px[:] = (128, 128, 128)
+    px[20:80, 20:80] = RED
+    a = ResolvedInstance(Instance("1", "bus"), None, (0.1, 0.2, 0.4, 0.8), None, 0.18)
+    b = ResolvedInstance(Instance("2", "chair"), None, (0.5, 0.5, 0.6, 0.8), None, 0.03)
+    s = ResolvedScene(px, W, H, [a, b], None)
+    rows = generate(s, a, (0.25, 0.5), seed=1, config=GeneratorConfig(max_reasoning=6))
+    text = _answers(rows)[0]
+    assert "a red bus" in text and "large" in text
+    assert "a gray chair" in text and "to the left of" in text
+    fams = {r.generator.rsplit("/", 1)[-1] for r in rows if r.kind == "reasoning"}
+    assert "surface" not in fams and "road_side" not in fams
+
+
+def test_config_controls_rows(scene):
+    red = scene.instances[0]
+    rows = generate(scene, red, (0.2, 0.6), seed=0, config=GeneratorConfig(description_no_question=False))
+    assert [r.question is None for r in rows if r.kind == "description"] == [False]
+    rows = generate(scene, red, (0.2, 0.6), seed=0, config=GeneratorConfig(max_reasoning=0))
+    assert all(r.kind == "description" for r in rows) and len(rows) == 2
+    rows = generate(scene, red, (0.2, 0.6), seed=0, config=GeneratorConfig(families=("count",)))
+    assert [r.generator for r in rows if r.kind == "reasoning"] == [f"{GENERATOR_VERSION}/reasoning/count"]
+    assert all(isinstance(r, GeneratedQA) for r in rows)
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    ({"max_reasoning": -1}, "max_reasoning"),
+    ({"max_reasoning": 1.5}, "max_reasoning"),
+    ({"max_reasoning": True}, "max_reasoning"),
+    ({"families": ("count", "bogus")}, "families"),
+    ({"families": ("count", "count")}, "families"),
+    ({"families": "count"}, "families"),
+    ({"description_no_question": "yes"}, "description_no_question"),
+    ({"description_with_question": 1}, "description_with_question"),
+])
+def test_config_validation(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        GeneratorConfig(**kwargs)
+
+
+def test_config_defaults():
+    cfg = GeneratorConfig(families=["count", "advice"])
+    assert cfg.families == ("count", "advice")
+    assert GeneratorConfig().families == REASONING_FAMILIES
+    assert GENERATOR_VERSION == "templates-1.0"
+
+
+def test_bad_point_and_crowd_target(scene):
+    with pytest.raises(ValueError, match="point"):
+        generate(scene, scene.instances[0], (1.5, 0.2), seed=0)
+    with pytest.raises(ValueError, match="point"):
+        generate(scene, scene.instances[0], (float("nan"), 0.2), seed=0)
+    crowd = ResolvedInstance(Instance("c", "car", crowd=True), None, (0.1, 0.1, 0.2, 0.2), None, 0.01)
+    with pytest.raises(ValueError, match="crowd"):
+        generate(scene, crowd, (0.15, 0.15), seed=0)
+
+
+@pytest.mark.parametrize("cat,plural", [
+    ("car", "cars"), ("person", "people"), ("bus", "buses"), ("traffic light", "traffic lights"),
+    ("motorcycle", "motorcycles"), ("dining table", "dining tables"), ("sheep", "sheep"),
+])
+def test_plural(cat, plural):
+    assert templates.plural(cat) == plural
