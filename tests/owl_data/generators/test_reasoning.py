@@ -1,0 +1,299 @@
+"""Reasoning families: hand-worked answers on a toy street, recomputed answers on a real frame.
+
+Toy scene (H=100, W=200), as in test_templates.py: building (11) above row 55, sidewalk (8)
+rows 55..69, road (7) from row 70; red car rows 50..79 x cols 20..59 (on the road, left),
+blue car rows 52..81 x cols 140..179 (on the road, right), person rows 35..61 x cols
+95..102 (on the sidewalk, centre), the road as a stuff region.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from owl_data.generators import GENERATOR_VERSION, GeneratorConfig, generate
+from owl_data.generators import reasoning
+from owl_data.generators import scene_facts as sf
+from owl_data.geometry import ResolvedInstance, ResolvedScene, mask_bbox
+from owl_data.records import Instance
+
+H, W = 100, 200
+ALL = GeneratorConfig(max_reasoning=len(reasoning.FAMILY_FUNCTIONS))
+PREFIX = f"{GENERATOR_VERSION}/reasoning/"
+
+
+def _inst(px, sem, iid, cat, rows, cols, colour, label, kind="thing", crowd=False):
+    m = np.zeros((H, W), bool)
+    m[rows[0]:rows[1], cols[0]:cols[1]] = True
+    px[m] = colour
+    if label is not None:
+        sem[m] = label
+    return ResolvedInstance(Instance(iid, cat, kind, crowd=crowd), m, mask_bbox(m), None, m.sum() / (H * W))
+
+
+def street(semantic: bool = True, extra=()):
+    px = np.zeros((H, W, 3), np.uint8)
+    px[:] = (120, 90, 70)
+    sem = np.full((H, W), 11, np.uint8)
+    sem[55:70], px[55:70] = 8, (170, 160, 150)
+    sem[70:], px[70:] = 7, (128, 128, 128)
+    insts = [
+        _inst(px, sem, "26000", "car", (50, 80), (20, 60), (200, 30, 30), 26),
+        _inst(px, sem, "26001", "car", (52, 82), (140, 180), (30, 60, 200), 26),
+        _inst(px, sem, "24000", "person", (35, 62), (95, 103), (230, 200, 40), 24),
+    ]
+    insts += [_inst(px, sem, *e) for e in extra]
+    road = sem == 7
+    insts.append(ResolvedInstance(Instance("7", "road", "stuff"), road, mask_bbox(road), None, road.mean()))
+    return ResolvedScene(px, W, H, insts, sem if semantic else None)
+
+
+def by_family(rows) -> dict[str, str]:
+    """{family: answer} of the reasoning rows (family parsed from the generator field)."""
+    out = {}
+    for r in rows:
+        if r.kind == "reasoning":
+            assert r.generator.startswith(PREFIX)
+            fam = reasoning.family_of(r.generator)
+            assert fam in reasoning.FAMILY_FUNCTIONS and fam not in out
+            out[fam] = r.answer
+    return out
+
+
+@pytest.fixture
+def scene():
+    return street()
+
+
+# --- hand-worked answers on the toy street --------------------------------------------------
+
+
+def test_facts_hand_worked(scene):
+    red, blue, person, road = scene.instances
+    assert sf.count_same_category(scene, red) == 2
+    assert sf.count_same_category(scene, person) == 1
+    assert sf.count_same_category(scene, road) is None
+    assert sf.surface_under(scene, red) == "road"
+    assert sf.surface_under(scene, blue) == "road"
+    assert sf.surface_under(scene, person) == "sidewalk"
+    assert sf.road_side(scene, red) == "left"  # road spans cols 0..199 on rows 77..81: middle 100
+    assert sf.road_side(scene, blue) == "right"
+    assert sf.road_side(scene, person) is None  # no road around row 61
+    assert sf.nearer(scene, red, person) == "nearer"  # bottoms 0.80 vs 0.62
+    assert sf.nearer(scene, person, red) == "farther"
+    assert sf.nearer(scene, red, blue) is None  # bottoms 0.80 vs 0.82: within the margin
+
+
+def test_every_family_on_the_red_car(scene):
+    red = scene.instances[0]
+    ans = by_family(generate(scene, red, (0.2, 0.6), seed=0, config=ALL))
+    assert set(ans) == set(reasoning.FAMILY_FUNCTIONS)
+    assert ans["relation"] == "It is to the left of the nearest person."
+    assert ans["count"] == "2 cars are visible, this one included."
+    assert ans["road_side"] == "It is on the left side of the road."
+    assert ans["nearer"] == "It is nearer to the camera than the nearest person."
+    assert ans["surface"] == "It is on the road."
+    assert "road" in ans["advice"] and "sidewalk" not in ans["advice"]
+
+
+def test_person_and_blue_car(scene):
+    red, blue, person, road = scene.instances
+    ans = by_family(generate(scene, person, (0.5, 0.5), seed=3, config=ALL))
+    assert ans["relation"] == "It is to the right of the nearest car."
+    assert ans["count"] == "Just 1: it is the only person in view."
+    assert ans["nearer"] == "It is farther from the camera than the nearest car."
+    assert ans["surface"] == "It is on the sidewalk."
+    assert "road_side" not in ans
+    assert "road" not in ans["advice"].replace("into the road", "")  # never "on the road"
+    ans = by_family(generate(scene, blue, (0.8, 0.6), seed=3, config=ALL))
+    assert ans["relation"] == "It is to the right of the nearest person."
+    assert ans["road_side"] == "It is on the right side of the road."
+    ans = by_family(generate(scene, road, (0.5, 0.9), seed=3, config=ALL))
+    assert set(ans) == {"advice"}
+
+
+def test_relation_above_below_and_same_category_reference():
+    # a traffic light right above the red car: the vertical offset dominates
+    s = street(extra=[("tl", "traffic light", (10, 40), (35, 45), (20, 20, 20), 19)])
+    light = s.instances[3]
+    assert sf.relation(s, light, s.instances[0]) == "above"
+    ans = by_family(generate(s, light, (0.2, 0.25), seed=0, config=ALL))
+    assert ans["relation"] == "It is above the nearest car."
+    assert "nearer" not in ans and "surface" not in ans  # not a grounded object
+    assert "signal" in ans["advice"]
+    # two cars next to each other: "the nearest other car"
+    s = street(extra=[("26002", "car", (50, 80), (62, 90), (30, 160, 40), 26)])
+    ans = by_family(generate(s, s.instances[0], (0.2, 0.6), seed=0, config=ALL))
+    assert ans["relation"] == "It is to the left of the nearest other car."
+    assert ans["count"].startswith("3 cars")
+
+
+def test_skips_what_does_not_apply():
+    s = street(semantic=False)
+    ans = by_family(generate(s, s.instances[0], (0.2, 0.6), seed=0, config=ALL))
+    assert "surface" not in ans and "road_side" not in ans
+    assert "road" not in ans["advice"] and "sidewalk" not in ans["advice"]
+    lone = street()
+    lone.instances = [lone.instances[0], lone.instances[3]]
+    ans = by_family(generate(lone, lone.instances[0], (0.2, 0.6), seed=0, config=ALL))
+    assert "relation" not in ans and "nearer" not in ans
+    assert ans["count"] == "Just 1: it is the only car in view."
+
+
+def test_crowd_of_same_category_blocks_count():
+    s = street(extra=[("cg", "car", (72, 95), (70, 130), (90, 90, 90), 26, "thing", True)])
+    assert sf.count_same_category(s, s.instances[0]) is None
+    assert "count" not in by_family(generate(s, s.instances[0], (0.2, 0.6), seed=0, config=ALL))
+    # the crowd is context, never a neighbour
+    assert sf.nearest_neighbour(s, s.instances[0]).instance.category == "person"
+
+
+def test_selection_by_seed_and_config(scene):
+    red = scene.instances[0]
+    full = by_family(generate(scene, red, (0.2, 0.6), seed=0, config=ALL))
+    orders = set()
+    for seed in range(20):
+        rows = generate(scene, red, (0.2, 0.6), seed=seed)
+        reasoning_rows = [r for r in rows if r.kind == "reasoning"]
+        assert len(reasoning_rows) == 3
+        orders.add(tuple(r.generator for r in reasoning_rows))
+        for fam, answer in by_family(rows).items():
+            if fam != "advice":  # advice addresses a pedestrian or a driver by seed
+                assert answer == full[fam]
+        assert rows == generate(scene, red, (0.25, 0.7), seed=seed)
+    assert len(orders) > 1
+    rows = generate(scene, red, (0.2, 0.6), seed=0, config=GeneratorConfig(families=("surface", "road_side"), max_reasoning=1))
+    assert len([r for r in rows if r.kind == "reasoning"]) == 1
+
+
+# --- the real Cityscapes frame ---------------------------------------------------------------
+
+DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "cityscapes"
+if not DATA.exists():
+    DATA = Path("/work/shared/data/cityscapes")
+FRAME = "val/frankfurt/frankfurt_000000_000294"
+
+
+def _real_scene():
+    from cityscapesscripts.helpers.labels import id2label
+    from PIL import Image
+
+    img = DATA / "leftImg8bit" / f"{FRAME}_leftImg8bit.png"
+    ids_p = DATA / "gtFine" / f"{FRAME}_gtFine_instanceIds.png"
+    lab_p = DATA / "gtFine" / f"{FRAME}_gtFine_labelIds.png"
+    if not (img.exists() and ids_p.exists() and lab_p.exists()):
+        if os.environ.get("CI"):
+            pytest.fail(f"Cityscapes sample missing under {DATA} (CI is set)")
+        pytest.skip(f"Cityscapes sample not found under {DATA}")
+    px = np.asarray(Image.open(img).convert("RGB"))
+    ids = np.asarray(Image.open(ids_p)).astype(np.int64)
+    lab = np.asarray(Image.open(lab_p)).astype(np.uint8)
+    h, w = lab.shape
+    insts = []
+    for v in np.unique(ids):
+        if v < 1000:
+            continue
+        m = ids == v
+        insts.append(ResolvedInstance(Instance(str(v), id2label[int(v) // 1000].name), m,
+                                      mask_bbox(m), None, float(m.mean())))
+    return ResolvedScene(px, w, h, insts, lab), ids, lab
+
+
+def _box(m):
+    rows, cols = np.nonzero(m)
+    return cols.min(), rows.min(), cols.max() + 1, rows.max() + 1  # pixel edges
+
+
+def _nearest_other(scene, t):
+    """Brute force: the other instance with the smallest pixel-centre distance minus one."""
+    tp = np.argwhere(t.mask)
+    best = None
+    for i, o in enumerate(scene.instances):
+        if o is t:
+            continue
+        op = np.argwhere(o.mask)
+        d = math.sqrt(min(((tp[:, None, :] - chunk[None, :, :]) ** 2).sum(-1).min()
+                          for chunk in np.array_split(op, max(1, len(op) // 200))))
+        g = max(d - 1, 0) / math.hypot(scene.width, scene.height)
+        if g <= sf.NEIGHBOUR_MAX_GAP and (best is None or g < best[0]):
+            best = (g, o)
+    return None if best is None else best[1]
+
+
+def _surface(lab, m):
+    """Label majority in the band below the contact columns (rule restated independently)."""
+    h = lab.shape[0]
+    x1, y1, x2, y2 = _box(m)
+    depth = max(2, round(0.02 * h))
+    reach = max(1, math.ceil(0.1 * (y2 - y1)))
+    vals = []
+    for c in range(x1, x2):
+        rows = np.nonzero(m[:, c])[0]
+        if rows.size and rows.max() >= y2 - reach:
+            vals.extend(lab[rows.max() + 1 : rows.max() + 1 + depth, c].tolist())
+    if not vals:
+        return None
+    label, n = max(((l, vals.count(l)) for l in set(vals)), key=lambda t: t[1])
+    return {7: "road", 8: "sidewalk"}.get(label) if 2 * n > len(vals) else None
+
+
+@pytest.mark.realdata
+def test_real_frame_answers_match_recomputation():
+    scene, ids, lab = _real_scene()
+    h, w = lab.shape
+    seen = set()
+    for t in scene.instances:
+        cls = int(t.instance) // 1000
+        ys, xs = np.nonzero(t.mask)
+        pts = [((xs[k] + 0.5) / w, (ys[k] + 0.5) / h) for k in (0, len(xs) // 2, len(xs) - 1)]
+        rows0 = generate(scene, t, pts[0], seed=11, config=ALL)
+        for p in pts[1:]:  # every point on one target says the same
+            assert generate(scene, t, p, seed=11, config=ALL) == rows0
+        ans = by_family(rows0)
+        seen |= set(ans)
+        for r in rows0:
+            assert t.category in r.answer or r.kind == "reasoning"
+            assert not re.search(r"\d\.\d", r.answer)
+        x1, y1, x2, y2 = _box(t.mask)
+        surface = _surface(lab, t.mask)
+        if "count" in ans:
+            expected = len([v for v in np.unique(ids) if v >= 1000 and v // 1000 == cls])
+            got = 1 if ans["count"].startswith("Just 1") else int(re.match(r"(\d+) ", ans["count"]).group(1))
+            assert got == expected
+        if "surface" in ans:
+            assert ans["surface"] == f"It is on the {surface}."
+        else:
+            assert surface is None
+        nb = _nearest_other(scene, t)
+        if "relation" in ans or "nearer" in ans:
+            assert nb is not None
+            ref = f"the nearest {'other ' if nb.category == t.category else ''}{nb.category}."
+            nx1, ny1, nx2, ny2 = _box(nb.mask)
+            dx, dy = (x1 + x2 - nx1 - nx2) / 2, (y1 + y2 - ny1 - ny2) / 2
+        if "relation" in ans:
+            assert ans["relation"].endswith(ref)
+            if abs(dx) >= abs(dy):
+                assert ("left of" in ans["relation"]) == (dx < 0)
+            else:
+                assert ("above" in ans["relation"]) == (dy < 0)
+        if "nearer" in ans:
+            assert ans["nearer"].endswith(ref)
+            assert abs(y2 - ny2) / h >= sf.NEARER_MARGIN
+            assert ("nearer to the camera" in ans["nearer"]) == (y2 > ny2)
+        if "road_side" in ans:
+            half = max(1, round(0.02 * h))
+            band = lab[max(y2 - 1 - half, 0) : y2 + half]
+            cols = np.nonzero((band == 7).any(axis=0))[0]
+            middle = (cols.min() + cols.max() + 1) / 2
+            assert ("left side" in ans["road_side"]) == ((x1 + x2) / 2 < middle)
+        if "advice" in ans:
+            if re.search(r"\bon the road\b|\bIt is on the road", ans["advice"]):
+                assert surface == "road"
+            if "on the sidewalk" in ans["advice"]:
+                assert surface == "sidewalk"
+    assert {"count", "surface", "relation", "nearer", "road_side", "advice"} <= seen
