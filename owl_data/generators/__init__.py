@@ -130,7 +130,7 @@ def generate(
     Raises:
         ValueError: the point is not in [0, 1] or the target is a crowd region.
     """
-    from owl_data.generators import reasoning, templates
+    from owl_data.generators import reasoning, scene_facts, templates
 
     cfg = config if config is not None else GeneratorConfig()
     x, y = (float(v) for v in point)
@@ -138,6 +138,7 @@ def generate(
         raise ValueError(f"point={point!r}: must be normalised (x, y) in [0, 1]")
     if target.source.crowd:
         raise ValueError(f"target {target.instance!r} is a crowd region: never a target")
-    rows = templates.describe(scene, target, seed=seed, config=cfg)
-    rows += reasoning.reason(scene, target, seed=seed, config=cfg)
+    nb = None if scene_facts.is_area(target) else scene_facts.nearest_neighbour(scene, target)
+    rows = templates.describe(scene, target, seed=seed, config=cfg, neighbour=nb)
+    rows += reasoning.reason(scene, target, seed=seed, config=cfg, neighbour=nb)
     return rows

@@ -43,7 +43,7 @@ import numpy as np
 
 from owl_data.generators import GENERATOR_VERSION, GeneratedQA, GeneratorConfig
 from owl_data.generators import scene_facts as sf
-from owl_data.generators.templates import plural, rng_for
+from owl_data.generators.templates import _UNSET, plural, rng_for
 from owl_data.geometry import ResolvedInstance, ResolvedScene
 
 __all__ = ["ADVICE", "FAMILY_FUNCTIONS", "reasoning_generator", "family_of", "reason"]
@@ -141,9 +141,15 @@ class _Context:
     def rng(self, family: str) -> np.random.Generator:
         return rng_for(self.seed, "reasoning", family)
 
+    known_neighbour: object = _UNSET
+
     @cached_property
     def neighbour(self) -> sf.Neighbour | None:
-        return None if sf.is_area(self.target) else sf.nearest_neighbour(self.scene, self.target)
+        if sf.is_area(self.target):
+            return None
+        if self.known_neighbour is not _UNSET:
+            return self.known_neighbour
+        return sf.nearest_neighbour(self.scene, self.target)
 
     @cached_property
     def surface(self) -> str | None:
@@ -256,12 +262,17 @@ FAMILY_FUNCTIONS: dict[str, Callable[[_Context], GeneratedQA | None]] = {
 
 
 def reason(
-    scene: ResolvedScene, target: ResolvedInstance, *, seed: int, config: GeneratorConfig
+    scene: ResolvedScene, target: ResolvedInstance, *, seed: int, config: GeneratorConfig,
+    neighbour=_UNSET,
 ) -> list[GeneratedQA]:
-    """Up to ``config.max_reasoning`` reasoning rows, families in a seed-drawn order."""
+    """Up to ``config.max_reasoning`` reasoning rows, families in a seed-drawn order.
+
+    ``neighbour`` may pass :func:`scene_facts.nearest_neighbour` already computed (None
+    meaning "no neighbour").
+    """
     if config.max_reasoning == 0 or not config.families:
         return []
-    ctx = _Context(scene, target, seed)
+    ctx = _Context(scene, target, seed, neighbour)
     order = rng_for(seed, "reasoning", "order").permutation(len(config.families))
     rows: list[GeneratedQA] = []
     for k in order:

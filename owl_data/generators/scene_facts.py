@@ -183,9 +183,9 @@ def _box_px(scene: ResolvedScene, inst: ResolvedInstance) -> tuple[int, int, int
 
 def region_pixels(scene: ResolvedScene, inst: ResolvedInstance) -> np.ndarray:
     """(N, 3) uint8 RGB pixels the colour is read from: the mask, or the box's central half."""
-    if inst.mask is not None:
-        return scene.pixels[inst.mask]
     c1, r1, c2, r2 = _box_px(scene, inst)
+    if inst.mask is not None:
+        return scene.pixels[r1:r2, c1:c2][inst.mask[r1:r2, c1:c2]]
     dc, dr = (c2 - c1) // 4, (r2 - r1) // 4
     patch = scene.pixels[r1 + dr : r2 - dr, c1 + dc : c2 - dc]
     if patch.size == 0:
@@ -283,13 +283,25 @@ class Neighbour:
 
 
 def neighbours(scene: ResolvedScene, target: ResolvedInstance) -> list[Neighbour]:
-    """Objects within ``NEIGHBOUR_MAX_GAP`` of the target, nearest first (ties: lower index)."""
-    dist = _distance_to(target.mask) if target.mask is not None else None
+    """Objects within ``NEIGHBOUR_MAX_GAP`` of the target, nearest first (ties: lower index).
+
+    The box gap is a lower bound of the mask gap, so only objects whose box gap is within
+    the limit are measured mask to mask, on a crop holding the target and all of them.
+    """
     diag = _diag(scene)
+    close = [(i, o) for i, o in others(scene, target)
+             if _box_gap_px(scene, target, o) / diag <= NEIGHBOUR_MAX_GAP]
+    masked = [(i, o) for i, o in close if o.mask is not None and o.mask.any()]
+    dist = None
+    if target.mask is not None and masked:
+        boxes = [_box_px(scene, target)] + [_box_px(scene, o) for _, o in masked]
+        c1, r1 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        c2, r2 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+        dist = _distance_to(target.mask[r1:r2, c1:c2])
     found = []
-    for i, o in others(scene, target):
+    for i, o in close:
         if dist is not None and o.mask is not None and o.mask.any():
-            g = max(float(dist[o.mask].min()) - 1.0, 0.0) / diag
+            g = max(float(dist[o.mask[r1:r2, c1:c2]].min()) - 1.0, 0.0) / diag
         else:
             g = _box_gap_px(scene, target, o) / diag
         if g <= NEIGHBOUR_MAX_GAP:
@@ -355,11 +367,12 @@ def rank_from_left(scene: ResolvedScene, target: ResolvedInstance) -> tuple[int,
 
 def _bottom_row(scene: ResolvedScene, inst: ResolvedInstance) -> int:
     """Last pixel row of the instance (mask, else box), clipped to the image."""
+    c1, r1, c2, r2 = _box_px(scene, inst)
     if inst.mask is not None:
-        rows = np.flatnonzero(inst.mask.any(axis=1))
+        rows = np.flatnonzero(inst.mask[r1:r2, c1:c2].any(axis=1))
         if rows.size:
-            return int(rows[-1])
-    return min(max(int(math.ceil(inst.bbox[3] * scene.height)) - 1, 0), scene.height - 1)
+            return int(rows[-1]) + r1
+    return min(max(r2 - 1, 0), scene.height - 1)
 
 
 def road_side(scene: ResolvedScene, target: ResolvedInstance) -> str | None:
@@ -402,17 +415,16 @@ def surface_under(scene: ResolvedScene, target: ResolvedInstance) -> str | None:
     depth = max(SURFACE_BAND_MIN, int(round(SURFACE_BAND * H)))
     c1, r1, c2, r2 = _box_px(scene, target)
     if target.mask is not None:
-        m = target.mask
-        has = m.any(axis=0)
-        cols = np.flatnonzero(has)
+        m = target.mask[r1:r2, c1:c2]
+        cols = np.flatnonzero(m.any(axis=0))
         if cols.size == 0:
             return None
-        lowest = H - 1 - np.argmax(m[::-1, :], axis=0)  # lowest mask row per column
+        lowest = m.shape[0] - 1 - np.argmax(m[::-1, :], axis=0)  # lowest mask row per column
         rows = np.flatnonzero(m.any(axis=1))
         top, bottom = int(rows[0]), int(rows[-1])
         reach = max(1, int(math.ceil(CONTACT_FRACTION * (bottom - top + 1))))
         cols = cols[lowest[cols] > bottom - reach]
-        starts = {int(c): int(lowest[c]) + 1 for c in cols}
+        starts = {int(c) + c1: int(lowest[c]) + r1 + 1 for c in cols}
     else:
         starts = {c: r2 for c in range(c1, c2)}
     labels = [sem[s : min(s + depth, H), c] for c, s in starts.items() if s < H]

@@ -193,11 +193,23 @@ def _needs_rank(scene: ResolvedScene, target: ResolvedInstance) -> bool:
     return any(_key(scene, o) == key for o in peers)
 
 
-def description_facts(scene: ResolvedScene, target: ResolvedInstance) -> DescriptionFacts:
-    """Compute every fact the description of ``target`` states (independent of the point)."""
+_UNSET = object()
+
+
+def description_facts(
+    scene: ResolvedScene, target: ResolvedInstance, *, neighbour=_UNSET
+) -> DescriptionFacts:
+    """Compute every fact the description of ``target`` states (independent of the point).
+
+    ``neighbour`` may pass :func:`scene_facts.nearest_neighbour` already computed (None
+    meaning "no neighbour") so callers that need it too compute it once.
+    """
     area = sf.is_area(target)
     h, v = sf.frame_position(target.bbox)
-    nb = None if area else sf.nearest_neighbour(scene, target)
+    if area:
+        nb = None
+    else:
+        nb = sf.nearest_neighbour(scene, target) if neighbour is _UNSET else neighbour
     return DescriptionFacts(
         category=target.category,
         area=area,
@@ -285,10 +297,14 @@ def render_description(f: DescriptionFacts, rng: np.random.Generator) -> str:
 
 
 def describe(
-    scene: ResolvedScene, target: ResolvedInstance, *, seed: int, config: GeneratorConfig
+    scene: ResolvedScene, target: ResolvedInstance, *, seed: int, config: GeneratorConfig,
+    neighbour=_UNSET,
 ) -> list[GeneratedQA]:
-    """Description rows for the target: with a pooled question and/or without a question."""
-    facts = description_facts(scene, target)
+    """Description rows for the target: with a pooled question and/or without a question.
+
+    ``neighbour``: as in :func:`description_facts`.
+    """
+    facts = description_facts(scene, target, neighbour=neighbour)
     rows = []
     if config.description_with_question:
         rng = rng_for(seed, "description", "asked")

@@ -1,0 +1,46 @@
+"""The `owl-data` command line: build, stats, validate and their errors."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from owl_data.cli import app
+from owl_data.synthetic import write_default_scenes
+
+runner = CliRunner()
+
+
+def test_build_stats_validate_on_drawn_scenes(tmp_path):
+    scenes = write_default_scenes(tmp_path / "scenes")
+    out = tmp_path / "corpus"
+    res = runner.invoke(app, ["build", "--source", f"cityscapes={scenes}", "--out", str(out), "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["build_config"]["seed"] == 3 and m["fingerprint"] in res.output
+    res = runner.invoke(app, ["stats", str(out)])
+    assert res.exit_code == 0 and "point_vqa" in res.output and "car" in res.output
+    assert runner.invoke(app, ["validate", str(out)]).exit_code == 0
+
+
+def test_validate_reports_a_tampered_corpus(tmp_path):
+    scenes = write_default_scenes(tmp_path / "scenes")
+    out = tmp_path / "corpus"
+    assert runner.invoke(app, ["build", "--source", f"cityscapes={scenes}", "--out", str(out)]).exit_code == 0
+    m = json.loads((out / "manifest.json").read_text())
+    m["rows"]["point_vqa"]["train"] += 1
+    (out / "manifest.json").write_text(json.dumps(m))
+    res = runner.invoke(app, ["validate", str(out)])
+    assert res.exit_code == 1 and "row counts" in res.output
+
+
+def test_clear_errors(tmp_path):
+    res = runner.invoke(app, ["build", "--source", "nosuch=/x", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "unknown source 'nosuch'" in res.output
+    res = runner.invoke(app, ["build", "--source", "cityscapes", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "NAME=PATH" in res.output
+    res = runner.invoke(app, ["build", "--source", f"cityscapes={tmp_path / 'missing'}", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "error" in res.output
+    res = runner.invoke(app, ["validate", str(tmp_path)])
+    assert res.exit_code == 2 and "manifest.json is missing" in res.output
