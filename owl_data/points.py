@@ -107,14 +107,20 @@ def _interior_points(
     return picks
 
 
-def _visible(scene: ResolvedScene, target: ResolvedInstance) -> np.ndarray:
-    """The target's mask minus pixels claimed by any other instance's mask."""
+def _visible(scene: ResolvedScene, target: ResolvedInstance) -> tuple[np.ndarray, int, int]:
+    """The target's mask minus pixels claimed by any other thing's mask, cropped to the
+    target's bounding rows/columns: (crop, row offset, column offset)."""
     assert target.mask is not None
-    vis = target.mask.copy()
+    rows = np.flatnonzero(target.mask.any(axis=1))
+    if rows.size == 0:
+        return np.zeros((0, 0), bool), 0, 0
+    cols = np.flatnonzero(target.mask.any(axis=0))
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    vis = target.mask[r0:r1, c0:c1].copy()
     for other in scene.instances:
         if other is not target and other.mask is not None and other.kind == "thing":
-            vis &= ~other.mask
-    return vis
+            vis &= ~other.mask[r0:r1, c0:c1]
+    return vis, int(r0), int(c0)
 
 
 def sample_points(
@@ -154,7 +160,7 @@ def sample_points(
                 pts.append((x1 + u * (x2 - x1), y1 + v * (y2 - y1)))
             points += [SampledPoint(inst, px, py, "box", i) for i, (px, py) in enumerate(pts)]
             continue
-        vis = _visible(scene, inst)
+        vis, r0, c0 = _visible(scene, inst)
         if int(vis.sum()) < cfg.min_area_px:
             skipped.append((inst, "below_min_area"))
             continue
@@ -163,7 +169,7 @@ def sample_points(
             skipped.append((inst, picks))
             continue
         points += [
-            SampledPoint(inst, (c + 0.5) / W, (r + 0.5) / H, "mask", i)
+            SampledPoint(inst, (c0 + c + 0.5) / W, (r0 + r + 0.5) / H, "mask", i)
             for i, (r, c) in enumerate(picks)
         ]
 
@@ -179,14 +185,14 @@ def sample_points(
         for region, n in zip(stuff, per):
             if n == 0:
                 continue
-            vis = _visible(scene, region)
+            vis, r0, c0 = _visible(scene, region)
             if int(vis.sum()) < cfg.min_area_px:
                 continue
             picks = _interior_points(vis, n, cfg, rng_for(seed, key, "stuff", region.instance))
             if isinstance(picks, str):
                 continue
             points += [
-                SampledPoint(region, (c + 0.5) / W, (r + 0.5) / H, "mask", i)
+                SampledPoint(region, (c0 + c + 0.5) / W, (r0 + r + 0.5) / H, "mask", i)
                 for i, (r, c) in enumerate(picks)
             ]
     return points, skipped

@@ -260,7 +260,9 @@ def gap(scene: ResolvedScene, a: ResolvedInstance, b: ResolvedInstance) -> float
     pixel, so adjacent pixels give 0), box to box otherwise.
     """
     if a.mask is not None and b.mask is not None and b.mask.any():
-        d = float(_distance_to(a.mask)[b.mask].min())
+        (ac1, ar1, ac2, ar2), (bc1, br1, bc2, br2) = _box_px(scene, a), _box_px(scene, b)
+        c1, r1, c2, r2 = min(ac1, bc1), min(ar1, br1), max(ac2, bc2), max(ar2, br2)
+        d = float(_distance_to(a.mask[r1:r2, c1:c2])[b.mask[r1:r2, c1:c2]].min())
         return max(d - 1.0, 0.0) / _diag(scene)
     return _box_gap_px(scene, a, b) / _diag(scene)
 

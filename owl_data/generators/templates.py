@@ -177,8 +177,12 @@ class DescriptionFacts:
 
 
 def _key(scene: ResolvedScene, inst: ResolvedInstance) -> tuple:
-    return (inst.category, sf.colour_of(scene, inst), sf.size_class(inst.area),
-            sf.frame_position(inst.bbox))
+    """The words a description is built from, before neighbour, surface and rank."""
+    h, v = sf.frame_position(inst.bbox)
+    if sf.is_area(inst) and (inst.bbox[2] - inst.bbox[0]) >= _WIDE:
+        h = "across"
+    return (inst.category, sf.is_area(inst), sf.colour_of(scene, inst),
+            sf.size_class(inst.area), h, v)
 
 
 def _needs_rank(scene: ResolvedScene, target: ResolvedInstance) -> bool:

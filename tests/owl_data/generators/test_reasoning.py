@@ -247,6 +247,7 @@ def test_real_frame_answers_match_recomputation():
     scene, ids, lab = _real_scene()
     h, w = lab.shape
     seen = set()
+    descriptions = {}
     for t in scene.instances:
         cls = int(t.instance) // 1000
         ys, xs = np.nonzero(t.mask)
@@ -256,6 +257,7 @@ def test_real_frame_answers_match_recomputation():
             assert generate(scene, t, p, seed=11, config=ALL) == rows0
         ans = by_family(rows0)
         seen |= set(ans)
+        descriptions[t.instance] = {r.answer for r in rows0 if r.kind == "description"}
         for r in rows0:
             assert t.category in r.answer or r.kind == "reasoning"
             assert not re.search(r"\d\.\d", r.answer)
@@ -297,3 +299,5 @@ def test_real_frame_answers_match_recomputation():
             if "on the sidewalk" in ans["advice"]:
                 assert surface == "sidewalk"
     assert {"count", "surface", "relation", "nearer", "road_side", "advice"} <= seen
+    texts = list(descriptions.values())  # different targets, different descriptions
+    assert all(not (a & b) for i, a in enumerate(texts) for b in texts[i + 1:])

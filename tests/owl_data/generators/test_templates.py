@@ -104,6 +104,28 @@ def test_size_and_frame_position(scene):
     assert sf.frame_position(person.bbox) == ("centre", "middle")
 
 
+def test_two_wide_areas_of_one_category_are_told_apart():
+    s = street()
+    sem = s.semantic
+    for iid, rows in (("8:0", slice(55, 62)), ("8:1", slice(62, 70))):
+        m = np.zeros((H, W), bool)
+        m[rows, :] = True
+        m &= sem == 8
+        s.instances.append(ResolvedInstance(Instance(iid, "sidewalk", "stuff"), m, mask_bbox(m), None, m.mean()))
+    a, b = s.instances[-2:]
+    ta = _answers(generate(s, a, (0.5, 0.58), seed=0))
+    tb = _answers(generate(s, b, (0.5, 0.66), seed=0))
+    assert not set(ta) & set(tb)
+    # same category, colour, size and place: only the rank tells them apart
+    assert all("of the two sidewalk areas in view" in t for t in ta + tb)
+
+
+def test_gap_matches_neighbours(scene):
+    red, blue, person, _ = scene.instances
+    assert sf.gap(scene, red, person) == pytest.approx(35 / np.hypot(W, H))
+    assert sf.nearest_neighbour(scene, red).gap == pytest.approx(sf.gap(scene, red, person))
+
+
 def test_nearest_neighbour_and_relation(scene):
     red, blue, person, _ = scene.instances
     nb = sf.nearest_neighbour(scene, red)  # person gap 35 px < blue car gap 80 px
