@@ -86,6 +86,8 @@ class ResolvedScene:
         width, height: size of the stored upright image in pixels.
         instances: resolved instances (targets and context, crowd regions included).
         semantic: (H, W) uint8 Cityscapes label ids in the upright frame, or None.
+        cache: memo of per-instance facts (colour, neighbours) computed on this scene;
+            facts depend on the scene only, so every point on a target reuses them.
     """
 
     pixels: np.ndarray
@@ -93,6 +95,7 @@ class ResolvedScene:
     height: int
     instances: list[ResolvedInstance] = field(default_factory=list)
     semantic: np.ndarray | None = None
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 # --- EXIF orientation -------------------------------------------------------------------

@@ -195,10 +195,11 @@ def region_pixels(scene: ResolvedScene, inst: ResolvedInstance) -> np.ndarray:
 
 def colour_of(scene: ResolvedScene, inst: ResolvedInstance) -> str | None:
     """Colour name of the per-channel median of :func:`region_pixels`; None if no pixel."""
-    px = region_pixels(scene, inst)
-    if px.shape[0] == 0:
-        return None
-    return rgb_colour_name(np.median(px.astype(np.float64), axis=0))
+    key = ("colour", id(inst))
+    if key not in scene.cache:
+        px = region_pixels(scene, inst)
+        scene.cache[key] = None if px.shape[0] == 0 else rgb_colour_name(np.median(px, axis=0))
+    return scene.cache[key]
 
 
 def size_class(area: float) -> str | None:
@@ -285,6 +286,14 @@ class Neighbour:
 
 
 def neighbours(scene: ResolvedScene, target: ResolvedInstance) -> list[Neighbour]:
+    """Objects within ``NEIGHBOUR_MAX_GAP`` of the target, nearest first (memoised per scene)."""
+    key = ("neighbours", id(target))
+    if key not in scene.cache:
+        scene.cache[key] = _neighbours(scene, target)
+    return list(scene.cache[key])
+
+
+def _neighbours(scene: ResolvedScene, target: ResolvedInstance) -> list[Neighbour]:
     """Objects within ``NEIGHBOUR_MAX_GAP`` of the target, nearest first (ties: lower index).
 
     The box gap is a lower bound of the mask gap, so only objects whose box gap is within
