@@ -238,6 +238,10 @@ def _instances(inst: np.ndarray, source_path: str, source: str) -> tuple[list[In
 
     for cid in sorted(_INSTANCE_IDS & present):
         n_px = int((inst == cid).sum())
+        # the group stays in the scene as crowd context: never a target, and it stops the
+        # generators from counting that category (the annotation does not say how many)
+        instances.append(Instance(instance=f"group:{cid}", category=id2label[cid].name, kind="thing",
+                                  geometry=MaskArray(inst == cid), item=None, crowd=True))
         rejects.append(Reject(source, f"{source_path}#group:{cid}", "read", "group_label",
                               f"{n_px} pixels of {id2label[cid].name} labelled as a group, no instance ids"))
     return instances, items, rejects

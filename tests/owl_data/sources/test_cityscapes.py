@@ -218,7 +218,10 @@ def test_group_pixels_rejected(tmp_path):
     sp = _frame(tmp_path, inst)
     scenes, rejects = _split(list(read(str(tmp_path), OPTS)))
     (scene,) = scenes
-    assert [i.category for i in scene.instances] == ["road"] and scene.items == []
+    assert [i.category for i in scene.instances] == ["road", "car"] and scene.items == []
+    crowd = scene.instances[1]
+    assert crowd.crowd and crowd.item is None and crowd.instance == "group:26"
+    assert np.array_equal(crowd.geometry.mask, inst == 26)  # context: blocks counting cars
     assert [(r.item, r.stage, r.reason) for r in rejects] == [(f"{sp}#group:26", "read", "group_label")]
 
 
