@@ -8,6 +8,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Owl-VL trainer. Commands: version (more arrive with the model and training issues).")
 
 
+@app.callback()
+def main() -> None:
+    """Owl-VL trainer."""
+
+
 @app.command()
 def version() -> None:
     """Print the trainer's version."""
