@@ -33,6 +33,8 @@ from owl_data.images import ImageError, load_image
 from owl_data.points import SampledPoint, sample_points
 from owl_data.records import Reject, Scene
 from owl_data.sources import SourceOptions, get_reader
+from owl_data.generators.prompts import POOL_VERSION
+from owl_data.text_rows import text_rows
 
 __all__ = ["SourceSpec", "BuildReport", "run_build", "process_scene", "split_for_group", "row_id"]
 
@@ -104,7 +106,7 @@ def process_scene(scene: Scene, cfg: BuildConfig) -> dict[str, Any]:
 
     ref = scene.ref
     src = ref.source
-    items = list(dict.fromkeys(scene.items))
+    items = list(dict.fromkeys(scene.items + [tr.item for tr in scene.rows]))
     out: dict[str, Any] = {"image": None, "ref": None, "rows": defaultdict(list), "rejects": [],
                            "kept": set(), "items": items}
     rejected: dict[str, Reject] = {}
@@ -204,6 +206,15 @@ def process_scene(scene: Scene, cfg: BuildConfig) -> dict[str, Any]:
             "generator": gen,
         })
         kept.add(qa.item)
+    if scene.rows:  # rows the source gives directly (VQA, captions, grounding, point QA)
+        t_rows, t_kept, t_rejected = text_rows(
+            scene, image_id=img.image_id, split=split, declared=declared, raw=img.raw_size,
+            orientation=img.orientation, rotate=rotate, resolved=resolved, seed=cfg.seed)
+        for table, trs in t_rows.items():
+            rows[table].extend(trs)
+        kept |= t_kept
+        for it, rj in t_rejected.items():
+            rejected.setdefault(it, rj)
     for it in items:
         if it in kept:
             rejected.pop(it, None)
@@ -330,6 +341,7 @@ def run_build(
         "schema_version": schemas.SCHEMA_VERSION,
         "sources": [{"name": s.name, "spec": s.spec, "synthetic": s.synthetic} for s in sources],
         "config": cfg.content_dict(),
+        "prompt_pools": POOL_VERSION,
     }
     spec_hash = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
     partial = out.parent / f".{out.name}.partial"
@@ -447,6 +459,7 @@ def _consolidate(partial: Path, n_chunks: int, out: Path, sources: list[SourceSp
         "schema_version": schemas.SCHEMA_VERSION,
         "owl_data_version": __import__("owl_data").__version__,
         "build_config": cfg.content_dict(),
+        "prompt_pools": POOL_VERSION,
         "sources": source_stats,
         "rows": {t: dict(sorted(c.items())) for t, c in sorted(rows_count.items())},
         "rejects": {"total": sum(sum(c.values()) for c in reasons.values()),

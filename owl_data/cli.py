@@ -27,19 +27,21 @@ def _fail(msg: str) -> None:
     raise typer.Exit(code=2)
 
 
-def _default_scenes(seed: int) -> Path:
-    from owl_data.synthetic import write_default_scenes
+def _default_scenes(seed: int) -> list[tuple[str, str]]:
+    from owl_data.synthetic import write_default_sources
 
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "owl-vl" / f"default-scenes-s{seed}"
-    return write_default_scenes(cache, seed=seed)
+    return write_default_sources(cache, seed=seed)
 
 
 @app.command()
 def build(
     source: list[str] = typer.Option(
         [], "--source", "-s",
-        help="NAME=SPEC, repeatable: cityscapes=DIR, coco=IMAGES_DIR:ANNOTATIONS.json, drivelm=DIR. "
-             "None: the embedded default (synthetic street scenes in the Cityscapes layout)."),
+        help="NAME=SPEC, repeatable: cityscapes=DIR, coco=IMAGES_DIR:ANNOTATIONS.json, drivelm=DIR, "
+             "vqav2|gqa|coco_captions|flickr30k|refcoco|visual_genome|pointingqa=DIR[?key=value&...], "
+             "llava|sharegpt|llava_caps_boxes=FILE_OR_DIR[?...] (see README, Input formats). "
+             "None: the embedded default (synthetic street scenes, all four tasks)."),
     out: Path = typer.Option(..., "--out", "-o", help="Corpus folder to write (replaced atomically)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Build YAML, e.g. pipelines/build.yaml."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Build seed (overrides the config)."),
@@ -55,7 +57,7 @@ def build(
         cfg = load_build_config(config, {"seed": seed, "workers": workers, "val_percent": val_percent})
         specs = [SourceSpec.parse(s) for s in source]
         if not specs:
-            specs = [SourceSpec("cityscapes", str(_default_scenes(cfg.seed)), synthetic=True)]
+            specs = [SourceSpec(n, s, synthetic=True) for n, s in _default_scenes(cfg.seed)]
             console.print("[cyan]no --source given: building the embedded default (synthetic street scenes)[/]")
     except (ValueError, OSError) as exc:
         _fail(str(exc))
@@ -79,6 +81,13 @@ def build(
         t.add_row(name + (" (synthetic)" if s["synthetic"] else ""), str(s["items_read"]),
                   str(s["items_kept"]), str(s["items_rejected"]), top)
     out_console.print(t)
+    for name, s in m["sources"].items():
+        if s["items_kept"] == 0:
+            top = max(s["rejects"].items(), key=lambda kv: kv[1])[0] if s["rejects"] else "no items found"
+            hint = (" (image paths in the annotations are resolved against the root given in the spec:"
+                    " check it is the folder they are relative to)" if top == "missing_image" else "")
+            console.print(f"[bold yellow]warning:[/] source {name!r} kept no item of {s['items_read']}: "
+                          f"mostly {top}{hint}", soft_wrap=True)
     rows = ", ".join(f"{task}: {sum(c.values())}" for task, c in m["rows"].items() if task not in ("images", "image_refs"))
     out_console.print(f"images: {m['rows'].get('images', {}).get('all', 0)}; rows: {rows}")
     out_console.print(f"fingerprint: {m['fingerprint']}")
@@ -131,6 +140,12 @@ def manifest(corpus: Path = typer.Argument(..., help="Corpus folder.")) -> None:
         out_console.print_json(json.dumps(read_manifest(corpus)))
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
+
+
+from owl_data import cli_show  # noqa: E402,F401  (registers show)
+
+from owl_data import cli_mix  # noqa: E402,F401  (registers mix, mix-stats)
+from owl_data import cli_export  # noqa: E402,F401  (registers export, import-llava, push)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -37,6 +39,8 @@ __all__ = [
     "read_manifest",
     "shard_paths",
     "MANIFEST",
+    "finish_corpus",
+    "commit_corpus",
 ]
 
 MANIFEST = "manifest.json"
@@ -202,3 +206,31 @@ def write_dataset_card(corpus: Path, manifest: dict[str, Any]) -> None:
             )
     lines.append(f"\nFingerprint: `{manifest.get('fingerprint')}`\n")
     (Path(corpus) / "README.md").write_text("\n".join(lines))
+
+
+def finish_corpus(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Complete a written corpus folder: fingerprint into ``manifest``, ``manifest.json``, card.
+
+    Returns:
+        the manifest with its ``fingerprint`` set.
+    """
+    folder = Path(folder)
+    manifest = {**manifest, "fingerprint": fingerprint(folder)}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    write_dataset_card(folder, manifest)
+    return manifest
+
+
+def commit_corpus(staging: Path, out: Path) -> None:
+    """Move a finished ``staging`` folder to ``out`` atomically (an old ``out`` is replaced).
+
+    Readers see the old corpus or the new one, never a mix: the old folder is renamed aside,
+    the new one renamed into place, then the old one removed.
+    """
+    staging, out = Path(staging), Path(out)
+    old = out.parent / f".{out.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(staging, out)
+    shutil.rmtree(old, ignore_errors=True)

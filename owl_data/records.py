@@ -28,6 +28,7 @@ __all__ = [
     "Geometry",
     "Instance",
     "SourceQA",
+    "TextRow",
     "Scene",
     "Reject",
     "Record",
@@ -133,6 +134,57 @@ class SourceQA:
 
 
 @dataclass
+class TextRow:
+    """A task row the source gives directly (VQA, caption, referring expression, point QA).
+
+    The builder (:mod:`owl_data.text_rows`) resolves its geometry in the stored upright
+    frame, fills prompts from the versioned pools (:mod:`owl_data.generators.prompts`) and
+    writes it to the ``task`` table. Placeholders: ``question`` and ``turns`` never need
+    ``<image>`` added by the source unless they carry it already (chat formats keep theirs).
+
+    Attributes:
+        task: ``vqa`` | ``caption`` | ``grounding`` | ``point_vqa``.
+        item: accounting key (kept when at least one row is written from it).
+        key: distinguishes several rows of one item (part of the row id).
+        turns: a whole conversation ``[(role, content)]`` (roles ``system``/``user``/
+            ``assistant``), written as given except that ``<image>`` is prepended to the
+            first user turn when no turn carries it (chat sources: LLaVA, ShareGPT).
+        question: user text without ``<image>`` (vqa, point_vqa; caption: None draws a
+            prompt from the caption pool).
+        answer: the assistant turn (VQA: the majority answer; caption: the caption).
+        answers: every reference answer (``vqa.answers``); None -> ``[answer]``.
+        expression: grounding: the referring expression; None -> built from ``category``
+            with a relation word when the scene has several boxes of that category.
+        category: grounding: class name for generated expressions; point_vqa: target category.
+        box: xyxy box (grounding: the referred region; point_vqa: the target's box).
+        instance: grounding without ``box``: use the region of this scene Instance;
+            point_vqa: ``target.instance`` (default: the item key).
+        point: point_vqa: (x, y).
+        coords: frame of ``box``/``point``: ``pixels`` of the declared frame (as
+            :class:`Box`), or ``normalised`` to [0, 1] of the declared frame.
+        system: a system turn placed first (kept as given).
+        kind, generator: point_vqa ``kind`` and ``generator`` fields.
+    """
+
+    task: Literal["vqa", "caption", "grounding", "point_vqa"]
+    item: str
+    key: str = ""
+    turns: list[tuple[str, str]] | None = None
+    question: str | None = None
+    answer: str | None = None
+    answers: list[str] | None = None
+    expression: str | None = None
+    category: str | None = None
+    box: Box | None = None
+    instance: str | None = None
+    point: tuple[float, float] | None = None
+    coords: Literal["pixels", "normalised"] = "pixels"
+    system: str | None = None
+    kind: Literal["description", "reasoning"] = "reasoning"
+    generator: str | None = None
+
+
+@dataclass
 class Scene:
     """Everything one source knows about one image.
 
@@ -147,6 +199,8 @@ class Scene:
         sample_points: whether to sample points in instance masks (False for sources that
             annotate points themselves, e.g. DriveLM).
         grounding_from_attributes: emit grounding rows (``visual_description`` -> box).
+        rows: task rows the source gives directly (their items need not be listed in
+            ``items``: the builder adds them).
     """
 
     ref: ImageRef
@@ -156,6 +210,7 @@ class Scene:
     qa: list[SourceQA] = field(default_factory=list)
     sample_points: bool = True
     grounding_from_attributes: bool = False
+    rows: list[TextRow] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

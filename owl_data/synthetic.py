@@ -42,7 +42,7 @@ import numpy as np
 from cityscapesscripts.helpers.labels import name2label
 from PIL import Image, ImageDraw
 
-__all__ = ["DEFAULT_SOURCE_NAME", "DEFAULT_CITIES", "write_default_scenes"]
+__all__ = ["DEFAULT_SOURCE_NAME", "DEFAULT_CITIES", "write_default_scenes", "write_default_sources"]
 
 DEFAULT_SOURCE_NAME = "cityscapes"
 
@@ -109,6 +109,21 @@ def write_default_scenes(root: Path, seed: int = 0) -> Path:
             }
             (gt_dir / f"{stem}_gtFine_polygons.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     return root
+
+
+def write_default_sources(root: Path, seed: int = 0) -> list[tuple[str, str]]:
+    """Write the embedded default for all four tasks; return its ``[(source name, spec)]``.
+
+    The scenes of :func:`write_default_scenes` (Cityscapes layout, read by ``cityscapes``:
+    point-guided VQA and nothing else) plus, for the same images, VQA v2 questions and
+    answers, COCO captions and RefCOCO-style referring expressions computed from the drawn
+    objects (:mod:`owl_data.synthetic_tasks`), read by ``vqav2``, ``coco_captions`` and
+    ``refcoco``. Everything written is synthetic; mark the sources so.
+    """
+    from owl_data.synthetic_tasks import write_task_files
+
+    root = write_default_scenes(root, seed=seed)
+    return [(DEFAULT_SOURCE_NAME, str(root)), *write_task_files(root)]
 
 
 def _save_uint16(arr: np.ndarray, path: Path) -> None:

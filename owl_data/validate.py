@@ -99,7 +99,8 @@ def validate_corpus(corpus: Path, *, max_problems: int = 50) -> ValidationReport
                     problem(f"{where}: image_id {r['image_id']} not in images")
                 elif image_split[r["image_id"]] != r["split"] or r["split"] != split_dir:
                     problem(f"{where}: split {r['split']} vs image {image_split[r['image_id']]} / folder {split_dir}")
-                if not r["conversations"] or "<image>" not in r["conversations"][0]["content"]:
+                first_user = next((t for t in r["conversations"] or [] if t["role"] == "user"), None)
+                if first_user is None or "<image>" not in first_user["content"]:
                     problem(f"{where}: first user turn lacks <image>")
                 if task == "point_vqa":
                     p = r["point"]

@@ -21,5 +21,18 @@ def version() -> None:
     typer.echo(__version__)
 
 
+@app.command("init-tiny")
+def init_tiny_cmd(
+    out_dir: str = typer.Argument(..., help="directory to write (Hugging Face Qwen2-VL layout + tokenizer)"),
+    vocab_from: str = typer.Option(None, "--vocab-from", help="UTF-8 text file to train the BPE tokenizer on"),
+    seed: int = typer.Option(0, help="seed of the random weights"),
+) -> None:
+    """Write a tiny random Owl-VL model and its byte-level BPE tokenizer to OUT_DIR."""
+    from owl_train.model.tiny import init_tiny
+
+    path = init_tiny(out_dir, vocab_from=vocab_from, seed=seed)
+    typer.echo(f"wrote tiny Owl-VL model and tokenizer to {path}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

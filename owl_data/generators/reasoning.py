@@ -6,28 +6,36 @@ Each family asks one question whose answer is a fact of
 ``generator = f"{GENERATOR_VERSION}/reasoning/<family>"``.
 
 Families, with the fact they state and the shape of their text (``<subject>`` is "the
-object at the point", "this <category>" or "the <category> I am looking at"; ``<ref>`` is
+object at the point" (people: "the <category> at the point"), "this <category>" or "the
+<category> I am looking at"; ``<ref>`` is
 "the nearest <category>" naming the nearest other object, or "the nearest other
-<category>" when it shares the target's category):
+<category>" when it shares the target's category; ``<It>`` is "It", or "The <category>"
+when the target is a person (``person``, ``rider``, ``pedestrian``: people are never "it")):
 
 * ``relation`` (:func:`scene_facts.relation` to :func:`scene_facts.nearest_neighbour`):
-  "Is <subject> to the left or to the right of <ref>?" -> "It is to the left of <ref>." |
+  "Is <subject> to the left or to the right of <ref>?" -> "<It> is to the left of <ref>." |
   "... to the right of <ref>."; when the vertical offset dominates: "Is <subject> above or
-  below <ref>?" -> "It is above <ref>." | "It is below <ref>."
-* ``count`` (:func:`scene_facts.count_same_category`): "How many <plural> like this one are
-  visible?" | "How many <plural> can be seen, including this one?" -> "Just 1: it is the
-  only <category> in view." | "<n> <plural> are visible, this one included." (n in digits).
+  below <ref>?" -> "<It> is above <ref>." | "<It> is below <ref>."
+* ``count`` (:func:`scene_facts.count_same_category`, so skipped when any instance of the
+  category is under ``COUNT_MIN_PIXELS`` visible pixels): "How many <plural> like this one
+  are visible?" | "How many <plural> can be seen, including this one?" -> "Just 1: it is
+  the only <category> in view." (people: "Just 1: the <category> is the only one in view.")
+  | "<n> <plural> are visible, this one included." (n in digits).
 * ``road_side`` (:func:`scene_facts.road_side`): "Which side of the road is <subject> on?"
-  -> "It is on the left side of the road." | "... right side ...".
+  -> "<It> is on the left side of the road." | "... right side ...".
 * ``nearer`` (:func:`scene_facts.nearer` against the nearest neighbour): "Is <subject>
-  nearer to the camera or farther away than <ref>?" -> "It is nearer to the camera than
-  <ref>." | "It is farther from the camera than <ref>."
+  nearer to the camera or farther away than <ref>?" -> "<It> is nearer to the camera than
+  <ref>." | "<It> is farther from the camera than <ref>."
 * ``surface`` (:func:`scene_facts.surface_under`): "Is <subject> on the road or on the
-  sidewalk?" -> "It is on the road." | "It is on the sidewalk."
+  sidewalk?" -> "<It> is on the road." | "<It> is on the sidewalk."
 * ``advice``: a pedestrian's or a driver's caution, looked up by category group and the
   computed surface (:data:`ADVICE`); it mentions "road" or "sidewalk" only when
   :func:`scene_facts.surface_under` says so. Questions: "What should a pedestrian keep in
-  mind about <subject>?" | "What should a driver watch out for with <subject>?"
+  mind about <subject>?" | "What should a driver watch out for with <subject>?" Only for
+  street scenes (``scene.semantic`` is not None) and targets of the street vocabulary
+  (:data:`STREET_CATEGORIES`: vehicles, people, riders and cycles, traffic lights and signs,
+  poles, and the road and sidewalk areas); skipped for anything else (a bottle in an
+  indoor COCO photo gets no street advice).
 
 Which families a point gets: the configured families in an order drawn from the seed,
 the first ``max_reasoning`` that apply.
@@ -46,12 +54,15 @@ from owl_data.generators import scene_facts as sf
 from owl_data.generators.templates import _UNSET, plural, rng_for
 from owl_data.geometry import ResolvedInstance, ResolvedScene
 
-__all__ = ["ADVICE", "FAMILY_FUNCTIONS", "reasoning_generator", "family_of", "reason"]
+__all__ = ["ADVICE", "STREET_CATEGORIES", "FAMILY_FUNCTIONS", "reasoning_generator", "family_of", "reason"]
 
 VEHICLES = frozenset({"car", "truck", "bus", "caravan", "trailer", "train", "motorcycle", "motorbike"})
 PEOPLE = frozenset({"person", "pedestrian"})
 CYCLES = frozenset({"rider", "bicycle", "bicycle rider"})
-ANIMALS = frozenset({"dog", "cat", "horse", "sheep", "cow", "bird", "elephant", "bear", "zebra", "giraffe"})
+WEARERS = frozenset({"person", "rider", "pedestrian"})  # referred to as "the <category>", never "it"
+SIGNALS = frozenset({"traffic light", "traffic sign", "pole"})
+STREET_CATEGORIES = VEHICLES | PEOPLE | CYCLES | SIGNALS | frozenset({"road", "sidewalk"})
+"""Categories the advice family speaks about (road and sidewalk as areas only)."""
 
 # (group, surface or None) -> {role: advice}; looked up with the computed surface first,
 # then with None. Groups: see _group().
@@ -84,10 +95,6 @@ ADVICE: dict[tuple[str, str | None], dict[str, str]] = {
         "pedestrian": "Cyclists move fast: check before stepping into their path.",
         "driver": "Cyclists can swerve: give them a wide berth when passing.",
     },
-    ("animal", None): {
-        "pedestrian": "Animals can move suddenly: keep some distance.",
-        "driver": "Animals can run into the road: slow down near them.",
-    },
     ("traffic light", None): {
         "pedestrian": "Watch the signal: cross only when it allows.",
         "driver": "Watch the signal: drive on only when it allows.",
@@ -107,10 +114,6 @@ ADVICE: dict[tuple[str, str | None], dict[str, str]] = {
     ("sidewalk", None): {
         "pedestrian": "This is the sidewalk, the place to walk: stay on it away from traffic.",
         "driver": "This is for pedestrians: don't drive or park on it.",
-    },
-    ("object", None): {
-        "pedestrian": "Watch your step around it.",
-        "driver": "Mind it if it is in your way.",
     },
 }
 _ADVICE_QUESTIONS = {
@@ -159,8 +162,14 @@ class _Context:
         cat = self.target.category
         if sf.is_area(self.target):
             return "this area" if cat not in ("road", "sidewalk") else f"this {cat}"
-        opts = ("the object at the point", f"this {cat}", f"the {cat} I am looking at")
+        at = f"the {cat} at the point" if cat in WEARERS else "the object at the point"  # no "object" for people
+        opts = (at, f"this {cat}", f"the {cat} I am looking at")
         return opts[int(rng.integers(len(opts)))]
+
+    def it(self) -> str:
+        """The target as the subject of an answer: "It", or "The <category>" for people."""
+        cat = self.target.category
+        return f"The {cat}" if cat in WEARERS and not sf.is_area(self.target) else "It"
 
     def neighbour_ref(self) -> str:
         cat = self.neighbour.instance.category
@@ -175,10 +184,10 @@ def _relation(c: _Context) -> GeneratedQA | None:
     subj = c.subject(rng)
     if nb.relation in ("left of", "right of"):
         q = f"Is {subj} to the left or to the right of {ref}?"
-        a = f"It is to the {nb.relation.split()[0]} of {ref}."
+        a = f"{c.it()} is to the {nb.relation.split()[0]} of {ref}."
     else:
         q = f"Is {subj} above or below {ref}?"
-        a = f"It is {nb.relation} {ref}."
+        a = f"{c.it()} is {nb.relation} {ref}."
     return GeneratedQA("reasoning", q, a, reasoning_generator("relation"))
 
 
@@ -189,7 +198,12 @@ def _count(c: _Context) -> GeneratedQA | None:
     rng, cat = c.rng("count"), c.target.category
     q = (f"How many {plural(cat)} like this one are visible?",
          f"How many {plural(cat)} can be seen, including this one?")[int(rng.integers(2))]
-    a = f"Just 1: it is the only {cat} in view." if n == 1 else f"{n} {plural(cat)} are visible, this one included."
+    if n > 1:
+        a = f"{n} {plural(cat)} are visible, this one included."
+    elif cat in WEARERS:
+        a = f"Just 1: the {cat} is the only one in view."
+    else:
+        a = f"Just 1: it is the only {cat} in view."
     return GeneratedQA("reasoning", q, a, reasoning_generator("count"))
 
 
@@ -198,7 +212,7 @@ def _road_side(c: _Context) -> GeneratedQA | None:
     if side is None:
         return None
     q = f"Which side of the road is {c.subject(c.rng('road_side'))} on?"
-    return GeneratedQA("reasoning", q, f"It is on the {side} side of the road.",
+    return GeneratedQA("reasoning", q, f"{c.it()} is on the {side} side of the road.",
                        reasoning_generator("road_side"))
 
 
@@ -211,8 +225,8 @@ def _nearer(c: _Context) -> GeneratedQA | None:
         return None
     ref = c.neighbour_ref()
     q = f"Is {c.subject(c.rng('nearer'))} nearer to the camera or farther away than {ref}?"
-    a = (f"It is nearer to the camera than {ref}." if which == "nearer"
-         else f"It is farther from the camera than {ref}.")
+    a = (f"{c.it()} is nearer to the camera than {ref}." if which == "nearer"
+         else f"{c.it()} is farther from the camera than {ref}.")
     return GeneratedQA("reasoning", q, a, reasoning_generator("nearer"))
 
 
@@ -220,10 +234,11 @@ def _surface(c: _Context) -> GeneratedQA | None:
     if c.surface is None:
         return None
     q = f"Is {c.subject(c.rng('surface'))} on the road or on the sidewalk?"
-    return GeneratedQA("reasoning", q, f"It is on the {c.surface}.", reasoning_generator("surface"))
+    return GeneratedQA("reasoning", q, f"{c.it()} is on the {c.surface}.", reasoning_generator("surface"))
 
 
 def _group(target: ResolvedInstance) -> str | None:
+    """The advice group of a street-vocabulary target, None for any other."""
     cat = target.category
     if sf.is_area(target):
         return cat if cat in ("road", "sidewalk") else None
@@ -233,14 +248,14 @@ def _group(target: ResolvedInstance) -> str | None:
         return "person"
     if cat in CYCLES:
         return "cycle"
-    if cat in ANIMALS:
-        return "animal"
-    if cat in ("traffic light", "traffic sign", "pole"):
+    if cat in SIGNALS:
         return cat
-    return "object"
+    return None
 
 
 def _advice(c: _Context) -> GeneratedQA | None:
+    if c.scene.semantic is None:  # not a street scene (COCO, VOC...): no street advice
+        return None
     group = _group(c.target)
     if group is None:
         return None

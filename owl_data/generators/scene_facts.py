@@ -34,7 +34,12 @@ Rules in one place:
   box centres in pixels: the axis with the larger offset wins; "left of"/"right of" or
   "above"/"below". None when both offsets are below ``RELATION_MARGIN`` of the diagonal.
 * **count** (:func:`count_same_category`): non-crowd thing instances of the target's
-  category, the target included; None when a crowd region of that category exists.
+  category, the target included; None when a crowd region of that category exists, or when
+  any of those instances (the target included) has fewer than ``COUNT_MIN_PIXELS`` visible
+  pixels (:func:`visible_pixels`: area fraction x width x height): a count that includes
+  slivers of a few pixels (a pole split by occluders, a far sign) is not what anyone sees.
+  The same condition (:func:`countable`, over the instances of the target's category and
+  kind) decides whether a rank phrase may name the total ("of the three cars").
 * **road side** (:func:`road_side`): road pixels (label 7) in the rows within
   ``ROAD_BAND`` of the image height of the target's bottom row; the road's middle is the
   midpoint of their leftmost and rightmost columns; the target is on the left (right)
@@ -45,10 +50,15 @@ Rules in one place:
   either category is not :func:`is_grounded`.
 * **surface** (:func:`surface_under`): the contact columns of the mask are those whose
   lowest mask pixel lies in the bottom ``CONTACT_FRACTION`` of the box height (box-only:
-  every column of the box, bottom at the box bottom); the band is the ``SURFACE_BAND``
-  (fraction of the height, at least ``SURFACE_BAND_MIN`` rows) pixels just below that
-  lowest pixel in each contact column. The answer is road (7) or sidewalk (8) when that
-  label holds more than half of the band's pixels, else None.
+  every column of the box, bottom at the box bottom); the band is the
+  ``max(SURFACE_BAND_MIN, round(SURFACE_BAND * H))`` rows just below that lowest pixel in
+  each contact column (1 row up to H = 374, 4 rows at Cityscapes' 1024). The answer is road
+  (7) or sidewalk (8) when that label holds more than ``SURFACE_MAJORITY`` (2/3) of the
+  band's pixels, else None. The band is thin on purpose: what an object stands on is the
+  ground its base touches, and a curb-side sidewalk strip under a pole or a pedestrian can be
+  a single row wide at low resolution (the default synthetic scenes: one row of 256, the
+  road right below it); a deeper band reads past the curb into the road. The band only
+  absorbs a few rows of label noise at the contact; a split band says nothing.
 """
 
 from __future__ import annotations
@@ -56,6 +66,7 @@ from __future__ import annotations
 import colorsys
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 from scipy import ndimage
@@ -72,6 +83,8 @@ __all__ = [
     "NEARER_MARGIN",
     "SURFACE_BAND",
     "SURFACE_BAND_MIN",
+    "SURFACE_MAJORITY",
+    "COUNT_MIN_PIXELS",
     "CONTACT_FRACTION",
     "ROAD_ID",
     "SIDEWALK_ID",
@@ -90,6 +103,8 @@ __all__ = [
     "neighbours",
     "nearest_neighbour",
     "relation",
+    "visible_pixels",
+    "countable",
     "count_same_category",
     "rank_from_left",
     "road_side",
@@ -111,10 +126,15 @@ ROAD_SIDE_MARGIN = 0.03
 """Distance (fraction of width) from the road's middle below which no side is stated."""
 NEARER_MARGIN = 0.03
 """Difference of box bottoms (fraction of height) below which nearer/farther is not stated."""
-SURFACE_BAND = 0.02
-"""Height of the band below the object (fraction of image height) read for the surface."""
-SURFACE_BAND_MIN = 2
+SURFACE_BAND = 0.004
+"""Height of the band just below the contact (fraction of image height) read for the surface."""
+SURFACE_BAND_MIN = 1
 """Smallest band height in rows."""
+SURFACE_MAJORITY = Fraction(2, 3)
+"""Share of the band's pixels one label must exceed for road/sidewalk to be stated (exact)."""
+COUNT_MIN_PIXELS = 24
+"""Visible pixels every same-category instance needs for a count (or a rank's total) to be
+stated; the point sampler's default ``min_area_px``."""
 CONTACT_FRACTION = 0.1
 """Bottom fraction of the box height in which a column's lowest mask pixel makes it a contact column."""
 
@@ -344,16 +364,35 @@ def relation(scene: ResolvedScene, target: ResolvedInstance, other: ResolvedInst
     return "above" if dy < 0 else "below"
 
 
+def visible_pixels(scene: ResolvedScene, inst: ResolvedInstance) -> float:
+    """Visible pixels of an instance: its visible area fraction x width x height."""
+    return inst.area * scene.width * scene.height
+
+
+def countable(scene: ResolvedScene, target: ResolvedInstance) -> bool:
+    """Whether every non-crowd instance of the target's category and kind, the target
+    included, has at least ``COUNT_MIN_PIXELS`` visible pixels (so a number of them may be
+    stated). The 1e-6 tolerance only absorbs float rounding of ``area``."""
+    same = [
+        o for o in scene.instances
+        if o.category == target.category and o.kind == target.kind and not o.source.crowd
+    ]
+    return all(visible_pixels(scene, o) >= COUNT_MIN_PIXELS - 1e-6 for o in same + [target])
+
+
 def count_same_category(scene: ResolvedScene, target: ResolvedInstance) -> int | None:
     """Non-crowd thing instances with the target's category, the target included.
 
-    None when the target is not a thing, or when a crowd region of the same category
-    makes the number unknowable.
+    None when the target is not a thing, when a crowd region of the same category makes
+    the number unknowable, or when one of them is under ``COUNT_MIN_PIXELS`` visible pixels
+    (:func:`countable`).
     """
     if target.kind != "thing":
         return None
     same = [o for o in scene.instances if o.category == target.category]
     if any(o.source.crowd for o in same):
+        return None
+    if not countable(scene, target):
         return None
     n = sum(1 for o in same if o.kind == "thing" and o is not target and o.instance != target.instance)
     return n + 1
@@ -446,6 +485,6 @@ def surface_under(scene: ResolvedScene, target: ResolvedInstance) -> str | None:
         return None
     counts = np.bincount(values.astype(np.int64))
     top_label = int(np.argmax(counts))
-    if counts[top_label] * 2 <= values.size:
+    if not int(counts[top_label]) > SURFACE_MAJORITY * int(values.size):
         return None
     return _SURFACES.get(top_label)

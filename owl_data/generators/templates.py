@@ -9,8 +9,18 @@ same facts whatever the point or seed.
 
 Uniqueness within an image: when another instance of the same category and kind shares the
 target's category, colour, size and coarse position (the words a description is built
-from), both descriptions add the rank from the left ("the second of the three cars in
-view"), which no other instance shares.
+from), both descriptions add the rank from the left ("the second from the left of the three
+cars in view"), which no other instance shares. The total ("of the three cars") is named
+only when :func:`scene_facts.countable` holds (every instance of that category and kind has
+at least ``COUNT_MIN_PIXELS`` visible pixels); otherwise the rank is stated without a
+number ("the second from the left among the traffic signs in view"), the ordinal still
+counting every instance so that it stays unique.
+
+People (``person``, ``rider``, ``pedestrian``) are never "it" nor "an object": sentences
+about such a target start with "The <category>" ("The person is to the left of a red car.",
+opening with "This is" / "Here is" / "You are looking at"), and a person next to the
+target is introduced with "Closest to it/the <category> is ..." and referred back to as
+"that <category>".
 
 Rows carry ``generator = f"{GENERATOR_VERSION}/description"``.
 """
@@ -160,6 +170,7 @@ class DescriptionFacts:
         relation: where the target is relative to that neighbour, or None.
         surface: ``road``/``sidewalk`` under the target, or None.
         rank: (rank from the left, total) when needed to tell the target from a look-alike.
+        rank_total: whether the rank phrase may name the total (:func:`scene_facts.countable`).
     """
 
     category: str
@@ -174,6 +185,7 @@ class DescriptionFacts:
     relation: str | None
     surface: str | None
     rank: tuple[int, int] | None
+    rank_total: bool = True
 
 
 def _key(scene: ResolvedScene, inst: ResolvedInstance) -> tuple:
@@ -227,6 +239,7 @@ def description_facts(
         relation=nb.relation if nb else None,
         surface=None if area else sf.surface_under(scene, target),
         rank=sf.rank_from_left(scene, target) if _needs_rank(scene, target) else None,
+        rank_total=sf.countable(scene, target),
     )
 
 
@@ -246,30 +259,45 @@ def coloured_noun(category: str, colour: str | None) -> str:
     return with_article(f"{colour} {category}")
 
 
+def _rank_text(f: DescriptionFacts, noun_plural: str) -> str:
+    """``the second from the left of the three cars in view``, or without the total."""
+    r, n = f.rank
+    if f.rank_total:
+        return f"the {ordinal_phrase(r, n)} of the {number_word(n)} {noun_plural} in view"
+    return f"the {ordinal_phrase(r, n)} among the {noun_plural} in view"
+
+
 def _object_text(f: DescriptionFacts, rng: np.random.Generator) -> str:
-    parts = [_pick(rng, ("This is {}.", "It is {}.", "You are looking at {}.")).format(
-        coloured_noun(f.category, f.colour))]
+    person = f.category in _WEARERS
+    # the target as a sentence subject ("It" / "The person") and mid-sentence ("it" / "the person")
+    subj = f"The {f.category}" if person else "It"
+    obj = f"the {f.category}" if person else "it"
+    intro = ("This is {}.", "Here is {}.", "You are looking at {}.") if person else (
+        "This is {}.", "It is {}.", "You are looking at {}.")
+    parts = [_pick(rng, intro).format(coloured_noun(f.category, f.colour))]
     if f.rank:
-        r, n = f.rank
-        parts.append(f"It is the {ordinal_phrase(r, n)} of the {number_word(n)} "
-                     f"{plural(f.category)} in view.")
+        parts.append(f"{subj} is {_rank_text(f, plural(f.category))}.")
     pos = position_phrase(f.horizontal, f.vertical)
     if f.size:
-        tpl = _pick(rng, ("It is {size} in the image and sits {pos}.", "It appears {size}, {pos}."))
-        parts.append(tpl.format(size=_SIZE_WORD[f.size], pos=pos))
+        tpl = _pick(rng, ("{subj} is {size} in the image and sits {pos}.", "{subj} appears {size}, {pos}."))
+        parts.append(tpl.format(subj=subj, size=_SIZE_WORD[f.size], pos=pos))
     else:
-        parts.append(f"It sits {pos}.")
+        parts.append(f"{subj} sits {pos}.")
     if f.neighbour:
         nb = coloured_noun(f.neighbour, f.neighbour_colour)
+        back = f"that {f.neighbour}" if f.neighbour in _WEARERS else "it"  # the neighbour, referred back to
         if f.relation:
             rel = _RELATION_WORDS[f.relation]
-            tpl = _pick(rng, ("It is {rel} {nb}.",
-                              "The closest other object is {nb}, and this one is {rel} it."))
-            parts.append(tpl.format(rel=rel, nb=nb))
+            tpl = _pick(rng, ("{subj} is {rel} {nb}.",
+                              "The closest other object is {nb}, and this one is {rel} {back}."))
+            if f.neighbour in _WEARERS:  # a person is no "object"
+                tpl = tpl.replace("The closest other object is", "Closest to {obj} is")
+            parts.append(tpl.format(subj=subj, rel=rel, nb=nb, back=back, obj=obj))
         else:
-            parts.append(f"Right beside it is {nb}.")
+            parts.append(f"Right beside {obj} is {nb}.")
     if f.surface:
-        parts.append(_pick(rng, ("It is on the {}.", "It stands on the {}.")).format(f.surface))
+        tpl = _pick(rng, ("{subj} is on the {s}.", "{subj} stands on the {s}."))
+        parts.append(tpl.format(subj=subj, s=f.surface))
     return " ".join(parts)
 
 
@@ -277,9 +305,7 @@ def _area_text(f: DescriptionFacts, rng: np.random.Generator) -> str:
     np_ = _AREA_NP.get(f.category, f"an area of {f.category}")
     parts = [_pick(rng, ("This is {}.", "You are looking at {}.")).format(np_)]
     if f.rank:
-        r, n = f.rank
-        parts.append(f"It is the {ordinal_phrase(r, n)} of the {number_word(n)} "
-                     f"{f.category} areas in view.")
+        parts.append(f"It is {_rank_text(f, f.category + ' areas')}.")
     if f.colour:
         colour = "light gray" if f.colour == "silver" else f.colour
         parts.append(f"It is mostly {colour}.")

@@ -45,6 +45,16 @@ SOURCES: dict[str, str] = {
     "cityscapes": "owl_data.sources.cityscapes:read",
     "coco": "owl_data.sources.coco:read",
     "drivelm": "owl_data.sources.drivelm:read",
+    "vqav2": "owl_data.sources.vqav2:read",
+    "gqa": "owl_data.sources.gqa:read",
+    "llava": "owl_data.sources.llava:read",
+    "sharegpt": "owl_data.sources.sharegpt:read",
+    "coco_captions": "owl_data.sources.coco_captions:read",
+    "flickr30k": "owl_data.sources.flickr30k:read",
+    "refcoco": "owl_data.sources.refcoco:read",
+    "visual_genome": "owl_data.sources.visual_genome:read",
+    "pointingqa": "owl_data.sources.pointingqa:read",
+    "llava_caps_boxes": "owl_data.sources.llava_caps_boxes:read",
 }
 
 

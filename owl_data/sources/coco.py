@@ -21,6 +21,10 @@ written; :func:`owl_data.geometry.resolve_instance` validates coordinates in the
 Reject reasons (stage ``read``): ``malformed_annotation``, ``unknown_image``,
 ``unknown_category``, ``no_geometry``, ``duplicate_annotation``, ``malformed_image_entry``,
 ``path_outside_source``, ``missing_image``.
+
+Grounding: each image also carries :func:`grounding_rows` (category -> the annotation's
+box, both directions; a relation word such as "the left car" when the image holds several
+of the category); an annotation is kept when it made a point row or a grounding row.
 """
 
 from __future__ import annotations
@@ -30,11 +34,11 @@ import math
 from pathlib import Path
 from typing import Any, Iterator
 
-from owl_data.records import RLE, Box, ImageRef, Instance, Polygons, Record, Reject, Scene
+from owl_data.records import RLE, Box, ImageRef, Instance, Polygons, Record, Reject, Scene, TextRow
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._paths import UnsafePath, resolve_inside
 
-__all__ = ["read", "parse_spec"]
+__all__ = ["read", "parse_spec", "grounding_rows"]
 
 STAGE = "read"
 
@@ -230,4 +234,16 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
             split=None,
             declared_size=(w, h),
         )
-        yield Scene(ref=ref, instances=instances, items=[i.item for i in instances])
+        yield Scene(ref=ref, instances=instances, items=[i.item for i in instances], rows=grounding_rows(instances))
+
+
+def grounding_rows(instances: list[Instance]) -> list[TextRow]:
+    """Grounding rows of an image: each non-crowd annotation's category -> its region's box.
+
+    The builder names each box by its category, with a relation word when the image holds
+    several of that category ("the left car"); categories that also have a crowd region in
+    the image are skipped (which of the crowd is "the person" cannot be said).
+    """
+    crowd = {i.category for i in instances if i.crowd}
+    return [TextRow(task="grounding", item=i.item, key="category", category=i.category, instance=i.instance)
+            for i in instances if not i.crowd and i.category not in crowd and i.item]

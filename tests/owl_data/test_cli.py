@@ -44,3 +44,16 @@ def test_clear_errors(tmp_path):
     assert res.exit_code == 2 and "error" in res.output
     res = runner.invoke(app, ["validate", str(tmp_path)])
     assert res.exit_code == 2 and "manifest.json is missing" in res.output
+
+
+def test_warns_when_a_source_keeps_nothing(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "JPEGImages/a.jpg", "width": 10, "height": 10}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "iscrowd": 0}],
+        "categories": [{"id": 1, "name": "car"}],
+    }))
+    res = runner.invoke(app, ["build", "--source", f"coco={tmp_path / 'imgs'}:{ann}", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0
+    assert "kept no item of 1: mostly missing_image" in res.output

@@ -19,11 +19,20 @@ Independent choices made here (not the library's code paths):
 * the instance list of a frame is rebuilt from the Cityscapes conventions: thing values
   ``class*1000+k`` ascending, then one 8-connected component per pole / traffic light /
   traffic sign part (scipy label order), then the stuff regions (context only: never a
-  neighbour, never counted). Instances too small for a point are still context.
+  neighbour, never counted). Instances too small for a point are still context;
+* pixel counts are integer mask sums (the library works from area fractions).
 
-The description rows are checked for the two properties the generator promises: every row
-on one target with the same question says the same thing whatever the point, and
-different targets of one image never share a description.
+Rules restated after the user review (see the ``scene_facts`` / ``reasoning`` docstrings):
+the surface is read from the ``max(SURFACE_BAND_MIN, round(SURFACE_BAND * H))`` rows right
+under the contact and needs more than ``SURFACE_MAJORITY`` of them; a count is stated only
+when every thing of the category has at least ``COUNT_MIN_PIXELS`` pixels; advice only for
+street scenes (a Cityscapes frame always has its label map) and street categories; people
+are "The <category>", never "It".
+
+The description rows are checked for the properties the generator promises: every row on
+one target with the same question says the same thing whatever the point, different
+targets of one image never share a description, a rank names a total ("of the three cars")
+only when that count could be stated, and a person target is never "It".
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ from owl_data.config import BuildConfig
 from owl_data.generators.reasoning import ADVICE  # wording only; the lookup key is computed here
 from owl_data.generators.scene_facts import (
     CONTACT_FRACTION,
+    COUNT_MIN_PIXELS,
     NEARER_MARGIN,
     NEIGHBOUR_MAX_GAP,
     RELATION_MARGIN,
@@ -56,6 +66,7 @@ from owl_data.generators.scene_facts import (
     ROAD_SIDE_MARGIN,
     SURFACE_BAND,
     SURFACE_BAND_MIN,
+    SURFACE_MAJORITY,
 )
 from owl_data.synthetic import write_default_scenes
 from tests.conftest import need_shared_data
@@ -74,7 +85,9 @@ AREA = {"road", "sidewalk", "parking", "rail track", "ground", "building", "wall
 GROUNDED = {"person", "rider", "car", "truck", "bus", "caravan", "trailer", "train",
             "motorcycle", "bicycle", "pole"}
 VEHICLES = {"car", "truck", "bus", "caravan", "trailer", "train", "motorcycle"}
+PEOPLE = {"person", "rider"}  # the Cityscapes categories named "The <category>", never "It"
 PLURALS = {"person": "people", "bus": "buses"}
+NUMBER_WORDS = ("two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve")
 
 
 def plural_of(cat: str) -> str:
@@ -186,8 +199,13 @@ class Frame:
             return "left of" if dx < 0 else "right of"
         return "above" if dy < 0 else "below"
 
+    def countable(self, category: str) -> bool:
+        """Every thing of ``category`` has at least COUNT_MIN_PIXELS pixels (no sliver)."""
+        return all(int(o.mask.sum()) >= COUNT_MIN_PIXELS
+                   for o in self.objs if o.kind == "thing" and o.category == category)
+
     def count(self, t: Obj) -> int | None:
-        if t.kind != "thing" or t.category in self.group_categories:
+        if t.kind != "thing" or t.category in self.group_categories or not self.countable(t.category):
             return None
         return sum(1 for o in self.objs if o.kind == "thing" and o.category == t.category)
 
@@ -218,7 +236,7 @@ class Frame:
         if self.is_area(t) or t.category not in GROUNDED:
             return None
         c1, r1, c2, r2 = t.box
-        depth = max(SURFACE_BAND_MIN, int(round(SURFACE_BAND * self.H)))
+        depth = max(SURFACE_BAND_MIN, int(round(SURFACE_BAND * self.H)))  # rows right under the contact
         reach = max(1, math.ceil(CONTACT_FRACTION * (r2 - r1)))
         vals: list[int] = []
         for c in range(c1, c2):
@@ -228,9 +246,11 @@ class Frame:
         if not vals:
             return None
         label, n = Counter(vals).most_common(1)[0]
-        return {ROAD: "road", SIDEWALK: "sidewalk"}.get(label) if 2 * n > len(vals) else None
+        return {ROAD: "road", SIDEWALK: "sidewalk"}.get(label) if n > SURFACE_MAJORITY * len(vals) else None
 
     def group(self, t: Obj) -> str | None:
+        """Advice group; None outside the street vocabulary (a Cityscapes frame always has
+        its label map, so it is always a street scene)."""
         if self.is_area(t):
             return t.category if t.category in ("road", "sidewalk") else None
         if t.category in VEHICLES:
@@ -241,7 +261,10 @@ class Frame:
             return "cycle"
         if t.category in COMPONENT_CLASSES.values():
             return t.category
-        return "object"
+        return None
+
+    def it(self, t: Obj) -> str:
+        return f"The {t.category}" if t.category in PEOPLE and t.kind == "thing" else "It"
 
     # expected answers ------------------------------------------------------------------------
 
@@ -259,27 +282,29 @@ class Frame:
             rel = nb and self.relation(t, nb[0])
             if not rel:
                 return None
-            ref = self.ref(t)
-            return f"It is to the {rel.split()[0]} of {ref}." if rel in ("left of", "right of") else f"It is {rel} {ref}."
+            ref, it = self.ref(t), self.it(t)
+            return f"{it} is to the {rel.split()[0]} of {ref}." if rel in ("left of", "right of") else f"{it} is {rel} {ref}."
         if family == "count":
             n = self.count(t)
             if n is None or self.is_area(t):
                 return None
-            return (f"Just 1: it is the only {t.category} in view." if n == 1
-                    else f"{n} {plural_of(t.category)} are visible, this one included.")
+            if n > 1:
+                return f"{n} {plural_of(t.category)} are visible, this one included."
+            return (f"Just 1: the {t.category} is the only one in view." if t.category in PEOPLE
+                    else f"Just 1: it is the only {t.category} in view.")
         if family == "road_side":
             side = self.road_side(t)
-            return None if side is None else f"It is on the {side} side of the road."
+            return None if side is None else f"{self.it(t)} is on the {side} side of the road."
         if family == "nearer":
             which = nb and self.nearer(t, nb[0])
             if not which:
                 return None
-            ref = self.ref(t)
-            return (f"It is nearer to the camera than {ref}." if which == "nearer"
-                    else f"It is farther from the camera than {ref}.")
+            ref, it = self.ref(t), self.it(t)
+            return (f"{it} is nearer to the camera than {ref}." if which == "nearer"
+                    else f"{it} is farther from the camera than {ref}.")
         if family == "surface":
             s = self.surface(t)
-            return None if s is None else f"It is on the {s}."
+            return None if s is None else f"{self.it(t)} is on the {s}."
         if family == "advice":
             g = self.group(t)
             if g is None:
@@ -373,6 +398,16 @@ def _check(name: str, out: Path, root: Path, cfg: BuildConfig) -> Checked:
         box = [t.box[0] / f.W, t.box[1] / f.H, t.box[2] / f.W, t.box[3] / f.H]
         if not t.mask[i, j] or r["target"]["bbox"] != pytest.approx(box, abs=1e-12) or r["target"]["category"] != t.category:
             bad.append(f"{where}: geometry/category {r['target']} vs box {box}, point on mask {bool(t.mask[i, j])}")
+        if r["kind"] == "description":
+            text = r["conversations"][1]["content"]
+            m = re.search(r" of the (\w+) (.+?) in view\.", text)
+            if m and m.group(1) in NUMBER_WORDS and t.kind == "thing" and not f.countable(t.category):
+                bad.append(f"{where}: description names a total although the {t.category}s include "
+                           f"slivers under {COUNT_MIN_PIXELS} px: {text!r}")
+            if t.category in PEOPLE and re.search(r"(^|[.:] )It\b", text):
+                bad.append(f"{where}: a person called 'It': {text!r}")
+            if " object is a person" in text or " object is a rider" in text:
+                bad.append(f"{where}: a person called an object: {text!r}")
         if r["kind"] != "reasoning":
             continue
         gen = r["generator"]

@@ -1,0 +1,178 @@
+"""Hugging Face hub-ready export: dataset card + Parquet with images embedded.
+
+Layout::
+
+    OUT/README.md                          card; YAML ``configs:`` one config per task, its splits
+    OUT/<task>/<split>/part-NNNNN.parquet  the task's columns + ``image`` (datasets ``Image``)
+    OUT/owl_export.json                    format, corpus fingerprint and sources, files
+
+Each row carries its image as the ``datasets`` ``Image`` feature, a struct ``{bytes, path}``
+with the stored bytes (never null) and ``path`` = ``<image_id>.<ext>``. The Parquet schema
+holds the ``huggingface`` metadata key (the feature types, ``Features.arrow_schema``), so
+``datasets.load_dataset(OUT, "point_vqa")`` decodes images offline, and the Owl-VL schema
+version (``owl.schema_version``). Geometry stays data, as in the corpus: ``point {x, y}`` and
+xyxy boxes normalised to [0, 1]; ``<point>`` / ``<box>`` stay placeholders in the text.
+Row groups hold at most 100 rows (the Hub viewer's advice for image datasets) or 64 MiB.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import schemas
+from owl_data import corpus as corpus_mod
+from owl_data.export.chat import SIDECAR, ExportReport, prepare_out, write_sidecar
+from owl_data.export.rows import ExportError, ImageIndex, image_filename, image_info, iter_batches, task_parts
+
+__all__ = ["export_hf", "hf_features", "write_card"]
+
+ROWS_PER_GROUP = 100
+MAX_GROUP_BYTES = 64 << 20
+MAX_SHARD_BYTES = 512 << 20
+
+
+def hf_features(task: str) -> datasets.Features:
+    """The ``datasets`` features of an exported ``task``: its columns + ``image`` after ``image_id``."""
+    base = datasets.Features.from_arrow_schema(schemas.TASK_TABLES[task])
+    feats: dict[str, Any] = {}
+    for name, f in base.items():
+        feats[name] = f
+        if name == "image_id":
+            feats["image"] = datasets.Image()
+    return datasets.Features(feats)
+
+
+def _schema(task: str) -> pa.Schema:
+    s = hf_features(task).arrow_schema
+    meta = dict(s.metadata or {})
+    meta.update({b"owl.schema_version": schemas.SCHEMA_VERSION.encode(), b"owl.table": task.encode(),
+                 b"owl.export": b"hf"})
+    return s.with_metadata(meta)
+
+
+class _PartWriter:
+    """Row groups of <= ROWS_PER_GROUP rows / MAX_GROUP_BYTES, shards of ~MAX_SHARD_BYTES."""
+
+    def __init__(self, folder: Path, schema: pa.Schema) -> None:
+        self.folder, self.schema = folder, schema
+        folder.mkdir(parents=True, exist_ok=True)
+        self.rows, self.files = 0, []
+        self._pending: list[dict[str, Any]] = []
+        self._pending_bytes = self._shard_bytes = 0
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._pending.append(row)
+        self._pending_bytes += len(row["image"]["bytes"]) + 1024
+        if len(self._pending) >= ROWS_PER_GROUP or self._pending_bytes >= MAX_GROUP_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        t = pa.Table.from_pylist(self._pending, schema=self.schema)
+        if self._writer is None or self._shard_bytes >= MAX_SHARD_BYTES:
+            if self._writer is not None:
+                self._writer.close()
+            path = self.folder / f"part-{len(self.files):05d}.parquet"
+            self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
+            self.files.append(path)
+            self._shard_bytes = 0
+        self._writer.write_table(t, row_group_size=len(self._pending))
+        self.rows += t.num_rows
+        self._shard_bytes += self._pending_bytes
+        self._pending, self._pending_bytes = [], 0
+
+    def close(self) -> None:
+        self._flush()
+        if self._writer is not None:
+            self._writer.close()
+
+
+def write_card(folder: Path, manifest: dict[str, Any], rows: dict[str, dict[str, int]]) -> None:
+    """``README.md``: YAML ``configs:`` (one per task, its splits) and a description."""
+    lines = ["---", "configs:"]
+    for i, (task, per) in enumerate(rows.items()):
+        lines.append(f"- config_name: {task}")
+        if i == 0:
+            lines.append("  default: true")
+        lines.append("  data_files:")
+        for split in per:
+            lines += [f"  - split: {split}", f"    path: \"{task}/{split}/*.parquet\""]
+    lines += ["---", "", "# Owl-VL corpus", ""]
+    lines.append(
+        "Point-guided VQA, VQA, captioning and grounding rows exported by `owl-data export --format hf` "
+        f"(schema {manifest.get('schema_version')}). Load one task with "
+        "`datasets.load_dataset(REPO_OR_DIR, \"point_vqa\")`."
+    )
+    lines += [
+        "",
+        "- `image`: the image (`Image` feature, bytes embedded); `image_id` is the sha256 of its bytes.",
+        "- `conversations`: `[{role, content}]`; user text holds `<image>` and, for points, `<point>`; "
+        "a grounding answer `<box>` stands for the row's `bbox`.",
+        "- Geometry is data: `point {x, y}` and boxes `[x1, y1, x2, y2]` normalised to [0, 1] in the image's "
+        "frame (x right, y down, continuous: pixel column j has its centre at (j + 0.5) / W).",
+        "",
+        "| config | split | rows |",
+        "|---|---|---|",
+    ]
+    for task, per in rows.items():
+        for split, n in per.items():
+            lines.append(f"| {task} | {split} | {n} |")
+    sources = manifest.get("sources", {})
+    if sources:
+        lines += ["", "| source | synthetic | items read | kept | rejected |", "|---|---|---|---|---|"]
+        for name, s in sorted(sources.items()):
+            lines.append(f"| {name} | {s.get('synthetic', False)} | {s.get('items_read')} | "
+                         f"{s.get('items_kept')} | {s.get('items_rejected')} |")
+    lines.append(f"\nCorpus fingerprint: `{manifest.get('fingerprint')}`\n")
+    (Path(folder) / "README.md").write_text("\n".join(lines))
+
+
+def export_hf(corpus: Path, out: Path) -> ExportReport:
+    """Write the hub-ready folder of ``corpus`` at ``out`` (atomically).
+
+    Raises:
+        FileNotFoundError: ``corpus`` is not a corpus.
+        ExportError: ``out`` holds something else; a row whose image is not stored; a corpus
+            without task rows.
+    """
+    corpus, out = Path(corpus), Path(out)
+    manifest = corpus_mod.read_manifest(corpus)
+    parts = task_parts(corpus)
+    if not parts:
+        raise ExportError(f"{corpus} has no task rows to export")
+    info = image_info(corpus)
+    index = ImageIndex(corpus)
+    staging = prepare_out(out, SIDECAR, corpus)
+    report = ExportReport(out=out, format="hf", coords=None)
+    files: dict[str, dict[str, Any]] = {}
+    used: set[str] = set()
+    for part in parts:
+        w = _PartWriter(staging / part.task / part.split, _schema(part.task))
+        try:
+            for batch in iter_batches(part.files):
+                for row in batch.to_pylist():
+                    iid = row["image_id"]
+                    if iid not in info:
+                        raise ExportError(f"{part.task} row {row['id']}: image {iid} is not stored in images/")
+                    row["image"] = {"bytes": index.get(iid), "path": image_filename(iid, info[iid][0])}
+                    used.add(iid)
+                    w.write(row)
+        finally:
+            w.close()
+        report.rows.setdefault(part.task, {})[part.split] = w.rows
+        for f in w.files:
+            files[f.relative_to(staging).as_posix()] = {"task": part.task, "split": part.split,
+                                                        "rows": pq.read_metadata(f).num_rows}
+    report.images = len(used)
+    write_card(staging, manifest, report.rows)
+    write_sidecar(staging, "hf", corpus, manifest, files, None, len(used), {})
+    corpus_mod.commit_corpus(staging, out)
+    return report
+

@@ -1,0 +1,128 @@
+"""Reading a corpus for export: task parts, rows in batches, image sizes and image bytes.
+
+Everything streams: task rows are read a record batch at a time, and image bytes are fetched
+through :class:`ImageIndex`, which knows in which shard and row group each image lives and
+keeps only a few row groups in memory. Rows and images come in corpus order (the build writes
+both in scene order, so consecutive rows mostly hit the same row group).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import schemas
+from owl_data import corpus as corpus_mod
+
+__all__ = ["ExportError", "Part", "task_parts", "iter_batches", "image_info", "ImageIndex", "image_filename"]
+
+
+class ExportError(ValueError):
+    """A corpus, export folder or option that cannot be exported or read back."""
+
+
+@dataclass(frozen=True)
+class Part:
+    """The shards of one task and split."""
+
+    task: str
+    split: str
+    files: tuple[Path, ...]
+
+    @property
+    def rows(self) -> int:
+        return sum(pq.read_metadata(f).num_rows for f in self.files)
+
+
+def task_parts(corpus: Path) -> list[Part]:
+    """Every non-empty (task, split) of ``corpus``, tasks in schema order, splits sorted.
+
+    Raises:
+        FileNotFoundError: ``corpus`` has no manifest.
+        SchemaError: a manifest of another schema version.
+    """
+    corpus = Path(corpus)
+    corpus_mod.read_manifest(corpus)
+    parts = []
+    for task in schemas.TASK_TABLES:
+        root = corpus / task
+        if not root.is_dir():
+            continue
+        for split_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+            files = tuple(sorted(split_dir.glob("part-*.parquet")))
+            if files and any(pq.read_metadata(f).num_rows for f in files):
+                parts.append(Part(task, split_dir.name, files))
+    return parts
+
+
+def iter_batches(files: tuple[Path, ...] | list[Path], batch_size: int = 512,
+                 columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """Record batches of ``files`` in order."""
+    for f in files:
+        yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns)
+
+
+def image_info(corpus: Path) -> dict[str, tuple[str, int, int]]:
+    """``image_id -> (format, width, height)`` without reading any image bytes."""
+    out: dict[str, tuple[str, int, int]] = {}
+    for f in sorted((Path(corpus) / "images").glob("part-*.parquet")):
+        t = pq.read_table(f, columns=["image_id", "format", "width", "height"])
+        for iid, fmt, w, h in zip(*(t.column(c).to_pylist() for c in ("image_id", "format", "width", "height"))):
+            out[iid] = (fmt, w, h)
+    return out
+
+
+_EXT = {"jpeg": "jpg", "png": "png", "webp": "webp"}
+
+
+def image_filename(image_id: str, fmt: str) -> str:
+    """File name of a stored image in an export: ``<image_id>.<ext>``."""
+    return f"{image_id}.{_EXT.get(fmt, fmt)}"
+
+
+class ImageIndex:
+    """Image bytes by ``image_id``, a bounded number of row groups held in memory.
+
+    Args:
+        corpus: the corpus folder.
+        cache_groups: row groups kept (each at most the writer's batch size, 64 MiB).
+    """
+
+    def __init__(self, corpus: Path, cache_groups: int = 4) -> None:
+        self._where: dict[str, tuple[int, int]] = {}
+        self._files = sorted((Path(corpus) / "images").glob("part-*.parquet"))
+        for fi, f in enumerate(self._files):
+            pf = pq.ParquetFile(f)
+            for g in range(pf.num_row_groups):
+                for iid in pf.read_row_group(g, columns=["image_id"]).column(0).to_pylist():
+                    self._where[iid] = (fi, g)
+        self._cache: OrderedDict[tuple[int, int], dict[str, bytes]] = OrderedDict()
+        self._cache_groups = max(1, cache_groups)
+
+    def __contains__(self, image_id: str) -> bool:
+        return image_id in self._where
+
+    def get(self, image_id: str) -> bytes:
+        """The stored bytes of ``image_id``.
+
+        Raises:
+            ExportError: the corpus has no such image.
+        """
+        key = self._where.get(image_id)
+        if key is None:
+            raise ExportError(f"image {image_id} is referenced by a row but not stored in images/")
+        group = self._cache.get(key)
+        if group is None:
+            t = pq.ParquetFile(self._files[key[0]]).read_row_group(key[1], columns=["image_id", "bytes"])
+            group = dict(zip(t.column("image_id").to_pylist(), t.column("bytes").to_pylist()))
+            self._cache[key] = group
+            while len(self._cache) > self._cache_groups:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return group[image_id]

@@ -1,0 +1,143 @@
+"""Helpers shared by the readers of text-row sources (VQA, captions, grounding, chats).
+
+Spec syntax (every such source): ``DIR`` or ``DIR?key=value&key=value``. ``DIR`` is the
+folder as the dataset ships it (a single annotation file is accepted where noted); the
+keys override where files are looked for. A relative path in a value is taken relative to
+``DIR`` (or to the folder of a file ``DIR``); unknown keys are an error that lists the
+known ones.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+from owl_data.records import ImageRef
+from owl_data.sources import SourceError
+from owl_data.sources._paths import UnsafePath, resolve_inside
+
+__all__ = [
+    "parse_spec",
+    "option_path",
+    "load_json",
+    "load_jsonl",
+    "first_existing",
+    "image_ref",
+    "majority_answer",
+    "IMAGE_EXTS",
+]
+
+IMAGE_EXTS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp")
+
+
+def parse_spec(source: str, spec: str, keys: dict[str, str]) -> tuple[Path, dict[str, str]]:
+    """Split ``PATH?k=v&k=v`` into the path and its options.
+
+    Args:
+        source: the source kind, for messages (``vqav2``).
+        spec: the spec string.
+        keys: allowed option -> what it means (listed in the error for an unknown key).
+
+    Raises:
+        SourceError: empty path, a malformed ``k=v``, an unknown or repeated key.
+    """
+    path, _, query = spec.partition("?")
+    if not path:
+        raise SourceError(f"{source} spec {spec!r}: no path before '?'")
+    opts: dict[str, str] = {}
+    for part in filter(None, query.split("&")):
+        k, sep, v = part.partition("=")
+        if not sep or not k or not v:
+            raise SourceError(f"{source} spec {spec!r}: option {part!r} is not key=value")
+        if k not in keys:
+            known = "; ".join(f"{n}: {d}" for n, d in keys.items()) or "none"
+            raise SourceError(f"{source} spec {spec!r}: unknown option {k!r}; known options: {known}")
+        if k in opts:
+            raise SourceError(f"{source} spec {spec!r}: option {k!r} given twice")
+        opts[k] = v
+    return Path(path).expanduser(), opts
+
+
+def option_path(base: Path, value: str) -> Path:
+    """``value`` as a path, relative to ``base`` unless absolute."""
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def load_json(path: Path, source: str) -> Any:
+    """Parse a JSON file.
+
+    Raises:
+        SourceError: missing or unparsable (the message names the file).
+    """
+    if not path.is_file():
+        raise SourceError(f"{source}: {path} does not exist")
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SourceError(f"{source}: cannot read {path}: {exc}") from None
+
+
+def load_jsonl(path: Path, source: str) -> list[tuple[int, Any, str]]:
+    """Lines of a JSONL file as ``(line number from 1, value or None, problem)``; blank lines skipped.
+
+    Raises:
+        SourceError: the file is missing or unreadable.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError(f"{source}: cannot read {path}: {exc}") from None
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append((n, json.loads(line), ""))
+        except json.JSONDecodeError as exc:
+            out.append((n, None, str(exc)))
+    return out
+
+
+def first_existing(candidates: Iterable[Path], *, is_dir: bool = True) -> Path | None:
+    """The first candidate that exists as a folder (or file when ``is_dir`` is False)."""
+    for c in candidates:
+        if (c.is_dir() if is_dir else c.is_file()):
+            return c
+    return None
+
+
+def image_ref(
+    name: str,
+    root: Path,
+    rel: str,
+    *,
+    group: str | None = None,
+    split: str | None = None,
+    declared: tuple[int, int] | None = None,
+    base: Path | None = None,
+) -> ImageRef | tuple[str, str]:
+    """An ImageRef for ``rel`` (relative to ``base``, default ``root``), or ``(reason, detail)``.
+
+    Reasons: ``path_outside_source`` (absolute, or leads outside ``root``), ``missing_image``.
+    ``group`` defaults to the image's path relative to ``root`` (each image its own group).
+    """
+    try:
+        path, source_path = resolve_inside(root, base or root, rel)
+    except UnsafePath as exc:
+        return UnsafePath.reason, str(exc)
+    if not path.is_file():
+        return "missing_image", f"{source_path} not found"
+    return ImageRef(source=name, path=path, source_path=source_path, group=group or source_path,
+                    split=split, declared_size=declared)
+
+
+def majority_answer(answers: list[str]) -> str:
+    """The most frequent answer; a tie goes to the one given first (VQA v2's assistant turn)."""
+    counts: dict[str, int] = {}
+    for a in answers:
+        counts[a] = counts.get(a, 0) + 1
+    best = max(counts.values())
+    return next(a for a in answers if counts[a] == best)

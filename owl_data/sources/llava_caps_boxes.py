@@ -1,0 +1,97 @@
+"""Reader for LLaVA's captions-plus-boxes JSONL (``llava_caps_boxes=FILE_OR_DIR``).
+
+Format (haotian-liu/LLaVA, ``playground/data/prompts/*/caps_boxes*``, the input GPT-4 was
+given to write LLaVA-Instruct): one JSON object a line, ``{id, image, captions: [str],
+instances: [{category, bbox: [x1, y1, x2, y2]}]}``, boxes normalised to [0, 1] of the
+image (x right, y down), as COCO boxes divided by the image size.
+
+Spec: ``FILE`` or ``DIR`` (every ``*caps_boxes*.jsonl`` at its top, sorted), with
+``?images=DIR`` (folder ``image`` is relative to; default the file's folder) and
+``coords=normalised|pixels`` (default ``normalised``).
+
+Rows: each caption (item ``<file>:<id>:cap:<k>``) a ``caption`` row; each instance (item
+``<file>:<id>:box:<k>``) a grounding pair whose expression is its category, with a
+relation word when the image holds several of that category ("the left car"; ambiguous
+positions get none and the item is rejected ``ambiguous_expression``). No split of its own:
+by image. Reject reasons: stage ``read`` ``malformed_line``, ``malformed_instance``,
+``empty_text``, ``missing_image``, ``path_outside_source``; stage ``geometry``
+``zero_area``, ``outside_image``, ``bad_box``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from owl_data.records import Box, Record, Reject, Scene, TextRow
+from owl_data.sources import SourceError, SourceOptions
+from owl_data.sources._common import image_ref, load_jsonl, option_path, parse_spec
+
+__all__ = ["read"]
+
+STAGE = "read"
+OPTIONS = {"images": "folder image paths are relative to", "coords": "normalised (default) or pixels"}
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def read(spec: str, options: SourceOptions) -> Iterator[Record]:
+    """Read captions-and-boxes JSONL files; one Scene per line.
+
+    Raises:
+        SourceError: missing path, no ``*caps_boxes*.jsonl``, an unreadable file, a bad option.
+    """
+    path, opts = parse_spec("llava_caps_boxes", spec, OPTIONS)
+    coords = opts.get("coords", "normalised")
+    if coords not in ("normalised", "pixels"):
+        raise SourceError(f"llava_caps_boxes: coords={coords!r}: use normalised or pixels")
+    if path.is_file():
+        root, files = path.parent, [path]
+    elif path.is_dir():
+        root, files = path, sorted(p for p in path.glob("*caps_boxes*.jsonl") if p.is_file())
+        if not files:
+            raise SourceError(f"llava_caps_boxes: no *caps_boxes*.jsonl in {path}")
+    else:
+        raise SourceError(f"llava_caps_boxes: {path} does not exist")
+    images = option_path(root, opts["images"]) if "images" in opts else root
+    name = options.name
+    for f in files:
+        for n, obj, problem in load_jsonl(f, "llava_caps_boxes"):
+            if problem or not isinstance(obj, dict):
+                yield Reject(name, f"{f.name}:line{n}", STAGE, "malformed_line", problem or "not an object")
+                continue
+            key = f"{f.name}:{obj.get('id', f'line{n}')}"
+            caps = obj.get("captions") if isinstance(obj.get("captions"), list) else []
+            insts = obj.get("instances") if isinstance(obj.get("instances"), list) else []
+            rows: list[TextRow] = []
+            rejects: list[Reject] = []
+            for k, c in enumerate(caps):
+                item = f"{key}:cap:{k}"
+                if isinstance(c, str) and c.strip():
+                    rows.append(TextRow(task="caption", item=item, answer=" ".join(c.split())))
+                else:
+                    rejects.append(Reject(name, item, STAGE, "empty_text", "caption is not text"))
+            for k, inst in enumerate(insts):
+                item = f"{key}:box:{k}"
+                bb = inst.get("bbox") if isinstance(inst, dict) else None
+                cat = inst.get("category") if isinstance(inst, dict) else None
+                if not (isinstance(cat, str) and cat.strip() and isinstance(bb, list) and len(bb) == 4
+                        and all(_num(v) for v in bb)):
+                    rejects.append(Reject(name, item, STAGE, "malformed_instance", "needs category and [x1, y1, x2, y2]"))
+                    continue
+                rows.append(TextRow(task="grounding", item=item, category=" ".join(cat.split()),
+                                    box=Box(*(float(v) for v in bb)), coords=coords))
+            yield from rejects
+            if not rows:
+                if not caps and not insts:
+                    yield Reject(name, key, STAGE, "malformed_line", "no captions and no instances")
+                continue
+            image = obj.get("image")
+            ref: Any = image_ref(name, images, image) if isinstance(image, str) else (
+                "malformed_line", "no image path")
+            if isinstance(ref, tuple):
+                for tr in rows:
+                    yield Reject(name, tr.item, STAGE, *ref)
+                continue
+            yield Scene(ref=ref, rows=rows, sample_points=False)

@@ -1,0 +1,92 @@
+"""Reader for Point and Ask / pointingqa (``pointingqa=DIR``): questions about a point.
+
+Format (princetonvisualai/pointingqa, Mani et al. 2020, "Point and Ask"):
+``spatial_dataset.json`` maps a Visual Genome image id to ``[{question, answer, point:
+{x, y, ans}, id}]``; ``x, y`` are pixels of the VG image (x right, y down). The split
+lists ``train_imgs_vs.json``, ``val_imgs_vs.json``, ``test_imgs_vs.json`` hold image ids.
+Images are VG's, here ``vg_images/<image id>.jpg``.
+
+Spec: ``DIR[?questions=FILE&images=DIR]``; defaults ``DIR/spatial_dataset.json`` and the
+first of ``vg_images``, ``VG_100K``, ``images``, ``DIR``.
+
+Rows: one ``point_vqa`` row per entry (the item, keyed ``<image id>:<index in its list>``):
+user ``<image><point>question``, assistant ``answer`` (``point.ans`` when ``answer`` is
+empty), ``point`` = (x / W, y / H) of the image (declared frame = the file's pixels),
+``point_origin = "annotated"``, ``kind = "reasoning"``, ``generator =
+"source-qa/pointingqa/spatial"``, ``target`` = (category ``""``: the dataset names none;
+instance = the item key; bbox the degenerate box at the point). Split: the lists', else by
+image. Reject reasons: stage ``read`` ``malformed_question``, ``missing_image``,
+``path_outside_source``; stage ``geometry`` ``outside_image``, ``non_finite``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from owl_data.records import Record, Reject, Scene, TextRow
+from owl_data.sources import SourceError, SourceOptions
+from owl_data.sources._common import first_existing, image_ref, load_json, option_path, parse_spec
+
+__all__ = ["read", "GENERATOR"]
+
+STAGE = "read"
+GENERATOR = "source-qa/pointingqa/spatial"
+OPTIONS = {"questions": "spatial_dataset.json", "images": "folder of <VG image id>.jpg"}
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def read(spec: str, options: SourceOptions) -> Iterator[Record]:
+    """Read a pointingqa folder; one Scene per image with its point questions.
+
+    Raises:
+        SourceError: ``DIR`` or the questions file missing, or not an object of lists.
+    """
+    root, opts = parse_spec("pointingqa", spec, OPTIONS)
+    if not root.is_dir():
+        raise SourceError(f"pointingqa: {root} is not a folder")
+    qpath = option_path(root, opts.get("questions", "spatial_dataset.json"))
+    doc = load_json(qpath, "pointingqa")
+    if not isinstance(doc, dict):
+        raise SourceError(f"pointingqa: {qpath} is not an object image id -> questions")
+    images = option_path(root, opts["images"]) if "images" in opts else (
+        first_existing([root / "vg_images", root / "VG_100K", root / "images"]) or root)
+    splits: dict[str, str] = {}
+    for split in ("train", "val", "test"):
+        f = root / f"{split}_imgs_vs.json"
+        if f.is_file():
+            ids = load_json(f, "pointingqa")
+            for i in ids if isinstance(ids, list) else []:
+                splits[str(i)] = split
+    name = options.name
+    for iid in sorted(doc, key=lambda v: (len(v), v)):
+        entries = doc[iid] if isinstance(doc[iid], list) else []
+        rows: list[TextRow] = []
+        rejects: list[Reject] = []
+        for k, e in enumerate(entries):
+            item = f"{iid}:{k}"
+            p = e.get("point") if isinstance(e, dict) else None
+            answer = e.get("answer") if isinstance(e, dict) else None
+            if (not isinstance(answer, str) or not answer.strip()) and isinstance(p, dict):
+                answer = p.get("ans")
+            if not isinstance(p, dict) or not _num(p.get("x")) or not _num(p.get("y")) \
+                    or not isinstance(e.get("question"), str) or not e["question"].strip() \
+                    or not isinstance(answer, str) or not answer.strip():
+                rejects.append(Reject(name, item, STAGE, "malformed_question", "needs question, answer, point {x, y}"))
+                continue
+            rows.append(TextRow(task="point_vqa", item=item, question=e["question"].strip(), answer=answer.strip(),
+                                point=(float(p["x"]), float(p["y"])), instance=item, category="",
+                                kind="reasoning", generator=GENERATOR))
+        if not isinstance(doc[iid], list):
+            rejects.append(Reject(name, f"{iid}", STAGE, "malformed_question", "not a list of questions"))
+        yield from rejects
+        if not rows:
+            continue
+        ref = image_ref(name, images, f"{iid}.jpg", split=splits.get(iid))
+        if isinstance(ref, tuple):
+            for tr in rows:
+                yield Reject(name, tr.item, STAGE, *ref)
+            continue
+        yield Scene(ref=ref, rows=rows, sample_points=False)

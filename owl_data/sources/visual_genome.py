@@ -1,0 +1,127 @@
+"""Reader for Visual Genome region descriptions and QA (``visual_genome=DIR``).
+
+Format (visualgenome.org "API / data", v1.2): ``region_descriptions.json`` =
+``[{id, regions: [{region_id, image_id, x, y, width, height, phrase}]}]`` (pixels; v1.2
+has thousands of regions with negative or out-of-image boxes); ``question_answers.json``
+= ``[{id, qas: [{qa_id, image_id, question, answer, ...}]}]``; ``image_data.json`` =
+``[{image_id | id, width, height, url}]``; images ``VG_100K/<id>.jpg`` and
+``VG_100K_2/<id>.jpg``.
+
+Spec: ``DIR[?regions=FILE&qa=FILE&image_data=FILE&images=DIR]``; defaults: the
+``*region_descriptions*.json``, ``*question_answers*.json`` and ``image_data.json`` in
+``DIR`` (any may be absent, not both of the first two); images looked up in
+``images=`` or ``VG_100K``, ``VG_100K_2``, ``images``, ``vg_images``, ``DIR``.
+
+Rows: a region (item ``region:<region_id>``) is a grounding pair, its phrase <-> its box,
+clipped to the image; a box of zero width or height is rejected (``zero_area``), one
+wholly outside ``outside_image``. A QA (item ``qa:<qa_id>``) is a ``vqa`` row, ``answers``
+= ``[answer]``. Boxes are in the ``image_data.json`` size when given (else the file's
+pixel frame). No split of its own: by image. Reject reasons: stage ``read``
+``malformed_region``, ``malformed_qa``, ``missing_image``, ``path_outside_source``;
+stage ``geometry`` ``zero_area``, ``outside_image``, ``bad_box``, ``absurd_coordinates``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterator
+
+from owl_data.records import Box, Record, Reject, Scene, TextRow
+from owl_data.sources import SourceError, SourceOptions
+from owl_data.sources._common import IMAGE_EXTS, image_ref, load_json, option_path, parse_spec
+
+__all__ = ["read"]
+
+STAGE = "read"
+OPTIONS = {"regions": "region descriptions JSON", "qa": "question answers JSON",
+           "image_data": "image_data.json (sizes)", "images": "folder of <id>.jpg"}
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _one(root: Path, opts: dict[str, str], key: str, pattern: str) -> Path | None:
+    if key in opts:
+        p = option_path(root, opts[key])
+        if not p.is_file():
+            raise SourceError(f"visual_genome: {key}={p} does not exist")
+        return p
+    found = sorted(p for p in root.glob(pattern) if p.is_file())
+    if len(found) > 1:
+        raise SourceError(f"visual_genome: several {pattern} in {root}: name one with ?{key}=FILE")
+    return found[0] if found else None
+
+
+def _entries(doc: Any, key: str, path: Path) -> list:
+    if not isinstance(doc, list):
+        raise SourceError(f"visual_genome: {path} is not a list of images")
+    return doc
+
+
+def read(spec: str, options: SourceOptions) -> Iterator[Record]:
+    """Read VG regions and QA; yield one Scene per image and Rejects.
+
+    Raises:
+        SourceError: ``DIR`` missing, neither a regions nor a QA file, an unreadable file.
+    """
+    root, opts = parse_spec("visual_genome", spec, OPTIONS)
+    if not root.is_dir():
+        raise SourceError(f"visual_genome: {root} is not a folder")
+    regions_f = _one(root, opts, "regions", "*region_descriptions*.json")
+    qa_f = _one(root, opts, "qa", "*question_answers*.json")
+    if regions_f is None and qa_f is None:
+        raise SourceError(f"visual_genome: no region_descriptions.json or question_answers.json in {root}")
+    data_f = _one(root, opts, "image_data", "image_data.json")
+    folders = [option_path(root, opts["images"])] if "images" in opts else [
+        root / n for n in ("VG_100K", "VG_100K_2", "images", "vg_images")] + [root]
+    sizes: dict[str, tuple[int, int]] = {}
+    if data_f is not None:
+        for e in _entries(load_json(data_f, "visual_genome"), "", data_f):
+            if isinstance(e, dict) and isinstance(e.get("width"), int) and isinstance(e.get("height"), int):
+                sizes[str(e.get("image_id", e.get("id")))] = (e["width"], e["height"])
+    name = options.name
+    per_image: dict[str, list[TextRow]] = defaultdict(list)
+    if regions_f is not None:
+        for entry in _entries(load_json(regions_f, "visual_genome"), "regions", regions_f):
+            regions = entry.get("regions") if isinstance(entry, dict) else None
+            for k, r in enumerate(regions if isinstance(regions, list) else []):
+                rid = r.get("region_id") if isinstance(r, dict) else None
+                item = f"region:{rid}" if rid is not None else f"region:{entry.get('id')}#{k}"
+                if rid is None or not all(_num(r.get(f)) for f in ("x", "y", "width", "height")) \
+                        or not isinstance(r.get("phrase"), str) or not r["phrase"].strip():
+                    yield Reject(name, item, STAGE, "malformed_region", "needs region_id, x, y, width, height, phrase")
+                    continue
+                iid = str(r.get("image_id", entry.get("id")))
+                x, y, w, h = (float(r[f]) for f in ("x", "y", "width", "height"))
+                per_image[iid].append(TextRow(task="grounding", item=item, expression=" ".join(r["phrase"].split()),
+                                              box=Box(x, y, x + w, y + h)))
+    if qa_f is not None:
+        for entry in _entries(load_json(qa_f, "visual_genome"), "qas", qa_f):
+            qas = entry.get("qas") if isinstance(entry, dict) else None
+            for k, q in enumerate(qas if isinstance(qas, list) else []):
+                qid = q.get("qa_id") if isinstance(q, dict) else None
+                item = f"qa:{qid}" if qid is not None else f"qa:{entry.get('id')}#{k}"
+                if qid is None or not isinstance(q.get("question"), str) or not isinstance(q.get("answer"), str) \
+                        or not q["question"].strip() or not q["answer"].strip():
+                    yield Reject(name, item, STAGE, "malformed_qa", "needs qa_id, question, answer")
+                    continue
+                iid = str(q.get("image_id", entry.get("id")))
+                ans = q["answer"].strip()
+                per_image[iid].append(TextRow(task="vqa", item=item, question=q["question"].strip(),
+                                              answer=ans, answers=[ans]))
+    for iid in sorted(per_image, key=lambda v: (len(v), v)):
+        rows = per_image[iid]
+        found = next(((d, iid + e) for d in folders for e in IMAGE_EXTS if (d / (iid + e)).is_file()), None)
+        if found is None:
+            for tr in rows:
+                yield Reject(name, tr.item, STAGE, "missing_image", f"{iid}.jpg not found")
+            continue
+        ref = image_ref(name, root if found[0] == root or root in found[0].parents else found[0], found[1],
+                        base=found[0], declared=sizes.get(iid))
+        if isinstance(ref, tuple):
+            for tr in rows:
+                yield Reject(name, tr.item, STAGE, *ref)
+            continue
+        yield Scene(ref=ref, rows=rows, sample_points=False)

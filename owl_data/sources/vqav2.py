@@ -1,0 +1,175 @@
+"""Reader for VQA v2 (``vqav2=DIR``): official questions + annotations JSON and COCO images.
+
+Format (visualqa.org, "VQA v2 download"; ``vqaTools/vqa.py``): questions
+``{data_subtype, questions: [{question_id, image_id, question}]}`` and annotations
+``{annotations: [{question_id, answers: [10 x {answer, answer_confidence, answer_id}], ...}]}``
+(``image_id``, ``multiple_choice_answer`` and the type fields are not needed: small samples
+omit them). Images are COCO's ``<subtype>/COCO_<subtype>_<12-digit image id>.jpg``.
+
+Spec: ``DIR[?questions=Q.json&annotations=A.json&images=IMAGES_DIR]``.
+
+- Questions: every ``DIR/**/*questions*.json`` (sorted), or ``questions=``.
+- Annotations, per questions file, in its folder: the official partner name
+  (``v2_OpenEnded_mscoco_train2014_questions.json`` -> ``v2_mscoco_train2014_annotations.json``),
+  the name with ``questions`` replaced by ``annotations``, or the only ``*annotations*.json``
+  there; or ``annotations=``. A questions file without annotations (test splits) rejects
+  its questions ``no_answers``.
+- Images: ``images=``, else the first of ``DIR/<subtype>``, ``DIR/images/<subtype>``,
+  ``DIR/images``, ``DIR``; file ``COCO_<subtype>_<id:012d>`` or ``<id:012d>`` with a
+  ``.jpg``/``.jpeg``/``.png``/``.webp`` extension.
+
+Rows: one ``vqa`` row per question: ``<image>question`` / the most frequent answer (ties:
+the one given first); ``answers`` = all annotator answers in file order.
+Split: the subtype's (``train2014`` -> train, ``val2014`` -> val, ``test*`` -> test).
+Items: questions, keyed ``q:<question_id>``. Reject reasons (stage ``read``):
+``malformed_question``, ``duplicate_question``, ``no_answers``, ``malformed_annotation``,
+``missing_image``, ``path_outside_source``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterator
+
+from owl_data.records import Record, Reject, Scene, TextRow
+from owl_data.sources import SourceError, SourceOptions
+from owl_data.sources._common import (
+    IMAGE_EXTS, first_existing, image_ref, load_json, majority_answer, option_path, parse_spec,
+)
+
+__all__ = ["read", "split_of_subtype"]
+
+STAGE = "read"
+OPTIONS = {
+    "questions": "questions JSON (relative to DIR)",
+    "annotations": "annotations JSON (with questions=)",
+    "images": "folder holding the COCO images",
+}
+_SUBTYPE_RE = re.compile(r"(train|val|test-dev|test)(\d{4})")
+
+
+def split_of_subtype(subtype: str | None) -> str | None:
+    """``train2014`` -> ``train``, ``val2014`` -> ``val``, ``test*`` -> ``test``, else None."""
+    if not subtype:
+        return None
+    for prefix, split in (("train", "train"), ("val", "val"), ("test", "test")):
+        if subtype.startswith(prefix):
+            return split
+    return None
+
+
+def _is_id(v: Any) -> bool:
+    return (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, str) and v != "")
+
+
+def _partner(q: Path) -> Path | None:
+    names = [q.name.replace("OpenEnded_", "").replace("MultipleChoice_", "").replace("questions", "annotations"),
+             q.name.replace("questions", "annotations")]
+    found = first_existing((q.parent / n for n in names), is_dir=False)
+    if found is not None:
+        return found
+    others = sorted(p for p in q.parent.glob("*annotations*.json") if p.is_file())
+    mine = sorted(p for p in q.parent.glob("*questions*.json") if p.is_file())
+    return others[0] if len(others) == 1 and len(mine) == 1 else None
+
+
+def _pairs(root: Path, opts: dict[str, str]) -> list[tuple[Path, Path | None]]:
+    if "questions" in opts:
+        q = option_path(root, opts["questions"])
+        a = option_path(root, opts["annotations"]) if "annotations" in opts else _partner(q)
+        return [(q, a)]
+    if "annotations" in opts:
+        raise SourceError("vqav2: annotations= needs questions= as well")
+    files = sorted(p for p in root.rglob("*questions*.json") if p.is_file())
+    if not files:
+        raise SourceError(f"vqav2: no *questions*.json under {root} (or give ?questions=FILE)")
+    return [(q, _partner(q)) for q in files]
+
+
+def _image_file(folder: Path, subtype: str | None, image_id: Any) -> str:
+    stems = []
+    if isinstance(image_id, int):
+        if subtype:
+            stems.append(f"COCO_{subtype}_{image_id:012d}")
+        stems.append(f"{image_id:012d}")
+    stems.append(str(image_id))
+    for stem in stems:
+        for ext in IMAGE_EXTS:
+            if (folder / (stem + ext)).is_file():
+                return stem + ext
+    return stems[0] + IMAGE_EXTS[0]
+
+
+def read(spec: str, options: SourceOptions) -> Iterator[Record]:
+    """Read VQA v2 questions/annotations; yield one Scene per image (its questions) and Rejects.
+
+    Raises:
+        SourceError: ``DIR`` missing, no questions file, or an unreadable JSON file.
+    """
+    root, opts = parse_spec("vqav2", spec, OPTIONS)
+    if not root.is_dir():
+        raise SourceError(f"vqav2: {root} is not a folder")
+    name = options.name
+    seen: set[Any] = set()
+    for qpath, apath in _pairs(root, opts):
+        qdoc = load_json(qpath, "vqav2")
+        if not isinstance(qdoc, dict) or not isinstance(qdoc.get("questions"), list):
+            raise SourceError(f"vqav2: {qpath} has no 'questions' list")
+        subtype = qdoc.get("data_subtype") if isinstance(qdoc.get("data_subtype"), str) else None
+        if subtype is None:
+            m = _SUBTYPE_RE.search(qpath.name)
+            subtype = m.group(0) if m else None
+        answers: dict[Any, Any] = {}
+        if apath is not None:
+            adoc = load_json(apath, "vqav2")
+            if not isinstance(adoc, dict) or not isinstance(adoc.get("annotations"), list):
+                raise SourceError(f"vqav2: {apath} has no 'annotations' list")
+            for ann in adoc["annotations"]:
+                if isinstance(ann, dict) and _is_id(ann.get("question_id")):
+                    answers.setdefault(ann["question_id"], ann)
+        if "images" in opts:
+            images = option_path(root, opts["images"])
+        else:
+            cands = [root / subtype, root / "images" / subtype] if subtype else []
+            images = first_existing(cands + [root / "images", root]) or root
+        split = split_of_subtype(subtype)
+        per_image: dict[Any, list[TextRow]] = defaultdict(list)
+        for index, q in enumerate(qdoc["questions"]):
+            qid = q.get("question_id") if isinstance(q, dict) else None
+            item = f"q:{qid}" if _is_id(qid) else f"q:#{qpath.name}:{index}"
+            if not _is_id(qid) or not _is_id(q.get("image_id")) or not isinstance(q.get("question"), str) \
+                    or not q["question"].strip():
+                yield Reject(name, item, STAGE, "malformed_question", f"{qpath.name} entry {index}")
+                continue
+            if qid in seen:
+                yield Reject(name, f"{item}@{qpath.name}", STAGE, "duplicate_question", f"seen before {qpath.name}")
+                continue
+            seen.add(qid)
+            ann = answers.get(qid)
+            if ann is None:
+                yield Reject(name, item, STAGE, "no_answers", f"no annotation for question {qid}")
+                continue
+            raw = ann.get("answers")
+            if not isinstance(raw, list) or not raw or not all(
+                    isinstance(a, dict) and isinstance(a.get("answer"), str) for a in raw):
+                yield Reject(name, item, STAGE, "malformed_annotation", "answers is not a list of {answer}")
+                continue
+            texts = [a["answer"] for a in raw]
+            per_image[q["image_id"]].append(TextRow(
+                task="vqa", item=item, question=q["question"].strip(),
+                answer=majority_answer(texts), answers=texts))
+        if not images.is_dir():
+            for rows in per_image.values():
+                for tr in rows:
+                    yield Reject(name, tr.item, STAGE, "missing_image", f"images folder {images} not found")
+            continue
+        for iid in sorted(per_image, key=lambda v: (isinstance(v, str), v)):
+            rows = per_image[iid]
+            ref = image_ref(name, images, _image_file(images, subtype, iid), split=split)
+            if isinstance(ref, tuple):
+                for tr in rows:
+                    yield Reject(name, tr.item, STAGE, *ref)
+                continue
+            yield Scene(ref=ref, rows=rows, sample_points=False)

@@ -1,0 +1,163 @@
+"""Mixes on disk, the CLI and the torch datasets over CORPUS + MIX."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from torch.utils.data import DataLoader
+from typer.testing import CliRunner
+
+from owl_data.cli import app
+from owl_data.mix import MixSampler, MixSpec
+from owl_data.mix_dataset import MixDataset, MixIterableDataset
+from owl_data.mix_io import CorpusChangedError, MixConfig, mix_stats, parse_within, write_mix
+
+runner = CliRunner()
+
+
+def test_cli_mix_and_stats(tiny_corpus, tmp_path):
+    out = tmp_path / "mix"
+    res = runner.invoke(app, ["mix", str(tiny_corpus), "--ratio", "5:1:2:2", "--within", "vqa=vqav2:3,gqa:1",
+                              "--epochs", "2", "--seed", "4", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((out / "mix.json").read_text())
+    t = pq.read_table(out / "mix.parquet").to_pylist()
+    assert meta["length"] == len(t) == 96  # caption (5 rows, share 1/10) binds: its 10th pick is at 95
+    assert [r["position"] for r in t] == list(range(96))
+    counts = {task: sum(r["task"] == task for r in t) for task in ("vqa", "caption", "grounding", "point_vqa")}
+    assert counts == {"vqa": 48, "caption": 10, "grounding": 19, "point_vqa": 19}
+    # every row of every leaf picked at least twice
+    for task, src, n in (("vqa", "vqav2", 12), ("vqa", "gqa", 4), ("caption", "captionsrc", 5)):
+        ids = [r["id"] for r in t if r["task"] == task and r["source"] == src]
+        assert {i: ids.count(i) for i in set(ids)}.keys() == {f"{task}-{src}-{j}" for j in range(n)}
+        assert min(ids.count(i) for i in set(ids)) >= 2
+    # the written picks are the sampler's
+    spec = MixSpec.from_dict(meta["spec"])
+    assert spec.seed == 4 and spec.tasks[0].sources[1] == ("gqa", Fraction(1), 4)
+    assert [(p.task, p.source or r["source"]) for p, r in zip(MixSampler(spec, length=96), t)] \
+        == [(r["task"], r["source"]) for r in t]
+    res = runner.invoke(app, ["mix-stats", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "vqav2" in res.output and "0.8333" in res.output
+    s = mix_stats(out)
+    assert [(name, n) for name, n, *_ in s["tasks"]] == list(counts.items())
+    assert all(dev <= 5 / 6 for *_, dev, _ in s["tasks"])
+    assert [(src, n) for task, src, n, dev in s["sources"] if task == "vqa"] == [("vqav2", 36), ("gqa", 12)]
+    assert all(dev <= 0.5 for task, _, _, dev in s["sources"] if task == "vqa")
+
+
+def test_cli_errors(tiny_corpus, tmp_path):
+    out = str(tmp_path / "m")
+    empty = tmp_path / "nocap"
+    from tests.owl_data.mix.conftest import write_tiny_corpus  # noqa: PLC0415
+
+    write_tiny_corpus(empty, sizes={"vqa": 3, "point_vqa": 2})
+    res = runner.invoke(app, ["mix", str(empty), "--ratio", "5:1:2:2", "--out", out])
+    assert res.exit_code == 2 and "task 'caption' has no rows" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["mix", str(tiny_corpus), "--ratio", "5:1", "--out", out])
+    assert res.exit_code == 2 and "2 weight(s) for 4 task(s)" in res.output
+    res = runner.invoke(app, ["mix", str(tiny_corpus), "--ratio", "5:x:2:2", "--out", out])
+    assert res.exit_code == 2 and "not a finite number" in res.output
+    res = runner.invoke(app, ["mix", str(tiny_corpus), "--ratio", "1:1:1:1", "--epochs", "2",
+                              "--on-exhausted", "stop", "--out", out])
+    assert res.exit_code == 2 and "--epochs needs --on-exhausted repeat" in res.output
+    res = runner.invoke(app, ["mix", str(tiny_corpus), "--ratio", "1:1:1:1", "--within", "vqa=vqav2:1",
+                              "--out", out])
+    assert res.exit_code == 2 and "also has rows from gqa" in res.output
+    res = runner.invoke(app, ["mix", str(tiny_corpus), "--ratio", "1:1:1:1", "--out", str(tiny_corpus / "m")])
+    assert res.exit_code == 2 and "inside the corpus" in res.output
+    res = runner.invoke(app, ["mix-stats", str(tmp_path)])
+    assert res.exit_code == 2 and "not an Owl-VL mix" in res.output
+    assert parse_within(["vqa=a:3,b:0.5"]) == {"vqa": {"a": Fraction(3), "b": Fraction(1, 2)}}
+
+
+def test_fingerprint_refusal(tiny_corpus, tmp_path):
+    out = tmp_path / "mix"
+    assert runner.invoke(app, ["mix", str(tiny_corpus), "--ratio", "5:1:2:2", "--num-samples", "20",
+                               "--out", str(out)]).exit_code == 0
+    MixDataset(tiny_corpus, out)  # unchanged: accepted
+    shard = tiny_corpus / "caption" / "train" / "part-00000.parquet"
+    shard.write_bytes(shard.read_bytes() + b"\0")
+    res = runner.invoke(app, ["mix", str(tiny_corpus), "--ratio", "5:1:2:2", "--out", str(tmp_path / "m2")])
+    assert res.exit_code == 2 and "fingerprint" in res.output and "differs from the manifest" in res.output
+    with pytest.raises(CorpusChangedError, match="fingerprint"):
+        MixDataset(tiny_corpus, out)
+    # a manifest whose fingerprint was edited is refused too
+    m = json.loads((tiny_corpus / "manifest.json").read_text())
+    from owl_data.corpus import fingerprint
+
+    m["fingerprint"] = fingerprint(tiny_corpus)
+    (tiny_corpus / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(CorpusChangedError, match="since the mix was made"):
+        MixDataset(tiny_corpus, out)
+    m["fingerprint"] = "0" * 64
+    (tiny_corpus / "manifest.json").write_text(json.dumps(m))
+    res = runner.invoke(app, ["mix", str(tiny_corpus), "--ratio", "5:1:2:2", "--out", str(tmp_path / "m3")])
+    assert res.exit_code == 2 and "fingerprint" in res.output
+
+
+def _take(ds: MixIterableDataset, n: int) -> list[dict]:
+    it = iter(DataLoader(ds, batch_size=None, num_workers=2))
+    out = [next(it) for _ in range(n)]
+    del it
+    return out
+
+
+def test_resume_100_100_100_with_two_workers(tiny_corpus, tmp_path):
+    write_mix(tiny_corpus, tmp_path / "mix", MixConfig(ratio=(5, 1, 2, 2), within=parse_within(["vqa=vqav2:3,gqa:1"]),
+                                                        num_samples=300, seed=9))
+    whole = _take(MixIterableDataset(tiny_corpus, tmp_path / "mix"), 300)
+    ids = pq.read_table(tmp_path / "mix" / "mix.parquet").column("id").to_pylist()
+    assert [s["id"] for s in whole] == ids and [s["position"] for s in whole] == list(range(300))
+    got, state = [], None
+    for _ in range(3):
+        ds = MixIterableDataset(tiny_corpus, tmp_path / "mix")
+        if state is not None:
+            ds.load_state_dict(json.loads(json.dumps(state)))  # a checkpoint round trip
+        part = _take(ds, 100)
+        got += part
+        state = ds.state_dict(samples_seen=len(part))
+    assert state["consumed"] == 300
+    assert [(s["position"], s["id"]) for s in got] == [(s["position"], s["id"]) for s in whole]
+
+
+def test_iterable_ranks_cover_the_mix_and_rows_decode(tiny_corpus, tmp_path):
+    write_mix(tiny_corpus, tmp_path / "mix", MixConfig(ratio=(5, 1, 2, 2), num_samples=40))
+    per_rank = [[s["position"] for s in MixIterableDataset(tiny_corpus, tmp_path / "mix", rank=r, world=2)]
+                for r in range(2)]
+    assert per_rank[0] == list(range(0, 40, 2)) and per_rank[1] == list(range(1, 40, 2))
+    ds = MixDataset(tiny_corpus, tmp_path / "mix")
+    assert len(ds) == 40
+    by_task = {}
+    for i in range(len(ds)):
+        by_task.setdefault(ds[i]["task"], ds[i])
+    p = by_task["point_vqa"]
+    assert isinstance(p["image"], Image.Image) and p["image"].size == (8, 6)
+    assert p["point"] == (0.25, 0.5) and p["bbox"] == [0.0, 0.1, 0.4, 0.9]
+    assert by_task["grounding"]["bbox"] == [0.1, 0.2, 0.5, 0.6] and by_task["grounding"]["point"] is None
+    assert by_task["vqa"]["bbox"] is None and by_task["vqa"]["conversations"][0]["role"] == "user"
+
+
+def test_on_a_built_corpus(tmp_path):
+    from owl_data.build import SourceSpec, run_build
+    from owl_data.config import BuildConfig
+    from owl_data.synthetic import write_default_scenes
+
+    scenes = write_default_scenes(tmp_path / "scenes")
+    corpus = tmp_path / "corpus"
+    run_build([SourceSpec("cityscapes", str(scenes), synthetic=True)], corpus, BuildConfig())
+    res = runner.invoke(app, ["mix", str(corpus), "--ratio", "5:1:2:2", "--out", str(tmp_path / "m")])
+    assert res.exit_code == 2 and "task 'vqa' has no rows" in res.output
+    rep = write_mix(corpus, tmp_path / "m", MixConfig(ratio=(1,), tasks=("point_vqa",), on_exhausted="stop"))
+    n = json.loads((corpus / "manifest.json").read_text())["rows"]["point_vqa"]["train"]
+    assert rep.length == n  # stop: exactly one epoch
+    ds = MixDataset(corpus, tmp_path / "m")
+    ids = pq.read_table(tmp_path / "m" / "mix.parquet").column("id").to_pylist()
+    assert len(set(ids)) == n
+    s = ds[0]
+    assert s["task"] == "point_vqa" and s["source"] == "cityscapes" and isinstance(s["image"], Image.Image)
+    assert 0 <= s["point"][0] <= 1 and len(s["bbox"]) == 4 and "<point>" in s["conversations"][0]["content"]
