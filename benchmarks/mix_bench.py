@@ -9,7 +9,7 @@ peak memory): time without tracing, then a second pass under tracemalloc for the
 peak; the resident-set growth (ru_maxrss) of the run is reported too. Prints both times, the
 speed ratio and both worst prefix deviations.
 
-    python benchmarks/mix_bench.py [--rows 250000] [--picks 1000000] [--seed 0]
+    python benchmarks/mix_bench.py [--rows 250000] [--picks 1000000] [--seed 0] [--no-trace]
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def _hf(rows: int, picks: int, seed: int) -> np.ndarray:
     return out
 
 
-def _measure(which: str, rows: int, picks: int, seed: int) -> dict:
+def _measure(which: str, rows: int, picks: int, seed: int, trace: bool = True) -> dict:
     from owl_data.mix import prefix_deviation
 
     run = {"ours": lambda: _ours(rows, picks, seed, False),
@@ -69,10 +69,12 @@ def _measure(which: str, rows: int, picks: int, seed: int) -> dict:
     labels = run()
     secs = time.perf_counter() - t0
     rss = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
-    tracemalloc.start()
-    run()
-    peak = tracemalloc.get_traced_memory()[1] / 2**20
-    tracemalloc.stop()
+    peak = float("nan")
+    if trace:  # a second pass: tracemalloc slows Python code several times
+        tracemalloc.start()
+        run()
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
     dev = prefix_deviation(labels, SHARES)
     return {"which": which, "seconds": secs, "tracemalloc_peak_mib": peak, "rss_growth_mib": rss,
             "worst_dev": max(dev), "dev_per_task": dev, "counts": np.bincount(labels, minlength=4).tolist()}
@@ -83,15 +85,16 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=250_000)
     ap.add_argument("--picks", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-trace", action="store_true", help="skip the tracemalloc pass (RSS growth only)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
-        print(json.dumps(_measure(a.one, a.rows, a.picks, a.seed)))
+        print(json.dumps(_measure(a.one, a.rows, a.picks, a.seed, trace=not a.no_trace)))
         return
     res = {}
     for which in ("ours", "ours-vectorised", "hf"):
         cmd = [sys.executable, __file__, "--one", which, "--rows", str(a.rows), "--picks", str(a.picks),
-               "--seed", str(a.seed)]
+               "--seed", str(a.seed)] + (["--no-trace"] if a.no_trace else [])
         res[which] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
     print(f"4 tasks x {a.rows:,} rows, ratio 5:1:2:2, first {a.picks:,} picks")
     print(f"{'':34}{'seconds':>9}{'tracemalloc peak':>18}{'RSS growth':>12}{'worst prefix dev':>18}  counts")

@@ -48,7 +48,7 @@ def build(
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker processes (overrides the config)."),
     val_percent: Optional[int] = typer.Option(None, "--val-percent", help="Groups sent to val when a source has no split."),
 ) -> None:
-    """Build a corpus from annotated sources (DESIGN.md layout)."""
+    """Build a corpus from annotated sources (layout: README, "Corpus layout")."""
     from owl_data.build import SourceSpec, run_build
     from owl_data.config import load_build_config
     from owl_data.sources import SourceError

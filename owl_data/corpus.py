@@ -187,9 +187,12 @@ def write_dataset_card(corpus: Path, manifest: dict[str, Any]) -> None:
         for s in splits:
             lines += [f"  - split: {s}", f"    path: \"{task}/{s}/*.parquet\""]
     lines += ["---", "", "# Owl-VL corpus", ""]
+    present = [t for t in schemas.TASK_TABLES if any(tables.get(t, {}).values())]
     lines.append(
-        "Point-guided VQA, VQA, captioning and grounding rows built by `owl-data build` "
-        f"(schema {manifest.get('schema_version')}). Points and boxes are normalised to [0, 1] "
+        f"Tasks: {', '.join(present) or 'none'}; built by `owl-data` "
+        f"(schema {manifest.get('schema_version')}). Images are not a config: join a task's "
+        "`image_id` with `images/*.parquet` (column `bytes`), or export with "
+        "`owl-data export --format hf` for embedded images. Points and boxes are normalised to [0, 1] "
         "in the stored upright image's frame (x right, y down); images are in `images/` keyed "
         "by `image_id` (sha256 of the stored bytes)."
     )

@@ -48,9 +48,9 @@ weights_st = st.one_of(
 )
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(weights=weights_st, sizes=st.lists(st.integers(1, 40), min_size=6, max_size=6),
-       n=st.integers(1, 250), seed=st.integers(0, 2**32))
+       n=st.integers(1, 300), seed=st.integers(0, 2**32))
 def test_every_prefix_within_one_sample(weights, sizes, n, seed):
     spec = MixSpec.create({f"t{i}": sizes[i] for i in range(len(weights))}, weights, seed=seed)
     labels = _task_labels(spec, n)
@@ -108,7 +108,8 @@ def test_megatron_exceeds_one_sample_where_tijdeman_does_not():
 
 def test_single_task_and_weights():
     spec = MixSpec.create({"only": 3}, [0.7])
-    assert [p.row for p in MixSampler(spec, length=6)][:3] != [] and _task_labels(spec, 6) == [0] * 6
+    rows = [p.row for p in MixSampler(spec, length=6)]
+    assert sorted(rows[:3]) == sorted(rows[3:]) == [0, 1, 2] and _task_labels(spec, 6) == [0] * 6
     assert integer_weights([Fraction(1, 2), Fraction(1, 10), Fraction(1, 5), Fraction(1, 5)]) == (5, 1, 2, 2)
     assert MixSpec.create({"a": 1, "b": 1}, ["0.5", "0.1"]).tasks[1].weight == Fraction(1, 10)
     with pytest.raises(ValueError, match="must be > 0"):
