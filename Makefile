@@ -23,12 +23,15 @@ demo: setup
 	$(VENV)/bin/owl-data build --out $(DEMO_OUT)/corpus
 	$(VENV)/bin/owl-data stats $(DEMO_OUT)/corpus
 	$(VENV)/bin/owl-data validate $(DEMO_OUT)/corpus
+	$(VENV)/bin/owl-train init-tiny $(DEMO_OUT)/tiny-model
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) benchmarks/build_bench.py
+	$(PY) benchmarks/rope_bench.py
+	$(PY) benchmarks/model_bench.py
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache

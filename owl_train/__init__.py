@@ -1,7 +1,8 @@
-"""owl_train: the Owl-VL trainer (M-RoPE vision-language model, two training stages).
+"""owl_train: the Owl-VL trainer.
 
-The model, data path and stages are built by their own issues; this package currently
-holds the command-line entry point only.
+``owl_train.model`` is a compact Qwen2-VL-layout vision-language model with M-RoPE and a point
+token placed in the image's rotary frame; ``owl_train.data`` renders corpus rows for it;
+``owl_train.stages`` trains it (stage 1 on the mix, stage 2 P-tuning).
 """
 
 __version__ = "0.1.0"

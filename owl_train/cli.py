@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Owl-VL trainer. Commands: version (more arrive with the model and training issues).")
+                  help="Owl-VL trainer: a compact M-RoPE vision-language model with a point token, and its training stages.")
 
 
 @app.callback()

@@ -1,0 +1,195 @@
+"""Model configuration: frozen dataclasses that read and write a Qwen2-VL ``config.json``.
+
+Two on-disk layouts exist (transformers ``models/qwen2_vl/configuration_qwen2_vl.py``):
+
+- transformers 4.x: text fields at the top level, M-RoPE in ``rope_scaling``
+  (``{"type": "mrope", "mrope_section": [16, 24, 24]}``) and ``rope_theta`` beside it;
+  the vision config may spell ``in_chans`` for ``in_channels``;
+- transformers 5.x: text fields under ``text_config``, M-RoPE in ``rope_parameters``
+  (``{"rope_type": "default", "mrope_section": [...], "rope_theta": ...}``).
+
+Both are read; we write the 5.x layout (which 4.x-era readers of ``text_config`` also accept).
+Our own extras (``point_token_id``, ``point_fourier_bands``) are extra top-level keys, which
+transformers keeps as plain attributes and otherwise ignores.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+def _check(cond: bool, name: str, value: Any, fix: str) -> None:
+    if not cond:
+        raise ValueError(f"config field {name}={value!r} is invalid: {fix}")
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """The Qwen2-VL ViT: 3-D patch embedding, ``depth`` 2-D rotary blocks, 2x2 patch merger."""
+
+    depth: int = 32
+    embed_dim: int = 1280
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    hidden_act: str = "quick_gelu"
+    in_channels: int = 3
+    patch_size: int = 14
+    temporal_patch_size: int = 2
+    spatial_merge_size: int = 2
+    out_dim: int = 3584  # the merger's output width (== text hidden size); HF calls it hidden_size
+    rope_theta: float = 10000.0
+
+    def __post_init__(self) -> None:
+        _check(self.embed_dim % self.num_heads == 0, "vision.embed_dim", self.embed_dim,
+               "must be divisible by vision.num_heads")
+        _check((self.embed_dim // self.num_heads) % 4 == 0, "vision.num_heads", self.num_heads,
+               "head width must be a multiple of 4 (2-D rotary over h and w)")
+        _check(self.hidden_act in ("quick_gelu", "gelu", "gelu_pytorch_tanh", "silu"),
+               "vision.hidden_act", self.hidden_act, "use quick_gelu, gelu, gelu_pytorch_tanh or silu")
+
+    @property
+    def head_dim(self) -> int:
+        return self.embed_dim // self.num_heads
+
+    @property
+    def patch_dim(self) -> int:
+        """Values per ``pixel_values`` row: C * temporal_patch * patch * patch (1176 for Qwen2-VL)."""
+        return self.in_channels * self.temporal_patch_size * self.patch_size ** 2
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """The Qwen2 decoder: RMSNorm, SwiGLU, GQA, M-RoPE over ``mrope_section`` chunks."""
+
+    vocab_size: int = 152064
+    hidden_size: int = 3584
+    intermediate_size: int = 18944
+    num_hidden_layers: int = 28
+    num_attention_heads: int = 28
+    num_key_value_heads: int = 4
+    hidden_act: str = "silu"
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 1000000.0
+    mrope_section: tuple[int, int, int] = (16, 24, 24)
+    max_position_embeddings: int = 32768
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+    pad_token_id: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.hidden_size % self.num_attention_heads == 0, "text.hidden_size", self.hidden_size,
+               "must be divisible by text.num_attention_heads")
+        _check(self.num_attention_heads % self.num_key_value_heads == 0, "text.num_key_value_heads",
+               self.num_key_value_heads, "must divide text.num_attention_heads")
+        _check(len(self.mrope_section) == 3 and sum(self.mrope_section) == self.head_dim // 2,
+               "text.mrope_section", self.mrope_section,
+               f"needs three chunks summing to head_dim/2 = {self.head_dim // 2}")
+        _check(self.hidden_act == "silu", "text.hidden_act", self.hidden_act, "Qwen2 uses silu")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+
+@dataclass(frozen=True)
+class OwlVLConfig:
+    """Everything the model needs; ``from_hf_dict``/``to_hf_dict`` convert to ``config.json``."""
+
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    image_token_id: int = 151655
+    video_token_id: int = 151656
+    vision_start_token_id: int = 151652
+    vision_end_token_id: int = 151653
+    tie_word_embeddings: bool = False
+    point_token_id: int | None = None  # None: a plain Qwen2-VL, no point token
+    point_fourier_bands: int = 8  # Fourier features of (x, y): 4 * bands values
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        _check(self.vision.out_dim == self.text.hidden_size, "vision.out_dim", self.vision.out_dim,
+               f"must equal text.hidden_size = {self.text.hidden_size}")
+        for name in ("image_token_id", "vision_start_token_id", "vision_end_token_id"):
+            v = getattr(self, name)
+            _check(0 <= v < self.text.vocab_size, name, v, f"must be a token id below vocab_size {self.text.vocab_size}")
+        if self.point_token_id is not None:
+            _check(0 <= self.point_token_id < self.text.vocab_size, "point_token_id", self.point_token_id,
+                   f"must be a token id below vocab_size {self.text.vocab_size}")
+        _check(self.point_fourier_bands >= 1, "point_fourier_bands", self.point_fourier_bands, "must be >= 1")
+
+    # -- config.json ---------------------------------------------------------------------
+    @classmethod
+    def from_hf_dict(cls, d: dict[str, Any]) -> "OwlVLConfig":
+        """Read a Qwen2-VL ``config.json`` dict (transformers 4.x or 5.x layout)."""
+        if d.get("model_type") not in (None, "qwen2_vl"):
+            raise ValueError(f"config field model_type={d.get('model_type')!r} is invalid: expected 'qwen2_vl'")
+        t = dict(d.get("text_config") or {})
+        for k, v in d.items():  # 4.x: text fields at the top level
+            if k not in ("text_config", "vision_config") and k not in t:
+                t[k] = v
+        rope = t.get("rope_parameters") or t.get("rope_scaling") or {}
+        rtype = rope.get("rope_type", rope.get("type", "default"))
+        if rtype not in ("default", "mrope"):
+            raise ValueError(f"config field rope_type={rtype!r} is invalid: only default M-RoPE is supported")
+        if t.get("use_sliding_window"):
+            raise ValueError("config field use_sliding_window=True is invalid: sliding-window attention "
+                             "is not implemented; set it to false")
+        text_names = {f.name for f in fields(TextConfig)}
+        tkw = {k: t[k] for k in text_names if k in t and t[k] is not None}
+        tkw["rope_theta"] = float(rope.get("rope_theta", t.get("rope_theta", 1000000.0)))
+        tkw["mrope_section"] = tuple(rope.get("mrope_section", (16, 24, 24)))
+        v = dict(d.get("vision_config") or {})
+        vkw = {
+            "depth": v.get("depth", 32), "embed_dim": v.get("embed_dim", 1280),
+            "num_heads": v.get("num_heads", 16), "mlp_ratio": float(v.get("mlp_ratio", 4)),
+            "hidden_act": v.get("hidden_act", "quick_gelu"),
+            "in_channels": v.get("in_channels", v.get("in_chans", 3)),
+            "patch_size": v.get("patch_size", v.get("spatial_patch_size", 14)),
+            "temporal_patch_size": v.get("temporal_patch_size", 2),
+            "spatial_merge_size": v.get("spatial_merge_size", 2),
+            "out_dim": v.get("hidden_size", tkw.get("hidden_size", 3584)),
+            "rope_theta": float((v.get("rope_parameters") or {}).get("rope_theta", 10000.0)),
+        }
+        tie = d.get("tie_word_embeddings", t.get("tie_word_embeddings", False))
+        return cls(
+            vision=VisionConfig(**vkw), text=TextConfig(**tkw),
+            image_token_id=d.get("image_token_id", 151655), video_token_id=d.get("video_token_id", 151656),
+            vision_start_token_id=d.get("vision_start_token_id", 151652),
+            vision_end_token_id=d.get("vision_end_token_id", 151653),
+            tie_word_embeddings=bool(tie), point_token_id=d.get("point_token_id"),
+            point_fourier_bands=d.get("point_fourier_bands", 8),
+            dtype=str(d.get("dtype") or d.get("torch_dtype") or t.get("dtype") or "float32"),
+        )
+
+    def to_hf_dict(self) -> dict[str, Any]:
+        """A transformers 5.x ``config.json`` dict (Qwen2VLForConditionalGeneration loads it)."""
+        t = asdict(self.text)
+        t.pop("rope_theta"), t.pop("mrope_section")
+        t.update(model_type="qwen2_vl_text", use_sliding_window=False, attention_dropout=0.0,
+                 rope_parameters={"rope_type": "default", "rope_theta": self.text.rope_theta,
+                                  "mrope_section": list(self.text.mrope_section)},
+                 tie_word_embeddings=self.tie_word_embeddings)
+        vc = self.vision
+        v = {"model_type": "qwen2_vl_vision", "depth": vc.depth, "embed_dim": vc.embed_dim,
+             "num_heads": vc.num_heads, "mlp_ratio": vc.mlp_ratio if vc.mlp_ratio % 1 else int(vc.mlp_ratio),
+             "hidden_act": vc.hidden_act, "in_channels": vc.in_channels, "patch_size": vc.patch_size,
+             "temporal_patch_size": vc.temporal_patch_size, "spatial_merge_size": vc.spatial_merge_size,
+             "hidden_size": vc.out_dim, "rope_parameters": {"rope_type": "axial", "rope_theta": vc.rope_theta}}
+        d: dict[str, Any] = {
+            "architectures": ["Qwen2VLForConditionalGeneration"], "model_type": "qwen2_vl",
+            "text_config": t, "vision_config": v, "image_token_id": self.image_token_id,
+            "video_token_id": self.video_token_id, "vision_start_token_id": self.vision_start_token_id,
+            "vision_end_token_id": self.vision_end_token_id, "tie_word_embeddings": self.tie_word_embeddings,
+            "dtype": self.dtype, "point_fourier_bands": self.point_fourier_bands,
+        }
+        if self.point_token_id is not None:
+            d["point_token_id"] = self.point_token_id
+        return d
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> "OwlVLConfig":
+        p = Path(path)
+        return cls.from_hf_dict(json.loads((p / "config.json" if p.is_dir() else p).read_text()))

@@ -1,0 +1,143 @@
+"""The Qwen2 decoder with M-RoPE (transformers ``models/qwen2_vl``; Qwen2-VL paper, sec. 2.1).
+
+Pre-norm blocks: RMSNorm -> GQA attention (q/k/v with bias, o without) with multimodal rotary
+positions -> residual; RMSNorm -> SwiGLU MLP -> residual. M-RoPE splits the rotary
+half-dimension into ``mrope_section`` = (t, h, w) chunks, each rotated by its own axis of the
+(3, B, L) position ids; position ids may be fractional (the point token).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from owl_train.model.attention import AttnPlan, attend
+from owl_train.model.config import TextConfig
+
+__all__ = ["Decoder", "KVCache", "RMSNorm", "mrope_cos_sin"]
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(x.dtype)
+
+
+class KVCache:
+    """Per-layer keys and values (B, Hkv, L_past, Dh), grown by concatenation.
+
+    One cache belongs to one generation call: :func:`owl_train.model.generate.generate`
+    creates it, so nothing leaks from one call into the next.
+    """
+
+    def __init__(self, n_layers: int) -> None:
+        self.k: list[Tensor | None] = [None] * n_layers
+        self.v: list[Tensor | None] = [None] * n_layers
+
+    @property
+    def seq_len(self) -> int:
+        return 0 if self.k[0] is None else self.k[0].shape[2]
+
+    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        if self.k[layer] is not None:
+            k = torch.cat([self.k[layer], k], dim=2)
+            v = torch.cat([self.v[layer], v], dim=2)
+        self.k[layer], self.v[layer] = k, v
+        return k, v
+
+
+def mrope_cos_sin(position_ids: Tensor, inv_freq: Tensor, section: tuple[int, int, int],
+                  dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """position_ids (3, B, L) (int or float) -> cos, sin (B, L, Dh), computed in float32."""
+    freqs = position_ids[..., None].float() * inv_freq.float()  # (3, B, L, Dh / 2)
+    chunks = freqs.split(list(section), dim=-1)
+    freqs = torch.cat([c[i % 3] for i, c in enumerate(chunks)], dim=-1)  # (B, L, Dh / 2)
+    emb = torch.cat([freqs, freqs], dim=-1)  # (B, L, Dh)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def _rotate_half(x: Tensor) -> Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: TextConfig, layer: int) -> None:
+        super().__init__()
+        self.layer, self.heads, self.kv_heads, self.head_dim = (
+            layer, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim)
+        d = cfg.hidden_size
+        self.q_proj = nn.Linear(d, self.heads * self.head_dim)
+        self.k_proj = nn.Linear(d, self.kv_heads * self.head_dim)
+        self.v_proj = nn.Linear(d, self.kv_heads * self.head_dim)
+        self.o_proj = nn.Linear(self.heads * self.head_dim, d, bias=False)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, plan: AttnPlan, cache: KVCache | None) -> Tensor:
+        B, L, _ = x.shape
+        q = self.q_proj(x).view(B, L, self.heads, self.head_dim).transpose(1, 2)  # (B, H, L, Dh)
+        k = self.k_proj(x).view(B, L, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, L, Dh)
+        v = self.v_proj(x).view(B, L, self.kv_heads, self.head_dim).transpose(1, 2)
+        c, s = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, L, Dh)
+        q, k = q * c + _rotate_half(q) * s, k * c + _rotate_half(k) * s
+        if cache is not None:
+            k, v = cache.update(self.layer, k, v)  # (B, Hkv, L_past + L, Dh)
+        out = attend(q, k, v, plan)  # (B, H, L, Dh)
+        return self.o_proj(out.transpose(1, 2).reshape(B, L, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: TextConfig) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: TextConfig, layer: int) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.attn = Attention(cfg, layer)
+        self.mlp_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, plan: AttnPlan, cache: KVCache | None) -> Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin, plan, cache)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class Decoder(nn.Module):
+    """Token embedding, ``num_hidden_layers`` blocks, final RMSNorm (no LM head)."""
+
+    def __init__(self, cfg: TextConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_hidden_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        dh = cfg.head_dim
+        self.register_buffer("inv_freq", 1.0 / cfg.rope_theta ** (torch.arange(0, dh, 2).float() / dh),
+                             persistent=False)
+        self.gradient_checkpointing = False
+
+    def forward(self, x: Tensor, position_ids: Tensor, plan: AttnPlan, cache: KVCache | None = None) -> Tensor:
+        """x (B, L, D) input embeddings, position_ids (3, B, L) -> hidden states (B, L, D)."""
+        cos, sin = mrope_cos_sin(position_ids, self.inv_freq, self.cfg.mrope_section, x.dtype)
+        for layer in self.layers:
+            if self.gradient_checkpointing and self.training and cache is None:
+                from torch.utils.checkpoint import checkpoint
+
+                x = checkpoint(layer, x, cos, sin, plan, None, use_reentrant=False)
+            else:
+                x = layer(x, cos, sin, plan, cache)
+        return self.norm(x)

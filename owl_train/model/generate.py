@@ -1,0 +1,105 @@
+"""Greedy and sampled (temperature, top-p) generation with a KV cache.
+
+Each call owns a fresh :class:`KVCache` and keeps no state on the model, so two calls in a row
+never see each other. Sampling draws from a ``torch.Generator`` seeded per call (``seed``) or
+given by the caller, never the global RNG. ``use_cache=False`` recomputes the whole sequence
+at every step: the slow reference the cached path is tested against.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from owl_train.model.decoder import KVCache
+from owl_train.model.model import OwlVL
+
+__all__ = ["generate", "sample_next"]
+
+
+def sample_next(logits: Tensor, *, do_sample: bool, temperature: float = 1.0, top_p: float = 1.0,
+                generator: torch.Generator | None = None) -> Tensor:
+    """logits (B, V) -> next token ids (B,): argmax, or a draw from the top-p nucleus."""
+    if not do_sample:
+        return logits.argmax(dim=-1)
+    if temperature <= 0:
+        raise ValueError(f"temperature={temperature} is invalid: use > 0, or do_sample=False for greedy")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p={top_p} is invalid: use a value in (0, 1]")
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        p, idx = probs.sort(dim=-1, descending=True)
+        keep = (p.cumsum(-1) - p) < top_p  # the smallest prefix reaching top_p (always >= 1 token)
+        probs = torch.zeros_like(probs).scatter(-1, idx, p * keep)
+    return torch.multinomial(probs, 1, generator=generator).view(-1)
+
+
+@torch.no_grad()
+def generate(
+    model: OwlVL,
+    input_ids: Tensor,
+    *,
+    attention_mask: Tensor | None = None,
+    pixel_values: Tensor | None = None,
+    image_grid_thw: Tensor | None = None,
+    points: Tensor | None = None,
+    max_new_tokens: int = 32,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    eos_token_id: int | list[int] | None = None,
+    pad_token_id: int = 0,
+    use_cache: bool = True,
+    suppress_token_ids: list[int] | None = None,
+) -> Tensor:
+    """Continue each row of ``input_ids`` (B, L; left or right padded per ``attention_mask``).
+
+    Returns the new tokens (B, T), T <= max_new_tokens; after a row's EOS it holds
+    ``pad_token_id``; generation stops early once every row has ended. ``suppress_token_ids``
+    are never produced; by default the placeholders that need inputs (``<|image_pad|>``,
+    ``<|video_pad|>``, ``<|point|>``).
+    """
+    B = input_ids.shape[0]
+    dev = input_ids.device
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    if do_sample and generator is None:
+        generator = torch.Generator(device=dev).manual_seed(0 if seed is None else seed)
+    c = model.config
+    if suppress_token_ids is None:
+        suppress_token_ids = [t for t in (c.image_token_id, c.video_token_id, c.point_token_id) if t is not None]
+    suppress = torch.tensor(suppress_token_ids, dtype=torch.long, device=dev)
+    eos = torch.tensor([eos_token_id] if isinstance(eos_token_id, int) else (eos_token_id or []), device=dev)
+    was_training = model.training
+    model.eval()
+    out: list[Tensor] = []
+    done = torch.zeros(B, dtype=torch.bool, device=dev)
+    ids, mask = input_ids, attention_mask
+    cache = KVCache(len(model.decoder.layers)) if use_cache else None
+    try:
+        res = model(ids, attention_mask=mask, pixel_values=pixel_values, image_grid_thw=image_grid_thw,
+                    points=points, cache=cache, logits_to_keep=1)
+        next_pos = res.rope_deltas.view(B) + mask.sum(dim=1)  # (B,) the next text position
+        for step in range(max_new_tokens):
+            logits = res.logits[:, -1].index_fill(-1, suppress, float("-inf"))
+            tok = sample_next(logits, do_sample=do_sample, temperature=temperature, top_p=top_p,
+                              generator=generator)
+            tok = torch.where(done, torch.full_like(tok, pad_token_id), tok)
+            out.append(tok)
+            done |= torch.isin(tok, eos)
+            if bool(done.all()) or step == max_new_tokens - 1:
+                break
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            if use_cache:
+                pos = next_pos.view(1, B, 1).expand(3, B, 1)
+                res = model(tok[:, None], attention_mask=mask, position_ids=pos, cache=cache, logits_to_keep=1)
+                next_pos = next_pos + 1
+            else:
+                ids = torch.cat([ids, tok[:, None]], dim=1)
+                res = model(ids, attention_mask=mask, pixel_values=pixel_values, image_grid_thw=image_grid_thw,
+                            points=points, logits_to_keep=1)
+    finally:
+        model.train(was_training)
+    return torch.stack(out, dim=1) if out else input_ids.new_zeros(B, 0)
