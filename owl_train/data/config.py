@@ -1,0 +1,77 @@
+"""The data path's configuration: one frozen dataclass, validated at construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from owl_data.export.coords import CONVENTIONS
+
+__all__ = ["DataConfig", "DEFAULT_SYSTEM_PROMPT", "PATCH_SIZE", "MERGE_SIZE", "TEMPORAL_PATCH_SIZE", "FACTOR"]
+
+# Qwen2-VL's vision geometry (transformers ``models/qwen2_vl``): 14-pixel patches, 2 frames per
+# temporal patch, 2x2 patches merged into one LLM token, so one token per 28x28 pixels.
+PATCH_SIZE = 14
+TEMPORAL_PATCH_SIZE = 2
+MERGE_SIZE = 2
+FACTOR = PATCH_SIZE * MERGE_SIZE
+
+# Qwen2-VL's chat template writes this system turn when the conversation has none.
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+
+
+def _check(cond: bool, name: str, value: object, fix: str) -> None:
+    if not cond:
+        raise ValueError(f"DataConfig.{name}={value!r} is invalid: {fix}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How rows become token sequences and batches.
+
+    Attributes:
+        min_pixels, max_pixels: the resized image's pixel budget (smart resize; one LLM token
+            per 28x28 pixels, so ``max_pixels = 28*28*256`` allows 256 image tokens).
+        max_length: the longest sequence (tokens) a row, or a packed row, may have.
+        box_format: how ``<box>`` is written: ``qwen`` (0-1000 integers with box tokens),
+            ``norm`` (decimals in [0, 1]) or ``pixel`` (pixels of the *resized* image, as
+            Qwen2.5-VL); see :mod:`owl_data.export.coords`.
+        pack: concatenate the batch's rows into as few sequences of ``max_length`` as
+            first-fit allows (``segment_ids`` keep them apart).
+        pad_to_multiple_of: round the batch length up to a multiple of this (None: no rounding).
+        num_virtual_tokens: stage 2's P-tuning: N placeholder tokens right after ``<|point|>``
+            in a user turn that is exactly ``<image><point>`` (no question). 0: none.
+        padding_side: ``right`` (training) or ``left`` (batched generation).
+        system_prompt: the system turn written when a row has none (Qwen2-VL's default);
+            None writes no system turn for such rows.
+    """
+
+    min_pixels: int = 56 * 56
+    max_pixels: int = 28 * 28 * 256
+    max_length: int = 1024
+    box_format: str = "qwen"
+    pack: bool = False
+    pad_to_multiple_of: int | None = None
+    num_virtual_tokens: int = 0
+    padding_side: str = "right"
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.min_pixels, int) and self.min_pixels >= 1, "min_pixels", self.min_pixels,
+               "give a positive integer number of pixels (Qwen2-VL's default is 56*56 = 3136)")
+        _check(isinstance(self.max_pixels, int) and self.max_pixels >= FACTOR * FACTOR, "max_pixels", self.max_pixels,
+               f"give at least {FACTOR}*{FACTOR} = {FACTOR * FACTOR} pixels (one image token)")
+        _check(self.max_pixels >= self.min_pixels, "max_pixels", self.max_pixels,
+               f"must be >= min_pixels ({self.min_pixels})")
+        _check(isinstance(self.max_length, int) and self.max_length >= 8, "max_length", self.max_length,
+               "give the longest sequence in tokens (>= 8), e.g. 1024 or 4096")
+        _check(self.box_format in CONVENTIONS, "box_format", self.box_format,
+               f"use one of {', '.join(CONVENTIONS)}")
+        _check(isinstance(self.pack, bool), "pack", self.pack, "use true or false")
+        _check(self.pad_to_multiple_of is None or (isinstance(self.pad_to_multiple_of, int)
+                                                   and self.pad_to_multiple_of >= 1),
+               "pad_to_multiple_of", self.pad_to_multiple_of, "use None or a positive integer such as 8 or 64")
+        _check(isinstance(self.num_virtual_tokens, int) and 0 <= self.num_virtual_tokens < self.max_length,
+               "num_virtual_tokens", self.num_virtual_tokens, "use 0 (stage 1) or a small count such as 8 or 16")
+        _check(self.padding_side in ("right", "left"), "padding_side", self.padding_side, "use right or left")
+        _check(self.system_prompt is None or isinstance(self.system_prompt, str), "system_prompt",
+               self.system_prompt, "use a string or None")
