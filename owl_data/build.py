@@ -3,11 +3,22 @@
 The build is deterministic (same inputs, config and seed -> same fingerprint, whatever the
 number of workers), atomic (written under ``.<name>.partial`` beside the output and renamed
 into place when complete) and resumable (finished chunks of scenes are kept in the partial
-folder, keyed by a hash of the build's content config, and skipped when the build runs
-again).
+folder; a changed config starts over, and a chunk is reused only when the content key of
+its records -- every field of its Scenes and Rejects, the image files' size and mtime, the
+code versions -- matches: :mod:`owl_data.content_key`).
+
+``--out`` is checked before anything is created (:mod:`owl_data.out_path`): the build never
+replaces a folder that is not an empty folder or an Owl-VL corpus, nor one inside or holding
+a source.
 
 Accounting (DESIGN.md): per source, items read = items kept + items rejected; an item is
-kept when it produced at least one row; every rejected item has a row in ``rejects``.
+kept when it produced at least one row; every rejected item has exactly one row in
+``rejects`` (an item kept by one scene and rejected by another counts as kept and leaves no
+row), and the manifest's per-reason counts are those rows'. Rows whose source text carries
+a placeholder reject their item (``placeholder_in_text``, :mod:`owl_data.placeholders`);
+instances with an empty category name are ``empty_category``. An exception of
+:data:`SCENE_ERRORS` escaping one scene rejects that scene's items (``processing_error``)
+instead of ending the build.
 """
 
 from __future__ import annotations
@@ -28,15 +39,19 @@ import pyarrow.ipc as ipc
 import schemas
 from owl_data import corpus as corpus_mod
 from owl_data.config import BuildConfig
+from owl_data.content_key import code_versions, records_key
+from owl_data.out_path import check_out
 from owl_data.geometry import GeometryError, ResolvedScene, annotation_frame, resolve_instance, transform_mask
 from owl_data.images import ImageError, load_image
 from owl_data.points import SampledPoint, sample_points
 from owl_data.records import Reject, Scene
 from owl_data.sources import SourceOptions, get_reader
 from owl_data.generators.prompts import POOL_VERSION
+from owl_data.placeholders import check_placeholders
 from owl_data.text_rows import text_rows
 
-__all__ = ["SourceSpec", "BuildReport", "run_build", "process_scene", "split_for_group", "row_id"]
+__all__ = ["SourceSpec", "BuildReport", "run_build", "process_scene", "guarded_process_scene",
+           "split_for_group", "row_id"]
 
 Progress = Callable[[str, int], None]
 
@@ -94,7 +109,6 @@ def _user_point(question: str | None) -> str:
 
 GROUNDING_PROMPT = "Where is {expr} in the image? Answer with its bounding box."
 
-
 def process_scene(scene: Scene, cfg: BuildConfig) -> dict[str, Any]:
     """Turn one scene into image/ref/task rows and rejects (a pure function of its inputs).
 
@@ -133,6 +147,10 @@ def process_scene(scene: Scene, cfg: BuildConfig) -> dict[str, Any]:
         semantic = transform_mask(scene.semantic, img.orientation)
     resolved = []
     for inst in scene.instances:
+        if inst.item and not inst.category.strip():
+            rejected.setdefault(inst.item, Reject(src, inst.item, "rows", "empty_category",
+                                                  f"instance {inst.instance}: empty category name"))
+            continue
         try:
             resolved.append(resolve_instance(inst, declared=declared, raw=img.raw_size,
                                              orientation=img.orientation, rotate=rotate))
@@ -152,7 +170,7 @@ def process_scene(scene: Scene, cfg: BuildConfig) -> dict[str, Any]:
             "conversations": _turns(_user_point(qa.question), qa.answer),
             "point": {"x": float(x), "y": float(y)}, "point_origin": origin, "kind": qa.kind,
             "target": {"category": target.category, "instance": target.instance, "bbox": list(target.bbox)},
-            "generator": qa.generator,
+            "generator": qa.generator, "_item": target.source.item,
         }
 
     gcfg = GeneratorConfig(description_no_question=cfg.description_no_question, max_reasoning=cfg.max_reasoning)
@@ -185,14 +203,16 @@ def process_scene(scene: Scene, cfg: BuildConfig) -> dict[str, Any]:
                 "id": row_id(src, ref.source_path, r.instance, "grounding"),
                 "image_id": img.image_id, "source": src, "split": split,
                 "conversations": _turns("<image>" + GROUNDING_PROMPT.format(expr=expr), "<box>"),
-                "expression": expr, "bbox": list(r.bbox),
+                "expression": expr, "bbox": list(r.bbox), "_item": r.source.item,
             })
             if r.source.item:
                 kept.add(r.source.item)
+    item_of = {inst.instance: inst.item for inst in scene.instances if inst.item}
     for qa in scene.qa:
         target = by_instance.get(qa.target)
         if target is None or target.point is None:
-            reason = rejected[qa.target].reason if qa.target in rejected else "unknown_target"
+            target_reject = rejected.get(item_of.get(qa.target, ""))
+            reason = target_reject.reason if target_reject is not None else "unknown_target"
             rejected.setdefault(qa.item, Reject(src, qa.item, "qa", reason, f"target {qa.target}"))
             continue
         gen = f"source-qa/{src}/{qa.family}"
@@ -203,7 +223,7 @@ def process_scene(scene: Scene, cfg: BuildConfig) -> dict[str, Any]:
             "point": {"x": target.point[0], "y": target.point[1]}, "point_origin": "annotated",
             "kind": "reasoning",
             "target": {"category": target.category, "instance": target.instance, "bbox": list(target.bbox)},
-            "generator": gen,
+            "generator": gen, "_item": qa.item,
         })
         kept.add(qa.item)
     if scene.rows:  # rows the source gives directly (VQA, captions, grounding, point QA)
@@ -215,6 +235,9 @@ def process_scene(scene: Scene, cfg: BuildConfig) -> dict[str, Any]:
         kept |= t_kept
         for it, rj in t_rejected.items():
             rejected.setdefault(it, rj)
+    for it, why in check_placeholders(rows).items():  # source text must not inject placeholders
+        kept.discard(it)
+        rejected[it] = Reject(src, it, "rows", "placeholder_in_text", why)
     for it in items:
         if it in kept:
             rejected.pop(it, None)
@@ -242,13 +265,37 @@ def _init_worker(cfg: BuildConfig) -> None:
 
 def _work(scene: Scene) -> dict[str, Any]:
     assert _CFG is not None
-    return process_scene(scene, _CFG)
+    return guarded_process_scene(scene, _CFG)
 
 
-def _records(sources: list[SourceSpec]) -> Iterator[Scene | Reject]:
+# What processing one scene can raise on input no check foresaw (numpy/Pillow/pycocotools
+# on odd data, a scene too big for memory). Bugs of other kinds (KeyError, AttributeError,
+# SchemaError raised by the writer) still stop the build.
+SCENE_ERRORS = (ValueError, TypeError, OverflowError, RecursionError, OSError, MemoryError)
+
+
+def guarded_process_scene(scene: Scene, cfg: BuildConfig) -> dict[str, Any]:
+    """:func:`process_scene`, with the last line of defence of the driver.
+
+    Every specific fault has its own reject reason; an exception of :data:`SCENE_ERRORS`
+    that still escapes turns that scene's items into rejects (stage ``process``, reason
+    ``processing_error``, detail the exception's type and message) instead of killing the
+    build.
+    """
+    try:
+        return process_scene(scene, cfg)
+    except SCENE_ERRORS as exc:
+        items = list(dict.fromkeys(scene.items + [tr.item for tr in scene.rows]))
+        detail = f"{type(exc).__name__}: {str(exc)[:300]}"
+        return {"image": None, "ref": None, "rows": {}, "kept": set(), "items": items,
+                "rejects": [Reject(scene.ref.source, it, "process", "processing_error", detail) for it in items]}
+
+
+def _records(sources: list[SourceSpec], cfg: BuildConfig) -> Iterator[Scene | Reject]:
     for s in sources:
         reader = get_reader(s.name)
-        yield from reader(s.spec, SourceOptions(name=s.name, synthetic=s.synthetic))
+        yield from reader(s.spec, SourceOptions(name=s.name, synthetic=s.synthetic,
+                                                max_image_pixels=cfg.max_image_pixels))
 
 
 def _chunks(records: Iterator[Scene | Reject], size: int) -> Iterator[list[Scene | Reject]]:
@@ -280,7 +327,7 @@ def _reject_row(r: Reject) -> dict[str, str]:
     return {"source": r.source, "item": r.item, "stage": r.stage, "reason": r.reason, "detail": r.detail}
 
 
-def _save_chunk(folder: Path, results: list[dict[str, Any]], source_rejects: list[Reject]) -> None:
+def _save_chunk(folder: Path, results: list[dict[str, Any]], source_rejects: list[Reject], key: str) -> None:
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -293,9 +340,6 @@ def _save_chunk(folder: Path, results: list[dict[str, Any]], source_rejects: lis
     rejects = [rj for r in results for rj in r["rejects"]] + source_rejects
     _write_ipc(tmp / "rejects.arrow", "rejects", [_reject_row(r) for r in rejects])
     acct: dict[str, dict[str, Any]] = {}
-    for r in results:
-        for it in r["items"]:
-            pass
     seen: dict[str, set[str]] = defaultdict(set)
     kept: dict[str, set[str]] = defaultdict(set)
     for r, res_src in ((r, r.get("source")) for r in results):
@@ -307,7 +351,19 @@ def _save_chunk(folder: Path, results: list[dict[str, Any]], source_rejects: lis
     for name in seen:
         acct[name] = {"read": sorted(seen[name]), "kept": sorted(kept[name])}
     (tmp / "accounting.json").write_text(json.dumps(acct))
+    (tmp / CHUNK_KEY).write_text(key)
     tmp.rename(folder)
+
+
+CHUNK_KEY = "content_key.txt"
+
+
+def _chunk_reusable(folder: Path, key: str) -> bool:
+    """A finished chunk folder built from the same records by the same code."""
+    try:
+        return (folder / CHUNK_KEY).read_text() == key
+    except OSError:
+        return False
 
 
 def run_build(
@@ -329,7 +385,6 @@ def run_build(
         ValueError / SourceError: a source spec that cannot be read at all.
         SchemaError: rows that do not match the schemas (a bug, never bad input).
     """
-    out = Path(out)
     if not sources:
         raise ValueError("no source given")
     names = [s.name for s in sources]
@@ -337,11 +392,12 @@ def run_build(
         raise ValueError(f"a source name appears twice: {names}")
     for s in sources:
         get_reader(s.name)  # fail fast on unknown names
+    out = check_out(out, [s.spec for s in sources])  # before anything is created
     spec = {
         "schema_version": schemas.SCHEMA_VERSION,
         "sources": [{"name": s.name, "spec": s.spec, "synthetic": s.synthetic} for s in sources],
         "config": cfg.content_dict(),
-        "prompt_pools": POOL_VERSION,
+        "code": code_versions(),
     }
     spec_hash = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
     partial = out.parent / f".{out.name}.partial"
@@ -359,21 +415,23 @@ def run_build(
         pool = multiprocessing.get_context("spawn").Pool(cfg.workers, _init_worker, (cfg,))
     try:
         n_chunks = 0
-        for i, chunk in enumerate(_chunks(_records(sources), cfg.chunk_scenes)):
+        for i, chunk in enumerate(_chunks(_records(sources, cfg), cfg.chunk_scenes)):
             n_chunks = i + 1
             folder = chunks_dir / f"{i:06d}"
             scenes = [r for r in chunk if isinstance(r, Scene)]
-            if folder.is_dir():
+            key = records_key(chunk, context=spec_hash)
+            if _chunk_reusable(folder, key):
                 if progress:
                     progress("resumed", len(scenes))
                 continue
+            shutil.rmtree(folder, ignore_errors=True)  # stale: built from other records or code
             if pool is not None:
                 results = pool.map(_work, scenes, chunksize=1)
             else:
-                results = [process_scene(s, cfg) for s in scenes]
+                results = [guarded_process_scene(s, cfg) for s in scenes]
             for s, r in zip(scenes, results):
                 r["source"] = s.ref.source
-            _save_chunk(folder, results, [r for r in chunk if isinstance(r, Reject)])
+            _save_chunk(folder, results, [r for r in chunk if isinstance(r, Reject)], key)
             if progress:
                 progress("scenes", len(scenes))
     finally:
@@ -422,17 +480,6 @@ def _consolidate(partial: Path, n_chunks: int, out: Path, sources: list[SourceSp
             for row in rows:
                 rows_by_source[task][row["source"]] += 1
 
-    reasons: dict[str, Counter] = defaultdict(Counter)
-    with corpus_mod.ShardWriter(staging / "rejects", "rejects") as w_rej:
-        seen_rej: set[tuple[str, str]] = set()
-        for d in chunk_dirs:
-            for row in _read_ipc(d / "rejects.arrow").to_pylist():
-                if (row["source"], row["item"]) in seen_rej:
-                    continue
-                seen_rej.add((row["source"], row["item"]))
-                reasons[row["source"]][row["reason"]] += 1
-                w_rej.write([row])
-
     read: dict[str, set[str]] = defaultdict(set)
     kept: dict[str, set[str]] = defaultdict(set)
     for d in chunk_dirs:
@@ -440,15 +487,26 @@ def _consolidate(partial: Path, n_chunks: int, out: Path, sources: list[SourceSp
         for name, a in acct.items():
             read[name] |= set(a["read"])
             kept[name] |= set(a["kept"])
-    rejected_items = {(s, i) for s, i in seen_rej}
+
+    # one reject row per item that no scene kept (an item kept in one scene and rejected in
+    # another counts as kept, and leaves no row); the per-reason counts are those rows'
+    reasons: dict[str, Counter] = defaultdict(Counter)
+    rejected: dict[str, set[str]] = defaultdict(set)
+    with corpus_mod.ShardWriter(staging / "rejects", "rejects") as w_rej:
+        for d in chunk_dirs:
+            for row in _read_ipc(d / "rejects.arrow").to_pylist():
+                src, item = row["source"], row["item"]
+                if item in rejected[src] or item in kept[src]:
+                    continue
+                rejected[src].add(item)
+                reasons[src][row["reason"]] += 1
+                w_rej.write([row])
+
     source_stats: dict[str, Any] = {}
     for s in sources:
         r = read.get(s.name, set())
         k = kept.get(s.name, set())
-        rej = {i for (src, i) in rejected_items if src == s.name}
-        both = k & rej
-        if both:  # an item kept in one scene and rejected in another counts as kept
-            rej -= both
+        rej = rejected.get(s.name, set())
         source_stats[s.name] = {
             "spec": s.spec, "synthetic": s.synthetic,
             "items_read": len(r), "items_kept": len(k), "items_rejected": len(rej),
@@ -460,6 +518,7 @@ def _consolidate(partial: Path, n_chunks: int, out: Path, sources: list[SourceSp
         "owl_data_version": __import__("owl_data").__version__,
         "build_config": cfg.content_dict(),
         "prompt_pools": POOL_VERSION,
+        "code": code_versions(),
         "sources": source_stats,
         "rows": {t: dict(sorted(c.items())) for t, c in sorted(rows_count.items())},
         "rejects": {"total": sum(sum(c.values()) for c in reasons.values()),

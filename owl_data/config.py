@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from owl_data.numbers import require_int
 from owl_data.points import PointConfig
 
 __all__ = ["BuildConfig", "load_build_config"]
@@ -17,8 +18,12 @@ __all__ = ["BuildConfig", "load_build_config"]
 class BuildConfig:
     """Settings of ``owl-data build``.
 
+    Every field is type-checked at construction (integers must be ``int``, not bool or
+    float; numbers finite; ``points`` a mapping or PointConfig): a bad value raises
+    ValueError naming the field, the value and what to write instead.
+
     Attributes:
-        seed: build seed (points, template choices); same seed -> same corpus.
+        seed: build seed (points, template choices), an integer >= 0; same seed -> same corpus.
         val_percent: share of groups sent to ``val`` when a source has no split (0..100).
         workers: decoding/generation processes (the corpus does not depend on it).
         chunk_scenes: scenes per resumable work unit.
@@ -41,22 +46,22 @@ class BuildConfig:
     max_reasoning: int = 3
 
     def __post_init__(self) -> None:
-        if not isinstance(self.seed, int):
-            raise ValueError(f"seed={self.seed!r}: must be an integer")
-        if not 0 <= self.val_percent <= 100:
-            raise ValueError(f"val_percent={self.val_percent!r}: must be in 0..100")
-        if not isinstance(self.workers, int) or self.workers < 1:
-            raise ValueError(f"workers={self.workers!r}: must be an integer >= 1")
-        if self.chunk_scenes < 1:
-            raise ValueError(f"chunk_scenes={self.chunk_scenes!r}: must be >= 1")
-        if self.max_image_pixels < 1:
-            raise ValueError(f"max_image_pixels={self.max_image_pixels!r}: must be >= 1")
+        # types first: a YAML `val_percent: abc` must be a clear error, not a TypeError
+        require_int("seed", self.seed, 0)
+        require_int("val_percent", self.val_percent, 0, 100)
+        require_int("workers", self.workers, 1)
+        require_int("chunk_scenes", self.chunk_scenes, 1)
+        require_int("max_image_pixels", self.max_image_pixels, 1)
+        require_int("max_reasoning", self.max_reasoning, 0)
         if self.reencode_format not in ("png", "jpeg"):
             raise ValueError(f"reencode_format={self.reencode_format!r}: use 'png' or 'jpeg'")
-        if not isinstance(self.max_reasoning, int) or self.max_reasoning < 0:
-            raise ValueError(f"max_reasoning={self.max_reasoning!r}: must be an integer >= 0")
+        if not isinstance(self.description_no_question, bool):
+            raise ValueError(f"description_no_question={self.description_no_question!r}: use true or false")
         if isinstance(self.points, dict):
-            object.__setattr__(self, "points", PointConfig(**self.points))
+            object.__setattr__(self, "points", PointConfig(**_point_keys(self.points)))
+        elif not isinstance(self.points, PointConfig):
+            raise ValueError(f"points={self.points!r}: must be a mapping of point settings, e.g. "
+                             "{points_per_instance: 2, min_area_px: 24}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -78,22 +83,42 @@ class BuildConfig:
             raise ValueError(f"unknown build config key(s) {unknown}; known: {sorted(known)}")
         data = dict(data)
         if isinstance(data.get("points"), dict):
-            pk = {f.name for f in fields(PointConfig)}
-            bad = sorted(set(data["points"]) - pk)
-            if bad:
-                raise ValueError(f"unknown points config key(s) {bad}; known: {sorted(pk)}")
-            data["points"] = PointConfig(**data["points"])
+            data["points"] = PointConfig(**_point_keys(data["points"]))
         return cls(**data)
 
 
+def _point_keys(points: dict[str, Any]) -> dict[str, Any]:
+    pk = {f.name for f in fields(PointConfig)}
+    bad = sorted(map(str, set(points) - pk))
+    if bad:
+        raise ValueError(f"unknown points config key(s) {bad}; known: {sorted(pk)}")
+    return points
+
+
 def load_build_config(path: Path | None, overrides: dict[str, Any] | None = None) -> BuildConfig:
-    """Load a YAML build config (``build:`` section or top level) and apply overrides."""
+    """Load a YAML build config (``build:`` section or top level) and apply overrides.
+
+    Raises:
+        ValueError: YAML that does not parse (the message names the file and line), a top
+            level or ``build:`` section that is not a mapping, an unknown key, a value of the
+            wrong type or range (the message names the field).
+        OSError: the file cannot be read.
+    """
     data: dict[str, Any] = {}
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}, line {mark.line + 1} column {mark.column + 1}" if mark is not None else str(path)
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ValueError(f"{where}: not valid YAML ({problem})") from None
         if not isinstance(loaded, dict):
             raise ValueError(f"{path}: a build config must be a YAML mapping")
         data = loaded.get("build", loaded)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: the build: section must be a mapping of settings, got {type(data).__name__}")
+        data = dict(data)
     for k, v in (overrides or {}).items():
         if v is not None:
             data[k] = v

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from owl_data.numbers import NumberError, finite_float, pixel_int
 from owl_data.records import RLE, Box, Geometry, Instance, MaskArray, Polygons
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "transform_mask",
     "resolve_instance",
     "mask_bbox",
+    "decode_rle_counts",
 ]
 
 # How far outside the image (in image sizes) a vertex may lie before it is absurd.
@@ -197,12 +199,15 @@ def check_coords(values: np.ndarray, w: int, h: int, what: str) -> None:
 
 
 def _polygon_vertices(poly: list[float]) -> np.ndarray:
+    """(N, 2) float64 vertices of a flat ``[x1, y1, x2, y2, ...]`` list of JSON numbers."""
+    if not isinstance(poly, (list, tuple)):
+        raise GeometryError("bad_polygon", f"polygon of type {type(poly).__name__}")
+    if len(poly) % 2:
+        raise GeometryError("bad_polygon", f"odd coordinate list of length {len(poly)}")
     try:
-        arr = np.asarray(poly, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise GeometryError("bad_polygon", str(exc)) from None
-    if arr.ndim != 1 or arr.size % 2:
-        raise GeometryError("bad_polygon", f"odd or nested coordinate list of length {arr.size}")
+        arr = np.array([finite_float(v, "polygon coordinate") for v in poly], dtype=np.float64)
+    except NumberError as exc:
+        raise GeometryError("non_finite" if exc.reason == "non_finite" else "bad_polygon", exc.detail) from None
     return arr.reshape(-1, 2)
 
 
@@ -224,6 +229,48 @@ def _rasterise_polygons(polys: list[np.ndarray], W: int, H: int) -> np.ndarray:
     return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
 
 
+def decode_rle_counts(counts: str | bytes) -> list[int]:
+    """Run lengths of a COCO compressed-RLE string (pycocotools ``rleFrString``, in Python).
+
+    Each count is written in 5-bit groups, least significant first, each character being
+    ``48 + group`` with bit 0x20 set on every group but the last; bit 0x10 of the last group
+    is the sign (sign-extended); from the fourth count on (index > 2) a count is stored as
+    the difference from the count two places before it. Runs alternate 0s and 1s, starting
+    with 0s. The runs are returned as decoded, not checked against the frame.
+
+    Raises:
+        GeometryError(``bad_rle``): a character outside ``'0'..'o'`` (48..111), a string
+            that ends inside a count, or a count longer than 13 groups (64 bits).
+    """
+    if isinstance(counts, bytes):
+        try:
+            counts = counts.decode("ascii")
+        except UnicodeDecodeError:
+            raise GeometryError("bad_rle", "compressed counts are not ASCII") from None
+    runs: list[int] = []
+    p, n = 0, len(counts)
+    while p < n:
+        x, k, more = 0, 0, True
+        while more:
+            if p >= n:
+                raise GeometryError("bad_rle", "compressed counts end inside a count")
+            c = ord(counts[p]) - 48
+            if not 0 <= c < 64:
+                raise GeometryError("bad_rle", f"character {counts[p]!r} at {p} outside '0'..'o'")
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if k > 13:
+                raise GeometryError("bad_rle", "a count longer than 64 bits")
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        runs.append(x)
+    return runs
+
+
 def _rle_mask(rle: dict, frame_w: int, frame_h: int) -> np.ndarray:
     from pycocotools import mask as mask_utils
 
@@ -231,14 +278,22 @@ def _rle_mask(rle: dict, frame_w: int, frame_h: int) -> np.ndarray:
     counts = rle.get("counts")
     if not (isinstance(size, (list, tuple)) and len(size) == 2):
         raise GeometryError("bad_rle", f"size {size!r}")
-    h, w = int(size[0]), int(size[1])
+    try:
+        h, w = pixel_int(size[0], "RLE height"), pixel_int(size[1], "RLE width")
+    except NumberError as exc:
+        raise GeometryError("bad_rle", exc.detail) from None
     if (w, h) != (frame_w, frame_h):
         raise GeometryError("size_mismatch", f"RLE size {w}x{h} on a {frame_w}x{frame_h} frame")
     if isinstance(counts, list):
-        if any((not isinstance(c, int)) or c < 0 for c in counts) or sum(counts) != h * w:
+        if any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in counts) or sum(counts) != h * w:
             raise GeometryError("bad_rle", "uncompressed counts do not cover the frame")
         rle_c = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
     elif isinstance(counts, (str, bytes)):
+        # pycocotools trusts the string: counts that do not cover the frame leave the rest
+        # of its output buffer uninitialised (garbage masks), so the runs are checked first
+        runs = decode_rle_counts(counts)
+        if any(r < 0 or r >= 1 << 32 for r in runs) or sum(runs) != h * w:
+            raise GeometryError("bad_rle", f"compressed counts cover {sum(runs)} pixels, not {h}x{w}")
         rle_c = {"size": [h, w], "counts": counts.encode() if isinstance(counts, str) else counts}
     else:
         raise GeometryError("bad_rle", f"counts of type {type(counts).__name__}")
@@ -270,8 +325,10 @@ def resolve_instance(
             :func:`annotation_frame`).
 
     Raises:
-        GeometryError: with the reject reason (``degenerate_polygon``, ``non_finite``,
-            ``absurd_coordinates``, ``outside_image``, ``empty_mask``, ``size_mismatch``...).
+        GeometryError: with the reject reason (``degenerate_polygon``, ``bad_polygon``,
+            ``non_finite`` (NaN, infinity, an integer too large for a float), ``bad_rle``,
+            ``absurd_coordinates``, ``outside_image``, ``empty_mask``, ``size_mismatch``,
+            ``point_outside_target`` (an annotated point outside the instance's own box)...).
     """
     o = orientation if rotate else 1
     dw, dh = declared
@@ -324,6 +381,13 @@ def resolve_instance(
         p = np.array([inst.point], dtype=np.float64)
         if not np.all(np.isfinite(p)):
             raise GeometryError("non_finite", "point")
+        if isinstance(g, Box) and not (g.x1 <= p[0, 0] <= g.x2 and g.y1 <= p[0, 1] <= g.y2):
+            # an annotated point names its object: one outside the object's own box
+            # contradicts the annotation, and a row would point at something else
+            raise GeometryError(
+                "point_outside_target",
+                f"point ({p[0, 0]:.4g}, {p[0, 1]:.4g}) outside its box "
+                f"({g.x1:.4g}, {g.y1:.4g}, {g.x2:.4g}, {g.y2:.4g})")
         px, py = transform_xy(p[0, 0], p[0, 1], o, dw, dh)
         if not (0 <= px <= uw and 0 <= py <= uh):
             raise GeometryError("outside_image", f"point ({px:.4g}, {py:.4g}) outside {uw}x{uh}")

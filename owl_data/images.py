@@ -9,7 +9,10 @@ Conventions:
     - EXIF orientation (tag 0x0112, EXIF 2.32) is applied exactly once, here, with the same
       array transform the annotations get (:func:`owl_data.geometry.transform_mask`); a
       broken EXIF block is ignored (orientation 1), never a reason to reject.
-    - 16-bit samples are scaled to 8 bits (``round(v * 255 / 65535)``), never clipped.
+    - 16-bit samples are scaled to 8 bits (``round(v * 255 / 65535)``), never clipped. A
+      16-bit RGB PNG (48-bit), which Pillow decodes as mode ``RGB`` by keeping each
+      sample's high byte (``v >> 8``, at most 1 below the rounded scale), is detected from
+      its raw mode and re-encoded too: it is never stored byte for byte as if 8-bit.
     - Alpha is dropped (RGBA -> RGB, no compositing); palette and grayscale images are
       expanded to RGB; CMYK is converted by Pillow.
     - Width x height is read from the header before any decoding; images over
@@ -34,7 +37,9 @@ __all__ = ["ImageError", "DecodedImage", "load_image", "read_header", "STORE_AS_
 
 STORE_AS_IS_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
 _EXIF_ORIENTATION = 0x0112
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, UnidentifiedImageError)
+# what Pillow raises on damaged files; TypeError comes from corrupt TIFF headers (a float
+# where a count is expected) during ``load``
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, TypeError, EOFError, struct.error, UnidentifiedImageError)
 
 
 class ImageError(ValueError):
@@ -132,6 +137,16 @@ def _to_rgb_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
+def _deep_samples(img: Image.Image) -> bool:
+    """True when the file holds more than 8 bits per sample though Pillow's mode says 8.
+
+    Pillow opens a 16-bit RGB(A) PNG (48/64-bit) as mode ``RGB``/``RGBA`` and reduces it to
+    8 bits while decoding; its tile's raw mode (``RGB;16B``) still says what the file holds.
+    Must be called before anything that loads the image (``load()``, PNG ``getexif()``).
+    """
+    return any(";16" in str(getattr(t, "args", t[3] if len(t) > 3 else "")) for t in (img.tile or []))
+
+
 def load_image(
     path: Path,
     *,
@@ -159,6 +174,7 @@ def load_image(
         raise ImageError("unreadable_image", f"{type(exc).__name__}: {exc}") from None
     img, w, h = read_header(data, max_pixels)
     fmt = (img.format or "").upper()
+    deep = _deep_samples(img)  # before getexif(), which can load the PNG and drop its tiles
     orientation = _orientation(img)
     try:
         img.load()
@@ -167,7 +183,7 @@ def load_image(
         raise ImageError("unreadable_image", f"{type(exc).__name__}: {exc}") from None
     if arr.ndim != 3 or arr.shape[:2] != (h, w):
         raise ImageError("unreadable_image", f"decoded shape {arr.shape} for header {w}x{h}")
-    as_is = fmt in STORE_AS_IS_FORMATS and img.mode == "RGB" and orientation == 1
+    as_is = fmt in STORE_AS_IS_FORMATS and img.mode == "RGB" and orientation == 1 and not deep
     if as_is:
         out, out_fmt, pixels = data, fmt.lower(), arr
     else:

@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from owl_data.geometry import ResolvedInstance, ResolvedScene
+from owl_data.numbers import require_int, require_number
 
 __all__ = ["PointConfig", "SampledPoint", "sample_points", "rng_for"]
 
@@ -55,18 +56,16 @@ class PointConfig:
     stuff_categories: tuple[str, ...] = STUFF_CATEGORIES
 
     def __post_init__(self) -> None:
-        if not isinstance(self.points_per_instance, int) or self.points_per_instance < 1:
-            raise ValueError(
-                f"points_per_instance={self.points_per_instance!r}: must be an integer >= 1"
-            )
-        if self.min_area_px < 1:
-            raise ValueError(f"min_area_px={self.min_area_px!r}: must be >= 1 pixel")
-        if self.min_interior_px < 1:
-            raise ValueError(f"min_interior_px={self.min_interior_px!r}: must be >= 1 pixel")
-        if not 0.0 <= self.interior_fraction <= 1.0:
-            raise ValueError(f"interior_fraction={self.interior_fraction!r}: must be in [0, 1]")
-        if not 0.0 <= self.stuff_share < 1.0:
-            raise ValueError(f"stuff_share={self.stuff_share!r}: must be in [0, 1)")
+        require_int("points.points_per_instance", self.points_per_instance, 1)
+        require_int("points.min_area_px", self.min_area_px, 1)
+        require_number("points.min_interior_px", self.min_interior_px, 1.0)
+        require_number("points.interior_fraction", self.interior_fraction, 0.0, 1.0)
+        require_number("points.stuff_share", self.stuff_share, 0.0, 1.0, hi_open=True)
+        cats = self.stuff_categories
+        if isinstance(cats, (str, bytes)) or not isinstance(cats, (list, tuple)) \
+                or not all(isinstance(c, str) and c.strip() for c in cats):
+            raise ValueError(f"points.stuff_categories={cats!r}: must be a list of category names, "
+                             "e.g. [road, sidewalk]")
         object.__setattr__(self, "stuff_categories", tuple(self.stuff_categories))
 
 

@@ -108,6 +108,9 @@ def text_rows(
 ) -> tuple[dict[str, list[dict[str, Any]]], set[str], dict[str, Reject]]:
     """Rows of ``scene.rows``: (table -> rows, kept item keys, item -> Reject).
 
+    Each row carries its item key under ``_item`` (the builder checks placeholders per item
+    and removes the key before writing).
+
     Args:
         scene: the scene (``ref`` names source and path; ``rows`` the TextRows).
         image_id, split: of the stored image.
@@ -125,7 +128,7 @@ def text_rows(
 
     def base(tr: TextRow, conv: list[dict[str, str]], *extra: object) -> dict[str, Any]:
         return {"id": row_id(src, path, tr.item, tr.task, tr.key, *extra), "image_id": image_id,
-                "source": src, "split": split, "conversations": conv}
+                "source": src, "split": split, "conversations": conv, "_item": tr.item}
 
     def reject(tr: TextRow, reason: str, detail: str = "", stage: str = STAGE) -> None:
         rejected.setdefault(tr.item, Reject(src, tr.item, stage, reason, detail))

@@ -4,12 +4,14 @@ Checks: every shard's schema equals :mod:`schemas` and carries the schema versio
 inside [0, 1]; bboxes of 4 values, ordered and inside [0, 1]; every ``image_id`` of every
 row resolvable in ``images``; row ids unique per table; splits of rows equal their image's
 split; row counts and the fingerprint equal the manifest's; per source, items read = kept
-+ rejected.
++ rejected, and the per-reason reject counts, items rejected and the source's rows in the
+rejects table are one number; no item has two reject rows.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,4 +132,21 @@ def validate_corpus(corpus: Path, *, max_problems: int = 50) -> ValidationReport
     n_rej = sum(pq.read_metadata(f).num_rows for f in _files(corpus, "rejects"))
     if n_rej != manifest.get("rejects", {}).get("total", 0):
         problem(f"rejects table has {n_rej} rows, manifest says {manifest.get('rejects', {}).get('total')}")
+    rej_rows: Counter = Counter()
+    rej_items: set[tuple[str, str]] = set()
+    for f in _files(corpus, "rejects"):
+        t = pq.read_table(f, columns=["source", "item"])
+        for src, item in zip(t.column("source").to_pylist(), t.column("item").to_pylist()):
+            rej_rows[src] += 1
+            if (src, item) in rej_items:
+                problem(f"rejects: item {item!r} of source {src} has more than one row")
+            rej_items.add((src, item))
+    sources = manifest.get("sources", {})
+    for name, s in sources.items():
+        by_reason = sum(s.get("rejects", {}).values())
+        if not by_reason == s["items_rejected"] == rej_rows[name]:
+            problem(f"source {name}: rejects by reason sum to {by_reason}, items rejected {s['items_rejected']}, "
+                    f"rejects table holds {rej_rows[name]} rows")
+    for name in sorted(set(rej_rows) - set(sources)):
+        problem(f"rejects table has {rej_rows[name]} rows of source {name!r}, which the manifest does not list")
     return rep

@@ -33,10 +33,14 @@ class SourceOptions:
     Attributes:
         name: the name the source is registered under (stored as ``source`` in rows).
         synthetic: the data was drawn by the project (embedded default), not real.
+        max_image_pixels: header width * height limit of the build; a reader that decodes
+            pixels itself (Cityscapes' label maps) rejects a bigger frame (``too_large``)
+            from its header, before decoding anything.
     """
 
     name: str
     synthetic: bool = False
+    max_image_pixels: int = 64_000_000
 
 
 # name -> "module:function" (imported lazily so a missing optional dependency only

@@ -69,15 +69,18 @@ def load_json(path: Path, source: str) -> Any:
     """Parse a JSON file.
 
     Raises:
-        SourceError: missing or unparsable (the message names the file).
+        SourceError: missing, unparsable or nested too deeply for the parser (the message
+            names the file).
     """
     if not path.is_file():
         raise SourceError(f"{source}: {path} does not exist")
     try:
         with open(path, "rb") as f:
             return json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON, a 5000-digit integer
         raise SourceError(f"{source}: cannot read {path}: {exc}") from None
+    except RecursionError:
+        raise SourceError(f"{source}: cannot read {path}: JSON nested too deeply") from None
 
 
 def load_jsonl(path: Path, source: str) -> list[tuple[int, Any, str]]:
@@ -96,8 +99,10 @@ def load_jsonl(path: Path, source: str) -> list[tuple[int, Any, str]]:
             continue
         try:
             out.append((n, json.loads(line), ""))
-        except json.JSONDecodeError as exc:
+        except ValueError as exc:  # bad JSON, a 5000-digit integer
             out.append((n, None, str(exc)))
+        except RecursionError:
+            out.append((n, None, "JSON nested too deeply"))
     return out
 
 

@@ -38,9 +38,13 @@ in the pixel grid of the leftImg8bit file, H rows by W columns):
 
 A frame that cannot be used is one Reject with item = its ``source_path`` and stage
 ``read``: ``missing_annotation`` (no instanceIds partner), ``unreadable_annotation``
-(corrupt PNG/JSON, not a single-channel integer map), ``size_mismatch`` (an annotation
+(corrupt PNG/JSON, not a single-channel integer map, a polygons file whose
+``imgWidth``/``imgHeight`` is not a finite whole number), ``size_mismatch`` (an annotation
 whose size differs from the image header), ``unreadable_image`` (the image header cannot
-be read), ``path_outside_source`` (a symlink leading out of the root).
+be read), ``too_large`` (the image or a label map's header is over the build's
+``max_image_pixels``, or Pillow calls it a decompression bomb), ``path_outside_source`` (a
+symlink leading out of the root). Every header is checked before any label map is decoded,
+so an oversized frame costs no memory.
 
 Memory: every mask is a full-frame bool array (2 MB on a 2048x1024 frame), so a crowded
 frame with ~50 targets holds ~100 MB while its Scene is alive; Scenes are yielded one at a
@@ -51,6 +55,8 @@ from __future__ import annotations
 
 import json
 import os
+import struct
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -59,6 +65,7 @@ from cityscapesscripts.helpers.labels import id2label, labels, name2label
 from PIL import Image
 from scipy import ndimage
 
+from owl_data.numbers import pixel_int
 from owl_data.records import ImageRef, Instance, MaskArray, Record, Reject, Scene
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._paths import UnsafePath, resolve_inside
@@ -76,7 +83,9 @@ COMPONENT_CLASSES: tuple[str, ...] = ("pole", "traffic light", "traffic sign")
 STUFF_CLASSES: tuple[str, ...] = ("road", "sidewalk", "building", "vegetation", "sky")
 
 _EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity for scipy.ndimage.label
-_PIL_ERRORS = (OSError, ValueError, SyntaxError)
+# what Pillow raises on a damaged file (TypeError/struct errors come from broken TIFF-like
+# headers; struct.error subclasses Exception only)
+_PIL_ERRORS = (OSError, ValueError, SyntaxError, TypeError, EOFError, struct.error)
 _INSTANCE_IDS = frozenset(l.id for l in labels if l.hasInstances and l.id >= 0)
 
 
@@ -114,7 +123,7 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
     frames = list(_walk(images))
     if not frames:
         raise SourceError(f"cityscapes: no *{IMAGE_SUFFIX} under {str(images)!r} (expected leftImg8bit/<split>/<city>/)")
-    return _read_frames(root, frames, options.name)
+    return _read_frames(root, frames, options.name, options.max_image_pixels)
 
 
 def _walk(images: Path) -> Iterator[tuple[str, str, str]]:
@@ -126,24 +135,37 @@ def _walk(images: Path) -> Iterator[tuple[str, str, str]]:
                     yield split_dir.name, city_dir.name, name
 
 
-def _read_frames(root: Path, frames: list[tuple[str, str, str]], source: str) -> Iterator[Record]:
+def _read_frames(root: Path, frames: list[tuple[str, str, str]], source: str, max_pixels: int) -> Iterator[Record]:
     for split, city, name in frames:
         source_path = f"leftImg8bit/{split}/{city}/{name}"
         try:
-            yield from _read_frame(root, split, city, name, source_path, source)
+            yield from _read_frame(root, split, city, name, source_path, source, max_pixels)
         except _FrameError as err:
             yield Reject(source, source_path, "read", err.reason, err.detail)
         except UnsafePath as err:
             yield Reject(source, source_path, "read", UnsafePath.reason, str(err))
 
 
-def _read_frame(root: Path, split: str, city: str, name: str, source_path: str, source: str) -> Iterator[Record]:
-    image_path, _ = resolve_inside(root, root / "leftImg8bit" / split / city, name)
+def _open_header(path: Path, rel: str, reason: str, max_pixels: int) -> tuple[int, int]:
+    """(W, H) from a PNG header (no pixel decoded); ``too_large`` over ``max_pixels``."""
     try:
-        with Image.open(image_path) as im:  # header only: no pixel is decoded
-            width, height = im.size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                size = im.size
+    except Image.DecompressionBombError as exc:
+        raise _FrameError("too_large", f"{rel}: {exc}") from None
     except _PIL_ERRORS as exc:
-        raise _FrameError("unreadable_image", f"{source_path}: {exc}") from None
+        raise _FrameError(reason, f"{rel}: {type(exc).__name__}: {exc}") from None
+    if size[0] * size[1] > max_pixels:
+        raise _FrameError("too_large", f"{rel} is {size[0]}x{size[1]} = {size[0] * size[1]} pixels > limit {max_pixels}")
+    return size
+
+
+def _read_frame(root: Path, split: str, city: str, name: str, source_path: str, source: str,
+                max_pixels: int) -> Iterator[Record]:
+    image_path, _ = resolve_inside(root, root / "leftImg8bit" / split / city, name)
+    width, height = _open_header(image_path, source_path, "unreadable_image", max_pixels)
 
     stem = name[: -len(IMAGE_SUFFIX)]
     gt_dir = root / "gtFine" / split / city
@@ -151,14 +173,14 @@ def _read_frame(root: Path, split: str, city: str, name: str, source_path: str, 
     if not (gt_dir / f"{stem}{INSTANCE_SUFFIX}").is_file():
         raise _FrameError("missing_annotation", f"no {inst_rel}")
     inst_path, _ = resolve_inside(root, gt_dir, f"{stem}{INSTANCE_SUFFIX}")
-    inst = _read_map(inst_path, inst_rel, (width, height))
+    inst = _read_map(inst_path, inst_rel, (width, height), max_pixels)
     if not np.issubdtype(inst.dtype, np.integer) or inst.min() < 0:
         raise _FrameError("unreadable_annotation", f"{inst_rel}: not a map of non-negative integer ids ({inst.dtype})")
 
     label_rel = f"gtFine/{split}/{city}/{stem}{LABEL_SUFFIX}"
     if (gt_dir / f"{stem}{LABEL_SUFFIX}").is_file():
         label_path, _ = resolve_inside(root, gt_dir, f"{stem}{LABEL_SUFFIX}")
-        semantic = _read_map(label_path, label_rel, (width, height))
+        semantic = _read_map(label_path, label_rel, (width, height), max_pixels)
         if semantic.dtype != np.uint8:
             raise _FrameError("unreadable_annotation", f"{label_rel}: expected 8-bit label ids, got {semantic.dtype}")
     else:
@@ -175,13 +197,24 @@ def _read_frame(root: Path, split: str, city: str, name: str, source_path: str, 
     yield from rejects
 
 
-def _read_map(path: Path, rel: str, size: tuple[int, int]) -> np.ndarray:
-    """Decode a single-channel annotation PNG as a (H, W) array, dtype kept (uint16 stays)."""
+def _read_map(path: Path, rel: str, size: tuple[int, int], max_pixels: int) -> np.ndarray:
+    """Decode a single-channel annotation PNG as a (H, W) array, dtype kept (uint16 stays).
+
+    The header is checked first (size equal to the image's, within ``max_pixels``), so a
+    map that does not fit is rejected without being decoded.
+    """
+    header = _open_header(path, rel, "unreadable_annotation", max_pixels)
+    if header != size:
+        raise _FrameError("size_mismatch", f"{rel} is {header[0]}x{header[1]}, image is {size[0]}x{size[1]}")
     try:
-        with Image.open(path) as im:
-            arr = np.array(im)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                arr = np.array(im)
+    except Image.DecompressionBombError as exc:
+        raise _FrameError("too_large", f"{rel}: {exc}") from None
     except _PIL_ERRORS as exc:
-        raise _FrameError("unreadable_annotation", f"{rel}: {exc}") from None
+        raise _FrameError("unreadable_annotation", f"{rel}: {type(exc).__name__}: {exc}") from None
     if arr.ndim != 2:
         raise _FrameError("unreadable_annotation", f"{rel}: expected one channel, got shape {arr.shape}")
     if (arr.shape[1], arr.shape[0]) != size:
@@ -192,9 +225,11 @@ def _read_map(path: Path, rel: str, size: tuple[int, int]) -> np.ndarray:
 def _check_polygon_size(path: Path, rel: str, size: tuple[int, int]) -> None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        declared = (int(data["imgWidth"]), int(data["imgHeight"]))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        declared = (pixel_int(data["imgWidth"], "imgWidth"), pixel_int(data["imgHeight"], "imgHeight"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # ValueError: JSON, NumberError
         raise _FrameError("unreadable_annotation", f"{rel}: {type(exc).__name__}: {exc}") from None
+    except RecursionError:
+        raise _FrameError("unreadable_annotation", f"{rel}: JSON nested too deeply") from None
     if declared != size:
         raise _FrameError("size_mismatch", f"{rel} states {declared[0]}x{declared[1]}, image is {size[0]}x{size[1]}")
 

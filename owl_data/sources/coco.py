@@ -8,7 +8,9 @@ regions, an RLE ``{size: [h, w], counts}``. All coordinates are pixels of the fr
 size the ``images`` entry states (``width`` x ``height``), x to the right, y down.
 
 Items (the unit of accounting) are annotations, keyed ``ann:<id>``; an annotation whose
-``id`` is missing or unusable is keyed by its position, ``ann:#<index>``. One
+``id`` is missing or not an integer (COCO ids are integers: a string ``"1"`` would share
+``ann:1`` with the integer ``1``; bools are not integers here) is rejected
+(``malformed_annotation``) and keyed by its position, ``ann:#<index>``. One
 :class:`~owl_data.records.Scene` is yielded per image that has at least one usable
 annotation, in increasing image id; images without annotations are not items and are
 skipped. COCO has no grouping of images, so each image is its own split group
@@ -18,9 +20,14 @@ The reader never decodes an image: it only checks that ``file_name`` stays insid
 ``IMAGES_DIR`` (the source root) and that the file exists. Geometry is passed through as
 written; :func:`owl_data.geometry.resolve_instance` validates coordinates in the builder.
 
-Reject reasons (stage ``read``): ``malformed_annotation``, ``unknown_image``,
-``unknown_category``, ``no_geometry``, ``duplicate_annotation``, ``malformed_image_entry``,
-``path_outside_source``, ``missing_image``.
+Reject reasons (stage ``read``): ``malformed_annotation``, ``non_finite`` (a bbox number
+that is infinite or too large for a float, e.g. ``10**400``), ``unknown_image``,
+``unknown_category``, ``no_geometry``, ``duplicate_annotation``, ``malformed_image_entry``
+(width/height not a finite whole number, ...), ``path_outside_source``, ``missing_image``.
+Numbers go through :mod:`owl_data.numbers`; RLE sizes and compressed counts are checked in
+:mod:`owl_data.geometry` (``bad_rle``) before pycocotools sees them. An annotation file
+that cannot be parsed at all (bad JSON, nested too deeply, a 5000-digit integer) is a
+:class:`~owl_data.sources.SourceError` naming the file.
 
 Grounding: each image also carries :func:`grounding_rows` (category -> the annotation's
 box, both directions; a relation word such as "the left car" when the image holds several
@@ -30,10 +37,10 @@ of the category); an annotation is kept when it made a point row or a grounding 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, Iterator
 
+from owl_data.numbers import NumberError, finite_float, pixel_int
 from owl_data.records import RLE, Box, ImageRef, Instance, Polygons, Record, Reject, Scene, TextRow
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._paths import UnsafePath, resolve_inside
@@ -61,15 +68,17 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+def _short(v: Any) -> str:
+    r = repr(v) if not isinstance(v, int) or abs(v) < 10**40 else f"<{v.bit_length()}-bit int>"
+    return r if len(r) <= 80 else r[:77] + "..."
 
 
 def _pixel_size(v: Any) -> int | None:
     """A positive integral size in pixels (``500`` or ``500.0``), else None."""
-    if _is_number(v) and math.isfinite(v) and v > 0 and float(v).is_integer():
-        return int(v)
-    return None
+    try:
+        return pixel_int(v)
+    except NumberError:
+        return None
 
 
 def _load(ann_path: Path) -> dict:
@@ -78,8 +87,10 @@ def _load(ann_path: Path) -> dict:
     try:
         with open(ann_path, "rb") as f:
             data = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON, a 5000-digit integer
         raise SourceError(f"cannot read COCO annotation file {ann_path}: {exc}") from None
+    except RecursionError:
+        raise SourceError(f"cannot read COCO annotation file {ann_path}: JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise SourceError(f"{ann_path}: top level is {type(data).__name__}, expected an object")
     for key in ("images", "annotations"):
@@ -104,9 +115,13 @@ def _geometry(ann: dict) -> tuple[Polygons | RLE | Box | None, str]:
     bbox = ann.get("bbox")
     if bbox is None:
         return None, "no_geometry|neither segmentation nor bbox"
-    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
-        return None, f"malformed_annotation|bbox {bbox!r} is not [x, y, w, h]"
-    x, y, w, h = (float(v) for v in bbox)
+    if not (isinstance(bbox, list) and len(bbox) == 4):
+        return None, f"malformed_annotation|bbox {_short(bbox)} is not [x, y, w, h]"
+    try:
+        x, y, w, h = (finite_float(v, "bbox value") for v in bbox)
+    except NumberError as exc:
+        reason = "non_finite" if exc.reason == "non_finite" else "malformed_annotation"
+        return None, f"{reason}|{exc.detail}"
     return Box(x, y, x + w, y + h), ""
 
 
@@ -158,8 +173,11 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
     seen_ids: set[Any] = set()
     for index, ann in enumerate(data["annotations"]):
         aid = ann.get("id") if isinstance(ann, dict) else None
-        if not isinstance(ann, dict) or not (_is_int(aid) or isinstance(aid, str)):
-            yield reject(f"ann:#{index}", "malformed_annotation", f"entry {index} has no usable id")
+        if not isinstance(ann, dict) or not _is_int(aid):
+            # COCO ids are integers: a string id ("1") would share the key ann:1 with the
+            # integer 1, so anything else is keyed by its position, which is unique
+            yield reject(f"ann:#{index}", "malformed_annotation",
+                         f"entry {index}: id {_short(aid)} is not an integer")
             continue
         item = f"ann:{aid}"
         if aid in seen_ids:

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Iterator
 
+from owl_data.numbers import NumberError, pixel_int
 from owl_data.records import Record, Reject, Scene, TextRow
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._common import first_existing, image_ref, load_json, option_path, parse_spec
@@ -35,7 +36,10 @@ OPTIONS = {"captions": "captions JSON (relative to DIR)", "images": "folder file
 
 
 def _size(v: Any) -> int | None:
-    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 and float(v).is_integer() else None
+    try:
+        return pixel_int(v)  # 10**400, NaN, 1.5, bools -> None
+    except NumberError:
+        return None
 
 
 def read(spec: str, options: SourceOptions) -> Iterator[Record]:

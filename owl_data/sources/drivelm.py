@@ -12,8 +12,11 @@ nuScenes): a JSON object ``scene_token -> {scene_description, key_frames: {frame
 - ``image_paths`` maps a camera to its image, relative to the annotation file's folder
   (``../nuscenes/samples/CAM_X/...``).
 
-Every ``*.json`` under ``DIR`` (recursively, sorted by path) is read as such a file; a frame
-token met again in a later file is the same nuScenes sample and is not read twice.
+Every ``*.json`` under ``DIR`` (recursively, sorted by path) is read as such a file; one
+that is not (unparsable, another layout) is rejected as an item of its own
+(``not_a_drivelm_file``). A frame token met again in a later file is the same nuScenes
+sample and is not read twice; met again under another scene of the same file, it is a
+conflict and its items are rejected (``duplicate_frame``).
 
 Records: one :class:`~owl_data.records.Scene` per (frame, camera) with at least one usable
 key object on that camera (``group`` = the scene token, ``declared_size`` = (1600, 900),
@@ -28,10 +31,12 @@ included) becomes a short phrase for that object taken from its visual descripti
 (``"Brown SUV."`` -> ``"the brown SUV"``). The answer never carries ``<point>``: the
 placeholder belongs to user text (DESIGN.md), not to what the model learns to emit.
 
-Reject reasons (stage ``read``): ``bad_tag``, ``malformed_key_object``,
-``missing_image``, ``path_outside_source``, ``malformed_qa``, ``no_point_tag``,
-``unknown_tag``, ``malformed_frame``; a QA whose target key object was rejected gets that
-object's reason.
+Reject reasons (stage ``read``): ``bad_tag``, ``malformed_key_object``, ``non_finite``
+(a 2d_bbox number that is infinite or too large), ``missing_image``,
+``path_outside_source``, ``malformed_qa``, ``no_point_tag``, ``unknown_tag``,
+``malformed_frame``, ``not_a_drivelm_file``, ``duplicate_frame``; a QA whose target key
+object was rejected gets that object's reason. The builder adds ``point_outside_target``
+(the tag's point is not inside the object's 2d_bbox) and ``empty_category``.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from owl_data.numbers import NumberError, finite_float
 from owl_data.records import Box, ImageRef, Instance, Record, Reject, Scene, SourceQA
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._paths import UnsafePath, resolve_inside
@@ -112,23 +118,20 @@ class _Camera:
     qa: list[SourceQA] = field(default_factory=list)
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _load(path: Path) -> dict:
+def _load(path: Path) -> tuple[dict | None, str]:
+    """(data, "") for a DriveLM file, else (None, why it is not one)."""
     try:
         with open(path, "rb") as f:
             data = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SourceError(f"cannot read DriveLM file {path}: {exc}") from None
-    if not isinstance(data, dict) or not all(
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON, a 5000-digit integer
+        return None, f"cannot be parsed: {type(exc).__name__}: {exc}"
+    except RecursionError:
+        return None, "cannot be parsed: JSON nested too deeply"
+    if not isinstance(data, dict) or not data or not all(
         isinstance(v, dict) and isinstance(v.get("key_frames"), dict) for v in data.values()
     ):
-        raise SourceError(
-            f"{path} is not a DriveLM file (scene_token -> {{scene_description, key_frames}})"
-        )
-    return data
+        return None, "not in the DriveLM layout (scene_token -> {scene_description, key_frames})"
+    return data, ""
 
 
 def _key_object(frame: str, tag: str, info: Any) -> _KeyObject:
@@ -147,15 +150,21 @@ def _key_object(frame: str, tag: str, info: Any) -> _KeyObject:
     if not isinstance(info, dict) or not isinstance(info.get("Category"), str):
         ko.reason, ko.detail = "malformed_key_object", "not an object with a string Category"
         return ko
-    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
-        ko.reason, ko.detail = "malformed_key_object", f"2d_bbox {bbox!r} is not [x1, y1, x2, y2]"
+    if not (isinstance(bbox, list) and len(bbox) == 4):
+        ko.reason, ko.detail = "malformed_key_object", f"2d_bbox {str(bbox)[:80]} is not [x1, y1, x2, y2]"
+        return ko
+    try:
+        box = Box(*(finite_float(v, "2d_bbox value") for v in bbox))
+    except NumberError as exc:
+        ko.reason = "non_finite" if exc.reason == "non_finite" else "malformed_key_object"
+        ko.detail = exc.detail
         return ko
     status, desc = info.get("Status"), info.get("Visual_description")
     ko.instance = Instance(
         instance=tag,
         category=info["Category"],
         kind="thing",
-        geometry=Box(*(float(v) for v in bbox)),
+        geometry=box,
         item=ko.item,
         point=(x, y),
         attributes={
@@ -305,9 +314,15 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
         one Scene per camera with usable key objects (``image_paths`` order). Instances
         carry ``geometry=Box`` and ``point=(x, y)`` in pixels of the 1600x900 camera image.
 
+        A ``*.json`` file that cannot be parsed or is not in the DriveLM layout is one
+        Reject (item = its path relative to ``DIR``, reason ``not_a_drivelm_file``). A frame
+        token met a second time in the same file (under another scene) is a conflict: each
+        item of that second occurrence is rejected (``duplicate_frame``, items keyed
+        ``<frame>@<scene>:<tag>`` and ``<frame>@<scene>:<family>:<index>``).
+
     Raises:
-        SourceError: ``DIR`` missing, no JSON file under it, or a JSON file that cannot be
-            parsed or is not in the DriveLM layout (the message names the file).
+        SourceError: ``DIR`` missing, a JSON file linking outside it, or no DriveLM file
+            under it at all (raised once every file has been looked at).
     """
     root = Path(spec)
     if not root.is_dir():
@@ -320,12 +335,46 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
             raise SourceError(f"annotation file {p} links outside {root}: {exc}") from None
     if not files:
         raise SourceError(f"no DriveLM *.json file under {root}")
+    name = options.name
     seen_frames: set[str] = set()
+    n_drivelm = 0
+    problems: list[str] = []
     for path in files:
-        data = _load(path)
+        rel = path.relative_to(root).as_posix()
+        data, why = _load(path)
+        if data is None:
+            problems.append(f"{rel}: {why}")
+            yield Reject(name, rel, STAGE, "not_a_drivelm_file", why)
+            continue
+        n_drivelm += 1
+        in_file: dict[str, str] = {}
         for scene, body in data.items():
             for frame, kf in body["key_frames"].items():
+                if frame in in_file:
+                    yield from _duplicate(frame, scene, in_file[frame], kf, name)
+                    continue
+                in_file[frame] = scene
                 if frame in seen_frames:
                     continue  # the same nuScenes sample, already read from an earlier file
                 seen_frames.add(frame)
-                yield from _frame(root, path.parent, scene, frame, kf, options.name)
+                yield from _frame(root, path.parent, scene, frame, kf, name)
+    if n_drivelm == 0:
+        raise SourceError(
+            f"no DriveLM file under {root}: none of its {len(files)} *.json files has the DriveLM "
+            "layout (scene_token -> {scene_description, key_frames}); " + "; ".join(problems[:3]))
+
+
+def _duplicate(frame: str, scene: str, first_scene: str, kf: Any, name: str) -> Iterator[Reject]:
+    """Rejects for every item of a frame met again, in the same file, under ``scene``."""
+    detail = f"frame {frame} already read under scene {first_scene}"
+    prefix = f"{frame}@{scene}"
+    items: list[str] = []
+    if isinstance(kf, dict):
+        if isinstance(kf.get("key_object_infos"), dict):
+            items += [f"{prefix}:{tag}" for tag in kf["key_object_infos"]]
+        if isinstance(kf.get("QA"), dict):
+            for family, entries in kf["QA"].items():
+                if isinstance(entries, list):
+                    items += [f"{prefix}:{family}:{i}" for i in range(len(entries))]
+    for item in items or [prefix]:
+        yield Reject(name, item, STAGE, "duplicate_frame", detail)

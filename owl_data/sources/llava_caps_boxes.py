@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+from owl_data.numbers import is_finite_number
 from owl_data.records import Box, Record, Reject, Scene, TextRow
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._common import image_ref, load_jsonl, option_path, parse_spec
@@ -33,7 +34,7 @@ OPTIONS = {"images": "folder image paths are relative to", "coords": "normalised
 
 
 def _num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return is_finite_number(v)  # a finite JSON number; bools, 10**400, NaN are not
 
 
 def read(spec: str, options: SourceOptions) -> Iterator[Record]:

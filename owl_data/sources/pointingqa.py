@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+from owl_data.numbers import is_finite_number
 from owl_data.records import Record, Reject, Scene, TextRow
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._common import first_existing, image_ref, load_json, option_path, parse_spec
@@ -35,7 +36,7 @@ OPTIONS = {"questions": "spatial_dataset.json", "images": "folder of <VG image i
 
 
 def _num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return is_finite_number(v)  # a finite JSON number; bools, 10**400, NaN are not
 
 
 def read(spec: str, options: SourceOptions) -> Iterator[Record]:

@@ -33,6 +33,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
+from owl_data.numbers import is_finite_number
 from owl_data.records import Box, Record, Reject, Scene, TextRow
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._common import first_existing, image_ref, load_json, option_path, parse_spec
@@ -151,7 +152,7 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
             yield from reject_all("unknown_image", f"image_id {iid!r}")
             continue
         bb = ann.get("bbox")
-        if not (isinstance(bb, list) and len(bb) == 4 and all(isinstance(v, (int, float)) for v in bb)):
+        if not (isinstance(bb, list) and len(bb) == 4 and all(is_finite_number(v) for v in bb)):
             yield from reject_all("no_geometry", f"annotation {ann.get('id')!r} has no [x, y, w, h] bbox")
             continue
         x, y, w, h = (float(v) for v in bb)

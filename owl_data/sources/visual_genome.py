@@ -27,6 +27,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
+from owl_data.numbers import is_finite_number
 from owl_data.records import Box, Record, Reject, Scene, TextRow
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._common import IMAGE_EXTS, image_ref, load_json, option_path, parse_spec
@@ -39,7 +40,7 @@ OPTIONS = {"regions": "region descriptions JSON", "qa": "question answers JSON",
 
 
 def _num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return is_finite_number(v)  # a finite JSON number; bools, 10**400, NaN are not
 
 
 def _one(root: Path, opts: dict[str, str], key: str, pattern: str) -> Path | None:

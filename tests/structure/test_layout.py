@@ -51,6 +51,10 @@ def test_every_pipeline_config_loads():
         if "build" in data:
             cfg = load_build_config(f)
             assert cfg.points.points_per_instance >= 1
+        if "train" in data:
+            from owl_train.config import load_train_config
+
+            assert load_train_config(f).stage in ("stage1", "stage2")
 
 
 def test_unknown_config_key_is_named(tmp_path):

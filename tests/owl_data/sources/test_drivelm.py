@@ -187,16 +187,22 @@ def test_crafted_rejects_and_rewrites(crafted):
     assert qa["f1:planning:0"].target == T1 and qa["f1:planning:0"].family == "planning"
 
 
-def test_duplicate_frames_read_once_and_bad_files_raise(crafted, tmp_path):
+def test_duplicate_frames_read_once_and_other_files_rejected(crafted, tmp_path):
     (crafted / "data" / "b.json").write_text((crafted / "data" / "a.json").read_text())
     scenes, rejects = _split(list(read(str(crafted), OPTS)))
     _accounted(scenes, rejects)  # no item twice
-    (crafted / "data" / "c.json").write_text(json.dumps([{"token": "x"}]))  # a nuScenes-like table
-    with pytest.raises(SourceError, match="c.json"):
-        list(read(str(crafted), OPTS))
-    (crafted / "data" / "c.json").write_text("{")
-    with pytest.raises(SourceError, match="c.json"):
-        list(read(str(crafted), OPTS))
+    n_scenes = len(scenes)
+    for text in (json.dumps([{"token": "x"}]), "{"):  # a nuScenes-like table, broken JSON
+        (crafted / "data" / "c.json").write_text(text)
+        scenes, rejects = _split(list(read(str(crafted), OPTS)))
+        assert len(scenes) == n_scenes
+        assert [(r.item, r.reason) for r in rejects if r.item.endswith("c.json")] == [
+            ("data/c.json", "not_a_drivelm_file")]
+    only = tmp_path / "only_other"
+    only.mkdir()
+    (only / "x.json").write_text("{}")
+    with pytest.raises(SourceError, match="no DriveLM file"):
+        list(read(str(only), OPTS))
     with pytest.raises(SourceError):
         list(read(str(tmp_path / "nowhere"), OPTS))
     empty = tmp_path / "empty"
