@@ -9,7 +9,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 
 @app.callback()
-def main() -> None:
+def main(
+    local_rank: int = typer.Option(None, "--local_rank", "--local-rank", hidden=True,
+                                   help="Set by the deepspeed launcher (its processes read LOCAL_RANK)."),
+) -> None:
     """Owl-VL trainer."""
 
 
@@ -33,6 +36,8 @@ def init_tiny_cmd(
     path = init_tiny(out_dir, vocab_from=vocab_from, seed=seed)
     typer.echo(f"wrote tiny Owl-VL model and tokenizer to {path}")
 
+
+from owl_train import cli_train  # noqa: E402,F401  (registers stage1, stage2, merge, zero-to-fp32, infer, eval)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

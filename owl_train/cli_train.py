@@ -1,0 +1,189 @@
+"""``owl-train stage1|stage2|merge|zero-to-fp32|infer|eval`` (registered on :data:`owl_train.cli.app`).
+
+Each command parses, builds a config, calls one library function and reports; errors are one
+red line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NoReturn, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from owl_train.cli import app
+
+err = Console(stderr=True)
+out = Console()
+
+
+def _fail(msg: str) -> NoReturn:
+    err.print(f"[bold red]error:[/] {msg}", soft_wrap=True, markup=True, highlight=False)
+    raise typer.Exit(code=2)
+
+
+def _note(msg: str) -> None:
+    err.print(f"[dim]{msg}[/]", soft_wrap=True, highlight=False)
+
+
+_CONFIG = typer.Option(None, "--config", "-c", help="Training YAML (pipelines/stage1.yaml, pipelines/stage2.yaml).")
+_SET = typer.Option([], "--set", "-s", help="Override any config field: key=value (value read as YAML), repeatable.")
+
+
+def _train(stage: str, config: Optional[Path], sets: list[str], flags: dict) -> None:
+    from owl_train.config import load_train_config, parse_overrides
+
+    try:
+        overrides = {**parse_overrides(sets), **{k: v for k, v in flags.items() if v is not None}}
+        cfg = load_train_config(config, overrides, stage=stage, out=f"runs/{stage}")
+        if cfg.stage != stage:
+            raise ValueError(f"train config field stage={cfg.stage!r} is invalid for owl-train {stage}: "
+                             f"use a {stage} YAML or --set stage={stage}")
+        if stage == "stage1":
+            from owl_train.stages.stage1 import run_stage1 as run
+        else:
+            from owl_train.stages.stage2 import run_stage2 as run
+        res = run(cfg, note=_note)
+    except (ValueError, OSError, ImportError) as exc:
+        _fail(str(exc))
+    last = f"{res.losses[-1]:.4f}" if res.losses else "-"
+    out.print(f"{stage}: {res.steps} steps, last loss {last}, {res.samples_per_s:.1f} samples/s; "
+              f"rows per task {dict(res.task_counts)}" + (f"; dropped {dict(res.dropped)}" if res.dropped else ""))
+    if res.model_dir is not None:
+        out.print(f"model: {res.model_dir}")
+    else:
+        out.print(f"stopped at step {res.steps}; resume with --resume latest")
+
+
+@app.command("stage1")
+def stage1(
+    config: Optional[Path] = _CONFIG,
+    sets: list[str] = _SET,
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Initial model folder (HF layout + tokenizer)."),
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="Corpus folder."),
+    mix: Optional[str] = typer.Option(None, "--mix", help="Mix folder (owl-data mix)."),
+    out_dir: Optional[str] = typer.Option(None, "--out", "-o", help="Run folder: model/, checkpoints/, logs/."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Optimizer steps (0: one pass over the mix)."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="'latest' or a checkpoint folder."),
+    deepspeed: Optional[str] = typer.Option(None, "--deepspeed", help="DeepSpeed JSON, e.g. pipelines/zero2.json."),
+) -> None:
+    """Stage 1: continued pretraining on the mix (vision frozen; projector + LM, full or LoRA)."""
+    _train("stage1", config, sets, {"model": model, "corpus": corpus, "mix": mix, "out": out_dir,
+                                    "max_steps": max_steps, "resume": resume, "deepspeed": deepspeed})
+
+
+@app.command("stage2")
+def stage2(
+    config: Optional[Path] = _CONFIG,
+    sets: list[str] = _SET,
+    init: Optional[str] = typer.Option(None, "--init", help="The stage-1 model (or run) folder."),
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="Corpus folder."),
+    mix: Optional[str] = typer.Option(None, "--mix", help="Mix folder; default: built from the corpus's point_vqa rows."),
+    out_dir: Optional[str] = typer.Option(None, "--out", "-o", help="Run folder: model/, checkpoints/, logs/."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Optimizer steps (0: one pass)."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="'latest' or a checkpoint folder."),
+    deepspeed: Optional[str] = typer.Option(None, "--deepspeed", help="DeepSpeed JSON, e.g. pipelines/zero2.json."),
+) -> None:
+    """Stage 2: P-tuning (only a prompt encoder trains) on the no-question descriptions."""
+    _train("stage2", config, sets, {"model": init, "corpus": corpus, "mix": mix, "out": out_dir,
+                                    "max_steps": max_steps, "resume": resume, "deepspeed": deepspeed})
+
+
+@app.command("merge")
+def merge_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="Model (or run) folder with a LoRA adapter."),
+    out_dir: str = typer.Option(..., "--out", "-o", help="Folder for the merged model (HF layout)."),
+) -> None:
+    """Fold a LoRA adapter into its base weights; write a plain HF-layout model folder."""
+    from owl_train.stages.checkpoints import merge
+
+    try:
+        path = merge(model, out_dir)
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+    out.print(f"merged model: {path}")
+
+
+@app.command("zero-to-fp32")
+def zero_to_fp32_cmd(
+    checkpoint: str = typer.Argument(..., help="A run's checkpoints/ folder (its latest tag) or one tag folder."),
+    out_dir: str = typer.Option(..., "--out", "-o", help="Folder for the fp32 model (HF layout)."),
+    tag: Optional[str] = typer.Option(None, "--tag", help="Checkpoint tag (default: the 'latest' file's)."),
+) -> None:
+    """Consolidate a DeepSpeed ZeRO checkpoint into an fp32 model folder (tied weights kept)."""
+    from owl_train.stages.checkpoints import zero_to_fp32
+
+    try:
+        path = zero_to_fp32(checkpoint, out_dir, tag=tag)
+    except (ValueError, OSError, ImportError) as exc:
+        _fail(str(exc))
+    out.print(f"fp32 model: {path}")
+
+
+@app.command("infer")
+def infer_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="Model (or run) folder."),
+    image: Path = typer.Option(..., "--image", "-i", help="Image file."),
+    point: list[str] = typer.Option(..., "--point", "-p", help="X,Y (normalised, or pixels with --pixels); repeatable."),
+    question: Optional[str] = typer.Option(None, "--question", "-q", help="Question; none: describe the object."),
+    pixels: bool = typer.Option(False, "--pixels", help="Points are pixel coordinates of the image file."),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Longest answer in tokens."),
+    max_pixels: int = typer.Option(28 * 28 * 256, "--max-pixels", help="Image budget (one token per 28x28 px)."),
+) -> None:
+    """Answer about the point(s) in IMAGE; prints one answer per point."""
+    from owl_train.infer import InferConfig, infer
+
+    try:
+        res = infer(model, image, point, question, pixels, InferConfig(max_pixels=max_pixels,
+                                                                       max_new_tokens=max_new_tokens))
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+    for (x, y), ans in res:
+        ans = ans or "(empty answer: the model ended its turn at once)"
+        if len(res) > 1:
+            out.print(f"({x:.3f}, {y:.3f}): {ans}", highlight=False, markup=False)
+        else:
+            out.print(ans, highlight=False, markup=False)
+
+
+@app.command("eval")
+def eval_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="Model (or run) folder."),
+    corpus: Path = typer.Argument(..., help="Corpus folder."),
+    split: str = typer.Option("val", "--split", help="Corpus split to evaluate on."),
+    limit: int = typer.Option(64, "--limit", help="Rows per task (0: all)."),
+    tasks: str = typer.Option("vqa,caption,grounding,point_vqa", "--tasks", help="Comma-separated tasks."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Rows generated together."),
+    max_new_tokens: int = typer.Option(48, "--max-new-tokens", help="Longest answer in tokens."),
+    max_pixels: int = typer.Option(28 * 28 * 256, "--max-pixels", help="Image budget (one token per 28x28 px)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON."),
+) -> None:
+    """Per-task metrics: VQA accuracy, BLEU-4/CIDEr, grounding acc@0.5, point focus hit rate."""
+    from owl_train.evaluate import EvalConfig, evaluate
+
+    try:
+        cfg = EvalConfig(split=split, limit=limit, tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),
+                         batch_size=batch_size, max_new_tokens=max_new_tokens, max_pixels=max_pixels)
+        rep = evaluate(model, corpus, cfg, progress=_note)
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+    t = Table(title=f"eval on {corpus} ({split})")
+    for c in ("task", "rows", "metric", "value"):
+        t.add_column(c)
+    for task, m in rep.metrics.items():
+        first = True
+        for k, v in m.items():
+            if k in ("rows", "answered", "n", "tokenizer", "descriptions", "no_question_rows"):
+                continue
+            t.add_row(task if first else "", f"{m['answered']}/{m['rows']}" if first else "", k,
+                      "-" if v is None else f"{v:.4f}")
+            first = False
+    out.print(t)
+    for n in rep.notes:
+        _note(n)
+    if json_out is not None:
+        json_out.write_text(json.dumps({"split": rep.split, "metrics": rep.metrics, "notes": rep.notes,
+                                        "examples": rep.examples}, indent=2) + "\n")

@@ -1,0 +1,79 @@
+"""``owl-train infer``: answer about the point a person looks at in one image.
+
+The prompt is the user turn ``<image><point>`` + the question. Without a question, a model
+folder with a stage-2 prompt encoder fills the question's place with its virtual tokens; a
+model without one gets the bare ``<image><point>`` turn (the no-question descriptions of the
+corpus taught stage 1 that form too). Points are normalised (x, y) in [0, 1] of the upright
+image, or pixels of the file with ``pixels=True`` (converted as the corpus does: x / W, y / H).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from PIL import Image, ImageOps
+
+from owl_train.data import DataConfig
+from owl_train.evaluate import answer_rows
+from owl_train.stages.checkpoints import LoadedModel, load_model_dir
+
+__all__ = ["InferConfig", "parse_point", "load_image", "answer", "infer"]
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    min_pixels: int = 56 * 56
+    max_pixels: int = 28 * 28 * 256
+    box_format: str = "qwen"
+    max_new_tokens: int = 64
+
+
+def parse_point(text: str, size: tuple[int, int], pixels: bool = False) -> tuple[float, float]:
+    """``"X,Y"`` -> normalised (x, y); ``size`` is the image's (W, H).
+
+    Raises:
+        ValueError: not two numbers, or outside the image.
+    """
+    parts = text.replace(" ", "").split(",")
+    try:
+        x, y = (float(v) for v in parts)
+    except ValueError:
+        raise ValueError(f"--point {text!r} is invalid: use X,Y, e.g. 0.5,0.4 (or pixels with --pixels)") from None
+    if pixels:
+        x, y = x / size[0], y / size[1]
+    if not (0 <= x <= 1 and 0 <= y <= 1):
+        unit = "pixels inside the image" if pixels else "normalised values in [0, 1] (or pass --pixels)"
+        raise ValueError(f"--point {text!r} is outside the image: use {unit}")
+    return x, y
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Decode and turn upright (EXIF orientation applied once, as the corpus does at ingest)."""
+    img = Image.open(path)
+    img = ImageOps.exif_transpose(img)
+    img.load()
+    return img
+
+
+def answer(loaded: LoadedModel, image: Image.Image, points: Sequence[tuple[float, float]],
+           question: str | None = None, cfg: InferConfig = InferConfig()) -> list[str]:
+    """One answer per point (same image, same question)."""
+    content = "<image><point>" + (question.strip() if question else "")
+    rows = [{"id": f"infer-{i}", "task": "point_vqa", "image": image, "point": p, "bbox": None,
+             "conversations": [{"role": "user", "content": content}]} for i, p in enumerate(points)]
+    dc = DataConfig(min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels, box_format=cfg.box_format,
+                    max_length=1 << 20)
+    out = answer_rows(loaded, rows, dc, batch_size=len(rows), max_new_tokens=cfg.max_new_tokens)
+    return [a if a is not None else "" for a in out]
+
+
+def infer(model_dir: str | Path, image: str | Path, points: Sequence[str], question: str | None = None,
+          pixels: bool = False, cfg: InferConfig = InferConfig()) -> list[tuple[tuple[float, float], str]]:
+    """Load, parse the points, answer: ``[((x, y), answer)]``."""
+    img = load_image(image)
+    pts = [parse_point(p, img.size, pixels) for p in points]
+    loaded = load_model_dir(model_dir)
+    loaded.model.eval()
+    return list(zip(pts, answer(loaded, img, pts, question, cfg)))

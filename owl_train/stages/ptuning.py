@@ -1,0 +1,158 @@
+"""Stage 2's P-tuning: a prompt encoder making N virtual token embeddings, kept in M-RoPE.
+
+P-tuning (Liu et al. 2021, "GPT Understands, Too"; PEFT ``PromptEncoder`` with the MLP
+reparameterisation): trainable embeddings (N, D) pass through an MLP
+``Linear(D, H) - ReLU - Linear(H, H) - ReLU - Linear(H, D)`` and only that network is trained.
+PEFT prepends the virtual tokens and drops position ids; here the collator places them right
+after ``<|point|>`` in a user turn without a question (``virtual_mask``) with text position
+ids, and :func:`embed_batch` writes the encoder's output over those positions of the input
+embeddings, so the model sees them at M-RoPE positions like any text token.
+
+On disk (beside the model's files): ``prompt_encoder.safetensors`` (this module's state) and
+``prompt_encoder.json`` (``{"num_virtual_tokens", "dim", "hidden"}``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from owl_train.model.decoder import KVCache
+from owl_train.model.generate import sample_next
+from owl_train.model.model import OwlVL
+
+__all__ = ["PromptEncoder", "PROMPT_FILE", "PROMPT_JSON", "embed_batch", "generate_batch",
+           "save_prompt_encoder", "load_prompt_encoder"]
+
+PROMPT_FILE = "prompt_encoder.safetensors"
+PROMPT_JSON = "prompt_encoder.json"
+
+
+class PromptEncoder(nn.Module):
+    """N virtual tokens: embedding (N, D) -> MLP -> (N, D)."""
+
+    def __init__(self, num_virtual_tokens: int, dim: int, hidden: int = 0, seed: int = 0) -> None:
+        super().__init__()
+        self.num_virtual_tokens, self.dim, self.hidden = num_virtual_tokens, dim, hidden or dim
+        self.embedding = nn.Embedding(num_virtual_tokens, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, self.hidden), nn.ReLU(), nn.Linear(self.hidden, self.hidden),
+                                 nn.ReLU(), nn.Linear(self.hidden, dim))
+        g = torch.Generator().manual_seed(seed)  # never the global RNG
+        with torch.no_grad():
+            for name, p in sorted(self.named_parameters()):
+                if name.endswith("bias"):
+                    p.zero_()
+                elif name.startswith("embedding"):
+                    p.copy_(torch.randn(p.shape, generator=g))
+                else:  # nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+                    bound = p.shape[1] ** -0.5
+                    p.copy_((torch.rand(p.shape, generator=g) * 2 - 1) * bound)
+
+    def forward(self) -> Tensor:
+        return self.mlp(self.embedding.weight)  # (N, D)
+
+    def describe(self) -> dict[str, int]:
+        return {"num_virtual_tokens": self.num_virtual_tokens, "dim": self.dim, "hidden": self.hidden}
+
+
+def embed_batch(model: OwlVL, batch: Mapping[str, Any], prompt: PromptEncoder | None) -> Tensor:
+    """The input embeddings (B, L, D) of a collated batch, virtual positions from ``prompt``.
+
+    Raises:
+        ValueError: the batch has virtual tokens but no prompt encoder, or a count that is
+            not a multiple of N.
+    """
+    x = model.embed(batch["input_ids"], batch.get("pixel_values"), batch.get("image_grid_thw"),
+                    batch.get("points"))  # (B, L, D)
+    vm = batch.get("virtual_mask")
+    if vm is None or not bool(vm.any()):
+        return x
+    if prompt is None:
+        raise ValueError("the batch has stage-2 virtual tokens but the model has no prompt encoder; "
+                         "collate with num_virtual_tokens=0 or load a stage-2 model")
+    n = int(vm.sum())
+    if n % prompt.num_virtual_tokens:
+        raise ValueError(f"{n} virtual positions is not a multiple of the prompt encoder's "
+                         f"{prompt.num_virtual_tokens} virtual tokens")
+    v = prompt().to(x.dtype).repeat(n // prompt.num_virtual_tokens, 1)  # (n, D), in reading order
+    return x.masked_scatter(vm.unsqueeze(-1), v)
+
+
+@torch.no_grad()
+def generate_batch(model: OwlVL, batch: Mapping[str, Any], prompt: PromptEncoder | None = None, *,
+                   max_new_tokens: int = 32, eos_token_id: int | list[int] | None = None, pad_token_id: int = 0,
+                   do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
+                   use_cache: bool = True) -> Tensor:
+    """Continue each row of a collated batch (left padded when B > 1); returns new ids (B, T).
+
+    Like :func:`owl_train.model.generate.generate` but from input embeddings (so stage 2's
+    virtual tokens take part) and the collator's position ids. New tokens continue at the
+    row's largest position + 1. ``use_cache=False`` recomputes the whole sequence each step.
+    """
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    pos = batch["position_ids"]  # (3, B, L)
+    B = ids.shape[0]
+    if B > 1 and not bool(mask[:, -1].all()):
+        raise ValueError("batched generation needs left padding: collate with padding_side='left'")
+    c = model.config
+    suppress = torch.tensor([t for t in (c.image_token_id, c.video_token_id, c.point_token_id) if t is not None],
+                            dtype=torch.long, device=ids.device)
+    eos = torch.tensor([eos_token_id] if isinstance(eos_token_id, int) else (eos_token_id or []), device=ids.device)
+    gen = torch.Generator(device=ids.device).manual_seed(seed) if do_sample else None
+    was_training = model.training
+    model.eval()
+    x = embed_batch(model, batch, prompt)  # (B, L, D)
+    real = mask.bool().unsqueeze(0).expand_as(pos)
+    next_pos = pos.masked_fill(~real, -1e9 if pos.is_floating_point() else -(1 << 40)).amax(dim=(0, 2)) + 1  # (B,)
+    cache = KVCache(len(model.decoder.layers)) if use_cache else None
+    out: list[Tensor] = []
+    done = torch.zeros(B, dtype=torch.bool, device=ids.device)
+    try:
+        res = model(ids, attention_mask=mask, position_ids=pos, inputs_embeds=x, cache=cache, logits_to_keep=1)
+        for step in range(max_new_tokens):
+            logits = res.logits[:, -1].index_fill(-1, suppress, float("-inf"))
+            tok = sample_next(logits, do_sample=do_sample, temperature=temperature, top_p=top_p, generator=gen)
+            tok = torch.where(done, torch.full_like(tok, pad_token_id), tok)
+            out.append(tok)
+            done |= torch.isin(tok, eos)
+            if bool(done.all()) or step == max_new_tokens - 1:
+                break
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            new_pos = next_pos.view(1, B, 1).expand(3, B, 1).to(pos.dtype)
+            new_x = model.decoder.embed_tokens(tok[:, None]).to(x.dtype)  # (B, 1, D)
+            next_pos = next_pos + 1
+            if use_cache:
+                res = model(tok[:, None], attention_mask=mask, position_ids=new_pos, inputs_embeds=new_x,
+                            cache=cache, logits_to_keep=1)
+            else:
+                ids = torch.cat([ids, tok[:, None]], dim=1)
+                x = torch.cat([x, new_x], dim=1)
+                pos = torch.cat([pos, new_pos], dim=2)
+                res = model(ids, attention_mask=mask, position_ids=pos, inputs_embeds=x, logits_to_keep=1)
+    finally:
+        model.train(was_training)
+    return torch.stack(out, dim=1) if out else ids.new_zeros(B, 0)
+
+
+def save_prompt_encoder(prompt: PromptEncoder, path: str | Path) -> None:
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in prompt.state_dict().items()}, str(path / PROMPT_FILE),
+              metadata={"format": "pt"})
+    (path / PROMPT_JSON).write_text(json.dumps(prompt.describe(), indent=2) + "\n")
+
+
+def load_prompt_encoder(path: str | Path) -> PromptEncoder | None:
+    """The prompt encoder saved in model folder ``path``, or None when it has none."""
+    path = Path(path)
+    if not (path / PROMPT_JSON).is_file():
+        return None
+    d = json.loads((path / PROMPT_JSON).read_text())
+    p = PromptEncoder(int(d["num_virtual_tokens"]), int(d["dim"]), int(d["hidden"]))
+    p.load_state_dict(load_file(str(path / PROMPT_FILE)))
+    return p

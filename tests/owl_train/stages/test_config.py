@@ -1,0 +1,53 @@
+"""Training configs: shipped YAMLs load, overrides apply, bad values name field and fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from owl_train.config import TrainConfig, load_train_config, parse_overrides
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.parametrize("name,stage", [("stage1.yaml", "stage1"), ("stage2.yaml", "stage2")])
+def test_shipped_yaml_loads(name, stage):
+    cfg = load_train_config(ROOT / "pipelines" / name)
+    assert cfg.stage == stage and cfg.warmup_ratio == 0.03
+    if stage == "stage1":
+        assert cfg.freeze_vision and cfg.train_projector and cfg.tune == "full"
+
+
+def test_zero2_json_is_the_builtin_default():
+    from owl_train.stages.loop import DEFAULT_ZERO2, _ds_config
+
+    data = json.loads((ROOT / "pipelines" / "zero2.json").read_text())
+    assert data == DEFAULT_ZERO2 and data["zero_optimization"]["stage"] == 2
+    ds = _ds_config(TrainConfig(batch_size=3, grad_accum=2, deepspeed=str(ROOT / "pipelines" / "zero2.json")), 2, False)
+    assert ds["train_batch_size"] == 12 and ds["bf16"]["enabled"] is False and ds["gradient_clipping"] == 1.0
+
+
+def test_overrides_from_the_command_line():
+    o = parse_overrides(["lr=1e-4", "tune=lora", "lora_targets=[q_proj,v_proj]", "mix=null"])
+    cfg = load_train_config(ROOT / "pipelines" / "stage1.yaml", {**o, "max_steps": 7})
+    assert cfg.lr == 1e-4 and cfg.tune == "lora" and cfg.lora_targets == ("q_proj", "v_proj") and cfg.max_steps == 7
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"tune": "qlora"}, "tune='qlora'.*full or lora"),
+    ({"warmup_ratio": 1.5}, "warmup_ratio=1.5"),
+    ({"lora_targets": ("qkv",)}, "lora_targets"),
+    ({"batch_size": 0}, "batch_size=0"),
+])
+def test_bad_values_name_field_and_fix(kw, match):
+    with pytest.raises(ValueError, match=match):
+        load_train_config(None, kw)
+
+
+def test_unknown_key_suggests_the_field(tmp_path):
+    p = tmp_path / "t.yaml"
+    p.write_text("train:\n  lerning_rate: 1\n  warmup_ratoi: 0.1\n")
+    with pytest.raises(ValueError, match="warmup_ratio"):
+        load_train_config(p)
