@@ -8,8 +8,8 @@ PY := $(VENV)/bin/python
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 # tiny-model training for the demo: small images (16 tokens), short runs, no workers
-DEMO_TRAIN ?= --set batch_size=4 --set grad_accum=1 --set lr=1e-2 --set max_pixels=12544 --set max_length=512 \
-	--set num_workers=0 --set save_every=0 --set log_every=5
+DEMO_TRAIN ?= --set batch_size=8 --set grad_accum=1 --set max_pixels=12544 --set max_length=512 \
+	--set num_workers=0 --set save_every=0 --set log_every=50
 
 .PHONY: setup demo test bench clean
 
@@ -27,12 +27,12 @@ demo: setup
 	$(VENV)/bin/owl-data stats $(DEMO_OUT)/corpus
 	$(VENV)/bin/owl-data validate $(DEMO_OUT)/corpus
 	$(VENV)/bin/owl-train init-tiny $(DEMO_OUT)/tiny-model
-	$(VENV)/bin/owl-data mix $(DEMO_OUT)/corpus --ratio 5:1:2:2 --num-samples 160 --out $(DEMO_OUT)/mix
+	$(VENV)/bin/owl-data mix $(DEMO_OUT)/corpus --ratio 5:1:2:2 --num-samples 2400 --out $(DEMO_OUT)/mix
 	rm -rf $(DEMO_OUT)/stage1 $(DEMO_OUT)/stage2
 	$(VENV)/bin/owl-train stage1 --config pipelines/stage1.yaml --model $(DEMO_OUT)/tiny-model \
-		--corpus $(DEMO_OUT)/corpus --mix $(DEMO_OUT)/mix --out $(DEMO_OUT)/stage1 --max-steps 40 $(DEMO_TRAIN)
+		--corpus $(DEMO_OUT)/corpus --mix $(DEMO_OUT)/mix --out $(DEMO_OUT)/stage1 --max-steps 300 --set lr=3e-3 $(DEMO_TRAIN)
 	$(VENV)/bin/owl-train stage2 --config pipelines/stage2.yaml --init $(DEMO_OUT)/stage1 \
-		--corpus $(DEMO_OUT)/corpus --out $(DEMO_OUT)/stage2 --max-steps 20 $(DEMO_TRAIN)
+		--corpus $(DEMO_OUT)/corpus --out $(DEMO_OUT)/stage2 --max-steps 60 --set lr=1e-2 $(DEMO_TRAIN)
 	$(PY) -c "from owl_train.stages.rows import corpus_rows; \
 		corpus_rows('$(DEMO_OUT)/corpus', 'point_vqa', 'val', limit=1)[0]['image'].save('$(DEMO_OUT)/street.png')"
 	$(VENV)/bin/owl-train infer --model $(DEMO_OUT)/stage2 --image $(DEMO_OUT)/street.png \
