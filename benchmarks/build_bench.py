@@ -59,7 +59,7 @@ def main() -> None:
             specs = []
             for k in range(args.copies):
                 root = write_default_scenes(tmp / f"scenes{k}", seed=k)
-                specs.append(SourceSpec(f"cityscapes", str(root), synthetic=True))
+                specs.append(SourceSpec("cityscapes", str(root), synthetic=True))
             # one source per copy needs distinct names: register aliases of the reader
             from owl_data.sources import SOURCES
 

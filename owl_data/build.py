@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import os
 import shutil
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -43,12 +42,12 @@ from owl_data.content_key import code_versions, records_key
 from owl_data.out_path import check_out
 from owl_data.geometry import GeometryError, ResolvedScene, annotation_frame, resolve_instance, transform_mask
 from owl_data.images import ImageError, load_image
-from owl_data.points import SampledPoint, sample_points
+from owl_data.points import sample_points
 from owl_data.records import Reject, Scene
 from owl_data.sources import SourceOptions, get_reader
 from owl_data.generators.prompts import POOL_VERSION
 from owl_data.placeholders import check_placeholders
-from owl_data.text_rows import text_rows
+from owl_data.text_rows import row_id, text_rows, user_point
 
 __all__ = ["SourceSpec", "BuildReport", "run_build", "process_scene", "guarded_process_scene",
            "split_for_group", "row_id"]
@@ -90,21 +89,8 @@ def split_for_group(group: str, val_percent: int) -> str:
     return "val" if int(hashlib.sha256(group.encode()).hexdigest(), 16) % 100 < val_percent else "train"
 
 
-def row_id(*parts: object) -> str:
-    """A deterministic row id: the first 24 hex digits of sha256 over the parts."""
-    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:24]
-
-
 def _turns(user: str, assistant: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
-
-
-def _user_point(question: str | None) -> str:
-    if question is None:
-        return "<image><point>"
-    if "<point>" in question:
-        return f"<image>{question}"
-    return f"<image><point>{question}"
 
 
 GROUNDING_PROMPT = "Where is {expr} in the image? Answer with its bounding box."
@@ -167,7 +153,7 @@ def process_scene(scene: Scene, cfg: BuildConfig) -> dict[str, Any]:
         return {
             "id": row_id(src, ref.source_path, target.instance, f"{x:.6f},{y:.6f}", qa.generator, variant),
             "image_id": img.image_id, "source": src, "split": split,
-            "conversations": _turns(_user_point(qa.question), qa.answer),
+            "conversations": _turns(user_point(qa.question), qa.answer),
             "point": {"x": float(x), "y": float(y)}, "point_origin": origin, "kind": qa.kind,
             "target": {"category": target.category, "instance": target.instance, "bbox": list(target.bbox)},
             "generator": qa.generator, "_item": target.source.item,
@@ -219,7 +205,7 @@ def process_scene(scene: Scene, cfg: BuildConfig) -> dict[str, Any]:
         rows["point_vqa"].append({
             "id": row_id(src, ref.source_path, qa.item, "qa"),
             "image_id": img.image_id, "source": src, "split": split,
-            "conversations": _turns(_user_point(qa.question), qa.answer),
+            "conversations": _turns(user_point(qa.question), qa.answer),
             "point": {"x": target.point[0], "y": target.point[1]}, "point_origin": "annotated",
             "kind": "reasoning",
             "target": {"category": target.category, "instance": target.instance, "bbox": list(target.bbox)},
@@ -523,16 +509,8 @@ def _consolidate(partial: Path, n_chunks: int, out: Path, sources: list[SourceSp
         "rows": {t: dict(sorted(c.items())) for t, c in sorted(rows_count.items())},
         "rejects": {"total": sum(sum(c.values()) for c in reasons.values()),
                     "by_reason": dict(sorted(sum(reasons.values(), Counter()).items()))},
-        "fingerprint": corpus_mod.fingerprint(staging),
     }
-    (staging / corpus_mod.MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    corpus_mod.write_dataset_card(staging, manifest)
-
-    old = out.parent / f".{out.name}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(staging, out)
-    shutil.rmtree(old, ignore_errors=True)
+    manifest = corpus_mod.finish_corpus(staging, manifest)
+    corpus_mod.commit_corpus(staging, out)
     shutil.rmtree(partial, ignore_errors=True)
     return manifest

@@ -30,17 +30,19 @@ from owl_data.generators.prompts import pick, relation_expressions
 from owl_data.geometry import GeometryError, ResolvedInstance, resolve_instance
 from owl_data.records import Box, Instance, Reject, Scene, TextRow
 
-__all__ = ["text_rows", "row_id"]
+__all__ = ["text_rows", "row_id", "user_point"]
 
 STAGE = "rows"
 
 
 def row_id(*parts: object) -> str:
-    """Same as :func:`owl_data.build.row_id` (kept here: this module sits below the builder)."""
+    """A deterministic row id: the first 24 hex digits of sha256 over the parts."""
     return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:24]
 
 
-def _user_point(question: str | None) -> str:
+def user_point(question: str | None) -> str:
+    """The user content of a point row: ``<image><point>`` + question (``<image>`` + question
+    when the question already holds ``<point>`` inline, as DriveLM's do)."""
     if question is None:
         return "<image><point>"
     if "<point>" in question:
@@ -220,7 +222,7 @@ def text_rows(
                 continue
             x, y = r.point
             rows["point_vqa"].append({
-                **base(tr, _conversation(tr, _user_point(tr.question), tr.answer)),
+                **base(tr, _conversation(tr, user_point(tr.question), tr.answer)),
                 "point": {"x": x, "y": y}, "point_origin": "annotated", "kind": tr.kind,
                 "target": {"category": tr.category or "", "instance": tr.instance or tr.item, "bbox": list(r.bbox)},
                 "generator": tr.generator or f"source-qa/{src}",

@@ -10,7 +10,7 @@ overridden with ``--set key=value`` (the value is read as YAML: ``--set lr=1e-4`
 from __future__ import annotations
 
 import difflib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 

@@ -15,6 +15,8 @@ fingerprint and sources, files and row counts, rows skipped and why).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import importlib
 from typing import Any
 
@@ -62,6 +64,9 @@ __all__ = [
 ]
 
 FORMATS = ("hf", "llava", "sharegpt")
+
+if TYPE_CHECKING:  # pragma: no cover
+    from owl_data.export.chat import ExportReport
 
 
 def export_corpus(corpus, out, fmt: str, coords: str | None = None) -> "ExportReport":

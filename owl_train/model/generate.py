@@ -53,6 +53,8 @@ def generate(
     pad_token_id: int = 0,
     use_cache: bool = True,
     suppress_token_ids: list[int] | None = None,
+    inputs_embeds: Tensor | None = None,
+    position_ids: Tensor | None = None,
 ) -> Tensor:
     """Continue each row of ``input_ids`` (B, L; left or right padded per ``attention_mask``).
 
@@ -60,6 +62,10 @@ def generate(
     ``pad_token_id``; generation stops early once every row has ended. ``suppress_token_ids``
     are never produced; by default the placeholders that need inputs (``<|image_pad|>``,
     ``<|video_pad|>``, ``<|point|>``).
+
+    ``inputs_embeds`` (B, L, D) and ``position_ids`` (3, B, L), given together, replace the
+    prompt's embedding and positions (stage 2 passes its virtual tokens this way); new tokens
+    then continue at the row's largest real position + 1, as text.
     """
     B = input_ids.shape[0]
     dev = input_ids.device
@@ -77,11 +83,19 @@ def generate(
     out: list[Tensor] = []
     done = torch.zeros(B, dtype=torch.bool, device=dev)
     ids, mask = input_ids, attention_mask
+    if (inputs_embeds is None) != (position_ids is None):
+        raise ValueError("inputs_embeds and position_ids go together (the positions of those embeddings)")
+    x, pos = inputs_embeds, position_ids
     cache = KVCache(len(model.decoder.layers)) if use_cache else None
     try:
         res = model(ids, attention_mask=mask, pixel_values=pixel_values, image_grid_thw=image_grid_thw,
-                    points=points, cache=cache, logits_to_keep=1)
-        next_pos = res.rope_deltas.view(B) + mask.sum(dim=1)  # (B,) the next text position
+                    points=points, cache=cache, logits_to_keep=1, inputs_embeds=x, position_ids=pos)
+        if pos is None:
+            next_pos = res.rope_deltas.view(B) + mask.sum(dim=1)  # (B,) the next text position
+        else:  # the largest real position + 1 (fractional point ids never hold the largest)
+            real = mask.bool().unsqueeze(0).expand_as(pos)
+            low = -1e9 if pos.is_floating_point() else -(1 << 40)
+            next_pos = pos.masked_fill(~real, low).amax(dim=(0, 2)).floor().long() + 1  # (B,)
         for step in range(max_new_tokens):
             logits = res.logits[:, -1].index_fill(-1, suppress, float("-inf"))
             tok = sample_next(logits, do_sample=do_sample, temperature=temperature, top_p=top_p,
@@ -92,10 +106,16 @@ def generate(
             if bool(done.all()) or step == max_new_tokens - 1:
                 break
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            new_pos = next_pos.view(1, B, 1).expand(3, B, 1)
+            next_pos = next_pos + 1
             if use_cache:
-                pos = next_pos.view(1, B, 1).expand(3, B, 1)
-                res = model(tok[:, None], attention_mask=mask, position_ids=pos, cache=cache, logits_to_keep=1)
-                next_pos = next_pos + 1
+                res = model(tok[:, None], attention_mask=mask, position_ids=new_pos.to(
+                    pos.dtype if pos is not None else new_pos.dtype), cache=cache, logits_to_keep=1)
+            elif x is not None:
+                ids = torch.cat([ids, tok[:, None]], dim=1)
+                x = torch.cat([x, model.decoder.embed_tokens(tok[:, None]).to(x.dtype)], dim=1)
+                pos = torch.cat([pos, new_pos.to(pos.dtype)], dim=2)
+                res = model(ids, attention_mask=mask, inputs_embeds=x, position_ids=pos, logits_to_keep=1)
             else:
                 ids = torch.cat([ids, tok[:, None]], dim=1)
                 res = model(ids, attention_mask=mask, pixel_values=pixel_values, image_grid_thw=image_grid_thw,

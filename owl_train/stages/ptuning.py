@@ -22,8 +22,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from owl_train.model.decoder import KVCache
-from owl_train.model.generate import sample_next
+
+from owl_train.model.generate import generate
 from owl_train.model.model import OwlVL
 
 __all__ = ["PromptEncoder", "PROMPT_FILE", "PROMPT_JSON", "embed_batch", "generate_batch",
@@ -95,48 +95,17 @@ def generate_batch(model: OwlVL, batch: Mapping[str, Any], prompt: PromptEncoder
     row's largest position + 1. ``use_cache=False`` recomputes the whole sequence each step.
     """
     ids, mask = batch["input_ids"], batch["attention_mask"]
-    pos = batch["position_ids"]  # (3, B, L)
-    B = ids.shape[0]
-    if B > 1 and not bool(mask[:, -1].all()):
+    if ids.shape[0] > 1 and not bool(mask[:, -1].all()):
         raise ValueError("batched generation needs left padding: collate with padding_side='left'")
-    c = model.config
-    suppress = torch.tensor([t for t in (c.image_token_id, c.video_token_id, c.point_token_id) if t is not None],
-                            dtype=torch.long, device=ids.device)
-    eos = torch.tensor([eos_token_id] if isinstance(eos_token_id, int) else (eos_token_id or []), device=ids.device)
-    gen = torch.Generator(device=ids.device).manual_seed(seed) if do_sample else None
     was_training = model.training
     model.eval()
-    x = embed_batch(model, batch, prompt)  # (B, L, D)
-    real = mask.bool().unsqueeze(0).expand_as(pos)
-    next_pos = pos.masked_fill(~real, -1e9 if pos.is_floating_point() else -(1 << 40)).amax(dim=(0, 2)) + 1  # (B,)
-    cache = KVCache(len(model.decoder.layers)) if use_cache else None
-    out: list[Tensor] = []
-    done = torch.zeros(B, dtype=torch.bool, device=ids.device)
     try:
-        res = model(ids, attention_mask=mask, position_ids=pos, inputs_embeds=x, cache=cache, logits_to_keep=1)
-        for step in range(max_new_tokens):
-            logits = res.logits[:, -1].index_fill(-1, suppress, float("-inf"))
-            tok = sample_next(logits, do_sample=do_sample, temperature=temperature, top_p=top_p, generator=gen)
-            tok = torch.where(done, torch.full_like(tok, pad_token_id), tok)
-            out.append(tok)
-            done |= torch.isin(tok, eos)
-            if bool(done.all()) or step == max_new_tokens - 1:
-                break
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            new_pos = next_pos.view(1, B, 1).expand(3, B, 1).to(pos.dtype)
-            new_x = model.decoder.embed_tokens(tok[:, None]).to(x.dtype)  # (B, 1, D)
-            next_pos = next_pos + 1
-            if use_cache:
-                res = model(tok[:, None], attention_mask=mask, position_ids=new_pos, inputs_embeds=new_x,
-                            cache=cache, logits_to_keep=1)
-            else:
-                ids = torch.cat([ids, tok[:, None]], dim=1)
-                x = torch.cat([x, new_x], dim=1)
-                pos = torch.cat([pos, new_pos], dim=2)
-                res = model(ids, attention_mask=mask, position_ids=pos, inputs_embeds=x, logits_to_keep=1)
+        x = embed_batch(model, batch, prompt)  # (B, L, D)
     finally:
         model.train(was_training)
-    return torch.stack(out, dim=1) if out else ids.new_zeros(B, 0)
+    return generate(model, ids, attention_mask=mask, inputs_embeds=x, position_ids=batch["position_ids"],
+                    max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_p=top_p,
+                    seed=seed, eos_token_id=eos_token_id, pad_token_id=pad_token_id, use_cache=use_cache)
 
 
 def save_prompt_encoder(prompt: PromptEncoder, path: str | Path) -> None:

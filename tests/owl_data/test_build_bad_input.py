@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from owl_data.build import SourceSpec, run_build
 from owl_data.config import BuildConfig
@@ -140,12 +140,9 @@ def test_edge_case_images_through_coco(tmp_path):
     images, anns = [], []
     for i, name in enumerate(names, start=1):
         try:
-            raw = Image.open(edge / name)
-            w, h = raw.size
-            from PIL import ImageOps
-            uw, uh = ImageOps.exif_transpose(raw).size
+            uw, uh = ImageOps.exif_transpose(Image.open(edge / name)).size
         except OSError:
-            w = h = uw = uh = 100
+            uw = uh = 100
         images.append({"id": i, "file_name": name, "width": uw, "height": uh})
         anns.append(_ann(i, bbox=[uw * 0.25, uh * 0.25, uw * 0.5, uh * 0.5], image_id=i))
     ann = _coco(tmp_path, images, anns)

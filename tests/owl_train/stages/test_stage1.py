@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from owl_train.stages import load_model_dir, merge, run_stage1
-from owl_train.stages.loop import BATCH_TENSORS, TrainModule
 from owl_train.data import Collator, DataConfig
 
 sys.path.insert(0, str(Path(__file__).parent))

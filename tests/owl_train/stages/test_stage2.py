@@ -6,12 +6,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from owl_train.data import Collator, DataConfig
 from owl_train.evaluate import heldout_loss
-from owl_train.stages import generate_batch, load_model_dir, run_stage2
+from owl_train.stages import generate_batch, load_model_dir
 from owl_train.stages.rows import corpus_rows, is_stage2_row
 
 sys.path.insert(0, str(Path(__file__).parent))
