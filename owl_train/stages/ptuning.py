@@ -22,7 +22,6 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-
 from owl_train.model.generate import generate
 from owl_train.model.model import OwlVL
 
