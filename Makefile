@@ -26,6 +26,7 @@ demo: setup
 	$(VENV)/bin/owl-data build --out $(DEMO_OUT)/corpus
 	$(VENV)/bin/owl-data stats $(DEMO_OUT)/corpus
 	$(VENV)/bin/owl-data validate $(DEMO_OUT)/corpus
+	rm -rf $(DEMO_OUT)/tiny-model
 	$(VENV)/bin/owl-train init-tiny $(DEMO_OUT)/tiny-model
 	$(VENV)/bin/owl-data mix $(DEMO_OUT)/corpus --ratio 5:1:2:2 --num-samples 2400 --out $(DEMO_OUT)/mix
 	rm -rf $(DEMO_OUT)/stage1 $(DEMO_OUT)/stage2

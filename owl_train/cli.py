@@ -29,11 +29,23 @@ def init_tiny_cmd(
     out_dir: str = typer.Argument(..., help="directory to write (Hugging Face Qwen2-VL layout + tokenizer)"),
     vocab_from: str = typer.Option(None, "--vocab-from", help="UTF-8 text file to train the BPE tokenizer on"),
     seed: int = typer.Option(0, help="seed of the random weights"),
+    force: bool = typer.Option(False, "--force", help="write into a non-empty OUT_DIR (replacing its model files)"),
 ) -> None:
     """Write a tiny random Owl-VL model and its byte-level BPE tokenizer to OUT_DIR."""
+    from pathlib import Path
+
     from owl_train.model.tiny import init_tiny
 
-    path = init_tiny(out_dir, vocab_from=vocab_from, seed=seed)
+    target = Path(out_dir)
+    if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not force)):
+        typer.secho(f"error: {target} exists and is not an empty folder; pick a new folder "
+                    "(or pass --force to overwrite its model files)", fg="red", err=True)
+        raise typer.Exit(code=2)
+    try:
+        path = init_tiny(out_dir, vocab_from=vocab_from, seed=seed)
+    except (ValueError, OSError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(code=2)
     typer.echo(f"wrote tiny Owl-VL model and tokenizer to {path}")
 
 

@@ -172,7 +172,10 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
         if "=" not in it:
             raise ValueError(f"--set {it!r} is invalid: use key=value, e.g. --set lr=1e-4")
         k, v = it.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v) if v.strip() else None
+        try:
+            out[k.strip()] = yaml.safe_load(v) if v.strip() else None
+        except yaml.YAMLError:
+            raise ValueError(f"--set {it!r}: the value is not valid YAML; quote strings, e.g. --set key='a: b'") from None
     return out
 
 
@@ -192,7 +195,12 @@ def load_train_config(path: str | Path | None = None, overrides: Mapping[str, An
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"train config {p} does not exist")
-        doc = yaml.safe_load(p.read_text()) or {}
+        try:
+            doc = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+            raise ValueError(f"{p}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("train"), dict):
             raise ValueError(f"{p}: a training YAML holds one mapping under the key 'train:'")
         data.update(doc["train"])

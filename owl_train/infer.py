@@ -29,6 +29,14 @@ class InferConfig:
     box_format: str = "qwen"
     max_new_tokens: int = 64
 
+    def __post_init__(self) -> None:
+        for name in ("min_pixels", "max_pixels", "max_new_tokens"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"infer field {name}={v!r} is invalid: use a positive integer")
+        if self.min_pixels > self.max_pixels:
+            raise ValueError(f"infer min_pixels={self.min_pixels} exceeds max_pixels={self.max_pixels}")
+
 
 def parse_point(text: str, size: tuple[int, int], pixels: bool = False) -> tuple[float, float]:
     """``"X,Y"`` -> normalised (x, y); ``size`` is the image's (W, H).
