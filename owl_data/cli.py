@@ -100,7 +100,7 @@ def stats(corpus: Path = typer.Argument(..., help="Corpus folder.")) -> None:
 
     try:
         s = corpus_stats(corpus)
-    except (FileNotFoundError, OSError) as exc:
+    except (FileNotFoundError, OSError, ValueError) as exc:
         _fail(str(exc))
     for name, cols in (("rows", ("task", "split", "source", "rows")),
                        ("categories", ("category", "rows", "targets")),

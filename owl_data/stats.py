@@ -22,11 +22,13 @@ def corpus_stats(corpus: Path) -> dict[str, list[tuple]]:
     Returns a dict of query name -> list of result tuples (each sorted).
 
     Raises:
-        FileNotFoundError: ``corpus`` is not a folder.
+        FileNotFoundError: ``corpus`` is not a corpus (no manifest.json).
+        SchemaError: a corpus of another schema major version.
     """
+    from owl_data.corpus import read_manifest
+
     corpus = Path(corpus)
-    if not corpus.is_dir():
-        raise FileNotFoundError(f"{corpus}: no such corpus folder")
+    read_manifest(corpus)  # FileNotFoundError / SchemaError when it is not a corpus
     con = duckdb.connect()
     out: dict[str, list[tuple]] = {"rows": [], "categories": [], "kinds": [], "rejects": []}
     for task in schemas.TASK_TABLES:

@@ -128,17 +128,22 @@ def infer_cmd(
     model: str = typer.Option(..., "--model", "-m", help="Model (or run) folder."),
     image: Path = typer.Option(..., "--image", "-i", help="Image file."),
     point: list[str] = typer.Option(..., "--point", "-p", help="X,Y (normalised, or pixels with --pixels); repeatable."),
-    question: Optional[str] = typer.Option(None, "--question", "-q", help="Question; none: describe the object."),
+    question: Optional[str] = typer.Option(None, "--question", "-q",
+                                           help="Question text only (no placeholders); none: the stage-2 virtual tokens describe the object."),
     pixels: bool = typer.Option(False, "--pixels", help="Points are pixel coordinates of the image file."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Longest answer in tokens."),
-    max_pixels: int = typer.Option(28 * 28 * 256, "--max-pixels", help="Image budget (one token per 28x28 px)."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels",
+                                             help="Image budget (one token per 28x28 px); default: the budget the model was trained with."),
 ) -> None:
     """Answer about the point(s) in IMAGE; prints one answer per point."""
-    from owl_train.infer import InferConfig, infer
+    from owl_train.infer import InferConfig, infer, trained_image_budget
 
     try:
-        res = infer(model, image, point, question, pixels, InferConfig(max_pixels=max_pixels,
-                                                                       max_new_tokens=max_new_tokens))
+        budget = trained_image_budget(model)
+        if max_pixels is not None:
+            budget["max_pixels"] = max_pixels
+            budget["min_pixels"] = min(budget.get("min_pixels", 56 * 56), max_pixels)
+        res = infer(model, image, point, question, pixels, InferConfig(**budget, max_new_tokens=max_new_tokens))
     except (ValueError, OSError) as exc:
         _fail(str(exc))
     for (x, y), ans in res:
@@ -158,15 +163,21 @@ def eval_cmd(
     tasks: str = typer.Option("vqa,caption,grounding,point_vqa", "--tasks", help="Comma-separated tasks."),
     batch_size: int = typer.Option(8, "--batch-size", help="Rows generated together."),
     max_new_tokens: int = typer.Option(48, "--max-new-tokens", help="Longest answer in tokens."),
-    max_pixels: int = typer.Option(28 * 28 * 256, "--max-pixels", help="Image budget (one token per 28x28 px)."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels",
+                                             help="Image budget (one token per 28x28 px); default: the budget the model was trained with."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON."),
 ) -> None:
     """Per-task metrics: VQA accuracy, BLEU-4/CIDEr, grounding acc@0.5, point focus hit rate."""
     from owl_train.evaluate import EvalConfig, evaluate
+    from owl_train.infer import trained_image_budget
 
     try:
+        budget = trained_image_budget(model)
+        if max_pixels is not None:
+            budget["max_pixels"] = max_pixels
+            budget["min_pixels"] = min(budget.get("min_pixels", 56 * 56), max_pixels)
         cfg = EvalConfig(split=split, limit=limit, tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),
-                         batch_size=batch_size, max_new_tokens=max_new_tokens, max_pixels=max_pixels)
+                         batch_size=batch_size, max_new_tokens=max_new_tokens, **budget)
         rep = evaluate(model, corpus, cfg, progress=_note)
     except (ValueError, OSError) as exc:
         _fail(str(exc))

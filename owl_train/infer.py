@@ -9,9 +9,11 @@ image, or pixels of the file with ``pixels=True`` (converted as the corpus does:
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from PIL import Image, ImageOps
 
@@ -65,9 +67,27 @@ def load_image(path: str | Path) -> Image.Image:
     return img
 
 
+def trained_image_budget(model_dir: str | Path) -> dict[str, Any]:
+    """``min_pixels``/``max_pixels``/``box_format`` the model was trained with (its
+    ``train_summary.json``), or {} for a model that has none (e.g. a fresh init-tiny)."""
+    for cand in (Path(model_dir), Path(model_dir) / "model"):
+        f = cand / "train_summary.json"
+        if f.is_file():
+            cfg = json.loads(f.read_text()).get("config", {})
+            return {k: cfg[k] for k in ("min_pixels", "max_pixels", "box_format") if k in cfg}
+    return {}
+
+
 def answer(loaded: LoadedModel, image: Image.Image, points: Sequence[tuple[float, float]],
            question: str | None = None, cfg: InferConfig = InferConfig()) -> list[str]:
-    """One answer per point (same image, same question)."""
+    """One answer per point (same image, same question).
+
+    Raises:
+        ValueError: the question holds a placeholder (give the question text only).
+    """
+    if question and any(tag in question for tag in ("<image>", "<point>", "<box>", "<|")):
+        raise ValueError("--question takes the question text only (e.g. 'What colour is it?'): "
+                         "the image and the point are added for you")
     content = "<image><point>" + (question.strip() if question else "")
     rows = [{"id": f"infer-{i}", "task": "point_vqa", "image": image, "point": p, "bbox": None,
              "conversations": [{"role": "user", "content": content}]} for i, p in enumerate(points)]

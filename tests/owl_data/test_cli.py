@@ -57,3 +57,8 @@ def test_warns_when_a_source_keeps_nothing(tmp_path):
     res = runner.invoke(app, ["build", "--source", f"coco={tmp_path / 'imgs'}:{ann}", "--out", str(tmp_path / "o")])
     assert res.exit_code == 0
     assert "kept no item of 1: mostly missing_image" in res.output
+
+
+def test_stats_refuses_a_folder_that_is_not_a_corpus(tmp_path):
+    res = runner.invoke(app, ["stats", str(tmp_path)])
+    assert res.exit_code == 2 and "manifest.json is missing" in res.output

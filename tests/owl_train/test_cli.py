@@ -42,3 +42,26 @@ def test_infer_config_rejects_non_positive_token_budget():
 
     with pytest.raises(ValueError, match="max_new_tokens"):
         InferConfig(max_new_tokens=-1)
+
+
+def test_infer_question_takes_text_only(tmp_path):
+    import pytest
+    from PIL import Image
+
+    from owl_train.infer import answer
+
+    with pytest.raises(ValueError, match="question text only"):
+        answer(None, Image.new("RGB", (56, 56)), [(0.5, 0.5)], "<image><point>What colour is it?")
+
+
+def test_trained_image_budget_is_read_from_the_model(tmp_path):
+    import json
+
+    from owl_train.infer import trained_image_budget
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "train_summary.json").write_text(json.dumps(
+        {"config": {"min_pixels": 3136, "max_pixels": 12544, "box_format": "qwen", "lr": 0.1}}))
+    assert trained_image_budget(tmp_path) == {"min_pixels": 3136, "max_pixels": 12544, "box_format": "qwen"}
+    assert trained_image_budget(tmp_path / "model") == trained_image_budget(tmp_path)
+    assert trained_image_budget(tmp_path / "nothing") == {}
