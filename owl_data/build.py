@@ -14,9 +14,11 @@ a source.
 Accounting (DESIGN.md): per source, items read = items kept + items rejected; an item is
 kept when it produced at least one row; every rejected item has exactly one row in
 ``rejects`` (an item kept by one scene and rejected by another counts as kept and leaves no
-row), and the manifest's per-reason counts are those rows'. Rows whose source text carries
-a placeholder reject their item (``placeholder_in_text``, :mod:`owl_data.placeholders`);
-instances with an empty category name are ``empty_category``. An exception of
+row), and the manifest's per-reason counts are those rows'. A row id is written once: a
+later row with the same id is dropped, and its item, if none of its rows was written, is
+rejected (``duplicate_row``), so the corpus never holds two rows with one id. Rows whose
+source text carries a placeholder reject their item (``placeholder_in_text``,
+:mod:`owl_data.placeholders`); instances with an empty category name are ``empty_category``. An exception of
 :data:`SCENE_ERRORS` escaping one scene rejects that scene's items (``processing_error``)
 instead of ending the build.
 """
@@ -43,7 +45,7 @@ from owl_data.out_path import check_out
 from owl_data.geometry import GeometryError, ResolvedScene, annotation_frame, resolve_instance, transform_mask
 from owl_data.images import ImageError, load_image
 from owl_data.points import sample_points
-from owl_data.records import Reject, Scene
+from owl_data.records import SPLIT_NAME, Reject, Scene
 from owl_data.sources import SourceOptions, get_reader
 from owl_data.generators.prompts import POOL_VERSION
 from owl_data.placeholders import check_placeholders
@@ -99,7 +101,8 @@ def process_scene(scene: Scene, cfg: BuildConfig) -> dict[str, Any]:
     """Turn one scene into image/ref/task rows and rejects (a pure function of its inputs).
 
     Returns a dict with ``image`` (row or None), ``ref``, ``rows`` (table -> rows),
-    ``rejects`` (list of Reject), ``kept`` (item keys that produced rows), ``items``.
+    ``row_items`` (table -> the item key of each row, or None), ``rejects`` (list of
+    Reject), ``kept`` (item keys that produced rows), ``items``.
     """
     from owl_data.generators import GeneratorConfig, generate
     from owl_data.generators.annotated import describe_annotated, phrase
@@ -126,6 +129,8 @@ def process_scene(scene: Scene, cfg: BuildConfig) -> dict[str, Any]:
     declared = ref.declared_size or img.raw_size
 
     split = ref.split or split_for_group(ref.group, cfg.val_percent)
+    if not SPLIT_NAME.fullmatch(split):  # a folder name of the corpus: never a path
+        return reject_all("read", "bad_split", f"split {split[:40]!r} is not a plain name (letters, digits, _ . -)")
     semantic = None
     if scene.semantic is not None:
         if scene.semantic.shape != (img.raw_size[1], img.raw_size[0]):
@@ -221,6 +226,7 @@ def process_scene(scene: Scene, cfg: BuildConfig) -> dict[str, Any]:
         kept |= t_kept
         for it, rj in t_rejected.items():
             rejected.setdefault(it, rj)
+    item_of_row = {id(r): r.get("_item") for trs in rows.values() for r in trs}
     for it, why in check_placeholders(rows).items():  # source text must not inject placeholders
         kept.discard(it)
         rejected[it] = Reject(src, it, "rows", "placeholder_in_text", why)
@@ -236,6 +242,7 @@ def process_scene(scene: Scene, cfg: BuildConfig) -> dict[str, Any]:
                         "width": img.width, "height": img.height, "split": split}
         out["ref"] = {"image_id": img.image_id, "source": src, "source_path": ref.source_path, "group": ref.group}
     out["rows"] = dict(rows)
+    out["row_items"] = {t: [item_of_row.get(id(r)) for r in trs] for t, trs in rows.items()}
     return out
 
 
@@ -336,6 +343,9 @@ def _save_chunk(folder: Path, results: list[dict[str, Any]], source_rejects: lis
         seen[rj.source].add(rj.item)
     for name in seen:
         acct[name] = {"read": sorted(seen[name]), "kept": sorted(kept[name])}
+    row_items = {task: [it for r in results for it in r.get("row_items", {}).get(task, [])]
+                 for task in schemas.TASK_TABLES}
+    (tmp / "row_items.json").write_text(json.dumps(row_items))
     (tmp / "accounting.json").write_text(json.dumps(acct))
     (tmp / CHUNK_KEY).write_text(key)
     tmp.rename(folder)
@@ -428,6 +438,15 @@ def run_build(
     return BuildReport(out=out, manifest=manifest)
 
 
+def _row_items(chunk: Path, task: str, n: int) -> list[str | None]:
+    """The item key of each of a chunk's ``task`` rows (None when unknown)."""
+    try:
+        got = json.loads((chunk / "row_items.json").read_text()).get(task, [])
+    except (OSError, ValueError):
+        got = []
+    return got if len(got) == n else [None] * n
+
+
 def _consolidate(partial: Path, n_chunks: int, out: Path, sources: list[SourceSpec], cfg: BuildConfig) -> dict[str, Any]:
     staging = partial / "corpus"
     shutil.rmtree(staging, ignore_errors=True)
@@ -453,10 +472,25 @@ def _consolidate(partial: Path, n_chunks: int, out: Path, sources: list[SourceSp
 
     rows_count["images"]["all"] = w_img.rows
     rows_count["image_refs"]["all"] = w_ref.rows
+    # a row id is written once: a later row with an id already written (a source listing the
+    # same thing twice) is dropped, and its item rejected (duplicate_row) unless another of
+    # its rows was written
+    written_items: dict[str, set[str]] = defaultdict(set)
+    dup_items: dict[str, dict[str, str]] = defaultdict(dict)
     for task in schemas.TASK_TABLES:
         per_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        ids: set[str] = set()
         for d in chunk_dirs:
-            for row in _read_ipc(d / f"{task}.arrow").to_pylist():
+            rows_d = _read_ipc(d / f"{task}.arrow").to_pylist()
+            items_d = _row_items(d, task, len(rows_d))
+            for row, it in zip(rows_d, items_d):
+                if row["id"] in ids:
+                    if it is not None:
+                        dup_items[row["source"]].setdefault(it, f"{task} row {row['id']} already written")
+                    continue
+                ids.add(row["id"])
+                if it is not None:
+                    written_items[row["source"]].add(it)
                 row["split"] = image_split[row["image_id"]]
                 per_split[row["split"]].append(row)
         for split, rows in sorted(per_split.items()):
@@ -474,6 +508,13 @@ def _consolidate(partial: Path, n_chunks: int, out: Path, sources: list[SourceSp
             read[name] |= set(a["read"])
             kept[name] |= set(a["kept"])
 
+    dropped: dict[str, dict[str, str]] = defaultdict(dict)  # items whose every row was a duplicate
+    for src, per in dup_items.items():
+        for it, detail in per.items():
+            if it not in written_items[src] and it in kept[src]:
+                kept[src].discard(it)
+                dropped[src][it] = detail
+
     # one reject row per item that no scene kept (an item kept in one scene and rejected in
     # another counts as kept, and leaves no row); the per-reason counts are those rows'
     reasons: dict[str, Counter] = defaultdict(Counter)
@@ -487,6 +528,13 @@ def _consolidate(partial: Path, n_chunks: int, out: Path, sources: list[SourceSp
                 rejected[src].add(item)
                 reasons[src][row["reason"]] += 1
                 w_rej.write([row])
+        for src, per in sorted(dropped.items()):
+            for item, detail in sorted(per.items()):
+                if item in rejected[src]:
+                    continue
+                rejected[src].add(item)
+                reasons[src]["duplicate_row"] += 1
+                w_rej.write([_reject_row(Reject(src, item, "consolidate", "duplicate_row", detail))])
 
     source_stats: dict[str, Any] = {}
     for s in sources:

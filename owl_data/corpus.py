@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -228,12 +226,9 @@ def commit_corpus(staging: Path, out: Path) -> None:
     """Move a finished ``staging`` folder to ``out`` atomically (an old ``out`` is replaced).
 
     Readers see the old corpus or the new one, never a mix: the old folder is renamed aside,
-    the new one renamed into place, then the old one removed.
+    the new one renamed into place, then the old one removed
+    (:func:`owl_data.out_path.swap_into_place`).
     """
-    staging, out = Path(staging), Path(out)
-    old = out.parent / f".{out.name}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(staging, out)
-    shutil.rmtree(old, ignore_errors=True)
+    from owl_data.out_path import swap_into_place
+
+    swap_into_place(staging, out)

@@ -13,7 +13,17 @@ beside it. Geometry is stored normalised to [0, 1] in the stored upright image's
 
 Rows come from DuckDB over the Parquet shards, per task ordered by ``id`` and cut at
 ``limit``; ``where`` is a DuckDB predicate over the task table's own columns
-(``source = 'cityscapes' AND target.category = 'car'``), parsed as one expression.
+(``source = 'cityscapes' AND target.category = 'car'``), parsed as one expression. The
+predicate is user SQL, so it never reaches a connection that can touch anything else: the
+task's shards are opened with pyarrow and registered as the table ``t`` on a fresh DuckDB
+connection, then ``enable_external_access`` is switched off and the configuration locked
+before the predicate is evaluated. ``read_text``, ``read_csv``, ``glob``, ``COPY``,
+``ATTACH``, ``INSTALL`` and ``LOAD`` in ``--where`` fail with a one-line
+:class:`GalleryError`.
+
+The output folder holds ``.owl-gallery`` (its marker); ``show`` replaces only an empty
+folder or an earlier gallery holding nothing else (:func:`owl_data.out_path.check_out`),
+writing beside it and swapping it into place (no stale thumbnail survives).
 
 The page layout is fixed (see the ``*_PX`` constants) so that a card's thumbnail sits at a
 known place in the viewport: the first card's thumbnail has its top-left corner at
@@ -24,20 +34,27 @@ from __future__ import annotations
 
 import html
 import io
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 from PIL import Image, ImageOps
 
 import schemas
+from owl_data.out_path import OutputKind, check_out, json_marker, staged
 
 __all__ = [
     "GalleryError",
     "GalleryConfig",
     "GalleryReport",
+    "GALLERY_OUT",
+    "MAX_LIMIT",
     "write_gallery",
     "first_thumb_origin",
     "THUMB_PX",
@@ -58,6 +75,12 @@ CARD_W_PX = 760  # width of a card (thumbnail + text column)
 POINT_COLOUR = "#ff00ff"  # point marker fill
 BOX_COLOUR = "#00e5ff"  # target box stroke
 POINT_R_PX = 6  # point marker radius (a white edge inside, a black ring 2 px outside)
+MAX_LIMIT = 1_000_000  # most rows per task a gallery shows
+GALLERY_MARKER = ".owl-gallery"
+GALLERY_FORMAT = "owl-gallery/1"
+GALLERY_OUT = OutputKind(what="an Owl-VL gallery", marker=GALLERY_MARKER,
+                         recognise=json_marker(lambda d: d.get("format") == GALLERY_FORMAT),
+                         owned=lambda name: name in (GALLERY_MARKER, "index.html", "thumbs"), example="gallery")
 
 # Per task: the SQL projection onto the gallery's common columns (over the table's own columns).
 _COLUMNS = "id, image_id, source, split, conversations, px, py, bbox, category, kind, generator, answers, expression"
@@ -97,8 +120,9 @@ class GalleryConfig:
     def __post_init__(self) -> None:
         if self.task is not None and self.task not in schemas.TASK_TABLES:
             raise GalleryError(f"unknown task {self.task!r}: use one of {', '.join(schemas.TASK_TABLES)}")
-        if not isinstance(self.limit, int) or self.limit < 1:
-            raise GalleryError(f"limit={self.limit!r}: must be an integer >= 1")
+        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or not 1 <= self.limit <= MAX_LIMIT:
+            shown = repr(self.limit) if len(repr(self.limit)) <= 30 else repr(self.limit)[:27] + "..."
+            raise GalleryError(f"--limit {shown}: must be an integer in 1..{MAX_LIMIT:,} (rows per task)")
         if not isinstance(self.thumb_px, int) or not 16 <= self.thumb_px <= 4096:
             raise GalleryError(f"thumb_px={self.thumb_px!r}: must be an integer in 16..4096")
         if self.where is not None and not self.where.strip():
@@ -130,35 +154,52 @@ def first_thumb_origin() -> tuple[int, int]:
     return inset, HEADER_PX + inset
 
 
-def _glob(corpus: Path, table: str) -> str | None:
-    folder = corpus / table
-    return folder.as_posix() + "/**/*.parquet" if any(folder.rglob("*.parquet")) else None
+def _files(corpus: Path, table: str) -> list[str]:
+    return sorted(p.as_posix() for p in (corpus / table).rglob("*.parquet"))
 
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def _query_rows(con: duckdb.DuckDBPyConnection, corpus: Path, cfg: GalleryConfig,
-                report: GalleryReport) -> list[tuple[str, dict[str, Any]]]:
+def _sandbox(files: list[str]) -> duckdb.DuckDBPyConnection:
+    """A fresh connection holding the shards as table ``t`` and nothing else it can reach.
+
+    The shards are scanned by pyarrow; the connection itself may open no file, install or
+    load no extension, attach no database, and its configuration is locked.
+    """
+    con = duckdb.connect()
+    con.register("t", ds.dataset(files, format="parquet"))
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def _query_rows(corpus: Path, cfg: GalleryConfig, report: GalleryReport) -> list[tuple[str, dict[str, Any]]]:
     tasks = [cfg.task] if cfg.task else list(schemas.TASK_TABLES)
-    present = {t: g for t in tasks if (g := _glob(corpus, t)) is not None}
+    present = {t: f for t in tasks if (f := _files(corpus, t))}
     if cfg.task and not present:
         raise GalleryError(f"{corpus}: the corpus has no {cfg.task} rows")
     out: list[tuple[str, dict[str, Any]]] = []
     errors: dict[str, str] = {}
     names = _COLUMNS.split(", ")
-    for task, g in present.items():
+    for task, files in present.items():
+        con = _sandbox(files)
         try:
-            rel = con.read_parquet(g)
+            rel = con.table("t")
             if cfg.where is not None:
                 rel = rel.filter(cfg.where)
             got = rel.order("id").limit(cfg.limit).project(_PROJECT[task]).fetchall()
         except duckdb.ParserException as exc:
             raise GalleryError(f"--where {cfg.where!r} is not a valid DuckDB predicate: {_first_line(exc)}") from exc
+        except duckdb.PermissionException as exc:
+            raise GalleryError(f"--where may only read the task table's own columns (file, extension and "
+                               f"setting access are disabled): {_first_line(exc)}") from exc
         except duckdb.Error as exc:
             errors[task] = _first_line(exc)
             continue
+        finally:
+            con.close()
         report.rows[task] = len(got)
         out += [(task, dict(zip(names, r))) for r in got]
     if errors and (cfg.task or len(errors) == len(present)):
@@ -185,18 +226,17 @@ def _thumbnail(data: bytes, width: int, height: int, side: int) -> Image.Image |
     return rgb.resize(size, Image.Resampling.LANCZOS)
 
 
-def _write_thumbs(con: duckdb.DuckDBPyConnection, corpus: Path, ids: list[str], out: Path,
-                  side: int) -> dict[str, tuple[int, int]]:
+def _write_thumbs(corpus: Path, ids: list[str], out: Path, side: int) -> dict[str, tuple[int, int]]:
     """Write ``thumbs/<image_id>.png`` for the given ids; returns id -> thumbnail (w, h)."""
-    g = _glob(corpus, "images")
-    if g is None or not ids:
+    files = _files(corpus, "images")
+    if not files or not ids:
         return {}
     (out / "thumbs").mkdir(parents=True, exist_ok=True)
     sizes: dict[str, tuple[int, int]] = {}
-    rows = con.execute(
-        f"SELECT image_id, bytes, width, height FROM read_parquet('{g}') "
-        "WHERE list_contains(?, image_id) ORDER BY image_id", [ids]).fetchall()
-    for image_id, data, w, h in rows:
+    table = ds.dataset(files, format="parquet").to_table(
+        columns=["image_id", "bytes", "width", "height"], filter=pc.field("image_id").isin(pa.array(ids, pa.string())))
+    table = table.sort_by("image_id")
+    for image_id, data, w, h in zip(*(table.column(c).to_pylist() for c in ("image_id", "bytes", "width", "height"))):
         if image_id in sizes or not re.fullmatch(r"[0-9a-f]{8,128}", image_id):
             continue
         thumb = _thumbnail(data, w, h, side)
@@ -319,30 +359,31 @@ def write_gallery(corpus: Path, out: Path, cfg: GalleryConfig | None = None) -> 
 
     Raises:
         GalleryError: ``corpus`` is not a corpus, the named task has no rows, or ``cfg.where``
-            is not a valid predicate (on the named task, or on every task when none is named).
+            is not a valid predicate (on the named task, or on every task when none is named)
+            or reaches beyond the table's columns.
+        OutputError: ``out`` is not new, empty or an earlier gallery holding nothing else;
+            ``.``; the current directory; inside the corpus or holding it.
     """
     cfg = cfg or GalleryConfig()
     corpus, out = Path(corpus), Path(out)
     if not (corpus / "manifest.json").is_file():
         raise GalleryError(f"{corpus}: not a corpus (manifest.json is missing)")
+    check_out(out, kind=GALLERY_OUT, reads={"the corpus": corpus})
     report = GalleryReport(index=out / "index.html")
-    con = duckdb.connect()
-    try:
-        rows = _query_rows(con, corpus, cfg, report)
-        out.mkdir(parents=True, exist_ok=True)
-        sizes = _write_thumbs(con, corpus, sorted({r["image_id"] for _, r in rows}), out, cfg.thumb_px)
-    finally:
-        con.close()
-    report.thumbnails = len(sizes)
-    report.missing_images = sum(1 for _, r in rows if r["image_id"] not in sizes)
-    cards = "".join(_card(t, r, sizes.get(r["image_id"]), cfg.thumb_px) for t, r in rows)
-    filters = "".join(_select(k, sorted({str(v) for t, r in rows if (v := (t if k == "task" else r[k]))}))
-                      for k in ("task", "source", "split", "category"))
-    title = f"Owl-VL gallery: {corpus.name}"
-    where = f'<span title="--where">{_esc(cfg.where)}</span>' if cfg.where else ""
-    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
-            f'<style>{_CSS}</style></head><body><header><h1>{_esc(title)}</h1>{filters}'
-            f'<span id="count">{len(rows)} rows</span>{where}</header>'
-            f'<main id="grid">{cards or "<p>no rows match</p>"}</main><script>{_JS}</script></body></html>\n')
-    report.index.write_text(page, encoding="utf-8")
+    rows = _query_rows(corpus, cfg, report)
+    with staged(out) as staging:
+        sizes = _write_thumbs(corpus, sorted({r["image_id"] for _, r in rows}), staging, cfg.thumb_px)
+        report.thumbnails = len(sizes)
+        report.missing_images = sum(1 for _, r in rows if r["image_id"] not in sizes)
+        cards = "".join(_card(t, r, sizes.get(r["image_id"]), cfg.thumb_px) for t, r in rows)
+        filters = "".join(_select(k, sorted({str(v) for t, r in rows if (v := (t if k == "task" else r[k]))}))
+                          for k in ("task", "source", "split", "category"))
+        title = f"Owl-VL gallery: {corpus.name}"
+        where = f'<span title="--where">{_esc(cfg.where)}</span>' if cfg.where else ""
+        page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
+                f'<style>{_CSS}</style></head><body><header><h1>{_esc(title)}</h1>{filters}'
+                f'<span id="count">{len(rows)} rows</span>{where}</header>'
+                f'<main id="grid">{cards or "<p>no rows match</p>"}</main><script>{_JS}</script></body></html>\n')
+        (staging / "index.html").write_text(page, encoding="utf-8")
+        (staging / GALLERY_MARKER).write_text(json.dumps({"format": GALLERY_FORMAT, "corpus": str(corpus)}) + "\n")
     return report

@@ -15,7 +15,7 @@ or from the mix's (when reading rows back): :class:`CorpusChangedError`.
 from __future__ import annotations
 
 import json
-import os
+import shutil
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 import schemas
 from owl_data.corpus import fingerprint, read_manifest
 from owl_data.mix import MixSampler, MixSpec, parse_weight, prefix_deviation, tijdeman_bound
+from owl_data.out_path import OutputKind, check_out, json_marker, staged
 
 __all__ = [
     "MIX_PARQUET",
@@ -36,6 +37,8 @@ __all__ = [
     "MIX_FORMAT",
     "DEFAULT_TASKS",
     "CorpusChangedError",
+    "MixSizeError",
+    "MIX_OUT",
     "MixConfig",
     "MixReport",
     "parse_ratio",
@@ -61,8 +64,18 @@ MIX_SCHEMA = pa.schema([
 ])
 
 
+MIX_OUT = OutputKind(what="an Owl-VL mix", marker=MIX_JSON,
+                     recognise=json_marker(lambda d: d.get("format") == MIX_FORMAT),
+                     owned=lambda name: name in (MIX_JSON, MIX_PARQUET), example="mix")
+SIZE_MARGIN = 1.25  # the size estimate is scaled by this before it is compared with the free space
+
+
 class CorpusChangedError(ValueError):
     """The corpus's content no longer matches the fingerprint a mix (or its manifest) recorded."""
+
+
+class MixSizeError(ValueError):
+    """A mix whose estimated size exceeds the free disk space (nothing was written)."""
 
 
 def parse_ratio(text: str) -> tuple[Fraction, ...]:
@@ -120,7 +133,9 @@ class MixConfig:
     split: str = "train"
 
     def __post_init__(self) -> None:
-        if len(set(self.tasks)) != len(self.tasks) or not self.tasks:
+        if not self.tasks:
+            raise ValueError("--tasks: no task given; name one or more of " + ", ".join(schemas.TASK_TABLES))
+        if len(set(self.tasks)) != len(self.tasks):
             raise ValueError(f"--tasks {','.join(self.tasks)}: give each task once")
         unknown = [t for t in self.tasks if t not in schemas.TASK_TABLES]
         if unknown:
@@ -186,6 +201,33 @@ def check_corpus(corpus: Path, expected: str | None = None) -> str:
     return fp
 
 
+def _free_bytes(path: Path) -> int:
+    """Free bytes on the file system that holds ``path`` (or its nearest existing parent)."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
+def _check_space(out: Path, length: int, sample: pa.Table, cfg: MixConfig) -> None:
+    """Refuse a mix whose size, estimated from ``sample`` (its first picks), exceeds the free space.
+
+    Raises:
+        MixSizeError: naming the estimate, the free space and the setting to change.
+    """
+    sink = pa.BufferOutputStream()
+    pq.write_table(sample, sink, compression="zstd")
+    per_pick = sink.getvalue().size / max(1, sample.num_rows)
+    need = int(per_pick * length * SIZE_MARGIN)
+    free = _free_bytes(out.parent)
+    if need > free:
+        setting = ("--num-samples" if cfg.num_samples is not None else "--epochs" if cfg.epochs is not None
+                   else "--num-samples (the default length is one epoch)")
+        raise MixSizeError(f"a mix of {length:,} picks needs about {need / 2**30:,.1f} GiB "
+                           f"({per_pick:.1f} bytes per pick), but {out.parent} has {free / 2**30:,.1f} GiB free; "
+                           f"lower {setting} or write the mix elsewhere")
+
+
 def write_mix(corpus: Path, out: Path, cfg: MixConfig, chunk: int = 1 << 16) -> MixReport:
     """Draw a mix over ``corpus`` and write ``out/mix.parquet`` and ``out/mix.json``.
 
@@ -193,11 +235,17 @@ def write_mix(corpus: Path, out: Path, cfg: MixConfig, chunk: int = 1 << 16) -> 
         FileNotFoundError: not a corpus.
         CorpusChangedError: the corpus's content differs from its manifest's fingerprint.
         ValueError: a task (or within source) with no rows in the split (named), a within
-            source list that does not match the task's sources, ``out`` inside the corpus.
+            source list that does not match the task's sources.
+        OutputError: an ``out`` that is not new, empty or an earlier mix holding only
+            ``mix.json`` and ``mix.parquet``; ``.``; the current directory; inside the corpus
+            or holding it (:func:`owl_data.out_path.check_out`).
+        MixSizeError: the mix's estimated size exceeds the free space where it is written.
+
+    The mix is written in a staging folder beside ``out`` and swapped into place when
+    complete; an interrupted or failed run leaves ``out`` as it was and no partial file.
     """
-    corpus, out = Path(corpus).resolve(), Path(out).resolve()
-    if out == corpus or corpus in out.parents:
-        raise ValueError(f"--out {out} is inside the corpus {corpus}; it would change the corpus fingerprint")
+    out = check_out(out, kind=MIX_OUT, reads={"the corpus": corpus})
+    corpus, out = Path(corpus).resolve(), Path(out).absolute()
     fp = check_corpus(corpus)
     tables: list[pa.Table] = []
     sizes: dict[str, Any] = {}
@@ -237,16 +285,16 @@ def write_mix(corpus: Path, out: Path, cfg: MixConfig, chunk: int = 1 << 16) -> 
     allrows = pa.concat_tables(tables)
     offsets = np.cumsum([0] + [t.num_rows for t in tables[:-1]]).astype(np.int64)
     task_names = np.array([t.name for t in spec.tasks], dtype=object)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{MIX_PARQUET}.partial"
-    with pq.ParquetWriter(tmp, MIX_SCHEMA, compression="zstd") as w:
-        for s in range(0, length, chunk):
-            p = sampler.picks(s, min(s + chunk, length))
-            rows = allrows.take(pa.array(offsets[p.leaf] + p.row))
-            w.write_table(pa.table({
-                "position": pa.array(p.position), "task": pa.array(task_names[p.task], pa.string()),
-                "source": rows.column("source"), "id": rows.column("id"), "epoch": pa.array(p.epoch),
-                "file": rows.column("file"), "row": rows.column("row")}, schema=MIX_SCHEMA))
+
+    def chunk_table(s: int, e: int) -> pa.Table:
+        p = sampler.picks(s, e)
+        rows = allrows.take(pa.array(offsets[p.leaf] + p.row))
+        return pa.table({
+            "position": pa.array(p.position), "task": pa.array(task_names[p.task], pa.string()),
+            "source": rows.column("source"), "id": rows.column("id"), "epoch": pa.array(p.epoch),
+            "file": rows.column("file"), "row": rows.column("row")}, schema=MIX_SCHEMA)
+
+    _check_space(out, length, chunk_table(0, min(length, chunk)), cfg)
     meta = {
         "format": MIX_FORMAT,
         "corpus": str(corpus),
@@ -262,8 +310,11 @@ def write_mix(corpus: Path, out: Path, cfg: MixConfig, chunk: int = 1 << 16) -> 
         "length": length,
         "spec": spec.to_dict(),
     }
-    os.replace(tmp, out / MIX_PARQUET)
-    (out / MIX_JSON).write_text(json.dumps(meta, indent=2) + "\n")
+    with staged(out) as staging:
+        with pq.ParquetWriter(staging / MIX_PARQUET, MIX_SCHEMA, compression="zstd") as w:
+            for s in range(0, length, chunk):
+                w.write_table(chunk_table(s, min(s + chunk, length)))
+        (staging / MIX_JSON).write_text(json.dumps(meta, indent=2) + "\n")
     return MixReport(out=out, meta=meta, length=length)
 
 
@@ -272,15 +323,24 @@ def read_mix(mix: Path) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: not a mix folder.
-        ValueError: another mix format.
+        ValueError: ``mix.json`` not a JSON object, of another format, or without a ``spec``.
     """
     mix = Path(mix)
     path = mix / MIX_JSON
     if not path.is_file() or not (mix / MIX_PARQUET).is_file():
         raise FileNotFoundError(f"{mix} is not an Owl-VL mix: {MIX_JSON} or {MIX_PARQUET} is missing")
-    meta = json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path}: not readable JSON ({why}); write the mix again with owl-data mix") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} holds a JSON {type(meta).__name__}, not a mix description (an object)")
     if meta.get("format") != MIX_FORMAT:
         raise ValueError(f"{mix}: mix format {meta.get('format')!r}, this owl-data reads {MIX_FORMAT}")
+    spec = meta.get("spec")
+    if not isinstance(spec, dict) or not isinstance(spec.get("tasks"), list):
+        raise ValueError(f"{path}: 'spec' is missing or malformed; write the mix again with owl-data mix")
     return meta
 
 
@@ -292,7 +352,11 @@ def mix_stats(mix: Path) -> dict[str, Any]:
     over the prefixes of its task's picks, against the task's within ratio (nested only).
     """
     meta = read_mix(mix)
-    spec = MixSpec.from_dict(meta["spec"])
+    try:
+        spec = MixSpec.from_dict(meta["spec"])
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        raise ValueError(f"{Path(mix) / MIX_JSON}: malformed 'spec' ({type(exc).__name__}: {exc}); "
+                         "write the mix again with owl-data mix") from None
     t = pq.read_table(Path(mix) / MIX_PARQUET, columns=["task", "source"])
     names = [k.name for k in spec.tasks]
     task_col = np.asarray(t.column("task").to_numpy(zero_copy_only=False), dtype=object)

@@ -1,28 +1,86 @@
-"""Checking the build's ``--out`` folder before anything is written.
+"""Checking a writer command's ``--out`` before anything is written, and replacing it atomically.
 
-A build replaces ``--out`` when it completes (README "Commands"), so a wrong ``--out`` would
-delete what is there. :func:`check_out` refuses, before any folder is created:
+Every command that writes a folder (``build``, ``import-llava``, ``mix``, ``show``,
+``export``) replaces ``--out`` when it completes, so a wrong ``--out`` would delete what is
+there. :func:`check_out` refuses, before anything is created:
 
 - ``--out`` given as ``""`` or ``.``, the current directory, or a folder holding it;
-- an existing ``--out`` that is a file, a symbolic link, or a folder that is neither empty
-  nor an Owl-VL corpus (no ``manifest.json``);
-- an ``--out`` inside a source root or holding one: each source spec's path parts (the text
-  before ``?``, split on ``:``, e.g. both sides of ``coco=IMAGES:ANN.json``), resolved.
+- an existing ``--out`` that is a file or a symbolic link;
+- an existing folder that is neither empty nor a previous output of the same command:
+  one whose marker file (:class:`OutputKind`: ``manifest.json`` of a corpus, ``mix.json``
+  of format ``owl-mix/1``, ``.owl-gallery``, ``owl_export.json``) is the command's own and
+  that holds nothing the command does not write (a user's extra file makes it refuse, by
+  name, instead of deleting it);
+- an ``--out`` inside a folder the command reads or holding one (a build's source roots:
+  each source spec's path parts, the text before ``?`` split on ``:``; the corpus of
+  ``mix``, ``show``, ``export``; the export read by ``import-llava``).
+
+:func:`staged` gives the command a clean staging folder beside ``--out`` and swaps it into
+place when the command succeeds (the old output renamed aside, the new one renamed in, the
+old one removed: no stale file survives, readers never see a mix); on any exception,
+``KeyboardInterrupt`` included, the staging folder is removed and ``--out`` is untouched.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Iterator, Mapping
 
-__all__ = ["OutputError", "check_out", "spec_paths"]
+__all__ = ["OutputError", "OutputKind", "CORPUS_OUT", "check_out", "spec_paths", "staged", "swap_into_place",
+           "json_marker"]
 
 MANIFEST = "manifest.json"
 
 
 class OutputError(ValueError):
-    """An ``--out`` the build refuses to write (nothing has been touched)."""
+    """An ``--out`` the command refuses to write (nothing has been touched)."""
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    """How a command recognises its own previous output.
+
+    Attributes:
+        what: what the command writes, for messages (``an Owl-VL corpus``).
+        marker: the file that marks a previous output.
+        recognise: the marker's path -> True when it is this command's marker.
+        owned: a top-level name -> True when the command writes such an entry.
+        example: a folder name for the messages' ``e.g. --out NAME``.
+    """
+
+    what: str
+    marker: str
+    recognise: Callable[[Path], bool]
+    owned: Callable[[str], bool]
+    example: str
+
+
+def json_marker(check: Callable[[dict], bool]) -> Callable[[Path], bool]:
+    """A ``recognise`` that reads the marker as a JSON object and applies ``check``."""
+
+    def recognise(path: Path) -> bool:
+        if path.is_symlink() or not path.is_file():
+            return False
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+            return False
+        return isinstance(doc, dict) and check(doc)
+
+    return recognise
+
+
+_TABLE_DIRS = ("images", "image_refs", "point_vqa", "vqa", "caption", "grounding", "rejects")
+CORPUS_OUT = OutputKind(
+    what="an Owl-VL corpus", marker=MANIFEST,
+    recognise=json_marker(lambda d: "schema_version" in d and "rows" in d),
+    owned=lambda name: name in (MANIFEST, "README.md", *_TABLE_DIRS),
+    example="corpus")
 
 
 def spec_paths(spec: str) -> list[Path]:
@@ -36,33 +94,90 @@ def _inside(a: Path, b: Path) -> bool:
     return a == b or b in a.parents
 
 
-def check_out(out: Path | str, source_specs: Iterable[str]) -> Path:
-    """Check ``out`` can be replaced by a corpus; return it unchanged.
+def check_out(out: Path | str, source_specs: Iterable[str] = (), kind: OutputKind = CORPUS_OUT, *,
+              reads: Mapping[str, Path | str] | None = None) -> Path:
+    """Check ``out`` can be replaced by the command's output; return it unchanged.
+
+    Args:
+        out: the ``--out`` given.
+        source_specs: build source specs (their path parts are folders read).
+        kind: what the command writes and how it recognises a previous output.
+        reads: other folders the command reads, by role (``{"the corpus": CORPUS}``).
 
     Raises:
         OutputError: the reasons in the module docstring, with the fix.
     """
     text = str(out).strip()
     if text in ("", "."):
-        raise OutputError(f"--out {str(out)!r}: give the corpus folder a name, e.g. --out corpus")
+        raise OutputError(f"--out {str(out)!r}: give the output folder a name, e.g. --out {kind.example}")
     out = Path(out).expanduser()
     real = Path(os.path.realpath(out))
     cwd = Path(os.path.realpath(os.getcwd()))
     if _inside(cwd, real):
-        raise OutputError(f"--out {out}: it is (or holds) the current directory, which the build "
-                          "would replace; give a new folder, e.g. --out corpus")
-    for spec in source_specs:
-        for sp in spec_paths(spec):
-            if _inside(real, sp) or _inside(sp, real):
-                where = "inside" if _inside(real, sp) else "holding"
-                raise OutputError(f"--out {out}: {where} source path {sp}; write the corpus outside "
-                                  "every source folder")
+        raise OutputError(f"--out {out}: it is (or holds) the current directory, which the command would "
+                          f"replace; give a new folder, e.g. --out {kind.example}")
+    named = [(sp, "source path") for spec in source_specs for sp in spec_paths(spec)]
+    named += [(Path(os.path.realpath(Path(p).expanduser())), role) for role, p in (reads or {}).items()]
+    for sp, role in named:
+        if _inside(real, sp) or _inside(sp, real):
+            where = "inside" if _inside(real, sp) else "holding"
+            raise OutputError(f"--out {out}: {where} {role} {sp}; write the output outside every folder "
+                              "the command reads")
     if out.is_symlink():
         raise OutputError(f"--out {out} is a symbolic link; give the folder itself")
     if out.exists():
         if not out.is_dir():
-            raise OutputError(f"--out {out} exists and is not a folder; the build will not replace it")
-        if not (out / MANIFEST).is_file() and any(out.iterdir()):
-            raise OutputError(f"--out {out} exists, is not empty and is not an Owl-VL corpus (no "
-                              f"{MANIFEST}); the build replaces --out, so give a new or empty folder")
+            raise OutputError(f"--out {out} exists and is not a folder; the command will not replace it")
+        entries = sorted(p.name for p in out.iterdir())
+        if entries:
+            if not kind.recognise(out / kind.marker):
+                raise OutputError(f"--out {out} exists, is not empty and is not {kind.what} (not an earlier result: "
+                                  f"no {kind.marker} of its own); the command replaces --out, so give a new or "
+                                  "empty folder")
+            foreign = [n for n in entries if not kind.owned(n)]
+            if foreign:
+                shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+                raise OutputError(f"--out {out} is {kind.what} but also holds {shown}, which the command "
+                                  "does not write and would delete; move them out or give a new folder")
     return out
+
+
+def swap_into_place(staging: Path, out: Path) -> None:
+    """Move a finished ``staging`` folder to ``out`` atomically (an old ``out`` is replaced).
+
+    Readers see the old output or the new one, never a mix: the old folder is renamed aside,
+    the new one renamed into place, then the old one removed.
+    """
+    staging, out = Path(staging), Path(out)
+    old = out.parent / f".{out.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(staging, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def staging_folder(out: Path, tag: str = "partial") -> Path:
+    """A clean, empty folder ``.<name>.<tag>`` beside ``out``."""
+    out = Path(out)
+    staging = out.parent / f".{out.name}.{tag}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+@contextmanager
+def staged(out: Path, tag: str = "partial") -> Iterator[Path]:
+    """A clean staging folder beside ``out``, swapped into place when the block completes.
+
+    On any exception (``KeyboardInterrupt`` included) the staging folder is removed and the
+    exception propagates; ``out`` is untouched.
+    """
+    staging = staging_folder(out, tag)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    swap_into_place(staging, Path(out))
+

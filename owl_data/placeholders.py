@@ -26,6 +26,9 @@ def placeholder_problem(table: str, row: dict[str, Any]) -> str:
     trainer splice an image, a point or a box where none belongs.
     """
     conv = row.get("conversations") or []
+    if not all(isinstance(t, dict) and isinstance(t.get("role"), str) and isinstance(t.get("content"), str)
+               for t in conv):
+        return "a turn is not {role, content} text"
     first = next((i for i, t in enumerate(conv) if t["role"] == "user"), None)
     if first is None:
         return "no user turn"

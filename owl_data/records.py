@@ -13,6 +13,7 @@ lists the item keys it covers in ``items`` and the builder rejects the ones it c
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Union
@@ -32,7 +33,11 @@ __all__ = [
     "Scene",
     "Reject",
     "Record",
+    "SPLIT_NAME",
 ]
+
+# A split names a corpus folder (``<task>/<split>/``): letters, digits, ``_ . -``, no path.
+SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ Rows written per task (``<image>`` opens the first user turn unless a chat place
 - ``grounding``: two rows per expression and box: ``ref`` (expression -> box: a grounding
   prompt with the expression, assistant ``<box>``) and ``region`` (box -> expression: a
   region prompt holding ``<box>``, assistant the expression). Expressions built from a
-  category get a relation word when the scene holds several boxes of that category
-  (:func:`owl_data.generators.prompts.relation_expressions`).
+  category get a relation word when the scene holds several valid boxes of that category
+  (:func:`owl_data.generators.prompts.relation_expressions`); a box rejected for its
+  geometry (reversed, zero area, outside the image) does not count.
 - ``point_vqa``: ``<image><point>question`` / answer, ``point_origin = "annotated"``.
 """
 
@@ -137,7 +138,6 @@ def text_rows(
 
     # grounding: resolve boxes first, then name category-only boxes by position
     ground: list[tuple[TextRow, tuple[float, float, float, float]]] = []
-    failed_categories: set[str] = set()
     for tr in scene.rows:
         if tr.task != "grounding":
             continue
@@ -150,8 +150,6 @@ def text_rows(
                 bbox = geo.resolve(tr).bbox
         except GeometryError as exc:
             reject(tr, exc.reason, exc.detail, "geometry")
-            if tr.expression is None and tr.category:
-                failed_categories.add(tr.category)
             continue
         if bbox[2] <= bbox[0] or bbox[3] <= bbox[1]:
             reject(tr, "zero_area", "box has no area in the stored image", "geometry")
@@ -162,11 +160,7 @@ def text_rows(
     for n, (tr, _) in enumerate(ground):
         if tr.expression is None:
             by_cat[tr.category or "object"].append(n)
-    for cat, idx in by_cat.items():
-        if cat in failed_categories and len(idx) >= 1:
-            for n in idx:  # a box of this category could not be placed: left/right would mislead
-                names[n] = None
-            continue
+    for cat, idx in by_cat.items():  # only boxes placed in the image count (a rejected one names nothing)
         exprs = relation_expressions(cat, [(ground[n][1][0] + ground[n][1][2]) / 2 for n in idx])
         names.update(zip(idx, exprs))
     for n, (tr, bbox) in enumerate(ground):

@@ -5,7 +5,12 @@ inside [0, 1]; bboxes of 4 values, ordered and inside [0, 1]; every ``image_id``
 row resolvable in ``images``; row ids unique per table; splits of rows equal their image's
 split; row counts and the fingerprint equal the manifest's; per source, items read = kept
 + rejected, and the per-reason reject counts, items rejected and the source's rows in the
-rejects table are one number; no item has two reject rows.
+rejects table are one number; no item has two reject rows; every task row obeys the
+placeholder rule (:func:`owl_data.placeholders.placeholder_problem`: exactly one ``<image>``
+in the first user turn, ``<point>``/``<box>`` only where their task puts them).
+
+:func:`row_problems` holds the per-row checks; ``import-llava`` applies the same ones to
+every row it reads back.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ import pyarrow.parquet as pq
 
 import schemas
 from owl_data import corpus as corpus_mod
+from owl_data.placeholders import placeholder_problem
 
-__all__ = ["ValidationReport", "validate_corpus"]
+__all__ = ["ValidationReport", "validate_corpus", "row_problems"]
 
 
 @dataclass
@@ -40,8 +46,34 @@ def _files(corpus: Path, table: str) -> list[Path]:
 
 
 def _bbox_ok(b) -> bool:
-    return (b is not None and len(b) == 4 and all(v is not None and math.isfinite(v) for v in b)
-            and 0 <= b[0] <= b[2] <= 1 and 0 <= b[1] <= b[3] <= 1)
+    return (isinstance(b, (list, tuple)) and len(b) == 4 and all(_finite01(v) for v in b)
+            and b[0] <= b[2] and b[1] <= b[3])
+
+
+def _finite01(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 1
+
+
+def row_problems(task: str, r: dict) -> list[str]:
+    """What is wrong with one task row on its own (placeholders, geometry, enums); [] if nothing."""
+    out = []
+    why = placeholder_problem(task, r)
+    if why:
+        out.append(f"placeholders: {why}")
+    if task == "point_vqa":
+        p = r.get("point") or {}
+        if not (isinstance(p, dict) and _finite01(p.get("x")) and _finite01(p.get("y"))):
+            out.append(f"point {p} outside [0, 1]")
+        bbox = (r.get("target") or {}).get("bbox")
+        if not _bbox_ok(bbox):
+            out.append(f"target bbox {bbox} not ordered in [0, 1]")
+        if r.get("point_origin") not in ("mask", "box", "annotated"):
+            out.append(f"point_origin {r.get('point_origin')!r}")
+        if r.get("kind") not in ("description", "reasoning"):
+            out.append(f"kind {r.get('kind')!r}")
+    if task == "grounding" and not _bbox_ok(r.get("bbox")):
+        out.append(f"bbox {r.get('bbox')} not ordered in [0, 1]")
+    return out
 
 
 def validate_corpus(corpus: Path, *, max_problems: int = 50) -> ValidationReport:
@@ -101,21 +133,8 @@ def validate_corpus(corpus: Path, *, max_problems: int = 50) -> ValidationReport
                     problem(f"{where}: image_id {r['image_id']} not in images")
                 elif image_split[r["image_id"]] != r["split"] or r["split"] != split_dir:
                     problem(f"{where}: split {r['split']} vs image {image_split[r['image_id']]} / folder {split_dir}")
-                first_user = next((t for t in r["conversations"] or [] if t["role"] == "user"), None)
-                if first_user is None or "<image>" not in first_user["content"]:
-                    problem(f"{where}: first user turn lacks <image>")
-                if task == "point_vqa":
-                    p = r["point"]
-                    if not (p and all(v is not None and math.isfinite(v) and 0 <= v <= 1 for v in (p["x"], p["y"]))):
-                        problem(f"{where}: point {p} outside [0, 1]")
-                    if not _bbox_ok(r["target"]["bbox"]):
-                        problem(f"{where}: target bbox {r['target']['bbox']} not ordered in [0, 1]")
-                    if r["point_origin"] not in ("mask", "box", "annotated"):
-                        problem(f"{where}: point_origin {r['point_origin']!r}")
-                    if r["kind"] not in ("description", "reasoning"):
-                        problem(f"{where}: kind {r['kind']!r}")
-                if task == "grounding" and not _bbox_ok(r["bbox"]):
-                    problem(f"{where}: bbox {r['bbox']} not ordered in [0, 1]")
+                for why in row_problems(task, r):
+                    problem(f"{where}: {why}")
         if per_split:
             counts[task] = dict(sorted(per_split.items()))
 

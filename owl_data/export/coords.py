@@ -108,10 +108,22 @@ class Convention:
         return str(q)
 
     def value(self, text: str, scale: int) -> float:
-        """Text of one coordinate -> normalised value."""
+        """Text of one coordinate -> normalised value.
+
+        Raises:
+            CoordError: a value off the convention's range (qwen 0..999, norm [0, 1],
+                pixel 0..W or 0..H): text no export of this convention writes.
+        """
         if self.name == "norm":
-            return float(text)
-        return int(text) / scale
+            v = float(text)
+            if not 0 <= v <= 1:
+                raise CoordError(f"coordinate {text[:30]} is outside [0, 1] (norm convention)")
+            return v
+        q = int(text) if len(text) <= 12 else scale + 1  # 20 digits: off the grid, never a huge int
+        top = scale - 1 if self.name == "qwen" else scale
+        if not 0 <= q <= top:
+            raise CoordError(f"coordinate {text[:30]} is outside 0..{top} ({self.name} convention)")
+        return q / scale
 
     # --- the text ------------------------------------------------------------------------
     @property

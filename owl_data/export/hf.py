@@ -26,7 +26,8 @@ import pyarrow.parquet as pq
 
 import schemas
 from owl_data import corpus as corpus_mod
-from owl_data.export.chat import SIDECAR, ExportReport, prepare_out, write_sidecar
+from owl_data.export.chat import EXPORT_OUT, ExportReport, prepare_out, write_sidecar
+from owl_data.out_path import staged
 from owl_data.export.rows import ExportError, ImageIndex, image_filename, image_info, iter_batches, task_parts
 
 __all__ = ["export_hf", "hf_features", "write_card"]
@@ -139,8 +140,8 @@ def export_hf(corpus: Path, out: Path) -> ExportReport:
 
     Raises:
         FileNotFoundError: ``corpus`` is not a corpus.
-        ExportError: ``out`` holds something else; a row whose image is not stored; a corpus
-            without task rows.
+        ExportError: ``out`` holds something else (:func:`owl_data.export.chat.prepare_out`).
+        ExportError: a row whose image is not stored; a corpus without task rows.
     """
     corpus, out = Path(corpus), Path(out)
     manifest = corpus_mod.read_manifest(corpus)
@@ -149,30 +150,30 @@ def export_hf(corpus: Path, out: Path) -> ExportReport:
         raise ExportError(f"{corpus} has no task rows to export")
     info = image_info(corpus)
     index = ImageIndex(corpus)
-    staging = prepare_out(out, SIDECAR, corpus)
-    report = ExportReport(out=out, format="hf", coords=None)
-    files: dict[str, dict[str, Any]] = {}
-    used: set[str] = set()
-    for part in parts:
-        w = _PartWriter(staging / part.task / part.split, _schema(part.task))
-        try:
-            for batch in iter_batches(part.files):
-                for row in batch.to_pylist():
-                    iid = row["image_id"]
-                    if iid not in info:
-                        raise ExportError(f"{part.task} row {row['id']}: image {iid} is not stored in images/")
-                    row["image"] = {"bytes": index.get(iid), "path": image_filename(iid, info[iid][0])}
-                    used.add(iid)
-                    w.write(row)
-        finally:
-            w.close()
-        report.rows.setdefault(part.task, {})[part.split] = w.rows
-        for f in w.files:
-            files[f.relative_to(staging).as_posix()] = {"task": part.task, "split": part.split,
-                                                        "rows": pq.read_metadata(f).num_rows}
-    report.images = len(used)
-    write_card(staging, manifest, report.rows)
-    write_sidecar(staging, "hf", corpus, manifest, files, None, len(used), {})
-    corpus_mod.commit_corpus(staging, out)
+    prepare_out(out, EXPORT_OUT, corpus)
+    with staged(out, "exporting") as staging:
+        report = ExportReport(out=out, format="hf", coords=None)
+        files: dict[str, dict[str, Any]] = {}
+        used: set[str] = set()
+        for part in parts:
+            w = _PartWriter(staging / part.task / part.split, _schema(part.task))
+            try:
+                for batch in iter_batches(part.files):
+                    for row in batch.to_pylist():
+                        iid = row["image_id"]
+                        if iid not in info:
+                            raise ExportError(f"{part.task} row {row['id']}: image {iid} is not stored in images/")
+                        row["image"] = {"bytes": index.get(iid), "path": image_filename(iid, info[iid][0])}
+                        used.add(iid)
+                        w.write(row)
+            finally:
+                w.close()
+            report.rows.setdefault(part.task, {})[part.split] = w.rows
+            for f in w.files:
+                files[f.relative_to(staging).as_posix()] = {"task": part.task, "split": part.split,
+                                                            "rows": pq.read_metadata(f).num_rows}
+        report.images = len(used)
+        write_card(staging, manifest, report.rows)
+        write_sidecar(staging, "hf", corpus, manifest, files, None, len(used), {})
     return report
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -11,8 +10,9 @@ from PIL import Image
 
 import schemas
 from owl_data import corpus as corpus_mod
-from owl_data.export.chat import SIDECAR, prepare_out, read_chat_export
+from owl_data.export.chat import SIDECAR, load_export_json, prepare_out, read_chat_export
 from owl_data.export.rows import ExportError
+from owl_data.out_path import CORPUS_OUT, staged
 
 __all__ = ["import_export"]
 
@@ -24,79 +24,84 @@ def import_export(folder: Path, out: Path) -> dict[str, Any]:
     boxes come back within one unit of the export's convention. Images are the export's files
     (their sha256 is the ``image_id``); ``image_refs`` point at them (group = image_id, the
     original groups are not exported). The corpus is written atomically like a build's.
+    Every row read back passes the checks of ``owl-data validate`` (placeholders, geometry,
+    unique ids) or is rejected with its reason.
 
     Returns:
         the manifest written.
 
     Raises:
-        ExportError: not an export, an export in hf format, or ``out`` holds something else.
+        ExportError: not an export, an export in hf format, a JSON file that does not parse.
+            Also ``out`` holding something else (:func:`owl_data.export.chat.prepare_out`).
     """
     from owl_data.export.llava import LLAVA
     from owl_data.export.sharegpt import SHAREGPT
 
     folder, out = Path(folder), Path(out)
     side = folder / SIDECAR
-    fmt = json.loads(side.read_text()).get("format") if side.is_file() else None
+    doc = load_export_json(side) if side.is_file() else None
+    fmt = doc.get("format") if isinstance(doc, dict) else None
+    fmt = fmt if isinstance(fmt, str) else None
     layouts = {"llava": LLAVA, "sharegpt": SHAREGPT}
     if fmt not in layouts:
         raise ExportError(f"{folder} is not an Owl-VL llava or sharegpt export ({SIDECAR}: format {fmt!r})")
+    prepare_out(out, CORPUS_OUT, folder)
     back = read_chat_export(folder, layouts[fmt])
-    staging = prepare_out(out, corpus_mod.MANIFEST, folder)
-    rows_count: dict[str, dict[str, int]] = defaultdict(dict)
-    image_split: dict[str, str] = {}
-    image_source: dict[str, str] = {}
-    for task_rows in back.rows.values():
-        for r in task_rows:
-            image_split.setdefault(r["image_id"], r["split"])
-            image_source.setdefault(r["image_id"], r["source"])
-    with corpus_mod.ShardWriter(staging / "images", "images") as w_img, \
-            corpus_mod.ShardWriter(staging / "image_refs", "image_refs") as w_ref:
-        for iid, path in back.images.items():
-            with Image.open(path) as im:
-                fmt_, (width, height) = (im.format or "").lower(), im.size
-            w_img.write([{"image_id": iid, "bytes": path.read_bytes(), "format": fmt_, "width": width,
-                          "height": height, "split": image_split[iid]}])
-            w_ref.write([{"image_id": iid, "source": image_source[iid],
-                          "source_path": path.relative_to(folder.resolve()).as_posix(), "group": iid}])
-    rows_count["images"]["all"] = w_img.rows
-    rows_count["image_refs"]["all"] = w_ref.rows
-    kept: Counter = Counter()
-    by_source: dict[str, Counter] = defaultdict(Counter)
-    for task in schemas.TASK_TABLES:
-        per_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for r in back.rows.get(task, []):
-            r["split"] = image_split[r["image_id"]]
-            per_split[r["split"]].append(r)
-            kept[r["source"]] += 1
-            by_source[r["source"]][task] += 1
-        for split, rs in sorted(per_split.items()):
-            with corpus_mod.ShardWriter(staging / task / split, task) as w:
-                w.write(rs)
-            rows_count[task][split] = w.rows
-    reasons: dict[str, Counter] = defaultdict(Counter)
-    if back.rejects:
-        with corpus_mod.ShardWriter(staging / "rejects", "rejects") as w_rej:
-            w_rej.write(back.rejects)
-        for rej in back.rejects:
-            reasons[rej["source"]][rej["reason"]] += 1
-    synthetic = {n: s.get("synthetic", False) for n, s in back.sidecar.get("corpus", {}).get("sources", {}).items()}
-    sources = {
-        name: {"spec": str(folder), "synthetic": synthetic.get(name, False), "items_read": n,
-               "items_kept": kept[name], "items_rejected": n - kept[name],
-               "rejects": dict(sorted(reasons[name].items())), "rows": dict(by_source[name])}
-        for name, n in sorted(back.items.items())
-    }
-    manifest = {
-        "schema_version": schemas.SCHEMA_VERSION,
-        "owl_data_version": __import__("owl_data").__version__,
-        "build_config": None,
-        "imported_from": {"format": back.sidecar["format"], "path": str(folder), "coords": back.sidecar["coords"],
-                          "corpus_fingerprint": back.sidecar.get("corpus", {}).get("fingerprint")},
-        "sources": sources,
-        "rows": {t: dict(sorted(c.items())) for t, c in sorted(rows_count.items())},
-        "rejects": {"total": len(back.rejects),
-                    "by_reason": dict(sorted(sum(reasons.values(), Counter()).items()))},
-    }
-    manifest = corpus_mod.finish_corpus(staging, manifest)
-    corpus_mod.commit_corpus(staging, out)
+    with staged(out, "importing") as staging:
+        rows_count: dict[str, dict[str, int]] = defaultdict(dict)
+        image_split: dict[str, str] = {}
+        image_source: dict[str, str] = {}
+        for task_rows in back.rows.values():
+            for r in task_rows:
+                image_split.setdefault(r["image_id"], r["split"])
+                image_source.setdefault(r["image_id"], r["source"])
+        with corpus_mod.ShardWriter(staging / "images", "images") as w_img, \
+                corpus_mod.ShardWriter(staging / "image_refs", "image_refs") as w_ref:
+            for iid, path in back.images.items():
+                with Image.open(path) as im:
+                    fmt_, (width, height) = (im.format or "").lower(), im.size
+                w_img.write([{"image_id": iid, "bytes": path.read_bytes(), "format": fmt_, "width": width,
+                              "height": height, "split": image_split[iid]}])
+                w_ref.write([{"image_id": iid, "source": image_source[iid],
+                              "source_path": path.relative_to(folder.resolve()).as_posix(), "group": iid}])
+        rows_count["images"]["all"] = w_img.rows
+        rows_count["image_refs"]["all"] = w_ref.rows
+        kept: Counter = Counter()
+        by_source: dict[str, Counter] = defaultdict(Counter)
+        for task in schemas.TASK_TABLES:
+            per_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for r in back.rows.get(task, []):
+                r["split"] = image_split[r["image_id"]]
+                per_split[r["split"]].append(r)
+                kept[r["source"]] += 1
+                by_source[r["source"]][task] += 1
+            for split, rs in sorted(per_split.items()):
+                with corpus_mod.ShardWriter(staging / task / split, task) as w:
+                    w.write(rs)
+                rows_count[task][split] = w.rows
+        reasons: dict[str, Counter] = defaultdict(Counter)
+        if back.rejects:
+            with corpus_mod.ShardWriter(staging / "rejects", "rejects") as w_rej:
+                w_rej.write(back.rejects)
+            for rej in back.rejects:
+                reasons[rej["source"]][rej["reason"]] += 1
+        synthetic = {n: s.get("synthetic", False) for n, s in back.sidecar.get("corpus", {}).get("sources", {}).items()}
+        sources = {
+            name: {"spec": str(folder), "synthetic": synthetic.get(name, False), "items_read": n,
+                   "items_kept": kept[name], "items_rejected": n - kept[name],
+                   "rejects": dict(sorted(reasons[name].items())), "rows": dict(by_source[name])}
+            for name, n in sorted(back.items.items())
+        }
+        manifest = {
+            "schema_version": schemas.SCHEMA_VERSION,
+            "owl_data_version": __import__("owl_data").__version__,
+            "build_config": None,
+            "imported_from": {"format": back.sidecar["format"], "path": str(folder), "coords": back.sidecar["coords"],
+                              "corpus_fingerprint": back.sidecar.get("corpus", {}).get("fingerprint")},
+            "sources": sources,
+            "rows": {t: dict(sorted(c.items())) for t, c in sorted(rows_count.items())},
+            "rejects": {"total": len(back.rejects),
+                        "by_reason": dict(sorted(sum(reasons.values(), Counter()).items()))},
+        }
+        manifest = corpus_mod.finish_corpus(staging, manifest)
     return manifest

@@ -25,6 +25,8 @@ __all__ = [
     "first_existing",
     "image_ref",
     "majority_answer",
+    "source_id",
+    "read_text_file",
     "IMAGE_EXTS",
 ]
 
@@ -86,15 +88,23 @@ def load_json(path: Path, source: str) -> Any:
 def load_jsonl(path: Path, source: str) -> list[tuple[int, Any, str]]:
     """Lines of a JSONL file as ``(line number from 1, value or None, problem)``; blank lines skipped.
 
+    Each line is decoded on its own: a line that is not UTF-8 or not JSON is a problem of
+    that line (the caller rejects it), never the end of the file.
+
     Raises:
         SourceError: the file is missing or unreadable.
     """
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         raise SourceError(f"{source}: cannot read {path}: {exc}") from None
     out = []
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            out.append((n, None, f"{path.name} line {n} is not UTF-8 (byte {raw[exc.start:exc.start + 1]!r})"))
+            continue
         if not line.strip():
             continue
         try:
@@ -104,6 +114,34 @@ def load_jsonl(path: Path, source: str) -> list[tuple[int, Any, str]]:
         except RecursionError:
             out.append((n, None, "JSON nested too deeply"))
     return out
+
+
+def source_id(v: Any) -> int | str | None:
+    """An id read from a file as a dict key: an int (not a bool) or a non-empty str; else None.
+
+    Ids key dicts and sets and are sorted, so a list, an object, a float or null must never
+    reach that code: the caller rejects the entry (``malformed_*``) on None.
+    """
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int) or (isinstance(v, str) and v):
+        return v
+    return None
+
+
+def read_text_file(path: Path) -> str | tuple[str, str]:
+    """The UTF-8 text of an annotation file, or ``("unreadable_annotation", detail naming it)``.
+
+    One undecodable or unreadable file becomes rejects of its own items, never the end of
+    the whole run.
+    """
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        bad = exc.object[exc.start:exc.start + 1]
+        return "unreadable_annotation", f"{path.name}: not UTF-8 (byte {bad!r} at offset {exc.start})"
+    except OSError as exc:
+        return "unreadable_annotation", f"{path.name}: {exc.strerror or exc}"
 
 
 def first_existing(candidates: Iterable[Path], *, is_dir: bool = True) -> Path | None:

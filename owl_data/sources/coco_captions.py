@@ -13,7 +13,8 @@ Spec: ``DIR[?captions=FILE&images=IMAGES_DIR]``.
 
 Rows: one ``caption`` row per caption: ``<image>`` + a caption prompt from the pool /
 the caption (whitespace collapsed). Split: the subtype's (``train*``/``val*``/``test*``).
-Items: captions, keyed ``<file>:<annotation id>``. Reject reasons (stage ``read``):
+Items: captions, keyed ``<file>:<annotation id>``. Ids (``id``, ``image_id``) must be integers
+or strings (a list, an object, null: ``malformed_annotation``). Reject reasons (stage ``read``):
 ``malformed_annotation``, ``duplicate_annotation``, ``unknown_image``,
 ``malformed_image_entry``, ``missing_image``, ``path_outside_source``.
 """
@@ -26,7 +27,7 @@ from typing import Any, Iterator
 from owl_data.numbers import NumberError, pixel_int
 from owl_data.records import Record, Reject, Scene, TextRow
 from owl_data.sources import SourceError, SourceOptions
-from owl_data.sources._common import first_existing, image_ref, load_json, option_path, parse_spec
+from owl_data.sources._common import first_existing, image_ref, load_json, option_path, parse_spec, source_id
 from owl_data.sources.vqav2 import split_of_subtype
 
 __all__ = ["read"]
@@ -67,27 +68,31 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
         else:
             cands = [root / subtype, root / "images" / subtype] if subtype else []
             images = first_existing(cands + [root / "images", root]) or root
-        entries: dict[Any, dict] = {}
+        entries: dict[int | str, dict] = {}
         for im in doc["images"]:
-            if isinstance(im, dict) and isinstance(im.get("id"), (int, str)):
-                entries.setdefault(im["id"], im)
-        per_image: dict[Any, list[TextRow]] = defaultdict(list)
-        seen: set[Any] = set()
+            if isinstance(im, dict) and (k := source_id(im.get("id"))) is not None:
+                entries.setdefault(k, im)
+        per_image: dict[int | str, list[TextRow]] = defaultdict(list)
+        seen: set[int | str] = set()
         for index, ann in enumerate(doc["annotations"]):
-            aid = ann.get("id") if isinstance(ann, dict) else None
-            item = f"{path.name}:{aid}" if isinstance(aid, (int, str)) else f"{path.name}:#{index}"
-            if not isinstance(aid, (int, str)) or not isinstance(ann.get("caption"), str) \
-                    or not ann["caption"].strip():
+            aid = source_id(ann.get("id")) if isinstance(ann, dict) else None
+            item = f"{path.name}:{aid}" if aid is not None else f"{path.name}:#{index}"
+            if aid is None or not isinstance(ann.get("caption"), str) or not ann["caption"].strip():
                 yield Reject(name, item, STAGE, "malformed_annotation", f"entry {index} needs id and caption")
                 continue
             if aid in seen:
                 yield Reject(name, f"{item}#{index}", STAGE, "duplicate_annotation", f"id {aid!r} seen before")
                 continue
             seen.add(aid)
-            if ann.get("image_id") not in entries:
-                yield Reject(name, item, STAGE, "unknown_image", f"image_id {ann.get('image_id')!r}")
+            iid = source_id(ann.get("image_id"))
+            if iid is None:
+                yield Reject(name, item, STAGE, "malformed_annotation",
+                             f"entry {index}: image_id {str(ann.get('image_id'))[:40]} is not an integer or a string")
                 continue
-            per_image[ann["image_id"]].append(TextRow(task="caption", item=item, answer=" ".join(ann["caption"].split())))
+            if iid not in entries:
+                yield Reject(name, item, STAGE, "unknown_image", f"image_id {iid!r}")
+                continue
+            per_image[iid].append(TextRow(task="caption", item=item, answer=" ".join(ann["caption"].split())))
         for iid in sorted(per_image, key=lambda v: (isinstance(v, str), v)):
             e = entries[iid]
             w, h, fn = _size(e.get("width")), _size(e.get("height")), e.get("file_name")

@@ -19,7 +19,8 @@ phrase (first letter lower-cased unless an acronym) -> the union of the entity's
 the declared (``size``) frame. A phrase already grounded to the same entity earlier in the
 image is not repeated. Split: the split lists' (``val``, ``test``, ``train``), else by image.
 Reject reasons (stage ``read``): ``empty_text``, ``missing_image``,
-``path_outside_source``, ``unreadable_annotation`` (an XML file that does not parse).
+``path_outside_source``, ``unreadable_annotation`` (an XML file that does not parse, or a
+sentences file that is not UTF-8: its lines are rejected, the detail names the file).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Iterator
 
 from owl_data.records import Box, Record, Reject, Scene, TextRow
 from owl_data.sources import SourceError, SourceOptions
-from owl_data.sources._common import first_existing, image_ref, option_path, parse_spec
+from owl_data.sources._common import first_existing, image_ref, option_path, parse_spec, read_text_file
 
 __all__ = ["read", "parse_sentence", "strip_markup"]
 
@@ -84,7 +85,10 @@ def _splits(root: Path) -> dict[str, str]:
     for split in ("train", "val", "test"):  # later lists win: an id listed twice goes to test
         f = root / f"{split}.txt"
         if f.is_file():
-            for line in f.read_text(encoding="utf-8").split():
+            text = read_text_file(f)
+            if isinstance(text, tuple):
+                raise SourceError(f"flickr30k: split list {f} is unreadable: {text[1]}")
+            for line in text.split():
                 out[line.strip()] = split
     return out
 
@@ -110,7 +114,16 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
     name = options.name
     for f in sorted(sentences.glob("*.txt"), key=lambda p: (len(p.stem), p.stem)):
         iid = f.stem
-        lines = f.read_text(encoding="utf-8").splitlines()
+        text = read_text_file(f)
+        if isinstance(text, tuple):  # one bad file rejects its own sentences, not the run
+            try:
+                n = max(1, len(f.read_bytes().splitlines()))
+            except OSError:
+                n = 1
+            for i in range(n):
+                yield Reject(name, f"{iid}:{i}", STAGE, *text)
+            continue
+        lines = text.splitlines()
         items = [f"{iid}:{i}" for i in range(len(lines))]
         size, boxes = None, {}
         xml = annotations / f"{iid}.xml" if annotations is not None else None

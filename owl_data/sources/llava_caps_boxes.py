@@ -11,10 +11,13 @@ Spec: ``FILE`` or ``DIR`` (every ``*caps_boxes*.jsonl`` at its top, sorted), wit
 
 Rows: each caption (item ``<file>:<id>:cap:<k>``) a ``caption`` row; each instance (item
 ``<file>:<id>:box:<k>``) a grounding pair whose expression is its category, with a
-relation word when the image holds several of that category ("the left car"; ambiguous
-positions get none and the item is rejected ``ambiguous_expression``). No split of its own:
-by image. Reject reasons: stage ``read`` ``malformed_line``, ``malformed_instance``,
-``empty_text``, ``missing_image``, ``path_outside_source``; stage ``geometry``
+relation word when the image holds several valid boxes of that category ("the left car";
+ambiguous positions get none and the item is rejected ``ambiguous_expression``; a rejected
+box, reversed or of zero area, does not count). No split of its own: by image. A line whose
+``id`` was seen before in its file is rejected whole (``duplicate_id``, item
+``<file>:<id>#line<n>``); an ``id`` that is not an integer or a string is a
+``malformed_line``. Reject reasons: stage ``read`` ``malformed_line``, ``duplicate_id``,
+``malformed_instance``, ``empty_text``, ``missing_image``, ``path_outside_source``; stage ``geometry``
 ``zero_area``, ``outside_image``, ``bad_box``.
 """
 
@@ -25,7 +28,7 @@ from typing import Any, Iterator
 from owl_data.numbers import is_finite_number
 from owl_data.records import Box, Record, Reject, Scene, TextRow
 from owl_data.sources import SourceError, SourceOptions
-from owl_data.sources._common import image_ref, load_jsonl, option_path, parse_spec
+from owl_data.sources._common import image_ref, load_jsonl, option_path, parse_spec, source_id
 
 __all__ = ["read"]
 
@@ -58,11 +61,21 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
     images = option_path(root, opts["images"]) if "images" in opts else root
     name = options.name
     for f in files:
+        seen: dict[str, int] = {}
         for n, obj, problem in load_jsonl(f, "llava_caps_boxes"):
             if problem or not isinstance(obj, dict):
                 yield Reject(name, f"{f.name}:line{n}", STAGE, "malformed_line", problem or "not an object")
                 continue
+            if "id" in obj and source_id(obj["id"]) is None:
+                yield Reject(name, f"{f.name}:line{n}", STAGE, "malformed_line",
+                             f"id {str(obj['id'])[:40]} is not an integer or a string")
+                continue
             key = f"{f.name}:{obj.get('id', f'line{n}')}"
+            if key in seen:
+                yield Reject(name, f"{key}#line{n}", STAGE, "duplicate_id",
+                             f"id {obj.get('id')!r} already read on line {seen[key]}")
+                continue
+            seen[key] = n
             caps = obj.get("captions") if isinstance(obj.get("captions"), list) else []
             insts = obj.get("instances") if isinstance(obj.get("instances"), list) else []
             rows: list[TextRow] = []

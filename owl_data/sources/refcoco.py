@@ -11,7 +11,14 @@ A pickle can run code while it loads. The refs file is read by :class:`PlainUnpi
 which resolves *no* global at all: only the opcodes of plain containers and scalars
 (list, dict, tuple, str, bytes, int, float, bool, None) can build anything, so a pickle that
 asks for a class or function (``os.system`` in a ``__reduce__``, ``builtins.eval``...) is
-refused with :class:`UnsafePickle` before anything is called.
+refused with :class:`UnsafePickle` before anything is called. A ``BUILD`` opcode (state set
+on a list or dict) is refused the same way; a refs file above :data:`MAX_PICKLE_BYTES`, a
+length field asking for more memory than exists, or nesting too deep is a one-line
+:class:`~owl_data.sources.SourceError`. Ids (``ref_id``, ``ann_id``, ``image_id``, ``id``)
+must be integers or strings (:func:`~owl_data.sources._common.source_id`): a ref with a
+list or object there is ``malformed_ref``, an instances entry with one is skipped (refs
+naming it are ``unknown_annotation`` / ``unknown_image``); a ``ref_id`` seen before is
+``duplicate_ref`` (items ``ref:<ref_id>:<k>#<index in the list>``).
 
 Spec: ``DIR[?refs=FILE&instances=FILE&images=DIR]``; defaults: the one ``refs(*).p`` in
 ``DIR`` (several: name one), ``DIR/instances.json``, images the first of ``DIR/images``,
@@ -21,7 +28,7 @@ Rows: per sentence (the item, keyed ``ref:<ref_id>:<sentence index>``), a ground
 (expression -> box and box -> expression) with the sentence's ``sent`` (``raw`` when
 ``sent`` is empty) and the annotation's box. Split: the ref's own ``split`` (``train``,
 ``val``, ``testA``, ``testB``, ``test``). Reject reasons (stage ``read``):
-``malformed_ref``, ``unknown_annotation``, ``unknown_image``, ``malformed_image_entry``,
+``malformed_ref``, ``duplicate_ref``, ``unknown_annotation``, ``unknown_image``, ``malformed_image_entry``,
 ``no_geometry``, ``empty_text``, ``missing_image``, ``path_outside_source``.
 """
 
@@ -36,9 +43,11 @@ from typing import Any, Iterator
 from owl_data.numbers import is_finite_number
 from owl_data.records import Box, Record, Reject, Scene, TextRow
 from owl_data.sources import SourceError, SourceOptions
-from owl_data.sources._common import first_existing, image_ref, load_json, option_path, parse_spec
+from owl_data.sources._common import first_existing, image_ref, load_json, option_path, parse_spec, source_id
 
-__all__ = ["read", "load_refs", "UnsafePickle", "PlainUnpickler"]
+__all__ = ["read", "load_refs", "UnsafePickle", "PlainUnpickler", "MAX_PICKLE_BYTES"]
+
+MAX_PICKLE_BYTES = 1 << 30  # the largest refs file read (refs(umd).p of RefCOCOg is ~50 MB)
 
 STAGE = "read"
 OPTIONS = {"refs": "refs(unc|google|umd).p", "instances": "COCO instances JSON",
@@ -69,6 +78,10 @@ def load_refs(path: Path) -> Any:
         SourceError: the file is missing or not a pickle.
     """
     try:
+        size = path.stat().st_size
+        if size > MAX_PICKLE_BYTES:
+            raise SourceError(f"refcoco: {path} is {size / 2**30:.1f} GiB, above the {MAX_PICKLE_BYTES >> 30} GiB "
+                              "limit of a refs pickle; is it the right file?")
         data = path.read_bytes()
     except OSError as exc:
         raise SourceError(f"refcoco: cannot read {path}: {exc}") from None
@@ -80,9 +93,28 @@ def load_refs(path: Path) -> Any:
             raise UnsafePickle(f"refcoco: {path.name}: {exc}") from None
         except UnicodeDecodeError as exc:
             last = exc
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError) as exc:
+        except AttributeError:  # BUILD on a list/dict: state set on a plain container
+            raise UnsafePickle(f"refcoco: {path.name}: refused: the pickle sets state on an object (BUILD); "
+                               "only plain containers and scalars are admitted") from None
+        except MemoryError:
+            raise SourceError(f"refcoco: {path} is not a readable pickle: a length field asks for more "
+                              "memory than there is (corrupt or hostile file)") from None
+        except RecursionError:
+            raise SourceError(f"refcoco: {path} is not a readable pickle: nested too deeply") from None
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
             raise SourceError(f"refcoco: {path} is not a readable pickle: {exc}") from None
     raise SourceError(f"refcoco: {path}: undecodable strings: {last}")
+
+
+def _by_id(entries: Any) -> dict[int | str, dict]:
+    """Entries of a COCO list by their ``id``; entries that are not objects or whose id is
+    not an integer or a string are skipped (the first of a repeated id wins)."""
+    out: dict[int | str, dict] = {}
+    for e in entries if isinstance(entries, list) else []:
+        k = source_id(e.get("id")) if isinstance(e, dict) else None
+        if k is not None:
+            out.setdefault(k, e)
+    return out
 
 
 def _find(root: Path, opts: dict[str, str]) -> tuple[Path, Path, Path]:
@@ -125,40 +157,58 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
     if not isinstance(coco, dict) or not isinstance(coco.get("images"), list) \
             or not isinstance(coco.get("annotations"), list):
         raise SourceError(f"refcoco: {inst_path} needs 'images' and 'annotations' lists")
-    anns = {a["id"]: a for a in coco["annotations"] if isinstance(a, dict) and "id" in a}
-    imgs = {i["id"]: i for i in coco["images"] if isinstance(i, dict) and "id" in i}
-    cats = {c["id"]: c.get("name") for c in coco.get("categories", []) if isinstance(c, dict) and "id" in c}
+    anns = _by_id(coco["annotations"])
+    imgs = _by_id(coco["images"])
+    cats = {k: c.get("name") for k, c in _by_id(coco.get("categories") or []).items()}
     name = options.name
-    per_image: dict[Any, list[TextRow]] = defaultdict(list)
-    split_of: dict[Any, str] = {}
+    per_image: dict[int | str, list[TextRow]] = defaultdict(list)
+    split_of: dict[int | str, str] = {}
+    seen_refs: dict[int | str, int] = {}
     for index, ref in enumerate(refs):
-        rid = ref.get("ref_id", f"#{index}") if isinstance(ref, dict) else f"#{index}"
-        sents = ref.get("sentences") if isinstance(ref, dict) else None
+        if not isinstance(ref, dict):
+            yield Reject(name, f"ref:#{index}", STAGE, "malformed_ref", f"entry {index} is not an object")
+            continue
+        rid = source_id(ref.get("ref_id")) if "ref_id" in ref else f"#{index}"
+        sents = ref.get("sentences")
+        if rid is None:
+            yield Reject(name, f"ref:#{index}", STAGE, "malformed_ref", "ref_id is not an integer or a string")
+            continue
         if not isinstance(sents, list) or not sents:
             yield Reject(name, f"ref:{rid}", STAGE, "malformed_ref", "no sentences list")
             continue
+        if rid in seen_refs:
+            for k in range(len(sents)):
+                yield Reject(name, f"ref:{rid}:{k}#{index}", STAGE, "duplicate_ref",
+                             f"ref_id {rid!r} already read at entry {seen_refs[rid]}")
+            continue
+        seen_refs[rid] = index
         items = [f"ref:{rid}:{k}" for k in range(len(sents))]
 
         def reject_all(reason: str, detail: str) -> Iterator[Reject]:
             for it in items:
                 yield Reject(name, it, STAGE, reason, detail)
 
-        ann = anns.get(ref.get("ann_id"))
-        if ann is None:
-            yield from reject_all("unknown_annotation", f"ann_id {ref.get('ann_id')!r} not in {inst_path.name}")
+        ann_id = source_id(ref.get("ann_id"))
+        if ann_id is None:
+            yield from reject_all("malformed_ref", "ann_id is not an integer or a string")
             continue
-        iid = ann.get("image_id", ref.get("image_id"))
-        if iid not in imgs:
-            yield from reject_all("unknown_image", f"image_id {iid!r}")
+        ann = anns.get(ann_id)
+        if ann is None:
+            yield from reject_all("unknown_annotation", f"ann_id {ann_id!r} not in {inst_path.name}")
+            continue
+        iid = source_id(ann.get("image_id", ref.get("image_id")))
+        if iid is None or iid not in imgs:
+            yield from reject_all("unknown_image", f"image_id {str(ann.get('image_id', ref.get('image_id')))[:40]}")
             continue
         bb = ann.get("bbox")
         if not (isinstance(bb, list) and len(bb) == 4 and all(is_finite_number(v) for v in bb)):
-            yield from reject_all("no_geometry", f"annotation {ann.get('id')!r} has no [x, y, w, h] bbox")
+            yield from reject_all("no_geometry", f"annotation {ann_id!r} has no [x, y, w, h] bbox")
             continue
         x, y, w, h = (float(v) for v in bb)
         split = ref.get("split") if isinstance(ref.get("split"), str) else None
         if split:
             split_of.setdefault(iid, split)
+        category = cats.get(source_id(ref.get("category_id")))
         for k, (it, s) in enumerate(zip(items, sents)):
             text = ""
             if isinstance(s, dict):
@@ -168,7 +218,8 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
                 yield Reject(name, it, STAGE, "empty_text", "sentence without text")
                 continue
             per_image[iid].append(TextRow(task="grounding", item=it, expression=text,
-                                          category=cats.get(ref.get("category_id")), box=Box(x, y, x + w, y + h)))
+                                          category=category if isinstance(category, str) else None,
+                                          box=Box(x, y, x + w, y + h)))
     for iid in sorted(per_image, key=lambda v: (isinstance(v, str), v)):
         e = imgs[iid]
         fn, w, h = e.get("file_name"), e.get("width"), e.get("height")
