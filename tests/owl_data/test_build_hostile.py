@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 import owl_data.build as build_mod
+import owl_data.scene as scene_mod
 from owl_data.build import SourceSpec, run_build
 from owl_data.config import BuildConfig, load_build_config
 from owl_data.geometry import decode_rle_counts
@@ -305,14 +306,14 @@ def test_an_error_inside_one_scene_rejects_that_scene_only(tmp_path, monkeypatch
               {"id": 2, "file_name": "b.jpg", "width": 64, "height": 48}]
     src = _coco(tmp_path, anns, images=images)
     _jpg(tmp_path / "coco" / "img" / "b.jpg")
-    real = build_mod.load_image
+    real = scene_mod.load_image
 
     def flaky(path, **kw):
         if Path(path).name == "b.jpg":
             raise ValueError("something no check foresaw")
         return real(path, **kw)
 
-    monkeypatch.setattr(build_mod, "load_image", flaky)
+    monkeypatch.setattr(scene_mod, "load_image", flaky)
     m, rej = _build([src], tmp_path / "out")
     assert rej == {"ann:2": ("processing_error", "ValueError: something no check foresaw")}
     assert m["sources"]["coco"]["items_kept"] == 1
