@@ -245,7 +245,7 @@ def run_build(
 
     pool = None
     if cfg.workers > 1:
-        pool = multiprocessing.get_context("spawn").Pool(cfg.workers, _init_worker, (cfg,))
+        pool = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn").Pool(cfg.workers, _init_worker, (cfg,))
     try:
         n_chunks = 0
         for i, chunk in enumerate(_chunks(_records(sources, cfg), cfg.chunk_scenes)):
