@@ -20,6 +20,17 @@ def need_shared_data(*parts: str) -> Path:
     return p
 
 
+def split_records(records):
+    """(scenes, rejects) of a reader's output; every record is one or the other."""
+    from owl_data.records import Reject, Scene
+
+    records = list(records)
+    scenes = [r for r in records if isinstance(r, Scene)]
+    rejects = [r for r in records if isinstance(r, Reject)]
+    assert len(scenes) + len(rejects) == len(records)
+    return scenes, rejects
+
+
 @pytest.fixture
 def shared_data() -> Path:
     return need_shared_data()

@@ -9,9 +9,7 @@ blue car rows 52..81 x cols 140..179 (on the road, right), person rows 35..61 x 
 from __future__ import annotations
 
 import math
-import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +19,7 @@ from owl_data.generators import reasoning
 from owl_data.generators import scene_facts as sf
 from owl_data.geometry import ResolvedInstance, ResolvedScene, mask_bbox
 from owl_data.records import Instance
+from tests.conftest import SHARED_DATA, need_shared_data
 
 H, W = 100, 200
 ALL = GeneratorConfig(max_reasoning=len(reasoning.FAMILY_FUNCTIONS))
@@ -289,9 +288,7 @@ def test_selection_by_seed_and_config(scene):
 
 # --- the real Cityscapes frame ---------------------------------------------------------------
 
-DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "cityscapes"
-if not DATA.exists():
-    DATA = Path("/work/shared/data/cityscapes")
+DATA = SHARED_DATA / "cityscapes"
 FRAME = "val/frankfurt/frankfurt_000000_000294"
 
 
@@ -302,10 +299,8 @@ def _real_scene():
     img = DATA / "leftImg8bit" / f"{FRAME}_leftImg8bit.png"
     ids_p = DATA / "gtFine" / f"{FRAME}_gtFine_instanceIds.png"
     lab_p = DATA / "gtFine" / f"{FRAME}_gtFine_labelIds.png"
-    if not (img.exists() and ids_p.exists() and lab_p.exists()):
-        if os.environ.get("CI"):
-            pytest.fail(f"Cityscapes sample missing under {DATA} (CI is set)")
-        pytest.skip(f"Cityscapes sample not found under {DATA}")
+    for f in (img, ids_p, lab_p):
+        need_shared_data("cityscapes", *f.relative_to(DATA).parts)
     px = np.asarray(Image.open(img).convert("RGB"))
     ids = np.asarray(Image.open(ids_p)).astype(np.int64)
     lab = np.asarray(Image.open(lab_p)).astype(np.uint8)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from scipy import ndimage
 from owl_data.records import MaskArray, Reject, Scene
 from owl_data.sources import SourceError, SourceOptions, get_reader
 from owl_data.sources.cityscapes import read
+from tests.conftest import need_shared_data, split_records as _split
 
 # ../shared/data next to the repository (pyproject marker `realdata`)
 REAL_ROOT = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "cityscapes"
@@ -23,17 +23,10 @@ OPTS = SourceOptions(name="cityscapes")
 
 
 def _real_root() -> Path:
-    if not (REAL_ROOT / "leftImg8bit" / f"{REAL_STEM}_leftImg8bit.png").is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"real Cityscapes sample missing at {REAL_ROOT} (CI is set)")
-        pytest.skip(f"real Cityscapes sample not present at {REAL_ROOT}")
+    need_shared_data("cityscapes", "leftImg8bit", f"{REAL_STEM}_leftImg8bit.png")
     return REAL_ROOT
 
 
-def _split(records):
-    scenes = [r for r in records if isinstance(r, Scene)]
-    rejects = [r for r in records if isinstance(r, Reject)]
-    return scenes, rejects
 
 
 # --- the real frame -------------------------------------------------------------------

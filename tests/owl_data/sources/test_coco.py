@@ -4,39 +4,25 @@ from __future__ import annotations
 
 import builtins
 import json
-import os
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from owl_data.records import RLE, Box, Polygons, Reject, Scene
+from owl_data.records import RLE, Box, Polygons
 from owl_data.sources import SourceError, SourceOptions, get_reader
 from owl_data.sources.coco import parse_spec, read
+from tests.conftest import need_shared_data, split_records as _split
 
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 OPTS = SourceOptions(name="coco")
 
 
-def _real(folder: str) -> Path:
-    path = DATA / folder
-    if not path.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"{path} is missing and CI is set")
-        pytest.skip(f"real sample data {path} not present")
-    return path
 
 
-def _split(records):
-    scenes = [r for r in records if isinstance(r, Scene)]
-    rejects = [r for r in records if isinstance(r, Reject)]
-    assert len(scenes) + len(rejects) == len(records)
-    return scenes, rejects
 
 
 @pytest.mark.realdata
 def test_real_sample():
-    root = _real("coco_instances")
+    root = need_shared_data("coco_instances")
     records = list(read(f"{root}:{root / 'annotations.json'}", OPTS))
     scenes, rejects = _split(records)
     assert rejects == []

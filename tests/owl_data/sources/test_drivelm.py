@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-from pathlib import Path
 
 import pytest
 
-from owl_data.records import Box, Reject, Scene
+from owl_data.records import Box
 from owl_data.sources import SourceError, SourceOptions, get_reader
 from owl_data.sources.drivelm import TAG_RE, object_phrase, parse_tag, read
+from tests.conftest import need_shared_data, split_records as _split
 
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 OPTS = SourceOptions(name="drivelm")
 
 
-def _real(folder: str) -> Path:
-    path = DATA / folder
-    if not path.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"{path} is missing and CI is set")
-        pytest.skip(f"real sample data {path} not present")
-    return path
 
 
-def _split(records):
-    scenes = [r for r in records if isinstance(r, Scene)]
-    rejects = [r for r in records if isinstance(r, Reject)]
-    assert len(scenes) + len(rejects) == len(records)
-    return scenes, rejects
 
 
 def _accounted(scenes, rejects):
@@ -53,7 +39,7 @@ def test_parse_tag_and_phrase():
 
 @pytest.mark.realdata
 def test_real_sample():
-    root = _real("drivelm")
+    root = need_shared_data("drivelm")
     raw = json.loads((root / "data" / "train_sample.json").read_text())
     scenes, rejects = _split(list(read(str(root), OPTS)))
 
