@@ -10,6 +10,7 @@ overridden with ``--set key=value`` (the value is read as YAML: ``--set lr=1e-4`
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -84,6 +85,7 @@ class TrainConfig:
     resume: str | None = None  # "latest" or a checkpoint folder
 
     def __post_init__(self) -> None:
+        self._check_types()
         _check(self.stage in ("stage1", "stage2"), "stage", self.stage, "use stage1 or stage2")
         for name in ("min_pixels", "max_pixels", "max_length", "batch_size", "grad_accum", "log_every",
                      "keep_checkpoints", "lora_r", "lora_alpha"):
@@ -116,6 +118,34 @@ class TrainConfig:
                self.pad_to_multiple_of, "use null or a positive integer such as 8")
         _check(bool(self.out), "out", self.out, "name the run folder (checkpoints, logs, the final model)")
 
+    def _check_types(self) -> None:
+        """Every field has its declared type (a wrong type is a one-line error, never a TypeError later);
+        numbers are finite."""
+        for name in _INTS:
+            v = getattr(self, name)
+            _check(isinstance(v, int) and not isinstance(v, bool), name, v, "use an integer")
+        for name in _FLOATS:
+            v = getattr(self, name)
+            _check(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v), name, v,
+                   "use a finite number")
+        for name in _BOOLS:
+            v = getattr(self, name)
+            _check(isinstance(v, bool), name, v, "use true or false")
+        for name in _STRS:
+            v = getattr(self, name)
+            _check(isinstance(v, str), name, v, "use a string")
+        for name in _OPT_STRS:
+            v = getattr(self, name)
+            _check(v is None or isinstance(v, str), name, v, "use a string (or leave it unset)")
+        v = self.pad_to_multiple_of
+        _check(v is None or (isinstance(v, int) and not isinstance(v, bool)), "pad_to_multiple_of", v,
+               "use null or a positive integer such as 8")
+        for name, kind in _TUPLES.items():
+            v = getattr(self, name)
+            _check(isinstance(v, tuple) and all(isinstance(x, kind) and not isinstance(x, bool) for x in v), name, v,
+                   f"use a list of {kind.__name__} values")
+        _check(all(math.isfinite(b) for b in self.adam_betas), "adam_betas", self.adam_betas, "use finite values")
+
     def check_ready(self) -> None:
         """The paths a run needs are set (checked when a run starts, not when a YAML loads)."""
         _check(bool(self.model), "model", self.model, "give the initial model folder (--model, stage 2: --init)")
@@ -136,6 +166,12 @@ class TrainConfig:
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
 _TUPLES = {"adam_betas": float, "lora_targets": str}
 _FLOATS = {"lr", "weight_decay", "adam_eps", "warmup_ratio", "min_lr_ratio", "max_grad_norm", "lora_dropout"}
+_INTS = ("min_pixels", "max_pixels", "max_length", "num_workers", "batch_size", "grad_accum", "max_steps",
+         "stop_at_step", "seed", "lora_r", "lora_alpha", "num_virtual_tokens", "prompt_hidden", "log_every",
+         "save_every", "keep_checkpoints")
+_BOOLS = ("pack", "freeze_vision", "train_projector", "tensorboard", "progress")
+_STRS = ("stage", "model", "corpus", "split", "out", "box_format", "precision", "device", "tune")
+_OPT_STRS = ("mix", "deepspeed", "resume")
 
 
 def _coerce(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -152,14 +188,17 @@ def _coerce(d: Mapping[str, Any]) -> dict[str, Any]:
                 raise ValueError(f"train config field {k}={v!r} is invalid: use a list, e.g. [a, b]")
             try:
                 v = tuple(_TUPLES[k](x) for x in v)
-            except ValueError:
+            except (ValueError, TypeError):
                 raise ValueError(f"train config field {k}={v!r} is invalid: every item must be {_TUPLES[k].__name__}")
         elif k in _FLOATS and isinstance(v, (int, str)) and not isinstance(v, bool):
             try:
                 v = float(v)
             except ValueError:
                 raise ValueError(f"train config field {k}={v!r} is invalid: use a number") from None
-        elif k in ("model", "corpus", "out", "split") and v is not None:
+        elif k in ("model", "corpus", "out", "split", "mix", "resume", "deepspeed") and isinstance(v, (int, float)) \
+                and not isinstance(v, bool):
+            v = str(v)
+        elif k in ("model", "corpus", "out", "split") and v is not None and not isinstance(v, (dict, list)):
             v = str(v)
         out[k] = v
     return out

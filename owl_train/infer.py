@@ -17,7 +17,8 @@ from typing import Any, Sequence
 
 from PIL import Image, ImageOps
 
-from owl_train.data import DataConfig
+from owl_train.data import DataConfig, smart_resize
+from owl_train.data.config import FACTOR
 from owl_train.evaluate import answer_rows
 from owl_train.stages.checkpoints import LoadedModel, load_model_dir
 
@@ -83,7 +84,8 @@ def answer(loaded: LoadedModel, image: Image.Image, points: Sequence[tuple[float
     """One answer per point (same image, same question).
 
     Raises:
-        ValueError: the question holds a placeholder (give the question text only).
+        ValueError: the question holds a placeholder (give the question text only), or the image
+            cannot be used (aspect ratio over 200, empty).
     """
     if question and any(tag in question for tag in ("<image>", "<point>", "<box>", "<|")):
         raise ValueError("--question takes the question text only (e.g. 'What colour is it?'): "
@@ -93,8 +95,11 @@ def answer(loaded: LoadedModel, image: Image.Image, points: Sequence[tuple[float
              "conversations": [{"role": "user", "content": content}]} for i, p in enumerate(points)]
     dc = DataConfig(min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels, box_format=cfg.box_format,
                     max_length=1 << 20)
+    smart_resize(image.height, image.width, FACTOR, cfg.min_pixels, cfg.max_pixels)  # a clear error for a bad image
     out = answer_rows(loaded, rows, dc, batch_size=len(rows), max_new_tokens=cfg.max_new_tokens)
-    return [a if a is not None else "" for a in out]
+    if any(a is None for a in out):  # never an empty answer for a prompt that was not asked
+        raise ValueError("the image and point could not be encoded as a prompt (the data path dropped it)")
+    return [str(a) for a in out]
 
 
 def infer(model_dir: str | Path, image: str | Path, points: Sequence[str], question: str | None = None,

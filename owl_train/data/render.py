@@ -29,6 +29,7 @@ virtual tokens.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -137,21 +138,57 @@ class _Builder:
         self.virtual += [virtual] * n
 
 
+def _unit(values: Sequence[Any]) -> list[float] | None:
+    """``values`` as floats when every one is a finite real number in [0, 1], else None."""
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= 1:
+            return None
+        out.append(float(v))
+    return out
+
+
 def _point_of(row: Mapping[str, Any]) -> tuple[float, float] | None:
+    """The row's normalised (x, y), None when it has none.
+
+    Raises:
+        DropRow: ``bad_point``: not two finite numbers in [0, 1].
+    """
     p = row.get("point")
     if p is None:
         return None
     if isinstance(p, Mapping):
-        return float(p["x"]), float(p["y"])
-    x, y = p
-    return float(x), float(y)
+        p = (p.get("x"), p.get("y"))
+    xy = _unit(p) if isinstance(p, Sequence) and not isinstance(p, str) and len(p) == 2 else None
+    if xy is None:
+        raise DropRow("bad_point")
+    return xy[0], xy[1]
+
+
+def _bbox_of(row: Mapping[str, Any]) -> list[float] | None:
+    """The row's normalised xyxy box, None when it has none.
+
+    Raises:
+        DropRow: ``bad_box``: not four finite numbers in [0, 1] with x0 <= x1 and y0 <= y1.
+    """
+    b = row.get("bbox")
+    if b is None:
+        return None
+    box = _unit(b) if isinstance(b, Sequence) and not isinstance(b, str) and len(b) == 4 else None
+    if box is None or box[0] > box[2] or box[1] > box[3]:
+        raise DropRow("bad_box")
+    return box
 
 
 def _images_of(row: Mapping[str, Any]) -> list[Image.Image]:
+    """Raises DropRow ``bad_image`` for anything that is not a PIL image."""
     img = row.get("image")
     if img is None:
         return []
-    return list(img) if isinstance(img, (list, tuple)) else [img]
+    imgs = list(img) if isinstance(img, (list, tuple)) else [img]
+    if not all(isinstance(im, Image.Image) for im in imgs):
+        raise DropRow("bad_image")
+    return imgs
 
 
 def _join(parts: list[torch.Tensor]) -> torch.Tensor | None:
@@ -176,6 +213,8 @@ def encode_row(row: Mapping[str, Any], tok: TokenizerAdapter, cfg: DataConfig,
     turns = [{"role": t["role"], "content": _IMAGE_POINT.sub("<image><point>", t["content"])} for t in turns]
     if any(r in t["content"] for t in turns for r in RESERVED_TOKENS):
         raise DropRow("special_token_in_text")
+    if any(t["role"] == "assistant" and not t["content"].strip() for t in turns):
+        raise DropRow("empty_answer")  # it would teach the model to end its turn at once
     if turns[0]["role"] != "system" and cfg.system_prompt is not None:
         turns.insert(0, {"role": "system", "content": cfg.system_prompt})
 
@@ -189,13 +228,12 @@ def encode_row(row: Mapping[str, Any], tok: TokenizerAdapter, cfg: DataConfig,
     for im in images:
         try:
             pv, g = preprocess_image(im, cfg)
-        except ValueError:
+        except (ValueError, OSError):  # aspect ratio > 200, empty, undecodable or truncated image data
             raise DropRow("bad_image") from None
         pixel_values.append(pv)
         grids.append(g)
         sizes.append(resized_size(im.width, im.height, cfg))
 
-    point = _point_of(row)
     # the image the point token follows: the last image placed before the first user <point>
     target, seen = None, 0
     for t in turns:
@@ -206,11 +244,14 @@ def encode_row(row: Mapping[str, Any], tok: TokenizerAdapter, cfg: DataConfig,
                 seen += 1
             elif piece == "<point>" and target is None:
                 target = max(seen - 1, 0)
+    # the point and box are read (and checked) only when the text uses them
+    uses_point = target is not None or any("<point>" in t["content"] for t in turns if t["role"] == "assistant")
+    point = _point_of(row) if uses_point else None
     if target is not None and point is None:
         raise DropRow("missing_point")
     if target is not None and not images:
         raise DropRow("point_without_image")
-    bbox = row.get("bbox")
+    bbox = _bbox_of(row) if any("<box>" in t["content"] for t in turns) else None
     size = sizes[0] if sizes else None
     phrase = row.get("expression")
 

@@ -192,4 +192,12 @@ class OwlVLConfig:
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "OwlVLConfig":
         p = Path(path)
-        return cls.from_hf_dict(json.loads((p / "config.json" if p.is_dir() else p).read_text()))
+        f = p / "config.json" if p.is_dir() else p
+        try:
+            d = json.loads(f.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{f} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+        if not isinstance(d, dict) or d.get("model_type") != "qwen2_vl":
+            got = d.get("model_type") if isinstance(d, dict) else type(d).__name__
+            raise ValueError(f"{f} is not a Qwen2-VL model config (model_type={got!r}, expected 'qwen2_vl')")
+        return cls.from_hf_dict(d)

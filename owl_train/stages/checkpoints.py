@@ -39,7 +39,7 @@ from owl_train.stages.ptuning import PROMPT_FILE, PROMPT_JSON, PromptEncoder, lo
 __all__ = ["TOKENIZER_FILES", "LoadedModel", "resolve_model_dir", "load_tokenizer", "copy_tokenizer",
            "load_model_dir", "save_model_dir", "merge", "zero_to_fp32", "checkpoint_dir", "list_checkpoints",
            "latest_checkpoint", "prune_checkpoints", "save_train_state", "load_train_state", "capture_rng",
-           "restore_rng"]
+           "restore_rng", "check_run_folder", "RUN_ENTRIES"]
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 STATE_JSON = "state.json"
@@ -73,7 +73,15 @@ def load_tokenizer(path: str | Path) -> Any:
     f = Path(path) / "tokenizer.json"
     if not f.is_file():
         raise FileNotFoundError(f"{path} has no tokenizer.json (a model folder holds its tokenizer)")
-    return Tokenizer.from_file(str(f))
+    text = f.read_text(encoding="utf-8", errors="replace")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{f} is not valid JSON ({exc.msg}, line {exc.lineno}): copy the model's tokenizer "
+                         "files again") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("model"), dict):
+        raise ValueError(f"{f} is not a tokenizers file (no 'model' mapping): copy the model's tokenizer files again")
+    return Tokenizer.from_str(text)
 
 
 def copy_tokenizer(src: str | Path, dst: str | Path) -> None:
@@ -186,6 +194,9 @@ def zero_to_fp32(checkpoint: str | Path, out: str | Path, tag: str | None = None
     if tag is None:
         tag = (ck / "latest").read_text().strip()
     tag_dir = ck / tag
+    if (tag_dir / TRAINABLE_FILE).is_file() and not any(tag_dir.glob("*model_states.pt")):
+        raise FileNotFoundError(f"{tag_dir} is a single-process checkpoint, not a DeepSpeed ZeRO one: the run's "
+                                "model/ folder is already an HF-layout model (resume it with --resume to finish)")
     if not (tag_dir / "config.json").is_file():
         raise FileNotFoundError(f"{tag_dir} has no config.json: not an Owl-VL DeepSpeed checkpoint")
     sd = get_fp32_state_dict_from_zero_checkpoint(str(ck), tag=tag)
@@ -212,6 +223,38 @@ def zero_to_fp32(checkpoint: str | Path, out: str | Path, tag: str | None = None
         prompt = PromptEncoder(int(d["num_virtual_tokens"]), int(d["dim"]), int(d["hidden"]))
         prompt.load_state_dict(psd)
     return save_model_dir(model.float(), out, tag_dir, prompt=prompt)
+
+
+# What a run folder holds (``stage2-mix`` is stage 2's on-the-fly mix).
+RUN_ENTRIES = ("model", "checkpoints", "logs", "stage2-mix")
+
+
+def check_run_folder(out: str | Path, resume: str | None) -> None:
+    """Refuse an ``--out`` that would mix a run into other files or overwrite a previous run.
+
+    Fine: a missing or empty folder, one holding only ``stage2-mix/`` (a stage-2 run that stopped
+    before its first step), or with ``resume`` a run folder. Nothing is written or deleted here.
+
+    Raises:
+        ValueError: ``out`` is a file, holds entries other than :data:`RUN_ENTRIES`, or holds a
+            previous run (``model/``, checkpoints or logs) and ``resume`` is not set.
+    """
+    out = Path(out)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ValueError(f"--out {out} is a file; name a folder for the run")
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_ENTRIES)
+    if foreign:
+        shown = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
+        raise ValueError(f"--out {out} is not empty and is not an Owl-VL run folder (it holds {shown}); "
+                         "choose a new or empty folder (nothing was written or deleted)")
+    logs = out / "logs"
+    previous = (out / "model").exists() or latest_checkpoint(out) is not None or (
+        logs.is_dir() and any(f.is_file() and f.stat().st_size for f in logs.rglob("*")))
+    if previous and not resume:
+        raise ValueError(f"{out} already holds a run (model/, checkpoints or logs): resume with --resume latest "
+                         "or choose a new --out (nothing was overwritten)")
 
 
 # -- training checkpoints ------------------------------------------------------------------------

@@ -101,6 +101,7 @@ class LoopResult:
     dropped: Counter = field(default_factory=Counter)
     samples_per_s: float = 0.0
     exhausted: bool = False  # the rows ran out before max_steps
+    skipped_steps: int = 0  # steps whose rows were all dropped (not taken; counted in dropped)
     model_dir: Path | None = None
     resumed_from: Path | None = None
 
@@ -231,6 +232,24 @@ def _to(batch: dict[str, Any], device: torch.device, pixel_dtype: torch.dtype | 
     return out
 
 
+# Fields a resumed run may change: paths, logging, checkpoint cadence, where to stop (max_steps is checked apart).
+RESUME_FREE = frozenset({"model", "corpus", "mix", "out", "resume", "deepspeed", "device", "num_workers", "max_steps",
+                         "stop_at_step", "log_every", "save_every", "keep_checkpoints", "tensorboard", "progress"})
+# Consecutive optimizer steps whose rows are all dropped before the run stops with an error.
+MAX_EMPTY_STEPS = 8
+
+
+def _check_resume_config(resume_dir: Path, saved: dict[str, Any], cfg: TrainConfig) -> None:
+    """The checkpoint's config equals this run's on every field that changes what is trained."""
+    now = json.loads(json.dumps(cfg.to_dict()))
+    diff = [k for k in now if k not in RESUME_FREE and k in saved and saved[k] != now[k]]
+    if diff:
+        was = ", ".join(f"{k}={saved[k]!r}" for k in diff)
+        has = ", ".join(f"{k}={now[k]!r}" for k in diff)
+        raise ValueError(f"checkpoint {resume_dir} was made with {was}; this run has {has}: resume with the "
+                         "checkpoint's settings, or start a new run in a new --out")
+
+
 def train(cfg: TrainConfig, module: TrainModule, source: Any, collator: Collator, *,
           tokenizer_src: Path, save_final: Callable[[TrainModule, Path], Path],
           note: Callable[[str], None] = lambda s: None) -> LoopResult:
@@ -297,6 +316,7 @@ def train(cfg: TrainConfig, module: TrainModule, source: Any, collator: Collator
         if state["max_steps"] != total:
             raise ValueError(f"checkpoint {resume_dir} was made with max_steps={state['max_steps']}, this run has "
                              f"{total}; resume with the same max_steps (the schedule depends on it)")
+        _check_resume_config(resume_dir, state.get("config", {}), cfg)
         step = int(state["step"])
         task_counts = Counter(state["task_counts"])
         samples_total = int(state["samples"])
@@ -311,6 +331,7 @@ def train(cfg: TrainConfig, module: TrainModule, source: Any, collator: Collator
     pulled = 0
     result = LoopResult(steps=step, losses=[], ids=[], task_counts=task_counts, resumed_from=resume_dir)
     t0, run_samples = time.perf_counter(), 0
+    empty_steps = 0  # consecutive steps whose rows were all dropped
     module.train()
 
     def save(at: int) -> None:
@@ -351,9 +372,12 @@ def train(cfg: TrainConfig, module: TrainModule, source: Any, collator: Collator
                 batch = collator(rows)
                 result.dropped.update(batch["dropped"])
                 tensors = _to(batch, device, torch.bfloat16 if engine is not None and bf16 else None)
+                empty = batch["input_ids"].shape[0] == 0  # every row dropped (reasons in result.dropped)
+                if empty and engine is None:
+                    continue  # nothing to learn from; a step with no rows at all is skipped below
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and engine is None
                                     and device.type == "cuda"):
-                    if batch["input_ids"].shape[0] == 0:  # every row dropped: keep ranks in step
+                    if empty:  # DeepSpeed: keep ranks in step with a zero loss
                         loss = sum(p.sum() for p in params) * 0.0
                     else:
                         loss = train_module(**tensors)
@@ -362,13 +386,28 @@ def train(cfg: TrainConfig, module: TrainModule, source: Any, collator: Collator
                     engine.step()
                 else:
                     (loss / cfg.grad_accum).backward()
-                step_losses.append(float(loss.detach()))
+                if not empty:
+                    step_losses.append(float(loss.detach()))
                 step_ids += batch["ids"]
                 task_counts.update(batch["tasks"])
                 step_rows += len(batch["ids"])
             if result.exhausted:
                 note(f"the rows ran out after {step} steps (of {total}); stopping")
                 break
+            if not step_rows:
+                empty_steps += 1
+                result.skipped_steps += 1
+                if engine is None:
+                    optimizer.zero_grad(set_to_none=True)
+                if empty_steps >= MAX_EMPTY_STEPS:
+                    reasons = ", ".join(f"{k} {v}" for k, v in result.dropped.most_common()) or "none counted"
+                    raise ValueError(f"every row of {empty_steps} steps in a row was dropped ({reasons}); "
+                                     "fix the data or the config (max_length, max_pixels, box_format)")
+                if engine is None:
+                    note(f"step {step + 1}: every row was dropped ({dict(result.dropped)}); skipping it")
+                    continue
+            else:
+                empty_steps = 0
             grad_norm = None
             if engine is None:
                 if cfg.max_grad_norm > 0:
@@ -383,7 +422,7 @@ def train(cfg: TrainConfig, module: TrainModule, source: Any, collator: Collator
             samples_total += step_rows
             run_samples += step_rows
             sps = run_samples / max(1e-9, time.perf_counter() - t0)
-            loss_value = sum(step_losses) / len(step_losses)
+            loss_value = sum(step_losses) / len(step_losses) if step_losses else float("nan")
             result.losses.append(loss_value)
             result.ids.append(step_ids)
             rec = {"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,

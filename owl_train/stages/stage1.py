@@ -16,7 +16,7 @@ from typing import Callable
 from owl_train.config import TrainConfig
 from owl_train.data import Collator, DataConfig
 from owl_train.model.model import OwlVL
-from owl_train.stages.checkpoints import load_model_dir, save_model_dir
+from owl_train.stages.checkpoints import check_run_folder, load_model_dir, save_model_dir
 from owl_train.stages.lora import apply_lora
 from owl_train.stages.loop import LoopResult, TrainModule, train
 from owl_train.stages.rows import MixStream
@@ -49,6 +49,7 @@ def run_stage1(cfg: TrainConfig, note: Callable[[str], None] = lambda s: None) -
     if cfg.stage != "stage1":
         raise ValueError(f"train config field stage={cfg.stage!r} is invalid here: run stage 2 with owl-train stage2")
     cfg.check_ready()
+    check_run_folder(cfg.out, cfg.resume)
     loaded = load_model_dir(cfg.model, merge_lora_weights=True)
     model = set_stage1_trainable(loaded.model, cfg)
     collator = Collator(loaded.tokenizer, data_config(cfg))

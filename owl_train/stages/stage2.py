@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from owl_data.mix_io import MixConfig, write_mix
 from owl_train.config import TrainConfig
 from owl_train.data import Collator
-from owl_train.stages.checkpoints import load_model_dir, save_model_dir
+from owl_train.stages.checkpoints import check_run_folder, load_model_dir, save_model_dir
 from owl_train.stages.lora import ADAPTER_FILE
 from owl_train.stages.loop import LoopResult, TrainModule, train
 from owl_train.stages.ptuning import PromptEncoder
@@ -67,6 +67,7 @@ def run_stage2(cfg: TrainConfig, note: Callable[[str], None] = lambda s: None) -
     if cfg.stage != "stage2":
         raise ValueError(f"train config field stage={cfg.stage!r} is invalid here: run stage 1 with owl-train stage1")
     cfg.check_ready()
+    check_run_folder(cfg.out, cfg.resume)
     loaded = load_model_dir(cfg.model, merge_lora_weights=True)
     model = loaded.model
     for p in model.parameters():
