@@ -1,6 +1,6 @@
 """Reasoning families: hand-worked answers on a toy street, recomputed answers on a real frame.
 
-Toy scene (H=100, W=200), as in test_templates.py: building (11) above row 55, sidewalk (8)
+Toy scene (H=100, W=200), from toy_street.py: building (11) above row 55, sidewalk (8)
 rows 55..69, road (7) from row 70; red car rows 50..79 x cols 20..59 (on the road, left),
 blue car rows 52..81 x cols 140..179 (on the road, right), person rows 35..61 x cols
 95..102 (on the sidewalk, centre), the road as a stuff region.
@@ -19,37 +19,13 @@ from owl_data.generators import reasoning
 from owl_data.generators import scene_facts as sf
 from owl_data.geometry import ResolvedInstance, ResolvedScene, mask_bbox
 from owl_data.records import Instance
+from tests.owl_data.generators.toy_street import H, W, street
 from tests.conftest import SHARED_DATA, need_shared_data
 
-H, W = 100, 200
 ALL = GeneratorConfig(max_reasoning=len(reasoning.FAMILY_FUNCTIONS))
 PREFIX = f"{GENERATOR_VERSION}/reasoning/"
 
 
-def _inst(px, sem, iid, cat, rows, cols, colour, label, kind="thing", crowd=False):
-    m = np.zeros((H, W), bool)
-    m[rows[0]:rows[1], cols[0]:cols[1]] = True
-    px[m] = colour
-    if label is not None:
-        sem[m] = label
-    return ResolvedInstance(Instance(iid, cat, kind, crowd=crowd), m, mask_bbox(m), None, m.sum() / (H * W))
-
-
-def street(semantic: bool = True, extra=()):
-    px = np.zeros((H, W, 3), np.uint8)
-    px[:] = (120, 90, 70)
-    sem = np.full((H, W), 11, np.uint8)
-    sem[55:70], px[55:70] = 8, (170, 160, 150)
-    sem[70:], px[70:] = 7, (128, 128, 128)
-    insts = [
-        _inst(px, sem, "26000", "car", (50, 80), (20, 60), (200, 30, 30), 26),
-        _inst(px, sem, "26001", "car", (52, 82), (140, 180), (30, 60, 200), 26),
-        _inst(px, sem, "24000", "person", (35, 62), (95, 103), (230, 200, 40), 24),
-    ]
-    insts += [_inst(px, sem, *e) for e in extra]
-    road = sem == 7
-    insts.append(ResolvedInstance(Instance("7", "road", "stuff"), road, mask_bbox(road), None, road.mean()))
-    return ResolvedScene(px, W, H, insts, sem if semantic else None)
 
 
 def by_family(rows) -> dict[str, str]:

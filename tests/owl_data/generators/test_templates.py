@@ -24,39 +24,11 @@ from owl_data.generators import scene_facts as sf
 from owl_data.generators import templates
 from owl_data.geometry import ResolvedInstance, ResolvedScene, mask_bbox
 from owl_data.records import Instance
+from tests.owl_data.generators.toy_street import BLUE, H, RED, W, YELLOW, street
 
-H, W = 100, 200
-RED, BLUE, YELLOW = (200, 30, 30), (30, 60, 200), (230, 200, 40)
 FLOAT = re.compile(r"\d\.\d|\d+\s*(px|pixels?)\b|[\[(]\s*\d")
 
 
-def _inst(px, sem, iid, cat, rows, cols, colour=None, label=None, kind="thing", crowd=False):
-    m = np.zeros((H, W), bool)
-    m[rows[0]:rows[1], cols[0]:cols[1]] = True
-    if colour is not None:
-        px[m] = colour
-    if label is not None:
-        sem[m] = label
-    return ResolvedInstance(Instance(iid, cat, kind, crowd=crowd), m, mask_bbox(m), None, m.sum() / (H * W))
-
-
-def street(semantic: bool = True, extra=()):
-    """The documented scene; ``extra`` adds (iid, cat, rows, cols, colour, label) things."""
-    px = np.zeros((H, W, 3), np.uint8)
-    px[:] = (120, 90, 70)
-    sem = np.full((H, W), 11, np.uint8)
-    sem[55:70], px[55:70] = 8, (170, 160, 150)
-    sem[70:], px[70:] = 7, (128, 128, 128)
-    insts = [
-        _inst(px, sem, "26000", "car", (50, 80), (20, 60), RED, 26),
-        _inst(px, sem, "26001", "car", (52, 82), (140, 180), BLUE, 26),
-        _inst(px, sem, "24000", "person", (35, 62), (95, 103), YELLOW, 24),
-    ]
-    for iid, cat, rows, cols, colour, label in extra:
-        insts.append(_inst(px, sem, iid, cat, rows, cols, colour, label))
-    road = sem == 7
-    insts.append(ResolvedInstance(Instance("7", "road", "stuff"), road, mask_bbox(road), None, road.mean()))
-    return ResolvedScene(px, W, H, insts, sem if semantic else None)
 
 
 @pytest.fixture
