@@ -17,6 +17,8 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from owl_train.data.config import DataConfig
+
 __all__ = ["TrainConfig", "load_train_config", "parse_overrides", "DECODER_LINEARS"]
 
 # The decoder's linear layers (owl_train.model.decoder): LoRA targets by default.
@@ -42,12 +44,12 @@ class TrainConfig:
     split: str = "train"  # split of the on-the-fly stage-2 mix
     out: str = "runs/stage1"
     # data (owl_train.data.DataConfig)
-    min_pixels: int = 56 * 56
-    max_pixels: int = 28 * 28 * 256
-    max_length: int = 1024
-    box_format: str = "qwen"
-    pack: bool = False
-    pad_to_multiple_of: int | None = None
+    min_pixels: int = DataConfig.min_pixels
+    max_pixels: int = DataConfig.max_pixels
+    max_length: int = DataConfig.max_length
+    box_format: str = DataConfig.box_format
+    pack: bool = DataConfig.pack
+    pad_to_multiple_of: int | None = DataConfig.pad_to_multiple_of
     num_workers: int = 0  # DataLoader workers decoding rows
     # optimisation
     batch_size: int = 4  # rows per micro-batch per process

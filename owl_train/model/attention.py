@@ -22,7 +22,7 @@ try:  # pragma: no cover - GPU machines only
 except ImportError:  # flash-attn is optional
     _flash_varlen = None
 
-__all__ = ["AttnPlan", "attend", "text_plan", "vision_plan", "flash_usable"]
+__all__ = ["AttnPlan", "attend", "text_plan", "vision_plan", "flash_usable", "rotate_half"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,13 @@ def vision_plan(cu_seqlens: Tensor, n: int, use_flash: bool = False) -> AttnPlan
     if lengths.numel() == 1:
         return AttnPlan(is_causal=False)
     return AttnPlan(is_causal=False, cu_seqlens=cu_seqlens, max_seqlen=mx)
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    """(..., D) -> (..., D): (x1, x2) -> (-x2, x1) over the two halves of the last axis, the
+    rotation every rotary embedding here applies (Qwen2-VL's ``rotate_half``)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
 
 
 def _repeat_kv(x: Tensor, n_rep: int) -> Tensor:

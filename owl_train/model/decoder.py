@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from owl_train.model.attention import AttnPlan, attend
+from owl_train.model.attention import AttnPlan, attend, rotate_half
 from owl_train.model.config import TextConfig
 
 __all__ = ["Decoder", "KVCache", "RMSNorm", "mrope_cos_sin"]
@@ -63,11 +63,6 @@ def mrope_cos_sin(position_ids: Tensor, inv_freq: Tensor, section: tuple[int, in
     return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
-def _rotate_half(x: Tensor) -> Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
 class Attention(nn.Module):
     def __init__(self, cfg: TextConfig, layer: int) -> None:
         super().__init__()
@@ -85,7 +80,7 @@ class Attention(nn.Module):
         k = self.k_proj(x).view(B, L, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, L, Dh)
         v = self.v_proj(x).view(B, L, self.kv_heads, self.head_dim).transpose(1, 2)
         c, s = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, L, Dh)
-        q, k = q * c + _rotate_half(q) * s, k * c + _rotate_half(k) * s
+        q, k = q * c + rotate_half(q) * s, k * c + rotate_half(k) * s
         if cache is not None:
             k, v = cache.update(self.layer, k, v)  # (B, Hkv, L_past + L, Dh)
         out = attend(q, k, v, plan)  # (B, H, L, Dh)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from owl_train.model.attention import attend, flash_usable, vision_plan
+from owl_train.model.attention import attend, flash_usable, rotate_half, vision_plan
 from owl_train.model.config import VisionConfig
 
 __all__ = ["VisionTransformer", "vision_positions", "ACTIVATIONS"]
@@ -42,11 +42,6 @@ def vision_positions(grid_thw: Tensor, merge: int) -> Tensor:
     return torch.stack([bh * merge + ih, bw * merge + iw], dim=-1)
 
 
-def _rotate_half(x: Tensor) -> Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
 class VisionAttention(nn.Module):
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
@@ -58,8 +53,8 @@ class VisionAttention(nn.Module):
         n, d = x.shape
         q, k, v = self.qkv(x).view(n, 3, self.heads, -1).unbind(1)  # each (N, H, Dh)
         # rotary in float32, as the reference does
-        q = (q.float() * cos + _rotate_half(q.float()) * sin).to(x.dtype)
-        k = (k.float() * cos + _rotate_half(k.float()) * sin).to(x.dtype)
+        q = (q.float() * cos + rotate_half(q.float()) * sin).to(x.dtype)
+        k = (k.float() * cos + rotate_half(k.float()) * sin).to(x.dtype)
         q, k, v = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))  # (1, H, N, Dh)
         out = attend(q, k, v, plan)  # (1, H, N, Dh)
         return self.proj(out[0].transpose(0, 1).reshape(n, d))
