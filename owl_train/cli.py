@@ -30,11 +30,20 @@ def init_tiny_cmd(
     vocab_from: str = typer.Option(None, "--vocab-from", help="UTF-8 text file to train the BPE tokenizer on"),
     seed: int = typer.Option(0, help="seed of the random weights"),
     force: bool = typer.Option(False, "--force", help="write into a non-empty OUT_DIR (replacing its model files)"),
+    variant: str = typer.Option(None, "--variant", help="point-grounding preset (owl_train.model.variants.VARIANTS: "
+                                "a_text, b_image, c_interleaved, d_focus, e_fovea, f_patch_code, cd, cdf, cdef, ...); "
+                                "default: DEFAULT_VARIANT"),
 ) -> None:
     """Write a tiny random Owl-VL model and its byte-level BPE tokenizer to OUT_DIR."""
     from pathlib import Path
 
     from owl_train.model.tiny import init_tiny
+    from owl_train.model.variants import DEFAULT_VARIANT, VARIANTS
+
+    variant = variant or DEFAULT_VARIANT
+    if variant not in VARIANTS:
+        typer.secho(f"error: unknown --variant {variant!r}: use one of {', '.join(VARIANTS)}", fg="red", err=True)
+        raise typer.Exit(code=2)
 
     target = Path(out_dir)
     if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not force)):
@@ -42,11 +51,11 @@ def init_tiny_cmd(
                     "(or pass --force to overwrite its model files)", fg="red", err=True)
         raise typer.Exit(code=2)
     try:
-        path = init_tiny(out_dir, vocab_from=vocab_from, seed=seed)
+        path = init_tiny(out_dir, vocab_from=vocab_from, seed=seed, variant=variant)
     except (ValueError, OSError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(code=2)
-    typer.echo(f"wrote tiny Owl-VL model and tokenizer to {path}")
+    typer.echo(f"wrote tiny Owl-VL model ({variant}) and tokenizer to {path}")
 
 
 from owl_train import cli_train  # noqa: E402,F401  (registers stage1, stage2, merge, zero-to-fp32, infer, eval)

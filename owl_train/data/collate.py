@@ -2,7 +2,9 @@
 
 Position ids come from :func:`owl_train.model.rope.get_rope_index`, the function the model
 calls, on the padded (B, L) batch, so they always have the batch's length whatever
-``pad_to_multiple_of``; points are passed when the batch has any (then ids are float32).
+``pad_to_multiple_of``; points are passed when the batch has any (then ids are float32), with
+``cfg.point_placement`` and the foveal crops' boxes (the model's settings: build ``cfg`` with
+:func:`owl_train.data.config.data_config_for_model`).
 Packing (``cfg.pack``) concatenates rows with :func:`pack_rows` into sequences of at most
 ``max_length`` tokens; ``segment_ids`` (-1 on padding) restart positions per row and keep
 attention within each row (the model's ``segment_ids`` argument).
@@ -70,10 +72,14 @@ class Collator:
         self.tok = TokenizerAdapter(tokenizer)
         self.special = self.tok.special
         self.dropped: Counter[str] = Counter()
+        if cfg.foveal_crop_pixels and self.special.crop_pad is None:
+            raise ValueError("DataConfig.foveal_crop_pixels is set but the tokenizer has no <|crop_pad|> token: "
+                             "use the model's own tokenizer (owl-train init-tiny writes it)")
 
     def encode(self, row: Mapping[str, Any], *, add_generation_prompt: bool = False) -> dict[str, Any] | None:
         """One row -> ``{input_ids (L,), labels (L,), pixel_values, image_grid_thw, points (n, 2),
-        virtual_mask (L,), id, task}``, or None when dropped (reason counted in :attr:`dropped`).
+        crop_boxes (n_crop, 4), virtual_mask (L,), id, task}``, or None when dropped (reason
+        counted in :attr:`dropped`).
 
         ``add_generation_prompt``: end with ``<|im_start|>assistant\\n`` for generation (the row
         then holds the prompt turns only; nothing is truncated or dropped for lack of labels).
@@ -90,8 +96,9 @@ class Collator:
         Returns:
             input_ids (B, L) int64, attention_mask (B, L) int64, labels (B, L) int64 (-100 not
             supervised), position_ids (3, B, L) (int64, float32 with points), rope_deltas (B, 1),
-            pixel_values (N, 1176) | None, image_grid_thw (N_img, 3) | None, points (N_pt, 2) |
-            None, virtual_mask (B, L) bool, segment_ids (B, L) int64 | None (packing; -1 on
+            pixel_values (N, 1176) | None, image_grid_thw (N_runs, 3) | None (images and foveal
+            crops in reading order), points (N_pt, 2) | None, crop_boxes (N_crop, 4) | None,
+            virtual_mask (B, L) bool, segment_ids (B, L) int64 | None (packing; -1 on
             padding), ids / tasks: lists in reading order (one per row, so with packing longer
             than B), dropped: {reason: count} for this batch. Everything dropped: B = 0.
         """
@@ -127,17 +134,19 @@ class Collator:
         pixel_values = _cat([e["pixel_values"] for e in order])
         grid = _cat([e["image_grid_thw"] for e in order])
         points = _cat([e["points"] for e in order])
+        crop_boxes = _cat([e.get("crop_boxes") for e in order])
         if B and L:
             position_ids, rope_deltas = get_rope_index(
                 input_ids, grid, attention_mask, image_token_id=self.special.image_pad,
                 spatial_merge_size=MERGE_SIZE, point_token_id=self.special.point if points is not None else None,
-                points=points, segment_ids=segment_ids)
+                points=points, segment_ids=segment_ids, point_placement=self.cfg.point_placement,
+                crop_token_id=self.special.crop_pad, crop_boxes=crop_boxes)
         else:
             position_ids, rope_deltas = torch.zeros(3, B, L, dtype=torch.long), torch.zeros(B, 1, dtype=torch.long)
         return {
             "input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
             "position_ids": position_ids, "rope_deltas": rope_deltas,
-            "pixel_values": pixel_values, "image_grid_thw": grid, "points": points,
+            "pixel_values": pixel_values, "image_grid_thw": grid, "points": points, "crop_boxes": crop_boxes,
             "virtual_mask": virtual_mask, "segment_ids": segment_ids,
             "ids": [e["id"] for e in order], "tasks": [e["task"] for e in order], "dropped": dropped,
         }

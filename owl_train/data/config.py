@@ -1,12 +1,23 @@
-"""The data path's configuration: one frozen dataclass, validated at construction."""
+"""The data path's configuration: one frozen dataclass, validated at construction.
+
+What the *model* fixes (where ``<|point|>`` is placed, the foveal crop) is never set by hand:
+:func:`data_config_for_model` copies it from the loaded model's config, and every path that
+builds batches for a model (stages 1 and 2, eval, infer) goes through it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from owl_data.export.coords import CONVENTIONS
 
-__all__ = ["DataConfig", "DEFAULT_SYSTEM_PROMPT", "PATCH_SIZE", "MERGE_SIZE", "TEMPORAL_PATCH_SIZE", "FACTOR"]
+if TYPE_CHECKING:  # pragma: no cover
+    from owl_train.model.config import OwlVLConfig
+
+__all__ = ["DataConfig", "DEFAULT_SYSTEM_PROMPT", "PATCH_SIZE", "MERGE_SIZE", "TEMPORAL_PATCH_SIZE", "FACTOR",
+           "data_config_for_model"]
 
 # Qwen2-VL's vision geometry (transformers ``models/qwen2_vl``): 14-pixel patches, 2 frames per
 # temporal patch, 2x2 patches merged into one LLM token, so one token per 28x28 pixels.
@@ -43,6 +54,12 @@ class DataConfig:
         padding_side: ``right`` (training) or ``left`` (batched generation).
         system_prompt: the system turn written when a row has none (Qwen2-VL's default);
             None writes no system turn for such rows.
+        point_placement: ``image`` or ``text``: how positions place ``<|point|>``
+            (:func:`owl_train.model.rope.get_rope_index`); the model's ``point_placement``.
+        foveal_crop_pixels: 0 (no crop), or the side in pixels (a multiple of 28) of the foveal
+            crop written as ``<|crop_pad|>`` tokens right after ``<|point|>``; the model's.
+        foveal_crop_fraction: the crop square's side as a fraction of the *original* image's
+            shorter side; the model's.
     """
 
     min_pixels: int = 56 * 56
@@ -54,6 +71,9 @@ class DataConfig:
     num_virtual_tokens: int = 0
     padding_side: str = "right"
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+    point_placement: str = "image"
+    foveal_crop_pixels: int = 0
+    foveal_crop_fraction: float = 0.25
 
     def __post_init__(self) -> None:
         _check(isinstance(self.min_pixels, int) and self.min_pixels >= 1, "min_pixels", self.min_pixels,
@@ -75,3 +95,21 @@ class DataConfig:
         _check(self.padding_side in ("right", "left"), "padding_side", self.padding_side, "use right or left")
         _check(self.system_prompt is None or isinstance(self.system_prompt, str), "system_prompt",
                self.system_prompt, "use a string or None")
+        _check(self.point_placement in ("image", "text"), "point_placement", self.point_placement,
+               "use image or text (take it from the model: data_config_for_model)")
+        _check(isinstance(self.foveal_crop_pixels, int) and not isinstance(self.foveal_crop_pixels, bool)
+               and self.foveal_crop_pixels >= 0 and self.foveal_crop_pixels % FACTOR == 0, "foveal_crop_pixels",
+               self.foveal_crop_pixels, f"use 0 (no crop) or a multiple of {FACTOR}, e.g. 56")
+        f = self.foveal_crop_fraction
+        _check(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1, "foveal_crop_fraction", f,
+               "use a fraction in (0, 1] of the image's shorter side, e.g. 0.25")
+
+
+def data_config_for_model(cfg: DataConfig, model: "OwlVLConfig") -> DataConfig:
+    """``cfg`` with the settings the model fixes taken from its config: ``point_placement`` and
+    the foveal crop (``foveal_crop_pixels`` 0 when the model has none, else its size and
+    fraction). The one place the data path learns them, so no path can disagree with the model."""
+    return dataclasses.replace(
+        cfg, point_placement=model.point_placement,
+        foveal_crop_pixels=model.foveal_crop_pixels if model.foveal_crop else 0,
+        foveal_crop_fraction=float(model.foveal_crop_fraction))

@@ -7,6 +7,10 @@ PIL bicubic resize of the 8-bit image to the smart-resize size, rescale by 1/255
 then float32, normalisation by the OpenAI CLIP mean/std in float32, and the patch order
 (merge groups row-major, each 2x2 group's patches row-major, each patch flattened as
 (C, T, 14, 14) with the frame duplicated over the temporal patch of 2).
+
+:func:`preprocess_crop` makes the foveal crop of variant (e) (Describe Anything's focal prompt):
+a square around the point cut from the *original-resolution* image (:func:`foveal_box`), resized
+to a fixed small size and laid out as patches the same way.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from torch import Tensor
 
 from owl_train.data.config import FACTOR, MERGE_SIZE, PATCH_SIZE, TEMPORAL_PATCH_SIZE, DataConfig
 
-__all__ = ["smart_resize", "preprocess_image", "resized_size", "PATCH_DIM", "CLIP_MEAN", "CLIP_STD", "MAX_ASPECT"]
+__all__ = ["smart_resize", "preprocess_image", "preprocess_crop", "foveal_box", "resized_size", "PATCH_DIM",
+           "CLIP_MEAN", "CLIP_STD", "MAX_ASPECT"]
 
 PATCH_DIM = 3 * TEMPORAL_PATCH_SIZE * PATCH_SIZE * PATCH_SIZE  # 1176 values per pixel_values row
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # transformers image_utils.OPENAI_CLIP_MEAN
@@ -88,6 +93,20 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _patches(arr: np.ndarray) -> tuple[Tensor, Tensor]:
+    """A resized (H, W, 3) uint8 array (sides multiples of 28) -> (pixel_values (N, 1176), grid (1, 3))."""
+    h, w = arr.shape[:2]
+    x = (arr.astype(np.float64) * (1 / 255)).astype(np.float32)
+    x = (x - np.array(CLIP_MEAN, dtype=np.float32)) / np.array(CLIP_STD, dtype=np.float32)  # (H, W, 3)
+    gh, gw, m, p = h // PATCH_SIZE, w // PATCH_SIZE, MERGE_SIZE, PATCH_SIZE
+    x = x.transpose(2, 0, 1).reshape(3, gh // m, m, p, gw // m, m, p)  # (C, gh/m, m, p, gw/m, m, p)
+    x = x.transpose(1, 4, 2, 5, 0, 3, 6)  # (gh/m, gw/m, m, m, C, p, p)
+    x = np.broadcast_to(x[:, :, :, :, :, None], (*x.shape[:5], TEMPORAL_PATCH_SIZE, p, p))  # (..., C, T, p, p)
+    pixel_values = torch.from_numpy(np.ascontiguousarray(x).reshape(gh * gw, PATCH_DIM))  # (N, 1176)
+    grid = torch.tensor([[1, gh, gw]], dtype=torch.long)  # (1, 3)
+    return pixel_values, grid
+
+
 def preprocess_image(image: Image.Image, cfg: DataConfig) -> tuple[Tensor, Tensor]:
     """One PIL image -> (pixel_values (N, 1176) float32, image_grid_thw (1, 3) int64).
 
@@ -100,13 +119,39 @@ def preprocess_image(image: Image.Image, cfg: DataConfig) -> tuple[Tensor, Tenso
     """
     rgb = _to_rgb(image)
     h, w = smart_resize(rgb.height, rgb.width, FACTOR, cfg.min_pixels, cfg.max_pixels)
-    arr = np.asarray(rgb.resize((w, h), resample=Image.Resampling.BICUBIC))  # (H, W, 3) uint8
-    x = (arr.astype(np.float64) * (1 / 255)).astype(np.float32)
-    x = (x - np.array(CLIP_MEAN, dtype=np.float32)) / np.array(CLIP_STD, dtype=np.float32)  # (H, W, 3)
-    gh, gw, m, p = h // PATCH_SIZE, w // PATCH_SIZE, MERGE_SIZE, PATCH_SIZE
-    x = x.transpose(2, 0, 1).reshape(3, gh // m, m, p, gw // m, m, p)  # (C, gh/m, m, p, gw/m, m, p)
-    x = x.transpose(1, 4, 2, 5, 0, 3, 6)  # (gh/m, gw/m, m, m, C, p, p)
-    x = np.broadcast_to(x[:, :, :, :, :, None], (*x.shape[:5], TEMPORAL_PATCH_SIZE, p, p))  # (..., C, T, p, p)
-    pixel_values = torch.from_numpy(np.ascontiguousarray(x).reshape(gh * gw, PATCH_DIM))  # (N, 1176)
-    grid = torch.tensor([[1, gh, gw]], dtype=torch.long)  # (1, 3)
-    return pixel_values, grid
+    return _patches(np.asarray(rgb.resize((w, h), resample=Image.Resampling.BICUBIC)))  # (H, W, 3) uint8
+
+
+def foveal_box(width: int, height: int, point: tuple[float, float], fraction: float) -> tuple[int, int, int, int]:
+    """The foveal crop square (left, top, right, bottom) in pixels of a ``width`` x ``height``
+    image: side round(fraction · min(width, height)) (at least 1), centred on the point
+    (x, y) in [0, 1] (x·width, y·height) and shifted to lie inside the image."""
+    side = max(1, math.floor(fraction * min(width, height) + 0.5))
+    left = min(max(math.floor(point[0] * width - side / 2 + 0.5), 0), width - side)
+    top = min(max(math.floor(point[1] * height - side / 2 + 0.5), 0), height - side)
+    return left, top, left + side, top + side
+
+
+def preprocess_crop(image: Image.Image, point: tuple[float, float], fraction: float,
+                    pixels: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The foveal crop of ``image`` (its original resolution) around ``point`` (x, y) in [0, 1].
+
+    The :func:`foveal_box` square is cut out first and then resized (PIL bicubic) to
+    ``pixels`` x ``pixels``, so the crop depends on the pixels inside the square only.
+
+    Returns:
+        pixel_values (N, 1176) float32 with N = (pixels / 14)²; image_grid_thw (1, 3) int64 =
+        (1, pixels / 14, pixels / 14); box (1, 4) float32 (x0, y0, x1, y1), the square
+        normalised to [0, 1] of the image (the frame of the crop tokens' rotary positions).
+
+    Raises:
+        ValueError: ``pixels`` not a positive multiple of 28.
+    """
+    if pixels < FACTOR or pixels % FACTOR:
+        raise ValueError(f"foveal crop size {pixels} px is invalid: use a multiple of {FACTOR}, e.g. 56")
+    rgb = _to_rgb(image)
+    l, t, r, b = foveal_box(rgb.width, rgb.height, point, fraction)
+    arr = np.asarray(rgb.crop((l, t, r, b)).resize((pixels, pixels), resample=Image.Resampling.BICUBIC))
+    pixel_values, grid = _patches(arr)
+    box = torch.tensor([[l / rgb.width, t / rgb.height, r / rgb.width, b / rgb.height]], dtype=torch.float32)
+    return pixel_values, grid, box  # (N, 1176), (1, 3), (1, 4)

@@ -17,13 +17,18 @@ Rendering (transformers ``models/qwen2_vl`` chat template and processor)::
 - ``<box>`` -> the row's ``bbox`` as text through :mod:`owl_data.export.coords` in
   ``cfg.box_format``; in assistant turns of ``qwen`` the row's ``expression`` (when present)
   is written as the object reference before it. ``pixel`` uses the resized image's pixels.
+- Foveal crop (``cfg.foveal_crop_pixels`` > 0, variant (e)): ``<|point|>`` is followed by
+  (pixels / 28)² ``<|crop_pad|>`` tokens; the crop's patches are cut from the original image
+  (:func:`~owl_train.data.image.preprocess_crop`) and go into ``pixel_values``/``image_grid_thw``
+  right after its image's (reading order), its square into ``crop_boxes``.
 - Stage 2: a user turn that is exactly ``<image><point>`` gets ``cfg.num_virtual_tokens`` pad
-  tokens right after ``<|point|>`` (``virtual_mask`` True; text positions).
+  tokens right after ``<|point|>`` (after the crop tokens, if any) (``virtual_mask`` True; text
+  positions).
 
 Labels come from the same tokenisation as the ids: the row is tokenised piece by piece (text
 runs between special tokens), each piece's ids are appended with its supervision flag, and
 nothing is ever re-tokenised. Supervised: the content of assistant turns and their
-``<|im_end|>``; never the role headers, the ``\\n`` after ``<|im_end|>``, image, point or
+``<|im_end|>``; never the role headers, the ``\\n`` after ``<|im_end|>``, image, point, crop or
 virtual tokens.
 """
 
@@ -39,8 +44,8 @@ import torch
 from PIL import Image
 
 from owl_data.export.coords import render_box, render_point
-from owl_train.data.config import MERGE_SIZE, DataConfig
-from owl_train.data.image import preprocess_image, resized_size
+from owl_train.data.config import FACTOR, MERGE_SIZE, DataConfig
+from owl_train.data.image import preprocess_crop, preprocess_image, resized_size
 
 __all__ = ["SpecialTokens", "TokenizerAdapter", "DropRow", "encode_row", "INLINE_POINT_PHRASE", "IGNORE_INDEX",
            "RESERVED_TOKENS"]
@@ -49,7 +54,7 @@ IGNORE_INDEX = -100
 INLINE_POINT_PHRASE = "the object at the point"
 # structural tokens that row text must not contain (they would forge turns, images or points)
 RESERVED_TOKENS = ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
-                   "<|video_pad|>", "<|point|>", "<|endoftext|>")
+                   "<|video_pad|>", "<|point|>", "<|crop_pad|>", "<|endoftext|>")
 _PLACEHOLDER = re.compile(r"(<image>|<point>|<box>)")
 _IMAGE_POINT = re.compile(r"<image>\s*<point>")
 _ROLES = ("system", "user", "assistant")
@@ -65,7 +70,8 @@ class DropRow(Exception):
 
 @dataclass(frozen=True)
 class SpecialTokens:
-    """Ids of the Qwen2-VL special tokens the data path writes (and ``<|point|>``)."""
+    """Ids of the Qwen2-VL special tokens the data path writes (and ``<|point|>``,
+    ``<|crop_pad|>``: None for a tokenizer without it, which then cannot make foveal crops)."""
 
     im_start: int
     im_end: int
@@ -74,6 +80,7 @@ class SpecialTokens:
     image_pad: int
     point: int
     pad: int  # padding and stage-2 virtual placeholders (the tokenizer's pad, else <|endoftext|>)
+    crop_pad: int | None = None
 
 
 class TokenizerAdapter:
@@ -96,7 +103,8 @@ class TokenizerAdapter:
             pad = vocab.get("<|endoftext|>")
         if pad is None:
             raise ValueError("tokenizer has no pad token and no <|endoftext|>: set tokenizer.pad_token")
-        self.special = SpecialTokens(**{v: vocab[k] for k, v in need.items()}, pad=int(pad))
+        self.special = SpecialTokens(**{v: vocab[k] for k, v in need.items()}, pad=int(pad),
+                                     crop_pad=vocab.get("<|crop_pad|>"))
 
     def encode(self, text: str) -> list[int]:
         if not text:
@@ -203,9 +211,18 @@ def encode_row(row: Mapping[str, Any], tok: TokenizerAdapter, cfg: DataConfig,
     Returns:
         input_ids (L,) int64, labels (L,) int64 (-100 unsupervised), virtual_mask (L,) bool,
         pixel_values (N, 1176) float32 | None, image_grid_thw (n_img, 3) int64 | None,
-        points (n_pt, 2) float32 (x, y) in [0, 1], id, task.
+        points (n_pt, 2) float32 (x, y) in [0, 1], crop_boxes (n_crop, 4) float32 (x0, y0, x1, y1)
+        in [0, 1] of the crop's image, id, task. ``pixel_values``/``image_grid_thw`` hold the
+        images and crops in reading order.
+
+    Raises:
+        ValueError: a foveal crop is configured but the tokenizer has no ``<|crop_pad|>``.
     """
     sp = tok.special
+    crop_px = cfg.foveal_crop_pixels
+    if crop_px and sp.crop_pad is None:
+        raise ValueError("DataConfig.foveal_crop_pixels is set but the tokenizer has no <|crop_pad|> token: "
+                         "use the model's own tokenizer (owl-train init-tiny writes it)")
     turns = row.get("conversations")
     if not isinstance(turns, Sequence) or not turns or not all(
             isinstance(t, Mapping) and t.get("role") in _ROLES and isinstance(t.get("content"), str) for t in turns):
@@ -254,6 +271,18 @@ def encode_row(row: Mapping[str, Any], tok: TokenizerAdapter, cfg: DataConfig,
     bbox = _bbox_of(row) if any("<box>" in t["content"] for t in turns) else None
     size = sizes[0] if sizes else None
     phrase = row.get("expression")
+    crop_boxes = torch.zeros(0, 4)
+    n_crop = (crop_px // FACTOR) ** 2 if crop_px and target is not None else 0  # merged crop tokens
+    if n_crop:
+        try:
+            cpv, cg, crop_boxes = preprocess_crop(images[target], point, cfg.foveal_crop_fraction, crop_px)
+        except (ValueError, OSError):
+            raise DropRow("bad_image") from None
+        # reading order: the crop's run follows its image's <|point|>, before the next image
+        run_pixels = [*pixel_values[:target + 1], cpv, *pixel_values[target + 1:]]
+        run_grids = [*grids[:target + 1], cg, *grids[target + 1:]]
+    else:
+        run_pixels, run_grids = pixel_values, grids
 
     b = _Builder(tok)
     img_k, image_end, canonical_done = 0, 0, False
@@ -272,6 +301,8 @@ def encode_row(row: Mapping[str, Any], tok: TokenizerAdapter, cfg: DataConfig,
                 b.token(sp.vision_end)
                 if img_k == target:
                     b.token(sp.point)
+                    if n_crop:
+                        b.token(sp.crop_pad, n_crop)
                     if stage2:
                         b.token(sp.pad, cfg.num_virtual_tokens, virtual=True)
                 img_k += 1
@@ -318,9 +349,10 @@ def encode_row(row: Mapping[str, Any], tok: TokenizerAdapter, cfg: DataConfig,
         "input_ids": input_ids,
         "labels": labels,
         "virtual_mask": torch.tensor(virtual, dtype=torch.bool),
-        "pixel_values": _join(pixel_values),
-        "image_grid_thw": torch.cat(grids) if grids else None,
+        "pixel_values": _join(run_pixels),
+        "image_grid_thw": torch.cat(run_grids) if run_grids else None,
         "points": points,
+        "crop_boxes": crop_boxes,
         "id": str(row.get("id", "")),
         "task": str(row.get("task", "")),
     }

@@ -6,9 +6,10 @@ the files is mapped by :data:`WEIGHT_TABLE` or dropped by :data:`DROPPED`; any o
 error (:class:`CheckpointError`), as is a weight of ours that nothing fills. Keys in the
 transformers >= 4.52 in-memory layout (``model.language_model.*``, ``model.visual.*``) are read
 too (:data:`PREFIX_ALIASES`); we write the original Qwen2-VL layout, which every transformers
-version loads. Our own weights (the point encoder) live in ``owl_extra.safetensors``, under our
-names; without that file they keep their zero init (the model then behaves as plain Qwen2-VL
-plus the point's rotary placement).
+version loads. Our own weights (:data:`~owl_train.model.model.EXTRA_WEIGHTS`: the point
+encoder ``point_encoder.*`` and the focus sampler ``point_focus.*``) live in
+``owl_extra.safetensors``, under our names; without that file they keep their init (zero output:
+the model then behaves as plain Qwen2-VL plus the point's rotary placement).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from owl_train.model.config import OwlVLConfig
-from owl_train.model.model import OwlVL
+from owl_train.model.model import EXTRA_WEIGHTS, OwlVL
 
 __all__ = ["WEIGHT_TABLE", "DROPPED", "PREFIX_ALIASES", "EXTRA_FILE", "CheckpointError",
            "load_pretrained", "save_pretrained", "hf_to_ours", "ours_to_hf"]
@@ -138,10 +139,10 @@ def load_pretrained(path: str | Path, dtype: torch.dtype = torch.float32,
     if (path / EXTRA_FILE).exists():
         with safe_open(str(path / EXTRA_FILE), framework="pt", device="cpu") as sf:
             for key in sf.keys():
-                if not key.startswith("point_encoder.") or key not in own:
+                if not key.startswith(EXTRA_WEIGHTS) or key not in own:
                     raise CheckpointError(f"{EXTRA_FILE} holds unknown key {key!r}")
                 state[key] = sf.get_tensor(key)
-    missing = [k for k in own if k not in state and not k.startswith("point_encoder.")]
+    missing = [k for k in own if k not in state and not k.startswith(EXTRA_WEIGHTS)]
     if missing:
         raise CheckpointError(f"{len(missing)} weights are missing from {path}: {missing[:8]}")
     for k, v in state.items():
@@ -161,7 +162,7 @@ def save_pretrained(model: OwlVL, path: str | Path, max_shard_bytes: int | None 
     extra: dict[str, torch.Tensor] = {}
     for k, v in model.state_dict().items():
         v = v.detach().to("cpu").contiguous()
-        if k.startswith("point_encoder."):
+        if k.startswith(EXTRA_WEIGHTS):
             extra[k] = v
         else:
             hf[ours_to_hf(k)] = v

@@ -9,8 +9,12 @@ Two on-disk layouts exist (transformers ``models/qwen2_vl/configuration_qwen2_vl
   (``{"rope_type": "default", "mrope_section": [...], "rope_theta": ...}``).
 
 Both are read; we write the 5.x layout (which 4.x-era readers of ``text_config`` also accept).
-Our own extras (``point_token_id``, ``point_fourier_bands``) are extra top-level keys, which
-transformers keeps as plain attributes and otherwise ignores.
+Our own extras are extra top-level keys, which transformers keeps as plain attributes and
+otherwise ignores: ``point_token_id``, ``point_fourier_bands`` and the point-grounding options
+(:data:`POINT_OPTIONS`: ``point_placement``, ``mrope_interleaved``, ``point_focus``,
+``point_patch_code``, ``foveal_crop`` with ``foveal_crop_fraction``/``foveal_crop_pixels`` and
+``crop_token_id``). An option is written only when it differs from its default, so a plain
+Qwen2-VL ``config.json`` reads back with every option off (and logits equal transformers').
 """
 
 from __future__ import annotations
@@ -19,6 +23,19 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+
+# The point-grounding options and their "off" values (a plain Qwen2-VL config gives these).
+POINT_OPTIONS: dict[str, Any] = {
+    "point_placement": "image",
+    "mrope_interleaved": False,
+    "point_focus": False,
+    "point_patch_code": False,
+    "foveal_crop": False,
+    "foveal_crop_fraction": 0.25,
+    "foveal_crop_pixels": 56,
+}
+CROP_FACTOR = 28  # patch 14 x merge 2: a crop side must be a multiple of one merged token
 
 
 def _check(cond: bool, name: str, value: Any, fix: str) -> None:
@@ -96,7 +113,26 @@ class TextConfig:
 
 @dataclass(frozen=True)
 class OwlVLConfig:
-    """Everything the model needs; ``from_hf_dict``/``to_hf_dict`` convert to ``config.json``."""
+    """Everything the model needs; ``from_hf_dict``/``to_hf_dict`` convert to ``config.json``.
+
+    The point-grounding options (each off by default, so a plain Qwen2-VL config gives none):
+
+    - ``point_placement``: ``"image"`` puts ``<|point|>`` in its image's rotary frame at (x, y);
+      ``"text"`` gives it the next text position (t = h = w), known only by its Fourier code.
+    - ``mrope_interleaved``: M-RoPE frequencies interleaved t, h, w as Qwen3-VL does, instead of
+      Qwen2-VL's chunks (:func:`owl_train.model.decoder.mrope_axes`). It changes the rotary
+      layout the weights learnt: a checkpoint keeps its stored value; never switch it on for
+      weights trained without it (:func:`owl_train.model.variants.apply_variant` refuses).
+    - ``point_focus``: the point embedding adds local vision features sampled at (x, y)
+      (Ferret's spatial-aware visual sampler, Osprey's mask pooling;
+      :class:`owl_train.model.point.FocusSampler`).
+    - ``point_patch_code``: the point's Fourier code (the same weights) added to every image
+      token at its merged-patch centre, so point and patches share one coordinate system.
+    - ``foveal_crop``: a square crop of ``foveal_crop_fraction`` of the image's shorter side
+      around the point, resized to ``foveal_crop_pixels`` square, encoded by the same ViT and
+      placed as ``crop_token_id`` tokens right after ``<|point|>`` in the image's rotary frame
+      (Describe Anything's focal prompt).
+    """
 
     vision: VisionConfig = field(default_factory=VisionConfig)
     text: TextConfig = field(default_factory=TextConfig)
@@ -108,6 +144,15 @@ class OwlVLConfig:
     point_token_id: int | None = None  # None: a plain Qwen2-VL, no point token
     point_fourier_bands: int = 8  # Fourier features of (x, y): 4 * bands values
     dtype: str = "float32"
+    # -- point-grounding options (DESIGN.md "M-RoPE and the point token"; all off by default) --
+    point_placement: str = "image"
+    mrope_interleaved: bool = False
+    point_focus: bool = False
+    point_patch_code: bool = False
+    foveal_crop: bool = False
+    foveal_crop_fraction: float = 0.25
+    foveal_crop_pixels: int = 56
+    crop_token_id: int | None = None  # ``<|crop_pad|>``: the foveal crop's placeholder
 
     def __post_init__(self) -> None:
         _check(self.vision.out_dim == self.text.hidden_size, "vision.out_dim", self.vision.out_dim,
@@ -119,6 +164,25 @@ class OwlVLConfig:
             _check(0 <= self.point_token_id < self.text.vocab_size, "point_token_id", self.point_token_id,
                    f"must be a token id below vocab_size {self.text.vocab_size}")
         _check(self.point_fourier_bands >= 1, "point_fourier_bands", self.point_fourier_bands, "must be >= 1")
+        _check(self.point_placement in ("image", "text"), "point_placement", self.point_placement,
+               "use 'image' (the point in its image's rotary frame) or 'text' (the next text position)")
+        for name in ("mrope_interleaved", "point_focus", "point_patch_code", "foveal_crop"):
+            _check(isinstance(getattr(self, name), bool), name, getattr(self, name), "use true or false")
+        for name in ("point_focus", "point_patch_code", "foveal_crop"):
+            _check(not getattr(self, name) or self.point_token_id is not None, name, getattr(self, name),
+                   "needs point_token_id (a model with a <|point|> token)")
+        f = self.foveal_crop_fraction
+        _check(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1, "foveal_crop_fraction", f,
+               "give the crop side as a fraction in (0, 1] of the image's shorter side, e.g. 0.25")
+        px = self.foveal_crop_pixels
+        _check(isinstance(px, int) and not isinstance(px, bool) and px >= CROP_FACTOR and px % CROP_FACTOR == 0,
+               "foveal_crop_pixels", px, f"give a multiple of {CROP_FACTOR} (one merged token), e.g. 56 or 112")
+        if self.crop_token_id is not None:
+            _check(0 <= self.crop_token_id < self.text.vocab_size and self.crop_token_id not in (
+                self.image_token_id, self.point_token_id), "crop_token_id", self.crop_token_id,
+                f"must be its own token id below vocab_size {self.text.vocab_size}")
+        _check(not self.foveal_crop or self.crop_token_id is not None, "foveal_crop", self.foveal_crop,
+               "needs crop_token_id (the <|crop_pad|> token of an Owl-VL tokenizer)")
 
     # -- config.json ---------------------------------------------------------------------
     @classmethod
@@ -162,6 +226,8 @@ class OwlVLConfig:
             tie_word_embeddings=bool(tie), point_token_id=d.get("point_token_id"),
             point_fourier_bands=d.get("point_fourier_bands", 8),
             dtype=str(d.get("dtype") or d.get("torch_dtype") or t.get("dtype") or "float32"),
+            crop_token_id=d.get("crop_token_id"),
+            **{k: d.get(k, v) for k, v in POINT_OPTIONS.items()},
         )
 
     def to_hf_dict(self) -> dict[str, Any]:
@@ -187,6 +253,9 @@ class OwlVLConfig:
         }
         if self.point_token_id is not None:
             d["point_token_id"] = self.point_token_id
+        if self.crop_token_id is not None:
+            d["crop_token_id"] = self.crop_token_id
+        d.update({k: getattr(self, k) for k, v in POINT_OPTIONS.items() if getattr(self, k) != v})
         return d
 
     @classmethod

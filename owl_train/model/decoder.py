@@ -3,7 +3,9 @@
 Pre-norm blocks: RMSNorm -> GQA attention (q/k/v with bias, o without) with multimodal rotary
 positions -> residual; RMSNorm -> SwiGLU MLP -> residual. M-RoPE splits the rotary
 half-dimension into ``mrope_section`` = (t, h, w) chunks, each rotated by its own axis of the
-(3, B, L) position ids; position ids may be fractional (the point token).
+(3, B, L) position ids; position ids may be fractional (the point token). With
+``mrope_interleaved`` (variant (c)) the axes are interleaved over the frequencies instead, as
+Qwen3-VL does (:func:`mrope_axes`), so h and w get high frequencies too.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from torch import Tensor, nn
 from owl_train.model.attention import AttnPlan, attend, rotate_half
 from owl_train.model.config import TextConfig
 
-__all__ = ["Decoder", "KVCache", "RMSNorm", "mrope_cos_sin"]
+__all__ = ["Decoder", "KVCache", "RMSNorm", "mrope_axes", "mrope_cos_sin"]
 
 
 class RMSNorm(nn.Module):
@@ -53,12 +55,35 @@ class KVCache:
         return k, v
 
 
+def mrope_axes(section: tuple[int, int, int], half: int, interleaved: bool = False) -> Tensor:
+    """(half,) int64: which position axis (0 t, 1 h, 2 w) rotates each rotary frequency j.
+
+    Chunked (Qwen2-VL, transformers ``models/qwen2_vl`` ``apply_multimodal_rotary_pos_emb``):
+    the first section[0] frequencies take t, the next section[1] h, the last section[2] w, so h
+    and w get the lowest frequencies (with (2, 3, 3) on half 8: t t h h h w w w).
+    Interleaved (Qwen3-VL, transformers ``models/qwen3_vl`` ``apply_interleaved_mrope``): start
+    from t everywhere; j takes h where j % 3 == 1 and j < 3·section[1], w where j % 3 == 2 and
+    j < 3·section[2] (with (2, 3, 3) on half 8: t h w t h w t h), so every axis spans the
+    frequency range. Interleaving changes the rotary layout trained weights learnt.
+    """
+    if not interleaved:
+        return torch.repeat_interleave(torch.arange(3), torch.tensor(section))[:half]
+    j = torch.arange(half)
+    axes = torch.zeros(half, dtype=torch.long)
+    axes[(j % 3 == 1) & (j < 3 * section[1])] = 1
+    axes[(j % 3 == 2) & (j < 3 * section[2])] = 2
+    return axes
+
+
 def mrope_cos_sin(position_ids: Tensor, inv_freq: Tensor, section: tuple[int, int, int],
-                  dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """position_ids (3, B, L) (int or float) -> cos, sin (B, L, Dh), computed in float32."""
+                  dtype: torch.dtype, interleaved: bool = False) -> tuple[Tensor, Tensor]:
+    """position_ids (3, B, L) (int or float) -> cos, sin (B, L, Dh), computed in float32.
+
+    Frequency j (of Dh / 2) is rotated by axis :func:`mrope_axes` ``(section, Dh / 2,
+    interleaved)[j]`` of the position ids."""
     freqs = position_ids[..., None].float() * inv_freq.float()  # (3, B, L, Dh / 2)
-    chunks = freqs.split(list(section), dim=-1)
-    freqs = torch.cat([c[i % 3] for i, c in enumerate(chunks)], dim=-1)  # (B, L, Dh / 2)
+    axes = mrope_axes(section, freqs.shape[-1], interleaved).to(freqs.device)
+    freqs = freqs.gather(0, axes.expand(1, *freqs.shape[1:]))[0]  # (B, L, Dh / 2)
     emb = torch.cat([freqs, freqs], dim=-1)  # (B, L, Dh)
     return emb.cos().to(dtype), emb.sin().to(dtype)
 
@@ -112,11 +137,13 @@ class Block(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Token embedding, ``num_hidden_layers`` blocks, final RMSNorm (no LM head)."""
+    """Token embedding, ``num_hidden_layers`` blocks, final RMSNorm (no LM head);
+    ``mrope_interleaved``: Qwen3-VL's interleaved M-RoPE layout (:func:`mrope_axes`)."""
 
-    def __init__(self, cfg: TextConfig) -> None:
+    def __init__(self, cfg: TextConfig, mrope_interleaved: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
+        self.mrope_interleaved = mrope_interleaved
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
@@ -127,7 +154,8 @@ class Decoder(nn.Module):
 
     def forward(self, x: Tensor, position_ids: Tensor, plan: AttnPlan, cache: KVCache | None = None) -> Tensor:
         """x (B, L, D) input embeddings, position_ids (3, B, L) -> hidden states (B, L, D)."""
-        cos, sin = mrope_cos_sin(position_ids, self.inv_freq, self.cfg.mrope_section, x.dtype)
+        cos, sin = mrope_cos_sin(position_ids, self.inv_freq, self.cfg.mrope_section, x.dtype,
+                                 self.mrope_interleaved)
         for layer in self.layers:
             if self.gradient_checkpointing and self.training and cache is None:
                 from torch.utils.checkpoint import checkpoint

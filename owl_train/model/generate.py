@@ -43,6 +43,7 @@ def generate(
     pixel_values: Tensor | None = None,
     image_grid_thw: Tensor | None = None,
     points: Tensor | None = None,
+    crop_boxes: Tensor | None = None,
     max_new_tokens: int = 32,
     do_sample: bool = False,
     temperature: float = 1.0,
@@ -61,7 +62,8 @@ def generate(
     Returns the new tokens (B, T), T <= max_new_tokens; after a row's EOS it holds
     ``pad_token_id``; generation stops early once every row has ended. ``suppress_token_ids``
     are never produced; by default the placeholders that need inputs (``<|image_pad|>``,
-    ``<|video_pad|>``, ``<|point|>``).
+    ``<|video_pad|>``, ``<|point|>``, ``<|crop_pad|>``). ``pixel_values``, ``image_grid_thw``,
+    ``points`` and ``crop_boxes`` are :meth:`OwlVL.forward`'s.
 
     ``inputs_embeds`` (B, L, D) and ``position_ids`` (3, B, L), given together, replace the
     prompt's embedding and positions (stage 2 passes its virtual tokens this way); new tokens
@@ -75,7 +77,8 @@ def generate(
         generator = torch.Generator(device=dev).manual_seed(0 if seed is None else seed)
     c = model.config
     if suppress_token_ids is None:
-        suppress_token_ids = [t for t in (c.image_token_id, c.video_token_id, c.point_token_id) if t is not None]
+        suppress_token_ids = [t for t in (c.image_token_id, c.video_token_id, c.point_token_id, c.crop_token_id)
+                              if t is not None]
     suppress = torch.tensor(suppress_token_ids, dtype=torch.long, device=dev)
     eos = torch.tensor([eos_token_id] if isinstance(eos_token_id, int) else (eos_token_id or []), device=dev)
     was_training = model.training
@@ -89,7 +92,8 @@ def generate(
     cache = KVCache(len(model.decoder.layers)) if use_cache else None
     try:
         res = model(ids, attention_mask=mask, pixel_values=pixel_values, image_grid_thw=image_grid_thw,
-                    points=points, cache=cache, logits_to_keep=1, inputs_embeds=x, position_ids=pos)
+                    points=points, crop_boxes=crop_boxes, cache=cache, logits_to_keep=1, inputs_embeds=x,
+                    position_ids=pos)
         if pos is None:
             next_pos = res.rope_deltas.view(B) + mask.sum(dim=1)  # (B,) the next text position
         else:  # the largest real position + 1 (fractional point ids never hold the largest)
@@ -119,7 +123,7 @@ def generate(
             else:
                 ids = torch.cat([ids, tok[:, None]], dim=1)
                 res = model(ids, attention_mask=mask, pixel_values=pixel_values, image_grid_thw=image_grid_thw,
-                            points=points, logits_to_keep=1)
+                            points=points, crop_boxes=crop_boxes, logits_to_keep=1)
     finally:
         model.train(was_training)
     return torch.stack(out, dim=1) if out else input_ids.new_zeros(B, 0)

@@ -11,10 +11,35 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["get_rope_index", "PAD_POSITION"]
+__all__ = ["get_rope_index", "vision_runs", "PAD_POSITION", "PLACEMENTS"]
 
 PAD_POSITION = 1  # written at padding tokens (transformers 4.x wrote 1, 5.x writes 0; never attended)
+PLACEMENTS = ("image", "text")  # where <|point|> goes: its image's rotary frame, or the next text position
 
+
+def vision_runs(input_ids: Tensor, image_token_id: int, crop_token_id: int | None = None,
+                real: Tensor | None = None, seg_start: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The runs of vision placeholders, one per ``image_grid_thw`` row, in reading order.
+
+    Args:
+        input_ids: (B, L) token ids.
+        image_token_id, crop_token_id: ``<|image_pad|>`` and ``<|crop_pad|>`` (None: no crops).
+        real: (B, L) bool, padding False (None: all real).
+        seg_start: (B, L) bool, True where a packed segment starts (None: the row starts only).
+
+    Returns:
+        starts: (N_runs,) int64 flat indices (into B * L) of each run's first token;
+        is_crop: (N_runs,) bool, True for a foveal-crop run.
+    """
+    real = torch.ones_like(input_ids, dtype=torch.bool) if real is None else real
+    is_img = (input_ids == image_token_id) & real
+    is_crop = (input_ids == crop_token_id) & real if crop_token_id is not None else torch.zeros_like(real)
+    same = torch.zeros_like(real)
+    same[:, 1:] = (is_img[:, 1:] & is_img[:, :-1]) | (is_crop[:, 1:] & is_crop[:, :-1])
+    if seg_start is not None:
+        same &= ~seg_start
+    starts = ((is_img | is_crop) & ~same).reshape(-1).nonzero().view(-1)  # (N_runs,)
+    return starts, is_crop.reshape(-1)[starts]
 
 def get_rope_index(
     input_ids: Tensor,
@@ -26,14 +51,18 @@ def get_rope_index(
     point_token_id: int | None = None,
     points: Tensor | None = None,
     segment_ids: Tensor | None = None,
+    point_placement: str = "image",
+    crop_token_id: int | None = None,
+    crop_boxes: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Three-axis (t, h, w) rotary position ids for a batch of token rows.
 
     Args:
         input_ids: (B, L) token ids; each image is one run of ``image_token_id`` tokens
-            (T * H' * W' of them, H' = H / merge, W' = W / merge).
-        image_grid_thw: (N_img, 3) grids in ViT patches (before merging), one row per image in
-            reading order over the batch (row 0's images, then row 1's, ...).
+            (T * H' * W' of them, H' = H / merge, W' = W / merge); each foveal crop one run of
+            ``crop_token_id`` tokens right after its image's ``<|point|>``.
+        image_grid_thw: (N_runs, 3) grids in ViT patches (before merging), one row per vision
+            run (image or crop) in reading order over the batch (row 0's runs, then row 1's, ...).
         attention_mask: (B, L) 1 for real tokens, 0 for padding (left or right). None: all real.
         image_token_id: the ``<|image_pad|>`` id.
         spatial_merge_size: the merger's m (2 for Qwen2-VL).
@@ -42,23 +71,35 @@ def get_rope_index(
             in reading order. With ``points=None`` point tokens are plain text.
         segment_ids: (B, L) ints; a packed row holds several segments, and a change of id starts
             a new one whose positions restart at 0, exactly as if it were alone in its row.
+        point_placement: ``"image"``: the point sits in its image's rotary frame (below);
+            ``"text"``: it is numbered as a text token (variant (a): known by its Fourier code only).
+        crop_token_id, crop_boxes: the ``<|crop_pad|>`` id and (N_crop, 4) crop squares
+            (x0, y0, x1, y1) normalised to [0, 1] in the frame of the image they follow, one per
+            crop run in reading order (Describe Anything's focal prompt, our variant (e)).
 
     Returns:
-        position_ids: (3, B, L) axes (t, h, w): int64, or float32 when ``points`` is given (the
-            point's h and w are fractional). Padding tokens hold ``PAD_POSITION``.
+        position_ids: (3, B, L) axes (t, h, w): int64, or float32 when ``points`` or
+            ``crop_boxes`` is given (fractional h and w). Padding tokens hold ``PAD_POSITION``.
         rope_deltas: (B, 1) int64: (largest id + 1) - (number of real tokens), over the row's
             last segment; a token generated next at real index n gets position n + delta.
 
+    Raises:
+        ValueError: runs and grid rows disagree in number or size, a point or crop has no image
+            before it in its row/segment, or points/crop_boxes do not match their tokens.
+
     Rules (``cur`` = the largest id so far in the segment, plus one; 0 at the segment start):
-        - text token (anything not an image pad or a point, e.g. stage-2 virtual tokens):
-          (cur, cur, cur); cur += 1;
+        - text token (anything not an image pad, crop pad or image-placed point, e.g. stage-2
+          virtual tokens, or the point with ``point_placement="text"``): (cur, cur, cur); cur += 1;
         - image, merged grid (T, H', W'), starting at s = cur: patch (t, r, c) gets
           (s + t, s + r, s + c), row-major; then cur = s + max(T, H', W');
-        - point (x, y) after that image: (s, s + clamp(y·H' − 0.5, 0, H'−1),
-          s + clamp(x·W' − 0.5, 0, W'−1)): it sits where it points, at a patch centre it equals
-          that patch's ids. It never holds the largest id (``<|vision_end|>`` before it already
-          has a larger one), so ``cur`` stays an integer; in general we define
-          cur = floor(largest id) + 1.
+        - point (x, y) after that image, ``point_placement="image"``: (s, s + clamp(y·H' − 0.5,
+          0, H'−1), s + clamp(x·W' − 0.5, 0, W'−1)): it sits where it points, at a patch
+          centre it equals that patch's ids. It never holds the largest id (``<|vision_end|>``
+          before it already has a larger one), so ``cur`` stays an integer; in general we define
+          cur = floor(largest id) + 1;
+        - crop token (r, c) of a crop of merged grid (T_c, H_c, W_c) over the box (x0, y0, x1, y1)
+          of that image: the point rule at its centre x = x0 + (c + 0.5) / W_c · (x1 − x0),
+          y = y0 + (r + 0.5) / H_c · (y1 − y0); crop tokens do not move cur.
 
     Worked example (m = 2; one image of grid_thw (1, 4, 6) -> merged (1, 2, 3), point
     (x, y) = (0.6, 0.6))::
@@ -71,16 +112,29 @@ def get_rope_index(
     s = 3; the image spans max(1, 2, 3) = 3 ids so ``<|vision_end|>`` gets 6; the point's
     h = 3 + (0.6·2 − 0.5) = 3.7 and w = 3 + (0.6·3 − 0.5) = 4.3 (a point at x = 0.9 would
     clamp to the last column, w = 5); rope_delta = 9 − 13 = −4.
+
+    The same row with ``point_placement="text"``: the point is (7, 7, 7), c and d are 8 and 9,
+    rope_delta = 10 − 13 = −3. With a crop of grid_thw (1, 4, 4) (merged 2 x 2) over the box
+    (0.4, 0.2, 0.8, 0.6) after the image-placed point (4 ``<|crop_pad|>`` between <point> and c;
+    image_grid_thw = [[1, 4, 6], [1, 4, 4]]): centres x = 0.5, 0.7 and y = 0.3, 0.5 give
+    w = 3 + (0.5·3 − 0.5) = 4.0, 3 + (0.7·3 − 0.5) = 4.6 and h = 3 + (0.3·2 − 0.5) = 3.1,
+    3 + (0.5·2 − 0.5) = 3.5, all with t = 3, so the crop tokens are (t, h, w) = (3, 3.1, 4.0),
+    (3, 3.1, 4.6), (3, 3.5, 4.0), (3, 3.5, 4.6) (clamped like the point near a border); c and d
+    stay 7 and 8, rope_delta = 9 − 17 = −8.
     """
     if input_ids.dim() != 2:
         raise ValueError(f"input_ids must be (B, L), got shape {tuple(input_ids.shape)}")
+    if point_placement not in PLACEMENTS:
+        raise ValueError(f"point_placement={point_placement!r} is invalid: use one of {PLACEMENTS}")
     B, L = input_ids.shape
     dev = input_ids.device
     real = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
     is_img = (input_ids == image_token_id) & real
+    is_crop = (input_ids == crop_token_id) & real if crop_token_id is not None else torch.zeros_like(real)
     use_points = points is not None and point_token_id is not None
     is_pt = (input_ids == point_token_id) & real if use_points else torch.zeros_like(real)
-    is_text = real & ~is_img & ~is_pt
+    in_frame_pt = is_pt if point_placement == "image" else torch.zeros_like(real)
+    is_text = real & ~is_img & ~is_crop & ~in_frame_pt
     ar = torch.arange(L, device=dev).expand(B, L)  # column index
 
     # segments: a change of segment id starts a new one (one segment per row without ids)
@@ -92,57 +146,87 @@ def get_rope_index(
     else:
         seg_first = torch.zeros_like(input_ids)
 
-    # image runs: flat index of each image's first token; work on image tokens only from here
-    prev_img = torch.zeros_like(is_img)
-    prev_img[:, 1:] = is_img[:, :-1]
-    starts = (is_img & ~(prev_img & ~seg_start)).reshape(-1).nonzero().view(-1)  # (N_img,)
-    n_img = starts.numel()
+    # vision runs (images and crops): flat index of each run's first token
+    starts, run_crop = vision_runs(input_ids, image_token_id, crop_token_id, real, seg_start)  # (N_runs,)
+    n_run = starts.numel()
     n_grid = 0 if image_grid_thw is None else image_grid_thw.shape[0]
-    if n_img != n_grid:
-        raise ValueError(f"input_ids hold {n_img} image runs but image_grid_thw has {n_grid} rows")
+    if n_run != n_grid:
+        kinds = f" ({int(run_crop.sum())} of them crops)" if bool(run_crop.any()) else ""
+        raise ValueError(f"input_ids hold {n_run} image runs{kinds} but image_grid_thw has {n_grid} rows")
     adv = is_text.long()  # (B, L) how far each token moves cur
-    if n_img:
+    if n_run:
         grid = image_grid_thw.to(dev).long()
         gt, gh, gw = grid[:, 0], grid[:, 1] // spatial_merge_size, grid[:, 2] // spatial_merge_size
-        img_idx = is_img.reshape(-1).nonzero().view(-1)  # (N_tok,)
-        o = torch.searchsorted(starts, img_idx, right=True) - 1  # image ordinal of each image token
-        counts = torch.bincount(o, minlength=n_img)
+        vis_idx = (is_img | is_crop).reshape(-1).nonzero().view(-1)  # (N_tok,)
+        o = torch.searchsorted(starts, vis_idx, right=True) - 1  # run ordinal of each vision token
+        counts = torch.bincount(o, minlength=n_run)
         if not torch.equal(counts, gt * gh * gw):
             bad = int((counts != gt * gh * gw).nonzero()[0, 0])
-            raise ValueError(f"image {bad} has {int(counts[bad])} <|image_pad|> tokens but its grid "
+            what = "crop" if bool(run_crop[bad]) else "image"
+            tok = "<|crop_pad|>" if what == "crop" else "<|image_pad|>"
+            raise ValueError(f"{what} {bad} has {int(counts[bad])} {tok} tokens but its grid "
                              f"{grid[bad].tolist()} needs {int((gt * gh * gw)[bad])}")
-        adv.view(-1).index_add_(0, starts, torch.maximum(gt, torch.maximum(gh, gw)))  # span on the first token
+        span = torch.where(run_crop, 0, torch.maximum(gt, torch.maximum(gh, gw)))
+        adv.view(-1).index_add_(0, starts, span)  # an image's span on its first token; crops move nothing
 
     cum = torch.cumsum(adv, dim=1)
     excl = cum - adv  # cur before each token, counted from the row start
     cur = excl if segment_ids is None else excl - excl.gather(1, seg_first)  # ... from the segment start
     cur_f = cur.reshape(-1)
 
-    dtype = torch.float32 if use_points else torch.long
+    fractional = use_points or crop_boxes is not None
+    dtype = torch.float32 if fractional else torch.long
     pos = cur.to(dtype).unsqueeze(0).repeat(3, 1, 1)  # (3, B, L)
     pos_f = pos.view(3, -1)
-    if n_img:
-        s_img = cur_f[starts]  # (N_img,) s of each image
-        k = img_idx - starts[o]  # offset inside the image
+    if n_run:
+        s_run = cur_f[starts]  # (N_runs,) s of each run
+        img_tok = ~run_crop[o]
+        k = vis_idx - starts[o]  # offset inside the run
         gho, gwo = gh[o], gw[o]
-        thw = torch.stack([k // (gho * gwo), (k // gwo) % gho, k % gwo]) + s_img[o]  # (3, N_tok)
-        pos_f[:, img_idx] = thw.to(dtype)
+        thw = torch.stack([k // (gho * gwo), (k // gwo) % gho, k % gwo]) + s_run[o]  # (3, N_tok)
+        pos_f[:, vis_idx[img_tok]] = thw[:, img_tok].to(dtype)
+        img_runs = (~run_crop).nonzero().view(-1)  # (N_img,) grid rows of the images
+        img_starts = starts[img_runs]
+
+    def frame_of(idx: Tensor, what: str) -> Tensor:
+        """Grid row of the image each flat index ``idx`` follows (same row and segment)."""
+        has = n_run > 0 and img_starts.numel() > 0
+        q = torch.searchsorted(img_starts, idx, right=True) - 1 if has else torch.full_like(idx, -1)
+        first = (idx // L) * L + seg_first.reshape(-1)[idx]
+        if not has or bool(((q < 0) | (img_starts[q.clamp(min=0)] < first)).any()):
+            raise ValueError(f"a {what} token has no image before it in its row/segment; "
+                             f"it must follow its image (...<|vision_end|><|point|>)")
+        return img_runs[q]
+
+    def in_frame(g: Tensor, xy: Tensor) -> Tensor:
+        """(3, N) ids of normalised (x, y) in the frames of images ``g`` (the point rule)."""
+        s = s_run[g].float()
+        hh, ww = gh[g].float(), gw[g].float()
+        ph = s + torch.minimum(torch.clamp(xy[:, 1] * hh - 0.5, min=0.0), hh - 1)
+        pw = s + torch.minimum(torch.clamp(xy[:, 0] * ww - 0.5, min=0.0), ww - 1)
+        return torch.stack([s, ph, pw])
+
     if use_points:
         pt_idx = is_pt.reshape(-1).nonzero().view(-1)
         if pt_idx.numel() != points.shape[0]:
             raise ValueError(f"input_ids hold {pt_idx.numel()} point tokens but points has {points.shape[0]} rows")
-        if pt_idx.numel():
-            o = torch.searchsorted(starts, pt_idx, right=True) - 1  # the last image before each point
-            first = (pt_idx // L) * L + seg_first.reshape(-1)[pt_idx]
-            if n_img == 0 or bool(((o < 0) | (starts[o.clamp(min=0)] < first)).any()):
-                raise ValueError("a <|point|> token has no image before it in its row/segment; "
-                                 "it must follow its image (...<|vision_end|><|point|>)")
-            s = s_img[o].float()
-            xy = points.to(dev, torch.float32)
-            hh, ww = gh[o].float(), gw[o].float()
-            ph = s + torch.minimum(torch.clamp(xy[:, 1] * hh - 0.5, min=0.0), hh - 1)
-            pw = s + torch.minimum(torch.clamp(xy[:, 0] * ww - 0.5, min=0.0), ww - 1)
-            pos_f[:, pt_idx] = torch.stack([s, ph, pw])
+        if pt_idx.numel() and point_placement == "image":
+            pos_f[:, pt_idx] = in_frame(frame_of(pt_idx, "<|point|>"), points.to(dev, torch.float32))
+    n_crop = int(run_crop.sum()) if n_run else 0
+    if n_crop or crop_boxes is not None:
+        n_box = 0 if crop_boxes is None else crop_boxes.shape[0]
+        if n_box != n_crop:
+            raise ValueError(f"input_ids hold {n_crop} crop runs but crop_boxes has {n_box} rows")
+    if n_crop:
+        crop_ord = torch.cumsum(run_crop.long(), 0) - 1  # (N_runs,) crop ordinal (meaningful at crop runs)
+        g = frame_of(starts[run_crop], "<|crop_pad|>")  # (N_crop,) the image of each crop
+        ct = ~img_tok  # crop tokens among the vision tokens
+        oc = crop_ord[o[ct]]  # (N_ct,) crop of each crop token
+        kk, hc, wc = k[ct], gho[ct].float(), gwo[ct].float()
+        b = crop_boxes.to(dev, torch.float32)[oc]  # (N_ct, 4)
+        x = b[:, 0] + ((kk % gwo[ct]).float() + 0.5) / wc * (b[:, 2] - b[:, 0])
+        y = b[:, 1] + (((kk // gwo[ct]) % gho[ct]).float() + 0.5) / hc * (b[:, 3] - b[:, 1])
+        pos_f[:, vis_idx[ct]] = in_frame(g[oc], torch.stack([x, y], dim=1))
     if attention_mask is not None:
         pos.masked_fill_(~real.unsqueeze(0), PAD_POSITION)
 

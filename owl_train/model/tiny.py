@@ -8,13 +8,19 @@ from owl_train.model.checkpoint import save_pretrained
 from owl_train.model.config import OwlVLConfig, TextConfig, VisionConfig
 from owl_train.model.model import OwlVL
 from owl_train.model.tokenizer import train_tokenizer
+from owl_train.model.variants import DEFAULT_VARIANT, VARIANTS, apply_variant
 
 __all__ = ["tiny_config", "init_tiny"]
 
 
-def tiny_config(ids: dict[str, int], vocab_size: int) -> OwlVLConfig:
-    """Vision depth 2 / width 32 / 2 heads; text width 64, 2 layers, 4 heads, 2 KV heads (Dh 16)."""
-    return OwlVLConfig(
+def tiny_config(ids: dict[str, int], vocab_size: int, variant: str = "b_image") -> OwlVLConfig:
+    """Vision depth 2 / width 32 / 2 heads; text width 64, 2 layers, 4 heads, 2 KV heads (Dh 16),
+    with the point-grounding options of preset ``variant`` (:data:`~owl_train.model.variants.VARIANTS`).
+
+    Raises:
+        ValueError: an unknown variant name.
+    """
+    base = OwlVLConfig(
         vision=VisionConfig(depth=2, embed_dim=32, num_heads=2, mlp_ratio=4.0, out_dim=64),
         text=TextConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                         num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=10000.0,
@@ -22,18 +28,27 @@ def tiny_config(ids: dict[str, int], vocab_size: int) -> OwlVLConfig:
                         eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"]),
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-        point_token_id=ids["<|point|>"], point_fourier_bands=8, tie_word_embeddings=False,
+        point_token_id=ids["<|point|>"], crop_token_id=ids["<|crop_pad|>"], point_fourier_bands=8,
+        tie_word_embeddings=False,
     )
+    return apply_variant(base, variant, fresh_weights=True)
 
 
 def init_tiny(out_dir: str | Path, vocab_from: str | Path | None = None, seed: int = 0,
-              vocab_size: int = 1024) -> Path:
+              vocab_size: int = 1024, variant: str = DEFAULT_VARIANT) -> Path:
     """Write tokenizer + config + random weights to ``out_dir``; returns it.
 
     ``vocab_from``: a UTF-8 text file to train the tokenizer on instead of the built-in text.
+    ``variant``: the point-grounding preset (default :data:`~owl_train.model.variants.DEFAULT_VARIANT`);
+    the weights every variant shares are the same for one ``seed``.
+
+    Raises:
+        ValueError: an unknown variant (checked before anything is written).
     """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown model variant {variant!r}: use one of {', '.join(VARIANTS)}")
     out = Path(out_dir)
     text = Path(vocab_from).read_text(encoding="utf-8") if vocab_from is not None else None
     ids = train_tokenizer(out, text, vocab_size=vocab_size)
-    model = OwlVL(tiny_config(ids, ids["__vocab_size__"])).reset_parameters(seed)
+    model = OwlVL(tiny_config(ids, ids["__vocab_size__"], variant)).reset_parameters(seed)
     return save_pretrained(model, out)

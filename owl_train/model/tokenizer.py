@@ -1,4 +1,5 @@
-"""A tiny byte-level BPE tokenizer with the Qwen2-VL special tokens plus ``<|point|>``.
+"""A tiny byte-level BPE tokenizer with the Qwen2-VL special tokens plus ``<|point|>`` and
+``<|crop_pad|>`` (the foveal crop's placeholder, variant (e)).
 
 Trained with the ``tokenizers`` library and written as ``tokenizer.json`` +
 ``tokenizer_config.json``, the files ``transformers.AutoTokenizer.from_pretrained(DIR)`` reads
@@ -18,7 +19,7 @@ __all__ = ["SPECIAL_TOKENS", "CHAT_TEMPLATE", "BUILTIN_TEXT", "train_tokenizer"]
 SPECIAL_TOKENS: tuple[str, ...] = (
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
     "<|box_start|>", "<|box_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
-    "<|video_pad|>", "<|point|>",
+    "<|video_pad|>", "<|point|>", "<|crop_pad|>",
 )
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"

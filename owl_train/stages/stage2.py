@@ -78,7 +78,7 @@ def run_stage2(cfg: TrainConfig, note: Callable[[str], None] = lambda s: None) -
         prompt = PromptEncoder(cfg.num_virtual_tokens, D, cfg.prompt_hidden, seed=cfg.seed)
     for p in prompt.parameters():
         p.requires_grad_(True)
-    collator = Collator(loaded.tokenizer, data_config(cfg, num_virtual_tokens=cfg.num_virtual_tokens))
+    collator = Collator(loaded.tokenizer, data_config(cfg, model.config, num_virtual_tokens=cfg.num_virtual_tokens))
     source = FilteredMix(Path(cfg.corpus), stage2_mix(cfg, note), num_workers=cfg.num_workers)
     base_files = None if (loaded.path / ADAPTER_FILE).is_file() else loaded.path
 

@@ -136,3 +136,80 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="points has 2"):
         get_rope_index(torch.tensor([[VS, IMG, VE, PT]]), torch.tensor([[1, 2, 2]]), image_token_id=IMG,
                        point_token_id=PT, points=torch.rand(2, 2))
+
+
+def test_text_placement_worked_example():
+    a, b, c, d = 5, 6, 7, 8
+    ids = torch.tensor([[a, b, VS] + [IMG] * 6 + [VE, PT, c, d]])
+    pos, deltas = get_rope_index(ids, torch.tensor([[1, 4, 6]]), image_token_id=IMG, point_token_id=PT,
+                                 points=torch.tensor([[0.6, 0.6]]), point_placement="text")
+    expect = torch.tensor([
+        [0, 1, 2, 3, 3, 3, 3, 3, 3, 6, 7, 8, 9],
+        [0, 1, 2, 3, 3, 3, 4, 4, 4, 6, 7, 8, 9],
+        [0, 1, 2, 3, 4, 5, 3, 4, 5, 6, 7, 8, 9],
+    ], dtype=torch.float32)
+    assert pos.dtype == torch.float32 and torch.equal(pos[:, 0], expect)
+    assert deltas.tolist() == [[-3]]
+    # the point does not move: the same ids wherever it points
+    other, _ = get_rope_index(ids, torch.tensor([[1, 4, 6]]), image_token_id=IMG, point_token_id=PT,
+                              points=torch.tensor([[0.1, 0.9]]), point_placement="text")
+    assert torch.equal(other, pos)
+    with pytest.raises(ValueError, match="point_placement"):
+        get_rope_index(ids, torch.tensor([[1, 4, 6]]), image_token_id=IMG, point_placement="grid")
+
+
+def test_text_placement_equals_transformers_with_the_point_as_text(ref):
+    g = torch.Generator().manual_seed(11)
+    for _ in range(30):
+        ids, mask, grid, pts = random_batch(g, 4, points=True)
+        pos, deltas = get_rope_index(ids, grid, mask, image_token_id=IMG, point_token_id=PT, points=pts,
+                                     point_placement="text")
+        rpos, rdeltas = ref.get_rope_index(ids, mm_token_type_ids(ids), grid, None, mask)
+        real = mask.bool()
+        assert torch.equal(pos[:, real].long(), rpos[:, real]) and bool((pos[:, real] % 1 == 0).all())
+        assert torch.equal(deltas, rdeltas.view(-1, 1))
+
+
+CROP = 305  # <|crop_pad|> in these tests
+
+
+def test_crop_worked_example():
+    a, b, c, d = 5, 6, 7, 8
+    ids = torch.tensor([[a, b, VS] + [IMG] * 6 + [VE, PT] + [CROP] * 4 + [c, d]])
+    grid = torch.tensor([[1, 4, 6], [1, 4, 4]])
+    pos, deltas = get_rope_index(ids, grid, image_token_id=IMG, point_token_id=PT, points=torch.tensor([[0.6, 0.6]]),
+                                 crop_token_id=CROP, crop_boxes=torch.tensor([[0.4, 0.2, 0.8, 0.6]]))
+    expect = torch.tensor([
+        [0, 1, 2, 3, 3, 3, 3, 3, 3, 6, 3, 3, 3, 3, 3, 7, 8],
+        [0, 1, 2, 3, 3, 3, 4, 4, 4, 6, 3.7, 3.1, 3.1, 3.5, 3.5, 7, 8],
+        [0, 1, 2, 3, 4, 5, 3, 4, 5, 6, 4.3, 4.0, 4.6, 4.0, 4.6, 7, 8],
+    ])
+    torch.testing.assert_close(pos[:, 0], expect, rtol=0, atol=1e-5)
+    assert deltas.tolist() == [[-8]]
+    # a crop square over the whole image puts its tokens at the image's own patch centres
+    whole = torch.tensor([[1, 4, 6], [1, 4, 6]])
+    ids2 = torch.tensor([[a, VS] + [IMG] * 6 + [VE, PT] + [CROP] * 6 + [c]])
+    pos2, _ = get_rope_index(ids2, whole, image_token_id=IMG, point_token_id=PT, points=torch.tensor([[0.5, 0.5]]),
+                             crop_token_id=CROP, crop_boxes=torch.tensor([[0.0, 0.0, 1.0, 1.0]]))
+    torch.testing.assert_close(pos2[:, 0, 10:16], pos2[:, 0, 2:8])
+    # with text placement the crop still sits in the image frame, and only the point moves cur
+    pos3, d3 = get_rope_index(ids, grid, image_token_id=IMG, point_token_id=PT, points=torch.tensor([[0.6, 0.6]]),
+                              crop_token_id=CROP, crop_boxes=torch.tensor([[0.4, 0.2, 0.8, 0.6]]),
+                              point_placement="text")
+    assert pos3[:, 0, 10].tolist() == [7, 7, 7] and pos3[:, 0, 15:].tolist() == [[8, 9]] * 3
+    torch.testing.assert_close(pos3[:, 0, 11:15], expect[:, 11:15], rtol=0, atol=1e-5)
+    assert d3.tolist() == [[-7]]
+
+
+def test_crop_inputs_are_checked():
+    ids = torch.tensor([[VS] + [IMG] * 4 + [VE, PT] + [CROP] * 4 + [1]])
+    grid = torch.tensor([[1, 4, 4], [1, 4, 4]])
+    kw = dict(image_token_id=IMG, point_token_id=PT, points=torch.tensor([[0.5, 0.5]]), crop_token_id=CROP)
+    with pytest.raises(ValueError, match="crop_boxes has 0"):
+        get_rope_index(ids, grid, **kw)
+    with pytest.raises(ValueError, match="1 of them crops.*has 1 rows"):
+        get_rope_index(ids, grid[:1], **kw, crop_boxes=torch.rand(1, 4))
+    with pytest.raises(ValueError, match="crop 1 has 4 <\\|crop_pad\\|> tokens.*needs 1"):
+        get_rope_index(ids, torch.tensor([[1, 4, 4], [1, 2, 2]]), **kw, crop_boxes=torch.rand(1, 4))
+    with pytest.raises(ValueError, match="no image before it"):
+        get_rope_index(torch.tensor([[1, PT] + [CROP] * 4]), grid[:1], **kw, crop_boxes=torch.rand(1, 4))
