@@ -95,7 +95,7 @@ def build(
 
 @app.command()
 def stats(corpus: Path = typer.Argument(..., help="Corpus folder.")) -> None:
-    """Rows per task, split, source and category; rejects per reason (DuckDB)."""
+    """Rows per task, split, source and category; rejects per reason (DuckDB); the layout prior."""
     from owl_data.stats import corpus_stats
 
     try:
@@ -112,6 +112,18 @@ def stats(corpus: Path = typer.Argument(..., help="Corpus folder.")) -> None:
         for r in s[name]:
             t.add_row(*(str(v) for v in r))
         out_console.print(t)
+    for lp in s.get("layout_prior", []):
+        out_console.print(_layout_prior_line(lp), highlight=False, soft_wrap=True)
+
+
+def _layout_prior_line(lp) -> str:
+    """One line: how much of the val categories (x, y) alone predicts (owl_data.stats.LayoutPriorStats)."""
+    head = f"layout prior ({lp.k}-NN from the point's (x, y), no image; fit on {lp.train_points} train points)"
+    if lp.accuracy is None:
+        why = "no train description points" if not lp.train_points else "no val description points"
+        return f"{head}: not computed ({why})"
+    return (f"{head}: {lp.accuracy:.1%} of {lp.val_points} val points; majority class {lp.majority!r}: "
+            f"{lp.majority_accuracy:.1%} (a model's point hit rate near the prior may not look at the image)")
 
 
 @app.command()

@@ -14,11 +14,14 @@ aspect ratio is not applied: the model sees the point in the same normalised fra
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+import pyarrow.parquet as pq
 
-__all__ = ["knn_vote", "LayoutPrior", "fit_layout_prior", "description_pairs"]
+__all__ = ["knn_vote", "LayoutPrior", "fit_layout_prior", "description_pairs", "point_xy",
+           "read_description_rows", "DEFAULT_K"]
 
 DEFAULT_K = 15
 
@@ -41,6 +44,16 @@ def knn_vote(train_xy: np.ndarray, train_labels: np.ndarray, query_xy: np.ndarra
 
     Raises:
         ValueError: empty training set, mismatched lengths, k < 1, or arrays of the wrong shape.
+
+    Worked example (pinned by tests/owl_data/test_layout_prior.py): four training points at
+    distance 0.5 from the centre, labels 2, 0, 1, 1::
+
+        train (0, .5)->2  (1, .5)->0  (.5, 0)->1  (.5, 1)->1;  query (.5, .5)
+        k=1: index 0 (a four-way distance tie: the lowest index)          -> 2
+        k=2: labels {2, 0}: a vote tie                                    -> 0
+        k=4: labels {2, 0, 1, 1}                                          -> 1
+        query (0, .5), k=2: index 0 (distance 0), then (.5, 0) and (.5, 1) tie at 0.5:
+             index 2 -> labels {2, 1}: a vote tie                         -> 1
     """
     train_xy = np.asarray(train_xy, dtype=np.float64)
     query_xy = np.asarray(query_xy, dtype=np.float64)
@@ -86,7 +99,19 @@ class LayoutPrior:
 
     @property
     def n(self) -> int:
+        """Training points."""
         return int(self.xy.shape[0])
+
+    @property
+    def majority(self) -> str:
+        """The most frequent training category (ties to the lowest index): the no-look baseline."""
+        return self.categories[int(np.bincount(self.labels, minlength=len(self.categories)).argmax())]
+
+    def majority_accuracy(self, categories: Sequence[str]) -> float | None:
+        """Share of ``categories`` equal to :attr:`majority` (None when empty)."""
+        if not len(categories):
+            return None
+        return float(np.mean([c == self.majority for c in categories]))
 
     def predict(self, xy: np.ndarray | Sequence[Sequence[float]]) -> list[str]:
         """(M, 2) points -> M predicted category names."""
@@ -104,18 +129,28 @@ class LayoutPrior:
         return float(np.mean([p == c for p, c in zip(pred, categories)]))
 
 
+def point_xy(row: Mapping[str, Any]) -> tuple[float, float]:
+    """A row's point as (x, y): the corpus's ``{"x", "y"}`` struct or a trainer row's ``(x, y)``."""
+    p = row["point"]
+    if isinstance(p, Mapping):
+        return float(p["x"]), float(p["y"])
+    x, y = p
+    return float(x), float(y)
+
+
 def description_pairs(rows: Iterable[Mapping[str, Any]]) -> tuple[np.ndarray, list[str]]:
     """The distinct (image, point) pairs of point_vqa *description* rows: ((N, 2) xy, N categories).
 
     A point asked twice (with and without a question) counts once, so the prior is not weighted
-    by how many rows a point made. Order: sorted by (image_id, x, y), deterministic.
+    by how many rows a point made; rows without a category (``""``) are skipped. Order: sorted by
+    (image_id, x, y), deterministic. Points may be ``{"x", "y"}`` structs or ``(x, y)`` pairs.
     """
     seen: dict[tuple[str, float, float], str] = {}
     for r in rows:
-        if r.get("kind") != "description":
+        if r.get("kind") != "description" or not str(r["target"]["category"]).strip():
             continue
-        p = r["point"]
-        seen.setdefault((str(r["image_id"]), float(p["x"]), float(p["y"])), str(r["target"]["category"]))
+        x, y = point_xy(r)
+        seen.setdefault((str(r["image_id"]), x, y), str(r["target"]["category"]))
     keys = sorted(seen)
     xy = np.asarray([(x, y) for _, x, y in keys], dtype=np.float64).reshape(-1, 2)
     return xy, [seen[k] for k in keys]
@@ -131,3 +166,16 @@ def fit_layout_prior(train_rows: Iterable[Mapping[str, Any]], k: int = DEFAULT_K
     if not cats:
         raise ValueError("no point_vqa description rows to fit the layout prior on")
     return LayoutPrior(xy, cats, k)
+
+
+_COLUMNS = ["id", "image_id", "kind", "point", "target"]
+
+
+def read_description_rows(corpus: str | Path, split: str) -> list[dict[str, Any]]:
+    """The point_vqa description rows of ``split`` without images: ``id, image_id, kind, point
+    {x, y}, target {category, instance, bbox}`` (shard then row order); [] when the split has none.
+    """
+    rows: list[dict[str, Any]] = []
+    for f in sorted((Path(corpus) / "point_vqa" / split).glob("*.parquet")):
+        rows += [r for r in pq.read_table(f, columns=_COLUMNS).to_pylist() if r["kind"] == "description"]
+    return rows

@@ -166,8 +166,11 @@ def eval_cmd(
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels",
                                              help="Image budget (one token per 28x28 px); default: the budget the model was trained with."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON."),
+    controls: bool = typer.Option(True, "--controls/--no-controls",
+                                  help="point_vqa: also run the point-swap, image-swap and blank-image controls "
+                                       "(about 3x the point_vqa generation)."),
 ) -> None:
-    """Per-task metrics: VQA accuracy, BLEU-4/CIDEr, grounding acc@0.5, point focus hit rate."""
+    """Per-task metrics: VQA accuracy, BLEU-4/CIDEr, grounding acc@0.5, point hit rate with its controls."""
     from owl_train.evaluate import EvalConfig, evaluate
     from owl_train.infer import trained_image_budget
 
@@ -177,20 +180,22 @@ def eval_cmd(
             budget["max_pixels"] = max_pixels
             budget["min_pixels"] = min(budget.get("min_pixels", 56 * 56), max_pixels)
         cfg = EvalConfig(split=split, limit=limit, tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),
-                         batch_size=batch_size, max_new_tokens=max_new_tokens, **budget)
+                         batch_size=batch_size, max_new_tokens=max_new_tokens, controls=controls, **budget)
         rep = evaluate(model, corpus, cfg, progress=_note)
     except (ValueError, OSError) as exc:
         _fail(str(exc))
     t = Table(title=f"eval on {corpus} ({split})")
-    for c in ("task", "rows", "metric", "value"):
+    for c in ("task", "rows", "metric", "value", "n"):
         t.add_column(c)
     for task, m in rep.metrics.items():
         first = True
         for k, v in m.items():
-            if k in ("rows", "answered", "n", "tokenizer", "descriptions", "no_question_rows"):
+            if k in ("rows", "answered", "n", "tokenizer", "descriptions", "controls") or k.endswith("_n"):
                 continue
-            t.add_row(task if first else "", f"{m['answered']}/{m['rows']}" if first else "", k,
-                      "-" if v is None else f"{v:.4f}")
+            n = m.get(f"{k}_n", m.get("descriptions") if k.startswith("description_") else None)
+            value = "-" if v is None else str(v) if isinstance(v, int) else f"{v:.4f}"
+            t.add_row(task if first else "", f"{m['answered']}/{m['rows']}" if first else "", k, value,
+                      "" if n is None else str(n))
             first = False
     out.print(t)
     for n in rep.notes:

@@ -10,32 +10,43 @@
   tokenizer (lowercase, punctuation removed, split on whitespace); the report says which.
 - **grounding**: accuracy at IoU >= 0.5 of the first box parsed from the answer
   (:mod:`owl_data.export.coords`, the model's ``box_format``); no parsable box counts as a miss.
-- **point_vqa**: focus hit rate: the answer names the target's category (whole word, case
-  insensitive, ``_`` read as a space, a plural ``s`` allowed).
+- **point_vqa**: description BLEU-4 and CIDEr (above), and the grounding figures of
+  :mod:`owl_train.grounding`: ``hit`` (the category the answer names *first*, by the category
+  lexicon of :mod:`owl_train.lexicon`, is the target's; rows whose question names a category are
+  left out and counted), ``reasoning_hit`` apart, and the controls computed in the same run
+  (``layout_prior``, ``point_swap``, ``image_swap``, ``blank``), each with its ``_n``.
 
 :func:`heldout_loss` gives the mean LM loss of a model on rows (stage-2 acceptance).
 """
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import torch
+from PIL import Image
 
 from owl_data.export.coords import CoordError, restore_text
+from owl_data.layout_prior import LayoutPrior, fit_layout_prior, read_description_rows
 from owl_train.data import Collator, DataConfig
+from owl_train.grounding import grounding_eval
+from owl_train.lexicon import load_lexicon
 from owl_train.stages.checkpoints import LoadedModel, load_model_dir
 from owl_train.stages.loop import BATCH_TENSORS, TrainModule
 from owl_train.stages.ptuning import generate_batch
 from owl_train.stages.rows import corpus_rows, is_stage2_row
 
 __all__ = ["EvalConfig", "EvalReport", "vqa_normalize", "vqa_accuracy", "caption_scores", "box_iou",
-           "focus_hit", "heldout_loss", "answer_rows", "evaluate"]
+           "heldout_loss", "answer_rows", "corpus_images", "evaluate"]
 
 TASKS = ("vqa", "caption", "grounding", "point_vqa")
 
@@ -157,12 +168,6 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def focus_hit(answer: str, category: str) -> bool:
-    """The answer names ``category`` (whole words, case-insensitive, optional plural s)."""
-    words = r"\s+".join(re.escape(w) for w in category.replace("_", " ").lower().split())
-    return re.search(rf"\b{words}s?\b", answer.lower()) is not None
-
-
 @dataclass(frozen=True)
 class EvalConfig:
     split: str = "val"
@@ -174,6 +179,7 @@ class EvalConfig:
     box_format: str = "qwen"
     tasks: tuple[str, ...] = TASKS
     use_java: bool | None = None
+    controls: bool = True  # point_vqa: also the point-swap, image-swap and blank-image controls
 
     def __post_init__(self) -> None:
         bad = [t for t in self.tasks if t not in TASKS]
@@ -255,6 +261,50 @@ def heldout_loss(loaded: LoadedModel, rows: Sequence[Mapping[str, Any]], data_cf
     return total / count
 
 
+def corpus_images(corpus: str | Path, ids: Collection[str]) -> dict[str, Image.Image]:
+    """The decoded images of ``ids`` from the corpus's images table (ids it lacks are absent)."""
+    want = pa.array(sorted(set(ids)), pa.string())
+    out: dict[str, Image.Image] = {}
+    if not len(want):
+        return out
+    for f in sorted((Path(corpus) / "images").glob("*.parquet")):
+        sel = pc.is_in(pq.read_table(f, columns=["image_id"]).column("image_id"), value_set=want)
+        if not pc.any(sel).as_py():
+            continue
+        t = pq.read_table(f, columns=["image_id", "bytes"]).filter(sel)
+        for iid, blob in zip(t.column("image_id").to_pylist(), t.column("bytes").to_pylist()):
+            img = Image.open(io.BytesIO(blob))
+            img.load()
+            out[iid] = img
+    return out
+
+
+def _layout_prior(corpus: str | Path, split: str, notes: list[str]) -> LayoutPrior | None:
+    """The layout prior fitted on the train split's description points (None, with a note, if none)."""
+    try:
+        prior = fit_layout_prior(read_description_rows(corpus, "train"))
+    except ValueError:
+        notes.append("point_vqa: no train description rows: the layout prior is not computed")
+        return None
+    if split == "train":
+        notes.append("point_vqa: evaluated on the train split, which the layout prior is fitted on")
+    return prior
+
+
+def _grounding(loaded: LoadedModel, corpus: str | Path, rows: list[dict[str, Any]], preds: list[str | None],
+               data_cfg: DataConfig, cfg: EvalConfig, notes: list[str]) -> dict[str, Any]:
+    """The grounding figures and controls of :mod:`owl_train.grounding` for the point_vqa rows."""
+    pool = read_description_rows(corpus, cfg.split)
+    lexicon = load_lexicon().with_categories(str(r["target"]["category"]) for r in [*rows, *pool])
+
+    def answer(rs: Sequence[Mapping[str, Any]]) -> list[str | None]:
+        return answer_rows(loaded, rs, data_cfg, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens)
+
+    rep = grounding_eval(rows, answer, pool=pool, lexicon=lexicon, prior=_layout_prior(corpus, cfg.split, notes),
+                         images=lambda ids: corpus_images(corpus, ids), answers=preds, controls=cfg.controls)
+    return rep.metrics()
+
+
 def evaluate(model_dir: str | Path, corpus: str | Path, cfg: EvalConfig = EvalConfig(),
              progress: Callable[[str], None] = lambda s: None) -> EvalReport:
     """Generate answers for ``cfg.limit`` rows per task of ``cfg.split`` and score them."""
@@ -291,7 +341,7 @@ def evaluate(model_dir: str | Path, corpus: str | Path, cfg: EvalConfig = EvalCo
                 hits += bool(boxes) and box_iou(boxes[0][0], r["bbox"]) >= 0.5
             m["acc@0.5"] = hits / max(1, len(pairs))
         else:
-            m["focus_hit_rate"] = sum(focus_hit(p, r["target"]["category"]) for r, p in pairs) / max(1, len(pairs))
+            m.update(_grounding(loaded, corpus, rows, preds, data_cfg, cfg, report.notes))
             desc = [(r, p) for r, p in pairs if r.get("kind") == "description"]
             refs = {r["id"]: [next(t["content"] for t in r["conversations"] if t["role"] == "assistant")]
                     for r, _ in desc}
