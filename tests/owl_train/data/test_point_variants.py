@@ -79,3 +79,36 @@ def test_text_placement_in_the_collator(tiny):
                                image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"), point_token_id=pt,
                                points=txt_b["points"], point_placement="text")
     assert torch.equal(txt_b["position_ids"], expect)
+
+
+def _embed(model, tok, rows):
+    from owl_train.data import data_config_for_model
+
+    b = Collator(tok, data_config_for_model(DataConfig(), model.config))(rows)
+    with torch.no_grad():
+        x = model.embed(b["input_ids"], b["pixel_values"], b["image_grid_thw"], b["points"])
+    return b, x[0]
+
+
+def test_focus_locality_through_the_collator(tiny):
+    from owl_train.model.model import OwlVL
+
+    tok, cfg = tiny
+    model = OwlVL(dataclasses.replace(cfg, point_focus=True)).reset_parameters(1, std=0.2).eval()
+    img = image(224, 112)  # kept at its size: merged grid 4 x 8, cells of 28 x 28 pixels
+    arr = np.asarray(img)
+    # (0.3, 0.6): u = 0.3·8 − 0.5 = 1.9, v = 0.6·4 − 0.5 = 1.9 -> cells rows 1-2, columns 1-2: pixels [28, 84)
+    point = (0.3, 0.6)
+    far, near = arr.copy(), arr.copy()
+    far[:, 140:] = 255 - far[:, 140:]  # columns 5-7: not next to the point
+    far[:20, :] = 0  # and the top of row 0
+    near[60:64, 60:64] = 255 - near[60:64, 60:64]  # inside cell (2, 2), weight 0.81
+    b0, x0 = _embed(model, tok, [row(point, img)])
+    bf, xf = _embed(model, tok, [row(point, Image.fromarray(far))])
+    _, xn = _embed(model, tok, [row(point, Image.fromarray(near))])
+    p = int((b0["input_ids"][0] == tok.convert_tokens_to_ids("<|point|>")).nonzero())
+    assert not torch.equal(b0["pixel_values"], bf["pixel_values"])
+    img_tok = b0["input_ids"][0] == tok.convert_tokens_to_ids("<|image_pad|>")
+    assert not torch.allclose(xf[img_tok], x0[img_tok], atol=1e-4)  # the image tokens saw it (global ViT)
+    assert torch.equal(xf[p], x0[p])  # the point token did not, bit for bit
+    assert not torch.allclose(xn[p], x0[p], atol=1e-4)

@@ -138,3 +138,118 @@ def test_interleaving_changes_image_rows_only():
         a = chunked(ids, pixel_values=pv, image_grid_thw=grid, points=torch.tensor([[0.3, 0.4]])).logits
         b = inter(ids, pixel_values=pv, image_grid_thw=grid, points=torch.tensor([[0.3, 0.4]])).logits
     assert not torch.allclose(a, b, atol=1e-4)
+
+
+# -- (d) ---------------------------------------------------------------------------------------
+def test_bilinear_cells_by_hand():
+    from owl_train.model.point import bilinear_cells
+
+    hw = torch.tensor([[2, 3], [2, 3], [2, 3]])
+    cells, w = bilinear_cells(torch.tensor([[0.6, 0.6], [0.95, 0.0], [0.5, 0.75]]), hw)
+    # (0.6, 0.6): u = 0.6·3 − 0.5 = 1.3, v = 0.6·2 − 0.5 = 0.7
+    assert cells[0].tolist() == [1, 2, 4, 5]
+    torch.testing.assert_close(w[0], torch.tensor([0.7 * 0.3, 0.3 * 0.3, 0.7 * 0.7, 0.3 * 0.7]), rtol=0, atol=1e-6)
+    # clamped to the last column and the first row: all weight on cell (0, 2)
+    assert cells[1].tolist() == [2, 2, 5, 5] and w[1].tolist() == [1.0, 0.0, 0.0, 0.0]
+    # the centre of cell (1, 1) is exactly that cell
+    assert cells[2, 0] == 4 and w[2].tolist() == [1.0, 0.0, 0.0, 0.0]
+
+
+def _cell_features(m: OwlVL, pv: torch.Tensor, n_cells: int) -> torch.Tensor:
+    """The focus MLP on every merged cell of one image, written out (N_cells, D)."""
+    fs, w = m.point_focus, m.visual.patch_embed
+    e = pv.view(n_cells, 4, -1) @ w.view(w.shape[0], -1).T  # (N_cells, 4, E)
+    e = torch.nn.functional.layer_norm(e, (e.shape[-1],), fs.norm.weight, fs.norm.bias, 1e-6)
+    return fs.fc2(torch.nn.functional.gelu(fs.fc1(e.flatten(1))))
+
+
+def test_focus_is_the_bilinear_sample_of_local_cell_features():
+    m = _model(point_focus=True)
+    ids, grid, pv, p = _row()  # merged grid 4 x 4
+    pt = torch.tensor([[0.6, 0.3]])  # u = 1.9, v = 0.7: cells (0, 1), (0, 2), (1, 1), (1, 2)
+    with torch.no_grad():
+        x = m.embed(ids, pv, grid, pt)
+        base = _model()  # the same weights without the focus term
+        base.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith("point_focus.")})
+        x0 = base.embed(ids, pv, grid, pt)
+        f = _cell_features(m, pv, 16)
+    au, av = 0.9, 0.7
+    expect = (1 - av) * (1 - au) * f[1] + (1 - av) * au * f[2] + av * (1 - au) * f[5] + av * au * f[6]
+    torch.testing.assert_close(x[0, p] - x0[0, p], expect, rtol=0, atol=1e-5)
+    assert float(expect.abs().max()) > 1e-2
+    others = torch.ones(ids.shape[1], dtype=torch.bool)
+    others[p] = False
+    assert torch.equal(x[0, others], x0[0, others])  # only the point token gets the focus term
+
+
+def _cell_rows(cells: list[int]) -> torch.Tensor:
+    return torch.tensor([4 * c + k for c in cells for k in range(4)])  # block-major: 4 patch rows per cell
+
+
+def test_focus_locality_near_pixels_change_far_pixels_are_bit_identical():
+    m = _model(point_focus=True)
+    ids, grid, pv, p = _row()  # merged 4 x 4
+    pt = torch.tensor([[0.6, 0.3]])  # neighbours: cells 1, 2, 5, 6
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        x = m.embed(ids, pv, grid, pt)
+        far = pv.clone()
+        far[_cell_rows([12, 13, 14, 15, 3, 8])] = torch.randn(24, pv.shape[1], generator=g)
+        x_far = m.embed(ids, far, grid, pt)
+        near = pv.clone()
+        near[_cell_rows([5])] += 0.5
+        x_near = m.embed(ids, near, grid, pt)
+    assert torch.equal(x_far[0, p], x[0, p])
+    img = ids[0] == IMG
+    assert not torch.allclose(x_far[0, img][5], x[0, img][5], atol=1e-4)  # the ViT itself saw the far change
+    assert not torch.allclose(x_near[0, p], x[0, p], atol=1e-4)
+    # the ViT output sampled instead would not be local: every image token moved
+    assert bool((x_far[0, img] - x[0, img]).abs().amax(-1).gt(0).all())
+
+
+def test_focus_trains_from_its_zero_init():
+    m = _model(point_focus=True).train()
+    with torch.no_grad():
+        m.point_focus.fc2.weight.zero_()
+        m.point_focus.fc2.bias.zero_()
+    ids, grid, pv, p = _row()
+    pt = torch.tensor([[0.4, 0.4]])
+    opt = torch.optim.SGD(m.point_focus.parameters(), lr=0.5)
+    for step in range(2):
+        opt.zero_grad()
+        m(ids, pixel_values=pv, image_grid_thw=grid, points=pt).logits[0, p:].logsumexp(-1).sum().backward()
+        if step == 0:
+            assert m.point_focus.fc2.weight.grad.abs().sum() > 0
+            assert m.point_focus.fc1.weight.grad.abs().sum() == 0  # behind the zero layer, for now
+        opt.step()
+    assert m.point_focus.fc2.weight.abs().sum() > 0 and m.point_focus.fc1.weight.grad.abs().sum() > 0
+
+
+def test_focus_weights_round_trip_in_owl_extra(tmp_path):
+    from safetensors import safe_open
+
+    from owl_train.model.checkpoint import CheckpointError, load_pretrained, save_pretrained
+
+    m = _model(point_focus=True)
+    save_pretrained(m, tmp_path / "d")
+    with safe_open(str(tmp_path / "d" / "owl_extra.safetensors"), framework="pt") as f:
+        keys = set(f.keys())
+    assert keys == {"point_encoder.proj.weight", "point_focus.norm.weight", "point_focus.norm.bias",
+                    "point_focus.fc1.weight", "point_focus.fc1.bias", "point_focus.fc2.weight",
+                    "point_focus.fc2.bias"}
+    again = load_pretrained(tmp_path / "d")
+    for k, v in m.state_dict().items():
+        assert torch.equal(again.state_dict()[k], v), k
+    # the same weights under a config without the focus: the extra file no longer fits
+    b = _model()
+    save_pretrained(b, tmp_path / "b")
+    (tmp_path / "b" / "owl_extra.safetensors").unlink()
+    (tmp_path / "d" / "config.json").replace(tmp_path / "b" / "config.json")
+    fresh = load_pretrained(tmp_path / "b")  # focus on, no extra file: the focus starts at zero
+    assert not fresh.point_focus.fc2.weight.any() and torch.equal(fresh.point_focus.fc1.weight,
+                                                                  OwlVL(fresh.config).point_focus.fc1.weight)
+    save_pretrained(m, tmp_path / "d2")
+    (tmp_path / "d2" / "config.json").write_text((tmp_path / "d2" / "config.json").read_text().replace(
+        '"point_focus": true', '"point_focus": false'))
+    with pytest.raises(CheckpointError, match="point_focus"):
+        load_pretrained(tmp_path / "d2")

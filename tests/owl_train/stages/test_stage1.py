@@ -65,7 +65,7 @@ def test_lora_trains_only_adapters_and_merges_to_equal_logits(world, tmp_path):
     unmerged = load_model_dir(model_dir, merge_lora_weights=False)
     plain = {k.replace(".base_layer.", "."): v for k, v in unmerged.model.state_dict().items() if "lora_" not in k}
     changed = {k for k in base if not torch.equal(base[k], plain[k])}
-    assert changed and all(k.startswith(("visual.merger.", "point_encoder.")) for k in changed)
+    assert changed and all(k.startswith(("visual.merger.", "point_encoder.", "point_focus.")) for k in changed)
     merge(model_dir, tmp_path / "merged")
     merged = load_model_dir(tmp_path / "merged")
     assert not (tmp_path / "merged" / "adapter_model.safetensors").exists()
