@@ -105,7 +105,8 @@ def _category(row: Row) -> str:
 
 def select_rows(rows: Sequence[Row], lexicon: Lexicon) -> RowSelection:
     """Description and reasoning rows that count; those whose question names a category, or whose
-    target has none, are left out and counted (a row without a category counts only there)."""
+    target has no category the lexicon knows (``""``; :meth:`Lexicon.with_categories` adds the
+    corpus's others), are left out and counted (a row without a category counts only there)."""
     desc, reas, named, nocat = [], [], 0, 0
     for i, r in enumerate(rows):
         if not _category(r) or lexicon.resolve(_category(r)) is None:
