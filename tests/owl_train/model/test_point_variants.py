@@ -253,3 +253,37 @@ def test_focus_weights_round_trip_in_owl_extra(tmp_path):
         '"point_focus": true', '"point_focus": false'))
     with pytest.raises(CheckpointError, match="point_focus"):
         load_pretrained(tmp_path / "d2")
+
+
+# -- (f) ---------------------------------------------------------------------------------------
+def test_patch_centres_by_hand():
+    from owl_train.model.point import patch_centres
+
+    c = patch_centres(torch.tensor([[1, 4, 6], [1, 2, 2]]), 2)  # merged 2 x 3, then 1 x 1
+    expect = torch.tensor([[1 / 6, 0.25], [0.5, 0.25], [5 / 6, 0.25], [1 / 6, 0.75], [0.5, 0.75], [5 / 6, 0.75],
+                           [0.5, 0.5]])
+    assert torch.equal(c, expect)
+
+
+def test_patch_code_adds_exactly_the_point_code_to_image_tokens():
+    from owl_train.model.point import patch_centres
+
+    m = _model(point_patch_code=True)
+    base = _model()
+    base.load_state_dict(m.state_dict())
+    ids, grid, pv, p = _row(side=4)  # merged 2 x 2
+    ids = torch.cat([ids, torch.tensor([[VS] + [IMG] * 6 + [VE, 9]])], dim=1)  # a second image, merged 2 x 3
+    grid = torch.cat([grid, torch.tensor([[1, 4, 6]])])
+    pv = torch.cat([pv, pixel_values_for(grid[1:], torch.Generator().manual_seed(3))])
+    pt = torch.tensor([[0.3, 0.7]])
+    with torch.no_grad():
+        x, x0 = m.embed(ids, pv, grid, pt), base.embed(ids, pv, grid, pt)
+        code = m.point_encoder(patch_centres(grid, 2))  # (4 + 6, D)
+        at_point = m.point_encoder(pt)
+    img = ids[0] == IMG
+    assert torch.equal(x[0, img], x0[0, img] + code)
+    assert torch.equal(x[0, ~img], x0[0, ~img])  # text and the point token are untouched
+    assert float(code.abs().max()) > 1e-2
+    # the point and the patch under it share one code: at a cell centre they are the same vector
+    torch.testing.assert_close(m.point_encoder(torch.tensor([[0.75, 0.25]])), code[1:2], rtol=0, atol=1e-6)
+    assert not torch.equal(at_point, code[0:1])
