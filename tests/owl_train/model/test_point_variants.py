@@ -287,3 +287,44 @@ def test_patch_code_adds_exactly_the_point_code_to_image_tokens():
     # the point and the patch under it share one code: at a cell centre they are the same vector
     torch.testing.assert_close(m.point_encoder(torch.tensor([[0.75, 0.25]])), code[1:2], rtol=0, atol=1e-6)
     assert not torch.equal(at_point, code[0:1])
+
+
+# -- (e) ---------------------------------------------------------------------------------------
+def _crop_row():
+    g = torch.Generator().manual_seed(4)
+    grid = torch.tensor([[1, 8, 8], [1, 4, 4]])  # the image (merged 4 x 4), its crop (2 x 2)
+    ids = torch.tensor([[5, 6, VS] + [IMG] * 16 + [VE, PT] + [CROP] * 4 + [7, 8, 9]])
+    pv = pixel_values_for(grid, g)
+    return ids, grid, pv, torch.tensor([[0.4, 0.6]]), torch.tensor([[0.3, 0.5, 0.5, 0.7]])
+
+
+def test_crop_tokens_are_the_crop_frame_through_the_same_tower():
+    m = _model(foveal_crop=True, point_patch_code=True)
+    ids, grid, pv, pt, box = _crop_row()
+    with torch.no_grad():
+        x = m.embed(ids, pv, grid, pt)
+        alone = m.visual(pv[64:], grid[1:])  # the crop as its own frame
+        img_alone = m.visual(pv[:64], grid[:1])
+    crop = ids[0] == CROP
+    torch.testing.assert_close(x[0, crop], alone, rtol=0, atol=1e-5)  # no patch code on crop tokens
+    assert not torch.allclose(x[0, ids[0] == IMG], img_alone, atol=1e-4)  # image tokens carry it
+    pos, _ = m.position_ids(ids, grid, points=pt, crop_boxes=box)
+    ref, _ = get_rope_index(ids, grid, image_token_id=IMG, point_token_id=PT, points=pt, crop_token_id=CROP,
+                            crop_boxes=box)
+    assert torch.equal(pos, ref)
+    # s = 3, merged 4 x 4; crop centres x = 0.35, 0.45 and y = 0.55, 0.65 of the image
+    torch.testing.assert_close(pos[:, 0, 21:25], torch.tensor([[3.0] * 4, [4.7, 4.7, 5.1, 5.1], [3.9, 4.3, 3.9, 4.3]]),
+                               rtol=0, atol=1e-5)
+
+
+def test_generation_with_a_crop_cached_equals_uncached():
+    from owl_train.model.generate import generate
+
+    m = _model(foveal_crop=True, point_focus=True, mrope_interleaved=True)
+    ids, grid, pv, pt, box = _crop_row()
+    kw = dict(pixel_values=pv, image_grid_thw=grid, points=pt, crop_boxes=box, max_new_tokens=6)
+    a = generate(m, ids, **kw)
+    b = generate(m, ids, use_cache=False, **kw)
+    assert a.shape == (1, 6) and torch.equal(a, b) and not bool((a == CROP).any())
+    with pytest.raises(ValueError, match="crop_boxes has 0"):
+        m(ids, pixel_values=pv, image_grid_thw=grid, points=pt)
