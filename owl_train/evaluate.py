@@ -37,7 +37,7 @@ from PIL import Image
 
 from owl_data.export.coords import CoordError, restore_text
 from owl_data.layout_prior import LayoutPrior, fit_layout_prior, read_description_rows
-from owl_train.data import Collator, DataConfig
+from owl_train.data import Collator, DataConfig, data_config_for_model
 from owl_train.grounding import grounding_eval
 from owl_train.lexicon import load_lexicon
 from owl_train.stages.checkpoints import LoadedModel, load_model_dir
@@ -217,7 +217,8 @@ def answer_rows(loaded: LoadedModel, rows: Sequence[Mapping[str, Any]], data_cfg
     Stage-2 virtual tokens are used when the model has a prompt encoder and the turn has no question.
     """
     n_virtual = loaded.prompt.num_virtual_tokens if loaded.prompt is not None else 0
-    cfg = DataConfig(**{**data_cfg.__dict__, "num_virtual_tokens": n_virtual, "padding_side": "left"})
+    cfg = data_config_for_model(DataConfig(**{**data_cfg.__dict__, "num_virtual_tokens": n_virtual,
+                                              "padding_side": "left"}), loaded.model.config)
     coll = Collator(loaded.tokenizer, cfg)
     eos = loaded.model.config.text.eos_token_id
     device = next(loaded.model.parameters()).device
@@ -246,7 +247,8 @@ def heldout_loss(loaded: LoadedModel, rows: Sequence[Mapping[str, Any]], data_cf
                  batch_size: int = 8) -> float:
     """Mean next-token loss per supervised token over ``rows`` (virtual tokens when a prompt encoder exists)."""
     n_virtual = loaded.prompt.num_virtual_tokens if loaded.prompt is not None else 0
-    coll = Collator(loaded.tokenizer, DataConfig(**{**data_cfg.__dict__, "num_virtual_tokens": n_virtual}))
+    coll = Collator(loaded.tokenizer, data_config_for_model(
+        DataConfig(**{**data_cfg.__dict__, "num_virtual_tokens": n_virtual}), loaded.model.config))
     module = TrainModule(loaded.model, loaded.prompt).eval()
     total, count = 0.0, 0
     for i in range(0, len(rows), batch_size):
