@@ -126,26 +126,54 @@ def zero_to_fp32_cmd(
 @app.command("infer")
 def infer_cmd(
     model: str = typer.Option(..., "--model", "-m", help="Model (or run) folder."),
-    image: Path = typer.Option(..., "--image", "-i", help="Image file."),
-    point: list[str] = typer.Option(..., "--point", "-p", help="X,Y (normalised, or pixels with --pixels); repeatable."),
+    image: Optional[Path] = typer.Option(None, "--image", "-i", help="Image file (or --corpus with --pick)."),
+    point: list[str] = typer.Option([], "--point", "-p", help="X,Y (normalised, or pixels with --pixels); repeatable."),
     question: Optional[str] = typer.Option(None, "--question", "-q",
                                            help="Question text only (no placeholders); none: the stage-2 virtual tokens describe the object."),
     pixels: bool = typer.Option(False, "--pixels", help="Points are pixel coordinates of the image file."),
+    corpus: Optional[Path] = typer.Option(None, "--corpus", help="Pick the image and points from this corpus's annotations (with --pick)."),
+    pick: int = typer.Option(0, "--pick", help="With --corpus: N points on N different annotated categories of one image; "
+                                                "prints each answer beside the true category."),
+    split: str = typer.Option("val", "--split", help="With --pick: the corpus split to pick from."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Longest answer in tokens."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels",
                                              help="Image budget (one token per 28x28 px); default: the budget the model was trained with."),
 ) -> None:
-    """Answer about the point(s) in IMAGE; prints one answer per point."""
-    from owl_train.infer import InferConfig, infer, trained_image_budget
+    """Answer about the point(s) in IMAGE; prints one answer per point.
 
+    With ``--corpus C --pick N`` the image and points come from C's annotations, and each answer is
+    printed beside the point's true category with ``match`` or ``MISMATCH``.
+    """
+    from owl_train.infer import InferConfig, answer_picked, infer, trained_image_budget
+
+    if (corpus is None) != (pick == 0):
+        _fail("give --corpus and --pick together (or neither, with --image and --point)")
+    if corpus is None and (image is None or not point):
+        _fail("give --image and at least one --point (or --corpus C --pick N)")
+    if corpus is not None and (image is not None or point):
+        _fail("--corpus/--pick choose the image and points themselves: drop --image/--point")
+    if pick < 0:
+        _fail(f"--pick {pick}: give a positive number of points")
     try:
         budget = trained_image_budget(model)
         if max_pixels is not None:
             budget["max_pixels"] = max_pixels
             budget["min_pixels"] = min(budget.get("min_pixels", 56 * 56), max_pixels)
-        res = infer(model, image, point, question, pixels, InferConfig(**budget, max_new_tokens=max_new_tokens))
+        cfg = InferConfig(**budget, max_new_tokens=max_new_tokens)
+        if corpus is not None:
+            picked = answer_picked(model, corpus, split, pick, cfg, question)
+        else:
+            res = infer(model, image, point, question, pixels, cfg)
     except (ValueError, OSError) as exc:
         _fail(str(exc))
+    if corpus is not None:
+        for p, ans, ok in picked:
+            ans = ans or "(empty answer)"
+            out.print(f"({p.x:.3f}, {p.y:.3f}) true: {p.category:<14} {'match' if ok else 'MISMATCH':<8} answer: {ans}",
+                      highlight=False, markup=False)
+        out.print(f"image {picked[0][0].image_id[:12]} of split {split!r}; {sum(ok for _, _, ok in picked)} of "
+                  f"{len(picked)} answers name their point's category", highlight=False, markup=False)
+        return
     for (x, y), ans in res:
         ans = ans or "(empty answer: the model ended its turn at once)"
         if len(res) > 1:

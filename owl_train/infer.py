@@ -22,7 +22,8 @@ from owl_train.data.config import FACTOR
 from owl_train.evaluate import answer_rows
 from owl_train.stages.checkpoints import LoadedModel, load_model_dir
 
-__all__ = ["InferConfig", "parse_point", "load_image", "answer", "infer"]
+__all__ = ["InferConfig", "parse_point", "load_image", "answer", "infer", "PickedPoint", "pick_points",
+           "answer_picked"]
 
 
 @dataclass(frozen=True)
@@ -110,3 +111,74 @@ def infer(model_dir: str | Path, image: str | Path, points: Sequence[str], quest
     loaded = load_model_dir(model_dir)
     loaded.model.eval()
     return list(zip(pts, answer(loaded, img, pts, question, cfg)))
+
+
+@dataclass(frozen=True)
+class PickedPoint:
+    """A point on an annotated target: (x, y) normalised in the stored upright image, x right, y down."""
+
+    x: float
+    y: float
+    category: str
+    instance: str
+    image_id: str
+
+
+def pick_points(corpus: str | Path, split: str = "val", n: int = 2) -> tuple[Image.Image, list[PickedPoint]]:
+    """``n`` points on targets of ``n`` different categories of one image, taken from the annotations.
+
+    The points are those of the corpus's point_vqa description rows (sampled inside each target's
+    visible mask by the build), so each comes with its true category. The image is the first (by
+    ``image_id``) of ``split`` with the most distinct categories; categories are taken object classes
+    first (not ``PointConfig().stuff_categories``), larger targets first; one point per category.
+
+    Raises:
+        FileNotFoundError: ``corpus`` is not a corpus.
+        ValueError: no image of ``split`` has ``n`` categories.
+    """
+    from owl_data.layout_prior import point_xy, read_description_rows
+    from owl_data.points import PointConfig
+    from owl_train.evaluate import corpus_images
+
+    if n < 1:
+        raise ValueError(f"pick n={n!r}: give a positive number of points")
+    stuff = set(PointConfig().stuff_categories)
+    by_image: dict[str, dict[str, tuple[float, PickedPoint]]] = {}
+    for r in read_description_rows(corpus, split):
+        t = r["target"]
+        cat = str(t.get("category") or "")
+        if not cat:
+            continue
+        b = t.get("bbox") or [0.0, 0.0, 0.0, 0.0]
+        area = max(0.0, (b[2] - b[0]) * (b[3] - b[1]))
+        x, y = point_xy(r)
+        p = PickedPoint(float(x), float(y), cat, str(t.get("instance") or ""), str(r["image_id"]))
+        best = by_image.setdefault(p.image_id, {})
+        if cat not in best or area > best[cat][0] or (area == best[cat][0] and (x, y) < (best[cat][1].x, best[cat][1].y)):
+            best[cat] = (area, p)
+    if not by_image:
+        raise ValueError(f"{corpus} has no point_vqa description rows in split {split!r}")
+    image_id = max(sorted(by_image), key=lambda i: len(by_image[i]))  # max keeps the first of equals
+    cands = sorted(by_image[image_id].values(), key=lambda ap: (ap[1].category in stuff, -ap[0], ap[1].category))
+    if len(cands) < n:
+        raise ValueError(f"no image of split {split!r} has {n} annotated categories (at most {len(cands)})")
+    img = corpus_images(corpus, [image_id])[image_id]
+    return img, [p for _, p in cands[:n]]
+
+
+def answer_picked(model_dir: str | Path, corpus: str | Path, split: str = "val", n: int = 2,
+                  cfg: InferConfig = InferConfig(), question: str | None = None,
+                  ) -> list[tuple[PickedPoint, str, bool]]:
+    """Answer about :func:`pick_points`' points: ``[(point, answer, names its true category)]``.
+
+    "Names" is :meth:`owl_train.lexicon.Lexicon.names` (the first category the answer names is the
+    point's, or a kind of it), the rule of ``owl-train eval``'s hit.
+    """
+    from owl_train.lexicon import load_lexicon
+
+    img, pts = pick_points(corpus, split, n)
+    loaded = load_model_dir(model_dir)
+    loaded.model.eval()
+    answers = answer(loaded, img, [(p.x, p.y) for p in pts], question, cfg)
+    lex = load_lexicon().with_categories(p.category for p in pts)
+    return [(p, a, lex.names(a, p.category)) for p, a in zip(pts, answers)]
