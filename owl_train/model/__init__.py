@@ -1,7 +1,9 @@
 """The Owl-VL model: Qwen2-VL architecture (ViT + M-RoPE Qwen2 decoder) plus the point token.
 
 config (dataclasses <-> config.json), rope (pure position ids), vision, decoder, attention
-(SDPA / flash-attn dispatch), model (OwlVL), checkpoint (HF layout), generate, tokenizer, tiny.
+(SDPA / flash-attn dispatch), point (what the point token adds: Fourier code, focus sampler,
+patch code), model (OwlVL), variants (named presets of the point-grounding options), checkpoint
+(HF layout), generate, tokenizer, tiny.
 """
 
 from owl_train.model.checkpoint import load_pretrained, save_pretrained

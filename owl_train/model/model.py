@@ -141,7 +141,8 @@ class OwlVL(nn.Module):
         Args:
             input_ids: (B, L) token ids (also used for positions when ``position_ids`` is None).
             attention_mask: (B, L_past + L), 1 real / 0 padding (left or right).
-            pixel_values: (N_patches, 1176) and image_grid_thw (N_img, 3), Qwen2-VL layout.
+            pixel_values: (N_patches, 1176) and image_grid_thw (N_runs, 3), Qwen2-VL layout: the
+                images and (``foveal_crop``) the crops, in reading order.
             points: (N_pt, 2) (x, y) in [0, 1] of the image before each ``<|point|>``.
             segment_ids: (B, L) packed rows: each segment attends and is positioned alone.
             crop_boxes: (N_crop, 4) foveal crop squares (x0, y0, x1, y1) in [0, 1] of their image,
