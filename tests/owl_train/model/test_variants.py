@@ -131,3 +131,18 @@ def test_init_tiny_variant_option(tmp_path):
     res = CliRunner().invoke(app, ["init-tiny", str(tmp_path / "x"), "--variant", "nope"])
     assert res.exit_code == 2 and "unknown --variant 'nope'" in res.output
     assert not (tmp_path / "x").exists()
+
+
+def test_init_tiny_options_over_the_preset(tmp_path):
+    from owl_train.model.checkpoint import load_pretrained
+    from owl_train.model.tiny import init_tiny
+
+    m = load_pretrained(init_tiny(tmp_path / "e112", variant="e_fovea", options={"foveal_crop_pixels": 112}))
+    assert m.config.foveal_crop and m.config.foveal_crop_pixels == 112 and variant_of(m.config) is None
+    with pytest.raises(ValueError, match="vocab_size: not point-grounding options"):
+        init_tiny(tmp_path / "bad", options={"vocab_size": 3})
+    with pytest.raises(ValueError, match="foveal_crop_pixels=100"):
+        init_tiny(tmp_path / "bad", variant="e_fovea", options={"foveal_crop_pixels": 100})
+    with pytest.raises(ValueError, match="unknown model variant"):
+        init_tiny(tmp_path / "bad", variant="q")
+    assert not (tmp_path / "bad").exists()
