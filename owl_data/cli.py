@@ -6,15 +6,19 @@ and reports. No library module imports this file.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from owl_data.synthetic import DefaultScenes
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Owl-VL data engine: build, inspect and validate point-guided VQA corpora.")
@@ -27,11 +31,26 @@ def _fail(msg: str) -> None:
     raise typer.Exit(code=2)
 
 
-def _default_scenes(seed: int) -> list[tuple[str, str]]:
+def _default_scenes(seed: int, scenes: DefaultScenes) -> list[tuple[str, str]]:
+    """Draw the embedded default into its cache folder (one folder per seed and settings)."""
     from owl_data.synthetic import write_default_sources
 
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "owl-vl" / f"default-scenes-s{seed}"
-    return write_default_sources(cache, seed=seed)
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "owl-vl" / scenes.cache_name(seed)
+    return write_default_sources(cache, seed=seed, train=scenes.train, val=scenes.val, width=scenes.width,
+                                 height=scenes.height)
+
+
+def _int_pair(text: Optional[str], sep: str, flag: str, example: str) -> Optional[tuple[int, int]]:
+    """``"80:20"`` -> (80, 20) for a CLI flag; ranges are checked by the config."""
+    if text is None:
+        return None
+    a, found, b = text.strip().lower().partition(sep)
+    try:
+        if not found:
+            raise ValueError
+        return int(a), int(b)
+    except ValueError:
+        raise ValueError(f"{flag} {text!r}: write two whole numbers separated by {sep!r}, e.g. {example}") from None
 
 
 @app.command()
@@ -47,6 +66,10 @@ def build(
     seed: Optional[int] = typer.Option(None, "--seed", help="Build seed (overrides the config)."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker processes (overrides the config)."),
     val_percent: Optional[int] = typer.Option(None, "--val-percent", help="Groups sent to val when a source has no split."),
+    scenes: Optional[str] = typer.Option(
+        None, "--scenes", help="TRAIN:VAL frames the embedded default draws (default 3:2; ignored with --source)."),
+    scene_size: Optional[str] = typer.Option(
+        None, "--scene-size", help="WIDTHxHEIGHT of the embedded default's frames (default 512x256; ignored with --source)."),
 ) -> None:
     """Build a corpus from annotated sources (layout: README, "Corpus layout")."""
     from owl_data.build import SourceSpec, run_build
@@ -55,10 +78,20 @@ def build(
 
     try:
         cfg = load_build_config(config, {"seed": seed, "workers": workers, "val_percent": val_percent})
+        counts = _int_pair(scenes, ":", "--scenes", "80:20")
+        size = _int_pair(scene_size, "x", "--scene-size", "512x256")
+        if counts or size:
+            d = cfg.default_scenes
+            (tr, va), (w, h) = counts or (d.train, d.val), size or (d.width, d.height)
+            cfg = dataclasses.replace(cfg, default_scenes=dataclasses.replace(d, train=tr, val=va, width=w, height=h))
         specs = [SourceSpec.parse(s) for s in source]
         if not specs:
-            specs = [SourceSpec(n, s, synthetic=True) for n, s in _default_scenes(cfg.seed)]
-            console.print("[cyan]no --source given: building the embedded default (synthetic street scenes)[/]")
+            specs = [SourceSpec(n, s, synthetic=True) for n, s in _default_scenes(cfg.seed, cfg.default_scenes)]
+            d = cfg.default_scenes
+            console.print(f"[cyan]no --source given: building the embedded default (synthetic street scenes: "
+                          f"{d.train} train and {d.val} val frames of {d.width}x{d.height})[/]")
+        elif counts or size:
+            console.print("[yellow]--scenes/--scene-size apply to the embedded default only: ignored with --source[/]")
     except (ValueError, OSError) as exc:
         _fail(str(exc))
     with Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),

@@ -10,6 +10,7 @@ import yaml
 
 from owl_data.numbers import require_int
 from owl_data.points import PointConfig
+from owl_data.synthetic import DefaultScenes
 
 __all__ = ["BuildConfig", "load_build_config"]
 
@@ -33,6 +34,9 @@ class BuildConfig:
         description_no_question: also write the description without a question
             (user content ``<image><point>``), the rows stage 2 trains on.
         max_reasoning: reasoning rows per point (0 disables).
+        default_scenes: what the embedded default draws when no source is given (frames of
+            the train and val cities, frame width and height; :class:`DefaultScenes`);
+            ignored when sources are given.
     """
 
     seed: int = 0
@@ -44,6 +48,7 @@ class BuildConfig:
     points: PointConfig = field(default_factory=PointConfig)
     description_no_question: bool = True
     max_reasoning: int = 3
+    default_scenes: DefaultScenes = field(default_factory=DefaultScenes)
 
     def __post_init__(self) -> None:
         # types first: a YAML `val_percent: abc` must be a clear error, not a TypeError
@@ -62,6 +67,11 @@ class BuildConfig:
         elif not isinstance(self.points, PointConfig):
             raise ValueError(f"points={self.points!r}: must be a mapping of point settings, e.g. "
                              "{points_per_instance: 2, min_area_px: 24}")
+        if isinstance(self.default_scenes, dict):
+            object.__setattr__(self, "default_scenes", DefaultScenes(**_scene_keys(self.default_scenes)))
+        elif not isinstance(self.default_scenes, DefaultScenes):
+            raise ValueError(f"default_scenes={self.default_scenes!r}: must be a mapping, e.g. "
+                             "{train: 3, val: 2, width: 512, height: 256}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -84,6 +94,8 @@ class BuildConfig:
         data = dict(data)
         if isinstance(data.get("points"), dict):
             data["points"] = PointConfig(**_point_keys(data["points"]))
+        if isinstance(data.get("default_scenes"), dict):
+            data["default_scenes"] = DefaultScenes(**_scene_keys(data["default_scenes"]))
         return cls(**data)
 
 
@@ -93,6 +105,14 @@ def _point_keys(points: dict[str, Any]) -> dict[str, Any]:
     if bad:
         raise ValueError(f"unknown points config key(s) {bad}; known: {sorted(pk)}")
     return points
+
+
+def _scene_keys(scenes: dict[str, Any]) -> dict[str, Any]:
+    known = {f.name for f in fields(DefaultScenes)}
+    bad = sorted(map(str, set(scenes) - known))
+    if bad:
+        raise ValueError(f"unknown default_scenes key(s) {bad}; known: {sorted(known)}")
+    return scenes
 
 
 def load_build_config(path: Path | None, overrides: dict[str, Any] | None = None) -> BuildConfig:

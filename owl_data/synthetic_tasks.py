@@ -16,28 +16,32 @@ ROOT/coco/refcoco/refs(unc).p, instances.json        RefCOCO-style refs (plain d
 
 Every answer, caption and expression is computed from the drawn objects: counts of the
 visible cars and people (instanceIds), colours as the majority of the palette colours the
-object was painted in (read from its pixels), presence of traffic lights, and left/right
-order of visible mask centres. ``train`` frames go to ``train2014``, ``val`` frames to
-``val2014``; RefCOCO refs carry the frame's split.
+object was painted in (read from its pixels), presence of traffic lights, poles, signs,
+trees, buildings and sky (labelIds: a frame without sky gets no sky question), and
+left/right order of visible mask centres. Colours are stated only for objects of at least
+``MIN_VISIBLE_PX`` visible pixels, and an object is referred to only when no other object
+of its category shares its colour, so every expression names one box. ``train`` frames go
+to ``train2014``, ``val`` frames to ``val2014``; RefCOCO refs carry the frame's split.
 """
 
 from __future__ import annotations
 
 import json
 import pickle
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from owl_data.synthetic import CAR_COLOURS, CLOTHES, SKIN
+from owl_data.synthetic import CAR_COLOURS, CAR_WINDOWS, CLOTHES, SKIN, WHEEL
 
 __all__ = ["write_task_files", "CAR_COLOUR_NAMES", "CLOTHES_NAMES"]
 
 CAR_COLOUR_NAMES = ("red", "blue", "white", "black", "yellow", "green")
 CLOTHES_NAMES = ("dark blue", "red", "black", "white", "green", "brown")
-_WINDOW, _WHEEL = (90, 110, 130), (20, 20, 20)
+_TRAFFIC_LIGHT, _TRAFFIC_SIGN, _POLE, _BUILDING, _VEGETATION, _SKY = 19, 20, 17, 11, 21, 23  # Cityscapes ids
 _NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _COCO_CATEGORY = {"person": 1, "car": 3}
 MIN_VISIBLE_PX = 100
@@ -71,7 +75,7 @@ def _colour(pixels: np.ndarray, palette: list[tuple[tuple[int, int, int], str | 
 
 
 def _objects(rgb: np.ndarray, inst: np.ndarray) -> list[_Object]:
-    car_pal = [(c, n) for c, n in zip(CAR_COLOURS, CAR_COLOUR_NAMES)] + [(_WINDOW, None), (_WHEEL, None)]
+    car_pal = [(c, n) for c, n in zip(CAR_COLOURS + CAR_WINDOWS, CAR_COLOUR_NAMES * 2)] + [(WHEEL, None)]
     person_pal = [(c, n) for c, n in zip(CLOTHES, CLOTHES_NAMES)] + [(SKIN, None)]
     out = []
     for v in np.unique(inst):
@@ -97,40 +101,55 @@ def _questions(objs: list[_Object], labels: np.ndarray) -> list[tuple[str, list[
     qs = [
         ("How many cars are there?", [str(len(cars))] * 7 + [_n(len(cars))] * 2 + [str(len(cars) + 1)]),
         ("How many people are there?", [str(len(people))] * 7 + [_n(len(people))] * 2 + [str(max(len(people) - 1, 0))]),
-        ("Is there a traffic light?", ["yes" if (labels == 19).any() else "no"] * 9 + ["no"]),
+        ("Is there a traffic light?", ["yes" if (labels == _TRAFFIC_LIGHT).any() else "no"] * 9 + ["no"]),
         ("Is there a bus?", ["no"] * 9 + ["yes"]),
-        ("What color is the sky?", ["blue"] * 8 + ["light blue"] * 2),
-        ("What is the weather like?", ["sunny"] * 4 + ["clear"] * 4 + ["cloudy"] * 2),  # a tie: first given wins
     ]
+    if (labels == _SKY).any():  # the drawn sky is Cityscapes' sky colour, a steel blue
+        qs.append(("What color is the sky?", ["blue"] * 8 + ["light blue"] * 2))
+    qs.append(("What is the weather like?", ["sunny"] * 4 + ["clear"] * 4 + ["cloudy"] * 2))  # a tie: first given wins
     visible = sorted((o for o in cars if o.area >= MIN_VISIBLE_PX), key=lambda o: o.cx)
     if visible:
         qs.append(("What color is the leftmost car?", [visible[0].colour] * 8 + [visible[-1].colour] * 2))
     return qs
 
 
+def _things(k: int, one: str, many: str) -> str:
+    return f"{_n(k)} {one if k == 1 else many}"
+
+
 def _captions(objs: list[_Object], labels: np.ndarray) -> list[str]:
+    """Five captions, each true of the frame (counts, what is present, colours of visible cars)."""
     cars = sorted((o for o in objs if o.category == "car"), key=lambda o: o.cx)
     people = [o for o in objs if o.category == "person"]
     nc, np_ = len(cars), len(people)
-    things = [n for n, lid in (("trees", 21), ("traffic lights", 19), ("poles", 17)) if (labels == lid).any()]
+    buildings, sky = (labels == _BUILDING).any(), (labels == _SKY).any()
+    things = [n for n, lid in (("greenery", _VEGETATION), ("traffic lights", _TRAFFIC_LIGHT), ("poles", _POLE),
+                               ("traffic signs", _TRAFFIC_SIGN)) if (labels == lid).any()]
+    street = "A city street lined with buildings" if buildings else "A street"
     caps = [
-        f"A street scene with {_n(nc)} car{'s' * (nc != 1)} and {_n(np_)} {'person' if np_ == 1 else 'people'}.",
-        "A city street lined with buildings under a blue sky.",
-        f"People and {_n(nc)} car{'s' * (nc != 1)} on a city street.",
+        f"A street scene with {_things(nc, 'car', 'cars')} and {_things(np_, 'person', 'people')}.",
+        street + (" under a blue sky." if sky else "."),
+        f"{_things(np_, 'person', 'people').capitalize()} and {_things(nc, 'car', 'cars')} on a street.",
         "A drawn street view with " + (", ".join(things[:-1]) + " and " + things[-1] if len(things) > 1
-                                       else (things[0] if things else "buildings")) + ".",
+                                       else (things[0] if things else "a road")) + ".",
     ]
-    if len(cars) >= 2:
-        caps.append(f"A {cars[0].colour} car and a {cars[-1].colour} car on a road in front of buildings.")
+    shown = [o for o in cars if o.area >= MIN_VISIBLE_PX]
+    behind = " in front of buildings" if buildings else ""
+    if len(shown) >= 2:
+        caps.append(f"A {shown[0].colour} car and a {shown[-1].colour} car on a road{behind}.")
+    elif shown:
+        caps.append(f"A {shown[0].colour} car on a road{behind}.")
     else:
-        caps.append("A road in front of a row of buildings.")
+        caps.append(f"A road{behind}." if buildings else "A road with no car in sight.")
     return caps
 
 
 def _refs(objs: list[_Object]) -> list[tuple[_Object, list[str]]]:
+    """Expressions for the objects whose colour no other object of their category shares."""
+    shared = Counter((o.category, o.colour) for o in objs)
     out = []
     for o in objs:
-        if o.area < MIN_VISIBLE_PX:
+        if o.area < MIN_VISIBLE_PX or shared[(o.category, o.colour)] > 1:
             continue
         if o.category == "car":
             out.append((o, [f"the {o.colour} car", f"{o.colour} car"]))

@@ -7,7 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from owl_data.cli import app
-from owl_data.synthetic import write_default_scenes
+from owl_data.synthetic import DefaultScenes, write_default_scenes
 
 runner = CliRunner()
 
@@ -62,3 +62,20 @@ def test_warns_when_a_source_keeps_nothing(tmp_path):
 def test_stats_refuses_a_folder_that_is_not_a_corpus(tmp_path):
     res = runner.invoke(app, ["stats", str(tmp_path)])
     assert res.exit_code == 2 and "manifest.json is missing" in res.output
+
+
+def test_build_embedded_default_with_scene_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "corpus"
+    res = runner.invoke(app, ["build", "--out", str(out), "--scenes", "2:1", "--scene-size", "320x160"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["build_config"]["default_scenes"] == {"train": 2, "val": 1, "width": 320, "height": 160}
+    assert m["rows"]["images"]["all"] == 3
+    cache = DefaultScenes(train=2, val=1, width=320, height=160).cache_name(seed=0)
+    assert all(cache in s["spec"] for s in m["sources"].values())  # the settings name the cache folder
+    assert (tmp_path / "cache" / "owl-vl" / cache / "leftImg8bit" / "val" / "drawburg").is_dir()
+    res = runner.invoke(app, ["build", "--out", str(out), "--scenes", "80"])
+    assert res.exit_code == 2 and "--scenes '80'" in res.output
+    res = runner.invoke(app, ["build", "--out", str(out), "--scene-size", "10x10"])
+    assert res.exit_code == 2 and "default_scenes.width=10" in res.output
