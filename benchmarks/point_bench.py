@@ -38,13 +38,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # Budgets on 2 CPU cores (see README "Point grounding"): the default run trains each variant for
 # DEFAULT_STEPS; --variants all uses ALL_STEPS so each variant stays within about 5 minutes.
-DEFAULT_STEPS = 1500
-ALL_STEPS = 500
+DEFAULT_STEPS = 3000
+ALL_STEPS = 600
 BATCH = 8
 LR = 3e-3
 
 
-def build_corpus(root: Path, train: int, val: int, width: int, height: int, seed: int, workers: int) -> Path:
+def build_corpus(root: Path, train: int, val: int, width: int, height: int, seed: int, workers: int,
+                 max_reasoning: int) -> Path:
     """Draw the scenes and build a point_vqa-only corpus under ``root`` (reused when present)."""
     from owl_data.build import SourceSpec, run_build
     from owl_data.config import BuildConfig
@@ -55,7 +56,7 @@ def build_corpus(root: Path, train: int, val: int, width: int, height: int, seed
         return corpus
     src = write_default_scenes(root / "scenes", seed=seed, train=train, val=val, width=width, height=height)
     run_build([SourceSpec(DEFAULT_SOURCE_NAME, str(src), synthetic=True)], corpus,
-              BuildConfig(seed=seed, workers=workers))
+              BuildConfig(seed=seed, workers=workers, max_reasoning=max_reasoning))
     return corpus
 
 
@@ -79,7 +80,7 @@ def eval_rows(corpus: Path, limit: int) -> list[dict[str, Any]]:
 
 
 def run_variant(name: str, root: Path, corpus: Path, mix: Path, steps: int, max_pixels: int, seed: int,
-                eval_limit: int, freeze_vision: bool) -> dict[str, Any]:
+                eval_limit: int, freeze_vision: bool, options: dict[str, Any], lr: float) -> dict[str, Any]:
     from owl_data.layout_prior import fit_layout_prior, read_description_rows
     from owl_train.config import TrainConfig
     from owl_train.evaluate import answer_rows, corpus_images
@@ -87,11 +88,13 @@ def run_variant(name: str, root: Path, corpus: Path, mix: Path, steps: int, max_
     from owl_train.infer import trained_image_budget
     from owl_train.lexicon import load_lexicon
     from owl_train.model.tiny import init_tiny
+    from owl_train.model.variants import VARIANTS
     from owl_train.stages.checkpoints import load_model_dir
     from owl_train.stages.stage1 import run_stage1
     from owl_train.data import DataConfig
 
-    vdir = root / f"v-{name}-s{steps}-p{max_pixels}-f{int(freeze_vision)}"
+    tag = "".join(f"-{k}{v}" for k, v in sorted(options.items()))
+    vdir = root / f"v-{name}-s{steps}-p{max_pixels}-f{int(freeze_vision)}-lr{lr:g}{tag}"
     model_dir, run_dir = vdir / "init", vdir / "stage1"
     out: dict[str, Any] = {"variant": name, "steps": steps, "max_pixels": max_pixels, "freeze_vision": freeze_vision}
     t0 = time.perf_counter()
@@ -99,9 +102,10 @@ def run_variant(name: str, root: Path, corpus: Path, mix: Path, steps: int, max_
         import shutil
 
         shutil.rmtree(vdir, ignore_errors=True)
-        init_tiny(model_dir, seed=seed, variant=name)
+        opts = {k: v for k, v in options.items() if VARIANTS[name].get("foveal_crop") or not k.startswith("foveal")}
+        init_tiny(model_dir, seed=seed, variant=name, options=opts or None)
         cfg = TrainConfig(stage="stage1", model=str(model_dir), corpus=str(corpus), mix=str(mix), out=str(run_dir),
-                          max_steps=steps, lr=LR, batch_size=BATCH, grad_accum=1, max_pixels=max_pixels,
+                          max_steps=steps, lr=lr, batch_size=BATCH, grad_accum=1, max_pixels=max_pixels,
                           min_pixels=min(3136, max_pixels), max_length=512, num_workers=0, save_every=0,
                           log_every=max(1, steps // 5), tensorboard=False, progress=False, seed=seed,
                           freeze_vision=freeze_vision)
@@ -134,6 +138,17 @@ def run_variant(name: str, root: Path, corpus: Path, mix: Path, steps: int, max_
                                       "majority_baseline")})
     out["eval_seconds"] = round(time.perf_counter() - t1, 1)
     return out
+
+
+def _one(args: tuple) -> dict[str, Any]:
+    """One variant in a worker process: one torch thread (two processes share two cores better than
+    one process with two threads: the tiny model's ops are too small to split)."""
+    import torch
+
+    torch.set_num_threads(1)
+    r = run_variant(*args)
+    print(f"  {json.dumps(r)}", flush=True)
+    return r
 
 
 def _pct(v: Any) -> str:
@@ -170,6 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--freeze-vision", action="store_true", help="keep the random ViT frozen (default: it trains)")
     ap.add_argument("--eval-limit", type=int, default=240, help="val description rows evaluated (0: all)")
     ap.add_argument("--workers", type=int, default=2, help="build processes")
+    ap.add_argument("--max-reasoning", type=int, default=1, help="reasoning rows per point in the build")
+    ap.add_argument("--crop-fraction", type=float, default=None, help="foveal crop side / image shorter side")
+    ap.add_argument("--crop-pixels", type=int, default=None, help="foveal crop side after resizing (multiple of 28)")
+    ap.add_argument("--lr", type=float, default=LR)
+    ap.add_argument("--jobs", type=int, default=2,
+                    help="variants trained at once, each in its own process with one torch thread (2 on 2 cores)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=Path("bench_out/point"), help="work folder (reused across runs)")
     ap.add_argument("--json", type=Path, default=None)
@@ -185,22 +206,32 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         print(f"error: unknown variant(s) {bad}; known: {', '.join(VARIANTS)}", file=sys.stderr)
         return 2
+    options: dict[str, Any] = {}
+    if a.crop_fraction is not None:
+        options["foveal_crop_fraction"] = a.crop_fraction
+    if a.crop_pixels is not None:
+        options["foveal_crop_pixels"] = a.crop_pixels
     steps = a.steps or (ALL_STEPS if a.variants == "all" else DEFAULT_STEPS)
     w, h = (int(v) for v in a.size.lower().split("x"))
 
-    root = a.work / f"scenes-{a.train_scenes}-{a.val_scenes}-{w}x{h}-s{a.seed}"
+    root = a.work / f"scenes-{a.train_scenes}-{a.val_scenes}-{w}x{h}-s{a.seed}-r{a.max_reasoning}"
     t0 = time.perf_counter()
-    corpus = build_corpus(root, a.train_scenes, a.val_scenes, w, h, a.seed, a.workers)
+    corpus = build_corpus(root, a.train_scenes, a.val_scenes, w, h, a.seed, a.workers, a.max_reasoning)
     build_s = time.perf_counter() - t0
     mix = write_point_mix(corpus, root / f"mix-{steps * BATCH}", steps * BATCH, a.seed)
     print(f"corpus {corpus} ({build_s:.1f} s); mix {mix}", flush=True)
 
-    results: dict[str, dict[str, Any]] = {}
-    for name in names:
-        print(f"variant {name}: {steps} steps", flush=True)
-        results[name] = run_variant(name, root, corpus, mix, steps, a.max_pixels, a.seed, a.eval_limit,
-                                    a.freeze_vision)
-        print(f"  {json.dumps(results[name])}", flush=True)
+    args = [(name, root, corpus, mix, steps, a.max_pixels, a.seed, a.eval_limit, a.freeze_vision, options, a.lr)
+            for name in names]
+    print(f"{len(names)} variant(s), {steps} steps each, {max(1, a.jobs)} at a time", flush=True)
+    if a.jobs <= 1:
+        got = [_one(x) for x in args]
+    else:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(a.jobs, maxtasksperchild=1) as pool:
+            got = pool.map(_one, args, chunksize=1)
+    results = dict(zip(names, got))
     print_table(results, build_s, DEFAULT_VARIANT)
     if a.json is not None:
         a.json.parent.mkdir(parents=True, exist_ok=True)
