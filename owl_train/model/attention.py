@@ -22,7 +22,7 @@ try:  # pragma: no cover - GPU machines only
 except ImportError:  # flash-attn is optional
     _flash_varlen = None
 
-__all__ = ["AttnPlan", "attend", "text_plan", "vision_plan", "flash_usable", "rotate_half"]
+__all__ = ["AttnPlan", "attend", "text_plan", "vision_plan", "flash_usable", "rotate_half", "rotary_inv_freq"]
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,30 @@ class AttnPlan:
     max_seqlen: int = 0
 
 
+def _half_dtype(x: Tensor) -> torch.dtype | None:
+    """The 16-bit dtype attention runs in for ``x``: its own, or CUDA autocast's (stage 1 keeps fp32
+    weights under bf16 autocast, so activations arrive fp32 while the matmuls run in bf16)."""
+    if x.dtype in (torch.float16, torch.bfloat16):
+        return x.dtype
+    if x.is_cuda and torch.is_autocast_enabled("cuda"):
+        dt = torch.get_autocast_dtype("cuda")
+        return dt if dt in (torch.float16, torch.bfloat16) else None
+    return None
+
+
 def flash_usable(x: Tensor) -> bool:
-    return _flash_varlen is not None and x.is_cuda and x.dtype in (torch.float16, torch.bfloat16)
+    """flash-attn's varlen kernel applies: installed, CUDA, and 16-bit (own dtype or autocast)."""
+    return _flash_varlen is not None and x.is_cuda and _half_dtype(x) is not None
+
+
+def rotary_inv_freq(buffer: Tensor, theta: float, dim: int) -> Tensor:
+    """Rotary inverse frequencies theta^(-2j/dim), j < dim/2, in float32 on ``buffer``'s device.
+
+    ``model.to(torch.bfloat16)`` casts buffers too; rotary angles (position x frequency) need
+    float32, as transformers keeps them, so a buffer that is no longer float32 is recomputed."""
+    if buffer.dtype == torch.float32:
+        return buffer
+    return 1.0 / theta ** (torch.arange(0, dim, 2, device=buffer.device, dtype=torch.float32) / dim)
 
 
 def _cu_from_keys(keys: Tensor) -> tuple[Tensor, int]:
@@ -128,10 +150,11 @@ def attend(q: Tensor, k: Tensor, v: Tensor, plan: AttnPlan) -> Tensor:
     """q (B, H, Lq, Dh), k and v (B, Hkv, Lk, Dh) -> (B, H, Lq, Dh); Hkv divides H (GQA)."""
     B, H, Lq, Dh = q.shape
     if plan.token_index is not None:  # pragma: no cover - flash-attn on CUDA only
-        flat = lambda t: t.transpose(1, 2).reshape(B * t.shape[2], t.shape[1], Dh)[plan.token_index]
+        dt = _half_dtype(q) or q.dtype  # fp32 rotary outputs under autocast go in as bf16/fp16
+        flat = lambda t: t.to(dt).transpose(1, 2).reshape(B * t.shape[2], t.shape[1], Dh)[plan.token_index]
         out = _flash_varlen(flat(q), flat(k), flat(v), plan.cu_seqlens, plan.cu_seqlens,
                             plan.max_seqlen, plan.max_seqlen, causal=plan.is_causal)
-        full = q.new_zeros(B * Lq, H, Dh)
+        full = q.new_zeros(B * Lq, H, Dh, dtype=out.dtype)
         full[plan.token_index] = out
         return full.view(B, Lq, H, Dh).transpose(1, 2)
     k, v = _repeat_kv(k, H // k.shape[1]), _repeat_kv(v, H // v.shape[1])

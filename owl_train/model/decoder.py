@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from owl_train.model.attention import AttnPlan, attend, rotate_half
+from owl_train.model.attention import AttnPlan, attend, rotary_inv_freq, rotate_half
 from owl_train.model.config import TextConfig
 
 __all__ = ["Decoder", "KVCache", "RMSNorm", "mrope_axes", "mrope_cos_sin"]
@@ -154,7 +154,8 @@ class Decoder(nn.Module):
 
     def forward(self, x: Tensor, position_ids: Tensor, plan: AttnPlan, cache: KVCache | None = None) -> Tensor:
         """x (B, L, D) input embeddings, position_ids (3, B, L) -> hidden states (B, L, D)."""
-        cos, sin = mrope_cos_sin(position_ids, self.inv_freq, self.cfg.mrope_section, x.dtype,
+        inv_freq = rotary_inv_freq(self.inv_freq, self.cfg.rope_theta, self.cfg.head_dim)
+        cos, sin = mrope_cos_sin(position_ids, inv_freq, self.cfg.mrope_section, x.dtype,
                                  self.mrope_interleaved)
         for layer in self.layers:
             if self.gradient_checkpointing and self.training and cache is None:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from owl_train.model.attention import attend, flash_usable, rotate_half, vision_plan
+from owl_train.model.attention import attend, flash_usable, rotary_inv_freq, rotate_half, vision_plan
 from owl_train.model.config import VisionConfig
 
 __all__ = ["VisionTransformer", "vision_positions", "ACTIVATIONS"]
@@ -114,7 +114,8 @@ class VisionTransformer(nn.Module):
         w = self.patch_embed
         x = F.linear(pixel_values.to(w.dtype), w.view(w.shape[0], -1))  # (N, E)
         pos = vision_positions(grid_thw, cfg.spatial_merge_size)  # (N, 2)
-        freqs = (pos[..., None].float() * self.inv_freq.float()).flatten(1)  # (N, Dh / 2)
+        inv_freq = rotary_inv_freq(self.inv_freq, cfg.rope_theta, cfg.head_dim // 2)
+        freqs = (pos[..., None].float() * inv_freq).flatten(1)  # (N, Dh / 2)
         emb = torch.cat([freqs, freqs], dim=-1)[:, None, :]  # (N, 1, Dh)
         cos, sin = emb.cos(), emb.sin()
         frames = (grid_thw[:, 1] * grid_thw[:, 2]).repeat_interleave(grid_thw[:, 0])
