@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from owl_train.data.config import DataConfig
+from owl_train.model.variants import VARIANTS
 
 __all__ = ["TrainConfig", "load_train_config", "parse_overrides", "DECODER_LINEARS"]
 
@@ -74,6 +75,9 @@ class TrainConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     lora_targets: tuple[str, ...] = DECODER_LINEARS
+    # stage 1: a point-grounding preset (owl_train.model.variants.VARIANTS) applied to the loaded model
+    # before training; None keeps the model's options. mrope_interleaved always keeps the checkpoint's.
+    point_variant: str | None = None
     # stage 2 (P-tuning)
     num_virtual_tokens: int = 8
     prompt_hidden: int = 0  # 0: the model width
@@ -119,6 +123,10 @@ class TrainConfig:
         _check(self.pad_to_multiple_of is None or self.pad_to_multiple_of >= 1, "pad_to_multiple_of",
                self.pad_to_multiple_of, "use null or a positive integer such as 8")
         _check(bool(self.out), "out", self.out, "name the run folder (checkpoints, logs, the final model)")
+        _check(self.point_variant is None or self.point_variant in VARIANTS, "point_variant", self.point_variant,
+               f"use one of the presets {', '.join(VARIANTS)} (or leave it unset to keep the model's options)")
+        _check(self.point_variant is None or self.stage == "stage1", "point_variant", self.point_variant,
+               "only stage 1 applies a preset; stage 2 keeps its init model's options (leave it unset)")
 
     def _check_types(self) -> None:
         """Every field has its declared type (a wrong type is a one-line error, never a TypeError later);
@@ -173,7 +181,7 @@ _INTS = ("min_pixels", "max_pixels", "max_length", "num_workers", "batch_size", 
          "save_every", "keep_checkpoints")
 _BOOLS = ("pack", "freeze_vision", "train_projector", "tensorboard", "progress")
 _STRS = ("stage", "model", "corpus", "split", "out", "box_format", "precision", "device", "tune")
-_OPT_STRS = ("mix", "deepspeed", "resume")
+_OPT_STRS = ("mix", "deepspeed", "resume", "point_variant")
 
 
 def _coerce(d: Mapping[str, Any]) -> dict[str, Any]:
