@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None,
                     help=f"stage-1 steps per variant (default {DEFAULT_STEPS}; {ALL_STEPS} with --variants all)")
     ap.add_argument("--max-pixels", type=int, default=28 * 28 * 40, help="image budget (one token per 28x28 px)")
-    ap.add_argument("--train-scenes", type=int, default=80)
+    ap.add_argument("--train-scenes", type=int, default=400)
     ap.add_argument("--val-scenes", type=int, default=20)
     ap.add_argument("--size", default="512x256", help="frame size WxH of the drawn scenes")
     ap.add_argument("--freeze-vision", action="store_true", help="keep the random ViT frozen (default: it trains)")

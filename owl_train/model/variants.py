@@ -25,7 +25,9 @@ __all__ = ["VARIANTS", "DEFAULT_VARIANT", "apply_variant", "variant_of"]
 _A = {"point_placement": "text"}
 _C = {"mrope_interleaved": True}
 _D = {"point_focus": True}
-_E = {"foveal_crop": True}
+# crop side 1/8 of the shorter side (32 px of a 512x256 frame, resized to 56: 2x2 merged tokens):
+# measured better than 1/4 in benchmarks/point_bench.py (README "Point grounding")
+_E = {"foveal_crop": True, "foveal_crop_fraction": 0.125}
 _F = {"point_patch_code": True}
 
 
@@ -51,8 +53,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "cdf": _preset(_C, _D, _F),
     "cdef": _preset(_C, _D, _E, _F),
 }
-# What ``owl-train init-tiny`` makes unless told otherwise (provisional until point_bench measures).
-DEFAULT_VARIANT = "cd"
+# What ``owl-train init-tiny`` makes unless told otherwise: the best variant measured by
+# benchmarks/point_bench.py (README "Point grounding": interleaved M-RoPE + focus features + fovea).
+DEFAULT_VARIANT = "cde"
 
 
 def apply_variant(config: OwlVLConfig, name: str, *, fresh_weights: bool) -> OwlVLConfig:

@@ -17,7 +17,7 @@ from owl_train.config import TrainConfig, load_train_config
 from owl_train.data import Collator
 from owl_train.model.config import OwlVLConfig
 from owl_train.model.tiny import init_tiny
-from owl_train.model.variants import VARIANTS
+from owl_train.model.variants import DEFAULT_VARIANT, VARIANTS, variant_of
 from owl_train.stages import load_model_dir, run_stage1
 from owl_train.stages.rows import corpus_rows
 from owl_train.stages.stage1 import apply_point_variant, data_config
@@ -92,19 +92,19 @@ def test_resume_applies_the_same_preset_and_refuses_another(world, b_model, tmp_
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
-def test_cd_on_a_cd_model_changes_nothing(world, tmp_path):
+def test_default_on_a_default_model_changes_nothing(world, tmp_path):
     notes: list[str] = []
     before = load_model_dir(world["tiny"]).model
-    assert before.config.point_focus and before.config.mrope_interleaved  # init-tiny's default is cd
-    model = apply_point_variant(load_model_dir(world["tiny"]).model, "cd", seed=5, note=notes.append)
+    assert variant_of(before.config) == DEFAULT_VARIANT  # init-tiny's default
+    model = apply_point_variant(load_model_dir(world["tiny"]).model, DEFAULT_VARIANT, seed=5, note=notes.append)
     assert notes == [] and model.config == before.config
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.state_dict().items())
     assert set(model.state_dict()) == set(before.state_dict())
-    res = run_stage1(stage1_config(world, tmp_path / "r", point_variant="cd", max_steps=1, batch_size=2),
+    res = run_stage1(stage1_config(world, tmp_path / "r", point_variant=DEFAULT_VARIANT, max_steps=1, batch_size=2),
                      note=notes.append)
     assert not any("point_variant" in n for n in notes)
     saved = OwlVLConfig.from_pretrained(res.model_dir)
-    assert {k: getattr(saved, k) for k in VARIANTS["cd"]} == VARIANTS["cd"]
+    assert {k: getattr(saved, k) for k in VARIANTS[DEFAULT_VARIANT]} == VARIANTS[DEFAULT_VARIANT]
 
 
 def test_unknown_preset_names_the_field_and_lists_the_presets(world):
@@ -118,6 +118,6 @@ def test_unknown_preset_names_the_field_and_lists_the_presets(world):
         apply_point_variant(load_model_dir(world["tiny"]).model, "zz")
 
 
-def test_shipped_stage1_yaml_switches_cd_on():
-    assert load_train_config(ROOT / "pipelines" / "stage1.yaml").point_variant == "cd"
+def test_shipped_stage1_yaml_switches_the_default_variant_on():
+    assert load_train_config(ROOT / "pipelines" / "stage1.yaml").point_variant == DEFAULT_VARIANT
     assert TrainConfig().point_variant is None
