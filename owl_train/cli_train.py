@@ -170,7 +170,7 @@ def infer_cmd(
         for p, ans, ok in picked:
             ans = ans or "(empty answer)"
             out.print(f"({p.x:.3f}, {p.y:.3f}) true: {p.category:<14} {'match' if ok else 'MISMATCH':<8} answer: {ans}",
-                      highlight=False, markup=False)
+                      highlight=False, markup=False, soft_wrap=True)
         out.print(f"image {picked[0][0].image_id[:12]} of split {split!r}; {sum(ok for _, _, ok in picked)} of "
                   f"{len(picked)} answers name their point's category", highlight=False, markup=False)
         return
