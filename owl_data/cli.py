@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -45,12 +46,13 @@ def _int_pair(text: Optional[str], sep: str, flag: str, example: str) -> Optiona
     if text is None:
         return None
     a, found, b = text.strip().lower().partition(sep)
+    whole = re.compile(r"\s*[+-]?[0-9]+\s*")  # ASCII digits only: int() would also take "3_0" or "٣"
     try:
-        if not found:
+        if not found or not whole.fullmatch(a) or not whole.fullmatch(b):
             raise ValueError
-        return int(a), int(b)
+        return int(a), int(b)  # ValueError past Python's digit limit (thousands of digits)
     except ValueError:
-        raise ValueError(f"{flag} {text!r}: write two whole numbers separated by {sep!r}, e.g. {example}") from None
+        raise ValueError(f"{flag} {text[:40]!r}: write two whole numbers separated by {sep!r}, e.g. {example}") from None
 
 
 @app.command()
@@ -80,11 +82,13 @@ def build(
         cfg = load_build_config(config, {"seed": seed, "workers": workers, "val_percent": val_percent})
         counts = _int_pair(scenes, ":", "--scenes", "80:20")
         size = _int_pair(scene_size, "x", "--scene-size", "512x256")
+        specs = [SourceSpec.parse(s) for s in source]
         if counts or size:
             d = cfg.default_scenes
             (tr, va), (w, h) = counts or (d.train, d.val), size or (d.width, d.height)
-            cfg = dataclasses.replace(cfg, default_scenes=dataclasses.replace(d, train=tr, val=va, width=w, height=h))
-        specs = [SourceSpec.parse(s) for s in source]
+            flagged = dataclasses.replace(d, train=tr, val=va, width=w, height=h)  # checked even when ignored
+            if not specs:  # with --source they are ignored: the config (manifest, resume key) stays as it was
+                cfg = dataclasses.replace(cfg, default_scenes=flagged)
         if not specs:
             specs = [SourceSpec(n, s, synthetic=True) for n, s in _default_scenes(cfg.seed, cfg.default_scenes)]
             d = cfg.default_scenes

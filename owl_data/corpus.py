@@ -39,6 +39,8 @@ __all__ = [
     "MANIFEST",
     "finish_corpus",
     "commit_corpus",
+    "check_split",
+    "corpus_splits",
 ]
 
 MANIFEST = "manifest.json"
@@ -232,3 +234,27 @@ def commit_corpus(staging: Path, out: Path) -> None:
     from owl_data.out_path import swap_into_place
 
     swap_into_place(staging, out)
+
+
+def check_split(split: str) -> str:
+    """``split`` when it is a plain split name (letters, digits, ``_ . -``; the corpus's folder
+    names, :data:`owl_data.records.SPLIT_NAME`), never a path such as ``../images``.
+
+    Raises:
+        ValueError: naming the split and what a split name is.
+    """
+    from owl_data.records import SPLIT_NAME
+
+    if not isinstance(split, str) or not SPLIT_NAME.fullmatch(split):
+        raise ValueError(f"split {str(split)[:40]!r} is not a split name (letters, digits, _ . -; e.g. train, val)")
+    return split
+
+
+def corpus_splits(corpus: str | Path, tasks: Iterable[str] = tuple(schemas.TASK_TABLES)) -> list[str]:
+    """The sorted split names that hold shards of any of ``tasks`` in ``corpus``."""
+    out = set()
+    for task in tasks:
+        d = Path(corpus) / task
+        if d.is_dir():
+            out.update(s.name for s in d.iterdir() if s.is_dir() and any(s.glob("*.parquet")))
+    return sorted(out)

@@ -142,15 +142,16 @@ def description_pairs(rows: Iterable[Mapping[str, Any]]) -> tuple[np.ndarray, li
     """The distinct (image, point) pairs of point_vqa *description* rows: ((N, 2) xy, N categories).
 
     A point asked twice (with and without a question) counts once, so the prior is not weighted
-    by how many rows a point made; rows without a category (``""``) are skipped. Order: sorted by
+    by how many rows a point made; rows without a category (``""`` or null) are skipped. Order: sorted by
     (image_id, x, y), deterministic. Points may be ``{"x", "y"}`` structs or ``(x, y)`` pairs.
     """
     seen: dict[tuple[str, float, float], str] = {}
     for r in rows:
-        if r.get("kind") != "description" or not str(r["target"]["category"]).strip():
-            continue
+        cat = r["target"]["category"]
+        if r.get("kind") != "description" or cat is None or not str(cat).strip():
+            continue  # a null category is no category (not the category "None")
         x, y = point_xy(r)
-        seen.setdefault((str(r["image_id"]), x, y), str(r["target"]["category"]))
+        seen.setdefault((str(r["image_id"]), x, y), str(cat))
     keys = sorted(seen)
     xy = np.asarray([(x, y) for _, x, y in keys], dtype=np.float64).reshape(-1, 2)
     return xy, [seen[k] for k in keys]
@@ -174,8 +175,13 @@ _COLUMNS = ["id", "image_id", "kind", "point", "target"]
 def read_description_rows(corpus: str | Path, split: str) -> list[dict[str, Any]]:
     """The point_vqa description rows of ``split`` without images: ``id, image_id, kind, point
     {x, y}, target {category, instance, bbox}`` (shard then row order); [] when the split has none.
+
+    Raises:
+        ValueError: ``split`` is not a split name (a path such as ``../images``).
     """
+    from owl_data.corpus import check_split
+
     rows: list[dict[str, Any]] = []
-    for f in sorted((Path(corpus) / "point_vqa" / split).glob("*.parquet")):
+    for f in sorted((Path(corpus) / "point_vqa" / check_split(split)).glob("*.parquet")):
         rows += [r for r in pq.read_table(f, columns=_COLUMNS).to_pylist() if r["kind"] == "description"]
     return rows

@@ -43,9 +43,11 @@ def layout_prior_stats(corpus: Path, fit_split: str = "train", score_split: str 
                             prior.majority_accuracy(val_cats))
 
 
-def _glob(corpus: Path, table: str) -> str | None:
-    files = sorted((corpus / table).rglob("*.parquet"))
-    return (corpus / table).as_posix() + "/**/*.parquet" if files else None
+def _glob(corpus: Path, table: str) -> list[str] | None:
+    """The table's shard files (None when it has none), passed to DuckDB as a parameter: a path
+    is never spliced into SQL nor read as a glob (a corpus folder named ``it's`` or ``run[1]``)."""
+    files = sorted(f.as_posix() for f in (corpus / table).rglob("*.parquet"))
+    return files or None
 
 
 def corpus_stats(corpus: Path) -> dict[str, list[tuple]]:
@@ -64,29 +66,38 @@ def corpus_stats(corpus: Path) -> dict[str, list[tuple]]:
     corpus = Path(corpus)
     read_manifest(corpus)  # FileNotFoundError / SchemaError when it is not a corpus
     con = duckdb.connect()
+    try:
+        return _queries(con, corpus)
+    except duckdb.Error as exc:  # an unreadable shard: one line, not a traceback
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"{corpus}: cannot read its Parquet shards ({first})") from None
+    finally:
+        con.close()
+
+
+def _queries(con: duckdb.DuckDBPyConnection, corpus: Path) -> dict[str, list]:
     out: dict[str, list] = {"rows": [], "categories": [], "kinds": [], "rejects": [], "layout_prior": []}
     for task in schemas.TASK_TABLES:
         g = _glob(corpus, task)
         if g is None:
             continue
         out["rows"] += con.execute(
-            f"SELECT '{task}', split, source, count(*) FROM read_parquet('{g}') GROUP BY ALL ORDER BY ALL"
+            f"SELECT '{task}', split, source, count(*) FROM read_parquet(?) GROUP BY ALL ORDER BY ALL", [g]
         ).fetchall()
     g = _glob(corpus, "point_vqa")
     if g is not None:
         out["categories"] = con.execute(
-            f"SELECT target.category, count(*), count(DISTINCT target.instance || image_id) "
-            f"FROM read_parquet('{g}') GROUP BY ALL ORDER BY 2 DESC, 1"
+            "SELECT target.category, count(*), count(DISTINCT target.instance || image_id) "
+            "FROM read_parquet(?) GROUP BY ALL ORDER BY 2 DESC, 1", [g]
         ).fetchall()
         out["kinds"] = con.execute(
-            f"SELECT kind, (conversations[1].content = '<image><point>') AS no_question, count(*) "
-            f"FROM read_parquet('{g}') GROUP BY ALL ORDER BY ALL"
+            "SELECT kind, (conversations[1].content = '<image><point>') AS no_question, count(*) "
+            "FROM read_parquet(?) GROUP BY ALL ORDER BY ALL", [g]
         ).fetchall()
         out["layout_prior"] = [layout_prior_stats(corpus)]
     g = _glob(corpus, "rejects")
     if g is not None:
         out["rejects"] = con.execute(
-            f"SELECT source, reason, count(*) FROM read_parquet('{g}') GROUP BY ALL ORDER BY ALL"
+            "SELECT source, reason, count(*) FROM read_parquet(?) GROUP BY ALL ORDER BY ALL", [g]
         ).fetchall()
-    con.close()
     return out
