@@ -124,7 +124,7 @@ def run_variant(name: str, root: Path, corpus: Path, mix: Path, steps: int, max_
                     max_length=1 << 20)
     rows = eval_rows(corpus, eval_limit)
     pool = read_description_rows(corpus, "val")
-    lexicon = load_lexicon().with_categories(str(r["target"]["category"]) for r in [*rows, *pool])
+    lexicon = load_lexicon().with_categories(str(r["target"]["category"] or "") for r in [*rows, *pool])
     prior = fit_layout_prior(read_description_rows(corpus, "train"))
 
     def answer(rs):
@@ -170,6 +170,49 @@ def print_table(results: dict[str, dict[str, Any]], build_s: float, default: str
     print("* the default variant (init-tiny); rates over val description rows; prior: 15-NN from (x, y) alone")
 
 
+def check_args(a: argparse.Namespace, names: list[str], options: dict[str, Any]) -> str | None:
+    """What is wrong with the arguments, in one line (None: nothing), checked before any work
+    (a bad ``--size`` or ``--lr`` is an error now, not a traceback after the build)."""
+    import math
+    import re
+
+    from owl_data.config import BuildConfig
+    from owl_data.synthetic import DefaultScenes
+    from owl_train.config import TrainConfig
+    from owl_train.model.tiny import tiny_config
+    from owl_train.model.tokenizer import SPECIAL_TOKENS
+    from owl_train.model.variants import VARIANTS
+
+    if not names:
+        return f"--variants {a.variants!r}: name at least one variant ('default', 'all' or some of {', '.join(VARIANTS)})"
+    m = re.fullmatch(r"\s*([0-9]{1,6})\s*[xX]\s*([0-9]{1,6})\s*", a.size)
+    if m is None:
+        return f"--size {a.size[:40]!r}: write WIDTHxHEIGHT in pixels, e.g. 512x256"
+    for flag, v, lo in (("--steps", a.steps, 1), ("--max-pixels", a.max_pixels, 1), ("--eval-limit", a.eval_limit, 0),
+                        ("--workers", a.workers, 1), ("--max-reasoning", a.max_reasoning, 0), ("--jobs", a.jobs, 1),
+                        ("--seed", a.seed, 0)):
+        if v is not None and v < lo:
+            return f"{flag} {v}: use an integer >= {lo}" + (" (or leave it out for the default)" if flag == "--steps" else "")
+    if not (math.isfinite(a.lr) and a.lr > 0):
+        return f"--lr {a.lr}: use a positive learning rate"
+    if a.work.exists() and not a.work.is_dir():
+        return f"--work {a.work}: is not a folder"
+    if a.json is not None and a.json.is_dir():
+        return f"--json {a.json}: is a folder; name a file"
+    try:
+        DefaultScenes(train=a.train_scenes, val=a.val_scenes, width=int(m.group(1)), height=int(m.group(2)))
+        BuildConfig(seed=a.seed, workers=a.workers, max_reasoning=a.max_reasoning)
+        TrainConfig(stage="stage1", model="m", corpus="c", mix="x", out="o", max_steps=a.steps or 1, lr=a.lr,
+                    max_pixels=a.max_pixels, min_pixels=min(3136, a.max_pixels), max_length=512)
+        ids = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
+        for name in names:  # the options each variant takes (as run_variant passes them)
+            opts = {k: v for k, v in options.items() if VARIANTS[name].get("foveal_crop") or not k.startswith("foveal")}
+            tiny_config(ids, 1024, name, opts or None)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     from owl_train.model.variants import DEFAULT_VARIANT, VARIANTS
 
@@ -201,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     elif a.variants == "all":
         names = list(VARIANTS)
     else:
-        names = [n.strip() for n in a.variants.split(",") if n.strip()]
+        names = list(dict.fromkeys(n.strip() for n in a.variants.split(",") if n.strip()))  # each once: one folder each
     bad = [n for n in names if n not in VARIANTS]
     if bad:
         print(f"error: unknown variant(s) {bad}; known: {', '.join(VARIANTS)}", file=sys.stderr)
@@ -211,7 +254,11 @@ def main(argv: list[str] | None = None) -> int:
         options["foveal_crop_fraction"] = a.crop_fraction
     if a.crop_pixels is not None:
         options["foveal_crop_pixels"] = a.crop_pixels
-    steps = a.steps or (ALL_STEPS if a.variants == "all" else DEFAULT_STEPS)
+    problem = check_args(a, names, options)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    steps = a.steps if a.steps is not None else (ALL_STEPS if a.variants == "all" else DEFAULT_STEPS)
     w, h = (int(v) for v in a.size.lower().split("x"))
 
     root = a.work / f"scenes-{a.train_scenes}-{a.val_scenes}-{w}x{h}-s{a.seed}-r{a.max_reasoning}"

@@ -40,7 +40,7 @@ def init_tiny_cmd(
     from owl_train.model.tiny import init_tiny
     from owl_train.model.variants import DEFAULT_VARIANT, VARIANTS
 
-    variant = variant or DEFAULT_VARIANT
+    variant = DEFAULT_VARIANT if variant is None else variant  # an empty --variant "" is an error, not the default
     if variant not in VARIANTS:
         typer.secho(f"error: unknown --variant {variant!r}: use one of {', '.join(VARIANTS)}", fg="red", err=True)
         raise typer.Exit(code=2)

@@ -37,8 +37,7 @@ def _train(stage: str, config: Optional[Path], sets: list[str], flags: dict) -> 
     from owl_train.config import load_train_config, parse_overrides
 
     try:
-        overrides = {**parse_overrides(sets), **{k: v for k, v in flags.items() if v is not None}}
-        cfg = load_train_config(config, overrides, stage=stage, out=f"runs/{stage}")
+        cfg = load_train_config(config, flags, sets=parse_overrides(sets), stage=stage, out=f"runs/{stage}")
         if cfg.stage != stage:
             raise ValueError(f"train config field stage={cfg.stage!r} is invalid for owl-train {stage}: "
                              f"use a {stage} YAML or --set stage={stage}")
@@ -123,6 +122,16 @@ def zero_to_fp32_cmd(
     out.print(f"fp32 model: {path}")
 
 
+def _image_budget(budget: dict, max_pixels: Optional[int]) -> dict:
+    """The model's trained image budget with ``--max-pixels`` over it (checked here, so the error
+    names the flag, not the ``min_pixels`` derived from it)."""
+    if max_pixels is None:
+        return budget
+    if max_pixels < 28 * 28:
+        raise ValueError(f"--max-pixels {max_pixels}: give at least 28*28 = 784 pixels (one image token)")
+    return {**budget, "max_pixels": max_pixels, "min_pixels": min(budget.get("min_pixels", 56 * 56), max_pixels)}
+
+
 @app.command("infer")
 def infer_cmd(
     model: str = typer.Option(..., "--model", "-m", help="Model (or run) folder."),
@@ -146,6 +155,8 @@ def infer_cmd(
     """
     from owl_train.infer import InferConfig, answer_picked, infer, trained_image_budget
 
+    if corpus is not None and pick <= 0:
+        _fail(f"--pick {pick}: give a positive number of points to pick from --corpus")
     if (corpus is None) != (pick == 0):
         _fail("give --corpus and --pick together (or neither, with --image and --point)")
     if corpus is None and (image is None or not point):
@@ -155,10 +166,7 @@ def infer_cmd(
     if pick < 0:
         _fail(f"--pick {pick}: give a positive number of points")
     try:
-        budget = trained_image_budget(model)
-        if max_pixels is not None:
-            budget["max_pixels"] = max_pixels
-            budget["min_pixels"] = min(budget.get("min_pixels", 56 * 56), max_pixels)
+        budget = _image_budget(trained_image_budget(model), max_pixels)
         cfg = InferConfig(**budget, max_new_tokens=max_new_tokens)
         if corpus is not None:
             picked = answer_picked(model, corpus, split, pick, cfg, question)
@@ -202,11 +210,11 @@ def eval_cmd(
     from owl_train.evaluate import EvalConfig, evaluate
     from owl_train.infer import trained_image_budget
 
+    if json_out is not None and (json_out.is_dir() or not json_out.parent.is_dir()):
+        _fail(f"--json {json_out}: " + ("is a folder; name a file" if json_out.is_dir()
+                                        else f"its folder {json_out.parent} does not exist"))
     try:
-        budget = trained_image_budget(model)
-        if max_pixels is not None:
-            budget["max_pixels"] = max_pixels
-            budget["min_pixels"] = min(budget.get("min_pixels", 56 * 56), max_pixels)
+        budget = _image_budget(trained_image_budget(model), max_pixels)
         cfg = EvalConfig(split=split, limit=limit, tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),
                          batch_size=batch_size, max_new_tokens=max_new_tokens, controls=controls, **budget)
         rep = evaluate(model, corpus, cfg, progress=_note)
@@ -229,5 +237,8 @@ def eval_cmd(
     for n in rep.notes:
         _note(n)
     if json_out is not None:
-        json_out.write_text(json.dumps({"split": rep.split, "metrics": rep.metrics, "notes": rep.notes,
-                                        "examples": rep.examples}, indent=2) + "\n")
+        try:
+            json_out.write_text(json.dumps({"split": rep.split, "metrics": rep.metrics, "notes": rep.notes,
+                                            "examples": rep.examples}, indent=2) + "\n")
+        except OSError as exc:
+            _fail(f"--json {json_out}: cannot write it ({exc.strerror or exc})")

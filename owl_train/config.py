@@ -229,11 +229,14 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 
 
 def load_train_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
-                      **defaults: Any) -> TrainConfig:
-    """A :class:`TrainConfig` from ``path`` (a YAML with a ``train:`` mapping), then ``overrides``.
+                      sets: Mapping[str, Any] | None = None, **defaults: Any) -> TrainConfig:
+    """A :class:`TrainConfig` from ``path`` (a YAML with a ``train:`` mapping), then ``sets``, then
+    ``overrides``.
 
     ``defaults`` fill fields before the YAML is applied (e.g. ``stage="stage2"``).
-    None values in ``overrides`` are ignored (an unset CLI flag).
+    ``sets`` (``--set key=value``, :func:`parse_overrides`) apply as given, None included:
+    ``--set point_variant=null`` clears the YAML's preset. None values in ``overrides`` are
+    ignored (an unset CLI flag).
 
     Raises:
         ValueError: an unknown key, a bad value, or a YAML without ``train:``.
@@ -253,5 +256,6 @@ def load_train_config(path: str | Path | None = None, overrides: Mapping[str, An
         if not isinstance(doc, dict) or not isinstance(doc.get("train"), dict):
             raise ValueError(f"{p}: a training YAML holds one mapping under the key 'train:'")
         data.update(doc["train"])
+    data.update(sets or {})
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return TrainConfig(**_coerce(data))

@@ -182,9 +182,15 @@ class EvalConfig:
     controls: bool = True  # point_vqa: also the point-swap, image-swap and blank-image controls
 
     def __post_init__(self) -> None:
+        from owl_data.corpus import check_split
+
         bad = [t for t in self.tasks if t not in TASKS]
         if bad:
             raise ValueError(f"eval tasks {bad} are unknown: use some of {', '.join(TASKS)}")
+        if not self.tasks:
+            raise ValueError(f"eval tasks: name at least one of {', '.join(TASKS)}")
+        object.__setattr__(self, "tasks", tuple(dict.fromkeys(self.tasks)))  # each task once
+        check_split(self.split)
         for name in ("batch_size", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"eval field {name}={getattr(self, name)!r} is invalid: use a positive integer")
@@ -297,7 +303,7 @@ def _grounding(loaded: LoadedModel, corpus: str | Path, rows: list[dict[str, Any
                data_cfg: DataConfig, cfg: EvalConfig, notes: list[str]) -> dict[str, Any]:
     """The grounding figures and controls of :mod:`owl_train.grounding` for the point_vqa rows."""
     pool = read_description_rows(corpus, cfg.split)
-    lexicon = load_lexicon().with_categories(str(r["target"]["category"]) for r in [*rows, *pool])
+    lexicon = load_lexicon().with_categories(str(r["target"]["category"] or "") for r in [*rows, *pool])
 
     def answer(rs: Sequence[Mapping[str, Any]]) -> list[str | None]:
         return answer_rows(loaded, rs, data_cfg, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens)
@@ -309,7 +315,20 @@ def _grounding(loaded: LoadedModel, corpus: str | Path, rows: list[dict[str, Any
 
 def evaluate(model_dir: str | Path, corpus: str | Path, cfg: EvalConfig = EvalConfig(),
              progress: Callable[[str], None] = lambda s: None) -> EvalReport:
-    """Generate answers for ``cfg.limit`` rows per task of ``cfg.split`` and score them."""
+    """Generate answers for ``cfg.limit`` rows per task of ``cfg.split`` and score them.
+
+    Raises:
+        FileNotFoundError: ``corpus`` is not a corpus.
+        ValueError: ``cfg.split`` is a split of no task of the corpus (the message lists its splits;
+            a split that only some of ``cfg.tasks`` lack gets a note per task instead).
+    """
+    from owl_data.corpus import MANIFEST, corpus_splits
+
+    if not (Path(corpus) / MANIFEST).is_file():
+        raise FileNotFoundError(f"{corpus} is not an Owl-VL corpus (no {MANIFEST})")
+    have = corpus_splits(corpus)
+    if cfg.split not in have:  # before the model loads: a typo is an error, not an empty report
+        raise ValueError(f"split {cfg.split!r} is not in corpus {corpus} (its splits: {', '.join(have) or 'none'})")
     loaded = load_model_dir(model_dir)
     loaded.model.eval()
     data_cfg = DataConfig(min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels, box_format=cfg.box_format,

@@ -100,7 +100,9 @@ class RowSelection:
 
 
 def _category(row: Row) -> str:
-    return str(row["target"]["category"]).strip()
+    """The target's category, ``""`` when it has none (a null category is not the category "None")."""
+    cat = row["target"]["category"]
+    return "" if cat is None else str(cat).strip()
 
 
 def select_rows(rows: Sequence[Row], lexicon: Lexicon) -> RowSelection:

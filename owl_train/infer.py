@@ -134,14 +134,20 @@ def pick_points(corpus: str | Path, split: str = "val", n: int = 2) -> tuple[Ima
 
     Raises:
         FileNotFoundError: ``corpus`` is not a corpus.
-        ValueError: no image of ``split`` has ``n`` categories.
+        ValueError: ``n`` < 1, a split that is not a split name, no description rows in ``split``
+            (the message lists the corpus's splits), no image of ``split`` with ``n`` categories.
     """
     from owl_data.layout_prior import point_xy, read_description_rows
     from owl_data.points import PointConfig
     from owl_train.evaluate import corpus_images
 
-    if n < 1:
+    from owl_data.corpus import MANIFEST, check_split, corpus_splits
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"pick n={n!r}: give a positive number of points")
+    if not (Path(corpus) / MANIFEST).is_file():
+        raise FileNotFoundError(f"{corpus} is not an Owl-VL corpus (no {MANIFEST})")
+    check_split(split)
     stuff = set(PointConfig().stuff_categories)
     by_image: dict[str, dict[str, tuple[float, PickedPoint]]] = {}
     for r in read_description_rows(corpus, split):
@@ -157,12 +163,17 @@ def pick_points(corpus: str | Path, split: str = "val", n: int = 2) -> tuple[Ima
         if cat not in best or area > best[cat][0] or (area == best[cat][0] and (x, y) < (best[cat][1].x, best[cat][1].y)):
             best[cat] = (area, p)
     if not by_image:
-        raise ValueError(f"{corpus} has no point_vqa description rows in split {split!r}")
+        have = corpus_splits(corpus, ["point_vqa"])
+        raise ValueError(f"{corpus} has no point_vqa description rows in split {split!r} "
+                         f"(its point_vqa splits: {', '.join(have) or 'none'})")
     image_id = max(sorted(by_image), key=lambda i: len(by_image[i]))  # max keeps the first of equals
     cands = sorted(by_image[image_id].values(), key=lambda ap: (ap[1].category in stuff, -ap[0], ap[1].category))
     if len(cands) < n:
         raise ValueError(f"no image of split {split!r} has {n} annotated categories (at most {len(cands)})")
-    img = corpus_images(corpus, [image_id])[image_id]
+    img = corpus_images(corpus, [image_id]).get(image_id)
+    if img is None:
+        raise ValueError(f"{corpus}: image {image_id[:12]} of split {split!r} is not in its images table "
+                         "(owl-data validate names what is wrong)")
     return img, [p for _, p in cands[:n]]
 
 

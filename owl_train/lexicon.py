@@ -45,7 +45,7 @@ _GAP = r"[\s\-]+"  # between the words of a multi-word form, and what makes a mo
 
 def normalize_text(text: str) -> str:
     """Lowercase, ``_`` and hyphens -> space, whitespace runs -> one space, stripped (a form's key)."""
-    return " ".join(re.split(r"[\s\-]+", text.replace("_", " ").lower().strip()))
+    return " ".join(w for w in re.split(r"[\s\-]+", text.replace("_", " ").lower()) if w)
 
 
 @dataclass(frozen=True)

@@ -155,12 +155,15 @@ def corpus_rows(corpus: str | Path, task: str, split: str = "val", *, limit: int
     """Rows of ``task`` in ``split`` (shard then row order), the first ``limit`` that pass ``where``.
 
     Raises:
-        FileNotFoundError: ``corpus`` has no such task folder.
+        FileNotFoundError: ``corpus`` is not a corpus.
+        ValueError: ``split`` is not a split name (a path such as ``../images``).
     """
+    from owl_data.corpus import check_split
+
     corpus = Path(corpus)
     if not (corpus / "manifest.json").is_file():
         raise FileNotFoundError(f"{corpus} is not an Owl-VL corpus (no manifest.json)")
-    files = sorted((corpus / task / split).glob("*.parquet"))
+    files = sorted((corpus / task / check_split(split)).glob("*.parquet"))
     rows: list[dict[str, Any]] = []
     for f in files:
         for r in pq.read_table(f).to_pylist():
