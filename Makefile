@@ -42,7 +42,7 @@ demo: setup
 		--corpus $(DEMO_OUT)/corpus --mix $(DEMO_OUT)/mix --out $(DEMO_OUT)/stage1 --max-steps $(DEMO_STEPS) --set lr=3e-3 $(DEMO_TRAIN)
 	OMP_NUM_THREADS=1 $(VENV)/bin/owl-train stage2 --config pipelines/stage2.yaml --init $(DEMO_OUT)/stage1 \
 		--corpus $(DEMO_OUT)/corpus --out $(DEMO_OUT)/stage2 --max-steps 60 --set lr=1e-2 $(DEMO_TRAIN)
-	$(VENV)/bin/owl-train eval --model $(DEMO_OUT)/stage2 $(DEMO_OUT)/corpus --tasks point_vqa,vqa,caption,grounding \
+	OMP_NUM_THREADS=1 $(VENV)/bin/owl-train eval --model $(DEMO_OUT)/stage2 $(DEMO_OUT)/corpus --tasks point_vqa,vqa,caption,grounding \
 		--limit 48 --max-new-tokens 32 --json $(DEMO_OUT)/eval.json
 	@echo
 	@echo "== Owl-VL demo: done in $$(( $$(date +%s) - $$(cat $(DEMO_OUT)/.started) )) s =="
@@ -50,7 +50,7 @@ demo: setup
 	@echo "gallery  $(DEMO_OUT)/gallery/index.html   (open it in a browser: images, points, boxes, texts)"
 	@echo "model    $(DEMO_OUT)/stage2     (tiny Owl-VL after stage 1 and stage-2 P-tuning); eval in $(DEMO_OUT)/eval.json"
 	@echo "two points of one val street image, picked from its annotations, answered with no question:"
-	@$(VENV)/bin/owl-train infer --model $(DEMO_OUT)/stage2 --corpus $(DEMO_OUT)/corpus --pick 2 --max-new-tokens 32
+	@OMP_NUM_THREADS=1 $(VENV)/bin/owl-train infer --model $(DEMO_OUT)/stage2 --corpus $(DEMO_OUT)/corpus --pick 2 --max-new-tokens 32
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from owl_train.model.variants import DEFAULT_VARIANT
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Owl-VL trainer: a compact M-RoPE vision-language model with a point token, and its training stages.")
 
@@ -32,7 +34,7 @@ def init_tiny_cmd(
     force: bool = typer.Option(False, "--force", help="write into a non-empty OUT_DIR (replacing its model files)"),
     variant: str = typer.Option(None, "--variant", help="point-grounding preset (owl_train.model.variants.VARIANTS: "
                                 "a_text, b_image, c_interleaved, d_focus, e_fovea, f_patch_code, cd, cdf, cdef, ...); "
-                                "default: DEFAULT_VARIANT"),
+                                f"default: {DEFAULT_VARIANT}"),
 ) -> None:
     """Write a tiny random Owl-VL model and its byte-level BPE tokenizer to OUT_DIR."""
     from pathlib import Path
