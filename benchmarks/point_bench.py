@@ -81,12 +81,9 @@ def eval_rows(corpus: Path, limit: int) -> list[dict[str, Any]]:
 
 def run_variant(name: str, root: Path, corpus: Path, mix: Path, steps: int, max_pixels: int, seed: int,
                 eval_limit: int, freeze_vision: bool, options: dict[str, Any], lr: float) -> dict[str, Any]:
-    from owl_data.layout_prior import fit_layout_prior, read_description_rows
     from owl_train.config import TrainConfig
-    from owl_train.evaluate import answer_rows, corpus_images
-    from owl_train.grounding import grounding_eval
+    from owl_train.evaluate import EvalConfig, grounding_metrics
     from owl_train.infer import trained_image_budget
-    from owl_train.lexicon import load_lexicon
     from owl_train.model.tiny import init_tiny
     from owl_train.model.variants import VARIANTS
     from owl_train.stages.checkpoints import load_model_dir
@@ -123,16 +120,10 @@ def run_variant(name: str, root: Path, corpus: Path, mix: Path, steps: int, max_
     dc = DataConfig(min_pixels=budget.get("min_pixels", 3136), max_pixels=budget.get("max_pixels", max_pixels),
                     max_length=1 << 20)
     rows = eval_rows(corpus, eval_limit)
-    pool = read_description_rows(corpus, "val")
-    lexicon = load_lexicon().with_categories(str(r["target"]["category"] or "") for r in [*rows, *pool])
-    prior = fit_layout_prior(read_description_rows(corpus, "train"))
-
-    def answer(rs):
-        return answer_rows(loaded, rs, dc, batch_size=32, max_new_tokens=24)
-
-    rep = grounding_eval(rows, answer, pool=pool, lexicon=lexicon, prior=prior,
-                         images=lambda ids: corpus_images(corpus, ids), controls=True)
-    m = rep.metrics()
+    notes: list[str] = []
+    m = grounding_metrics(loaded, corpus, rows, None, dc, EvalConfig(split="val", batch_size=32, max_new_tokens=24),
+                          notes)
+    out["notes"] = notes
     out.update({k: m.get(k) for k in ("hit", "layout_prior", "point_swap", "image_swap", "blank",
                                       "blank_layout_prior", "hit_n", "point_swap_n", "image_swap_n", "blank_n",
                                       "majority_baseline")})

@@ -99,20 +99,21 @@ class BuildConfig:
         return cls(**data)
 
 
-def _point_keys(points: dict[str, Any]) -> dict[str, Any]:
-    pk = {f.name for f in fields(PointConfig)}
-    bad = sorted(map(str, set(points) - pk))
+def _known_keys(section: str, cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` when every key is a field of dataclass ``cls``; else ValueError naming them."""
+    known = {f.name for f in fields(cls)}
+    bad = sorted(map(str, set(data) - known))
     if bad:
-        raise ValueError(f"unknown points config key(s) {bad}; known: {sorted(pk)}")
-    return points
+        raise ValueError(f"unknown {section} config key(s) {bad}; known: {sorted(known)}")
+    return data
+
+
+def _point_keys(points: dict[str, Any]) -> dict[str, Any]:
+    return _known_keys("points", PointConfig, points)
 
 
 def _scene_keys(scenes: dict[str, Any]) -> dict[str, Any]:
-    known = {f.name for f in fields(DefaultScenes)}
-    bad = sorted(map(str, set(scenes) - known))
-    if bad:
-        raise ValueError(f"unknown default_scenes key(s) {bad}; known: {sorted(known)}")
-    return scenes
+    return _known_keys("default_scenes", DefaultScenes, scenes)
 
 
 def load_build_config(path: Path | None, overrides: dict[str, Any] | None = None) -> BuildConfig:

@@ -46,7 +46,7 @@ from owl_train.stages.ptuning import generate_batch
 from owl_train.stages.rows import corpus_rows, is_stage2_row
 
 __all__ = ["EvalConfig", "EvalReport", "vqa_normalize", "vqa_accuracy", "caption_scores", "box_iou",
-           "heldout_loss", "answer_rows", "corpus_images", "evaluate"]
+           "heldout_loss", "answer_rows", "corpus_images", "grounding_metrics", "evaluate"]
 
 TASKS = ("vqa", "caption", "grounding", "point_vqa")
 
@@ -299,9 +299,13 @@ def _layout_prior(corpus: str | Path, split: str, notes: list[str]) -> LayoutPri
     return prior
 
 
-def _grounding(loaded: LoadedModel, corpus: str | Path, rows: list[dict[str, Any]], preds: list[str | None],
-               data_cfg: DataConfig, cfg: EvalConfig, notes: list[str]) -> dict[str, Any]:
-    """The grounding figures and controls of :mod:`owl_train.grounding` for the point_vqa rows."""
+def grounding_metrics(loaded: LoadedModel, corpus: str | Path, rows: list[dict[str, Any]],
+                      preds: list[str | None] | None, data_cfg: DataConfig, cfg: EvalConfig,
+                      notes: list[str]) -> dict[str, Any]:
+    """The grounding figures and controls of :mod:`owl_train.grounding` for point_vqa ``rows`` of
+    ``cfg.split`` (trainer rows with images); ``preds``: their answers when already generated
+    (None: generated here). The layout prior is fitted on the train split; notes go to ``notes``.
+    ``benchmarks/point_bench.py`` calls this too, so its figures are eval's."""
     pool = read_description_rows(corpus, cfg.split)
     lexicon = load_lexicon().with_categories(str(r["target"]["category"] or "") for r in [*rows, *pool])
 
@@ -362,7 +366,7 @@ def evaluate(model_dir: str | Path, corpus: str | Path, cfg: EvalConfig = EvalCo
                 hits += bool(boxes) and box_iou(boxes[0][0], r["bbox"]) >= 0.5
             m["acc@0.5"] = hits / max(1, len(pairs))
         else:
-            m.update(_grounding(loaded, corpus, rows, preds, data_cfg, cfg, report.notes))
+            m.update(grounding_metrics(loaded, corpus, rows, preds, data_cfg, cfg, report.notes))
             desc = [(r, p) for r, p in pairs if r.get("kind") == "description"]
             refs = {r["id"]: [next(t["content"] for t in r["conversations"] if t["role"] == "assistant")]
                     for r, _ in desc}
