@@ -53,6 +53,7 @@ demo: setup
 	@OMP_NUM_THREADS=1 $(VENV)/bin/owl-train infer --model $(DEMO_OUT)/stage2 --corpus $(DEMO_OUT)/corpus --pick 2 --max-new-tokens 32
 
 test: setup
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: setup

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from owl_data.build import SourceSpec, run_build
+from owl_data.build.driver import SourceSpec, run_build
 from owl_data.config import BuildConfig
 from owl_data.records import Scene
 from owl_data.sources import SourceOptions, get_reader
-from owl_data.synthetic import write_default_scenes
+from owl_data.sources.synthetic.scenes import write_default_scenes
 
 
 def image_paths(specs: list[SourceSpec]) -> list[Path]:

@@ -4,7 +4,7 @@ Builds a scaled drawn street corpus (randomised layouts, ``--train-scenes`` / ``
 frames of the embedded default, point_vqa only), trains the tiny model (``init-tiny``) with stage 1
 on a point_vqa-only mix for the same number of steps, seed and data for every variant, and
 evaluates every variant on the val city's description rows with the controls of
-:mod:`owl_train.grounding` (the same code ``owl-train eval`` runs):
+:mod:`owl_train.eval.grounding` (the same code ``owl-train eval`` runs):
 
 - ``hit``: the first category the answer names is the target's;
 - ``layout_prior``: a 15-NN vote from (x, y) alone, fitted on the train description points;
@@ -47,9 +47,9 @@ LR = 3e-3
 def build_corpus(root: Path, train: int, val: int, width: int, height: int, seed: int, workers: int,
                  max_reasoning: int) -> Path:
     """Draw the scenes and build a point_vqa-only corpus under ``root`` (reused when present)."""
-    from owl_data.build import SourceSpec, run_build
+    from owl_data.build.driver import SourceSpec, run_build
     from owl_data.config import BuildConfig
-    from owl_data.synthetic import DEFAULT_SOURCE_NAME, write_default_scenes
+    from owl_data.sources.synthetic.scenes import DEFAULT_SOURCE_NAME, write_default_scenes
 
     corpus = root / "corpus"
     if (corpus / "manifest.json").exists():
@@ -61,7 +61,7 @@ def build_corpus(root: Path, train: int, val: int, width: int, height: int, seed
 
 
 def write_point_mix(corpus: Path, out: Path, samples: int, seed: int) -> Path:
-    from owl_data.mix_io import MixConfig, write_mix
+    from owl_data.mix.io import MixConfig, write_mix
 
     if not (out / "mix.json").exists():
         write_mix(corpus, out, MixConfig(ratio=(Fraction(1),), tasks=("point_vqa",), num_samples=samples, seed=seed))
@@ -70,7 +70,7 @@ def write_point_mix(corpus: Path, out: Path, samples: int, seed: int) -> Path:
 
 def eval_rows(corpus: Path, limit: int) -> list[dict[str, Any]]:
     """``limit`` val description rows spread evenly over the split (every k-th, deterministic)."""
-    from owl_train.stages.rows import corpus_rows
+    from owl_train.data.rows import corpus_rows
 
     rows = corpus_rows(corpus, "point_vqa", "val", where=lambda r: r.get("kind") == "description")
     if limit and len(rows) > limit:
@@ -82,7 +82,7 @@ def eval_rows(corpus: Path, limit: int) -> list[dict[str, Any]]:
 def run_variant(name: str, root: Path, corpus: Path, mix: Path, steps: int, max_pixels: int, seed: int,
                 eval_limit: int, freeze_vision: bool, options: dict[str, Any], lr: float) -> dict[str, Any]:
     from owl_train.config import TrainConfig
-    from owl_train.evaluate import EvalConfig, grounding_metrics
+    from owl_train.eval.evaluate import EvalConfig, grounding_metrics
     from owl_train.infer import trained_image_budget
     from owl_train.model.tiny import init_tiny
     from owl_train.model.variants import VARIANTS
@@ -168,7 +168,7 @@ def check_args(a: argparse.Namespace, names: list[str], options: dict[str, Any])
     import re
 
     from owl_data.config import BuildConfig
-    from owl_data.synthetic import DefaultScenes
+    from owl_data.sources.synthetic.scenes import DefaultScenes
     from owl_train.config import TrainConfig
     from owl_train.model.tiny import tiny_config
     from owl_train.model.tokenizer import SPECIAL_TOKENS

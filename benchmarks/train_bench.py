@@ -29,7 +29,7 @@ It measures, and prints as one table (``--json FILE`` writes the same figures):
    take the varlen kernel) and once with it set to None (every attention is SDPA with the
    block-diagonal causal mask). Over the real tokens: max |logit_flash - logit_sdpa|, mean
    KL(softmax_sdpa || softmax_flash) (float32), top-1 agreement; the logits' std for scale.
-2. Packed stage-1 tokens/s, per backend: forward + LM loss (``owl_train.stages.loop.TrainModule``)
+2. Packed stage-1 tokens/s, per backend: forward + LM loss (``owl_train.stages.module.TrainModule``)
    + backward + grad-norm clip + AdamW step, trainable parameters as stage 1's default recipe
    (``set_stage1_trainable``: decoder, LM head, merger and point encoder; ViT frozen).
    ``--warmup`` steps are left out; ``torch.cuda.synchronize()`` before the clock starts and
@@ -69,10 +69,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def build_inputs(root: Path, samples: int, seed: int = 0) -> tuple[Path, Path, Path]:
     """Corpus, mix and tiny model/tokenizer folders under ``root`` (reused when present)."""
-    from owl_data.build import SourceSpec, run_build
+    from owl_data.build.driver import SourceSpec, run_build
     from owl_data.config import BuildConfig
-    from owl_data.mix_io import MixConfig, write_mix
-    from owl_data.synthetic import write_default_sources
+    from owl_data.mix.io import MixConfig, write_mix
+    from owl_data.sources.synthetic.scenes import write_default_sources
     from owl_train.model.tiny import init_tiny
 
     corpus, mix, model = root / "corpus", root / f"mix-{samples}", root / "tiny"
@@ -306,7 +306,7 @@ def train_throughput(model, batch: dict, *, backend: str, steps: int, warmup: in
     """Stage-1 optimizer steps on ``batch`` with one attention backend; timed after ``warmup``."""
     import torch
 
-    from owl_train.stages.loop import TrainModule
+    from owl_train.stages.module import TrainModule
 
     module = TrainModule(model).train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -572,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from transformers import AutoTokenizer
 
-    from owl_data.mix_dataset import MixDataset
+    from owl_train.data.mix_dataset import MixDataset
     from owl_train.data import DataConfig
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,9 +8,9 @@ from typing import Any
 
 import yaml
 
-from owl_data.numbers import require_int
-from owl_data.points import PointConfig
-from owl_data.synthetic import DefaultScenes
+from owl_data.ingest.numbers import require_int
+from owl_data.ingest.points import PointConfig
+from owl_data.sources.synthetic.scenes import DefaultScenes
 
 __all__ = ["BuildConfig", "load_build_config"]
 

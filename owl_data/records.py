@@ -3,9 +3,9 @@
 A source reads a public format and yields, per image, one :class:`Scene` (the image
 reference plus everything the source knows about it, geometry still in the annotation
 file's pixel frame) or a :class:`Reject` for an item it could not use. The builder decodes
-the image, turns every geometry into the stored upright frame (:mod:`owl_data.geometry`),
-samples points (:mod:`owl_data.points`), generates text (:mod:`owl_data.generators`) and
-writes rows (:mod:`owl_data.corpus`).
+the image, turns every geometry into the stored upright frame (:mod:`owl_data.ingest.geometry`),
+samples points (:mod:`owl_data.ingest.points`), generates text (:mod:`owl_data.generators`) and
+writes rows (:mod:`owl_data.corpus.writer`).
 
 Accounting (DESIGN.md): every item a source reads ends as *kept* or *rejected*; a Scene
 lists the item keys it covers in ``items`` and the builder rejects the ones it cannot use.
@@ -142,7 +142,7 @@ class SourceQA:
 class TextRow:
     """A task row the source gives directly (VQA, caption, referring expression, point QA).
 
-    The builder (:mod:`owl_data.text_rows`) resolves its geometry in the stored upright
+    The builder (:mod:`owl_data.build.rows`) resolves its geometry in the stored upright
     frame, fills prompts from the versioned pools (:mod:`owl_data.generators.prompts`) and
     writes it to the ``task`` table. Placeholders: ``question`` and ``turns`` never need
     ``<image>`` added by the source unless they carry it already (chat formats keep theirs).

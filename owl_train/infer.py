@@ -19,7 +19,7 @@ from PIL import Image, ImageOps
 
 from owl_train.data import DataConfig, smart_resize
 from owl_train.data.config import FACTOR
-from owl_train.evaluate import answer_rows
+from owl_train.eval.evaluate import answer_rows
 from owl_train.stages.checkpoints import LoadedModel, load_model_dir
 
 __all__ = ["InferConfig", "parse_point", "load_image", "answer", "infer", "PickedPoint", "pick_points",
@@ -137,11 +137,11 @@ def pick_points(corpus: str | Path, split: str = "val", n: int = 2) -> tuple[Ima
         ValueError: ``n`` < 1, a split that is not a split name, no description rows in ``split``
             (the message lists the corpus's splits), no image of ``split`` with ``n`` categories.
     """
-    from owl_data.layout_prior import point_xy, read_description_rows
-    from owl_data.points import PointConfig
-    from owl_train.evaluate import corpus_images
+    from owl_data.corpus.layout_prior import point_xy, read_description_rows
+    from owl_data.ingest.points import PointConfig
+    from owl_train.eval.evaluate import corpus_images
 
-    from owl_data.corpus import MANIFEST, check_split, corpus_splits
+    from owl_data.corpus.writer import MANIFEST, check_split, corpus_splits
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"pick n={n!r}: give a positive number of points")
@@ -182,10 +182,10 @@ def answer_picked(model_dir: str | Path, corpus: str | Path, split: str = "val",
                   ) -> list[tuple[PickedPoint, str, bool]]:
     """Answer about :func:`pick_points`' points: ``[(point, answer, names its true category)]``.
 
-    "Names" is :meth:`owl_train.lexicon.Lexicon.names` (the first category the answer names is the
+    "Names" is :meth:`owl_train.eval.lexicon.Lexicon.names` (the first category the answer names is the
     point's, or a kind of it), the rule of ``owl-train eval``'s hit.
     """
-    from owl_train.lexicon import load_lexicon
+    from owl_train.eval.lexicon import load_lexicon
 
     img, pts = pick_points(corpus, split, n)
     loaded = load_model_dir(model_dir)

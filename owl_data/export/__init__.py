@@ -3,7 +3,7 @@
 - :func:`export_hf`: a Hugging Face hub-ready folder (dataset card with one config per task,
   Parquet with images embedded as the ``datasets`` ``Image`` feature);
 - :func:`export_llava` / :func:`read_llava_export`: LLaVA instruction JSON plus an images
-  folder, geometry rendered as text in a convention of :mod:`owl_data.export.coords`;
+  folder, geometry rendered as text in a convention of :mod:`owl_data.conventions.coords`;
 - :func:`export_sharegpt` / :func:`read_sharegpt_export`: the ShareGPT "messages" + "images"
   layout (LLaMA-Factory), likewise;
 - :func:`import_export`: an LLaVA or ShareGPT export back into a corpus;
@@ -15,34 +15,14 @@ fingerprint and sources, files and row counts, rows skipped and why).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-import importlib
-from typing import Any
-
-from owl_data.export.coords import CONVENTIONS, DEFAULT_CONVENTION, CoordError, Convention
+from owl_data.conventions.coords import CONVENTIONS, DEFAULT_CONVENTION, CoordError, Convention
+from owl_data.export.chat import ExportReport
+from owl_data.export.hf import export_hf
+from owl_data.export.importer import import_export
+from owl_data.export.llava import export_llava, read_llava_export
+from owl_data.export.push import PushError, push_corpus
 from owl_data.export.rows import ExportError
-
-# heavier modules (datasets, huggingface_hub) load on first use, so that importing
-# owl_data.export.coords (e.g. from the trainer) stays light
-_LAZY = {
-    "ExportReport": "chat",
-    "export_hf": "hf",
-    "import_export": "importer",
-    "export_llava": "llava",
-    "read_llava_export": "llava",
-    "export_sharegpt": "sharegpt",
-    "read_sharegpt_export": "sharegpt",
-    "PushError": "push",
-    "push_corpus": "push",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"owl_data.export.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+from owl_data.export.sharegpt import export_sharegpt, read_sharegpt_export
 
 __all__ = [
     "CONVENTIONS",
@@ -65,8 +45,6 @@ __all__ = [
 
 FORMATS = ("hf", "llava", "sharegpt")
 
-if TYPE_CHECKING:  # pragma: no cover
-    from owl_data.export.chat import ExportReport
 
 
 def export_corpus(corpus, out, fmt: str, coords: str | None = None) -> "ExportReport":
@@ -84,6 +62,6 @@ def export_corpus(corpus, out, fmt: str, coords: str | None = None) -> "ExportRe
     if fmt == "hf":
         if coords is not None:
             raise ExportError("--coords applies to llava and sharegpt; the hf export keeps points and boxes as data")
-        return __getattr__("export_hf")(corpus, out)
-    fn = __getattr__("export_llava" if fmt == "llava" else "export_sharegpt")
+        return export_hf(corpus, out)
+    fn = export_llava if fmt == "llava" else export_sharegpt
     return fn(corpus, out, coords=coords or DEFAULT_CONVENTION)

@@ -1,7 +1,7 @@
 """Chat-JSON exports (LLaVA, ShareGPT): the text layer, the export driver, reading back.
 
 A corpus row becomes one JSON record: its turns with the placeholders ``<point>`` and
-``<box>`` rendered as text in a coordinate convention (:mod:`owl_data.export.coords`), the
+``<box>`` rendered as text in a coordinate convention (:mod:`owl_data.conventions.coords`), the
 image path, and an ``owl`` object with everything the text does not carry (task, source,
 split, image_id and the task's other fields exactly; the row's own point or box rendered in
 the convention), so that reading the export back returns the same rows.
@@ -33,14 +33,14 @@ from typing import Any, Callable
 
 from PIL import Image, UnidentifiedImageError
 
-import schemas
-from schemas import SchemaError
-from owl_data import corpus as corpus_mod
-from owl_data.export.coords import BOX_END, BOX_START, REF_END, REF_START, CoordError, Convention, \
+from owl_data.corpus import schema as schemas
+from owl_data.corpus.schema import SchemaError
+from owl_data.corpus import writer as corpus_mod
+from owl_data.conventions.coords import BOX_END, BOX_START, REF_END, REF_START, CoordError, Convention, \
     get_convention, render_box, render_point, render_text, restore_text
 from owl_data.export.rows import ExportError, image_filename, image_info, iter_batches, task_parts
-from owl_data.out_path import OutputError, OutputKind, check_out, json_marker, staged
-from owl_data.placeholders import placeholder_problem
+from owl_data.fs import OutputError, OutputKind, check_out, json_marker, staged
+from owl_data.conventions.placeholders import placeholder_problem
 from owl_data.records import SPLIT_NAME
 
 __all__ = ["SIDECAR", "EXPORT_OUT", "load_export_json", "Layout", "ExportReport", "ReadBack", "export_chat",
@@ -113,14 +113,14 @@ EXPORT_OUT = OutputKind(what="an Owl-VL export", marker=SIDECAR,
 
 
 def prepare_out(out: Path, kind: OutputKind, source: Path | None = None) -> Path:
-    """Check ``out`` (:func:`owl_data.out_path.check_out`) before anything is written.
+    """Check ``out`` (:func:`owl_data.fs.check_out`) before anything is written.
 
     ``out`` may be missing, empty, or an earlier result of the same command holding nothing
     else; anything else is refused rather than replaced, and so is an ``out`` inside
     ``source`` (the folder read) or holding it.
 
     Raises:
-        ExportError: the reasons of :func:`~owl_data.out_path.check_out`.
+        ExportError: the reasons of :func:`~owl_data.fs.check_out`.
     """
     try:
         return check_out(out, kind=kind, reads={"the folder read": source} if source is not None else None)
@@ -335,7 +335,7 @@ def load_export_json(path: Path) -> Any:
 
 def _row_problem(task: str, row: dict[str, Any]) -> tuple[str, str] | None:
     """(reason, detail) when a restored row would not be a valid corpus row, else None."""
-    from owl_data.validate import row_problems
+    from owl_data.corpus.validate import row_problems
 
     if not (isinstance(row.get("split"), str) and SPLIT_NAME.fullmatch(row["split"])):
         return "bad_record", f"split {str(row.get('split'))[:40]!r} is not a plain name (letters, digits, _ . -)"
@@ -358,7 +358,7 @@ def read_chat_export(folder: Path, layout: Layout) -> ReadBack:
     Records that cannot be read become rejects (``no_owl_metadata``, ``multi_image``,
     ``missing_image``, ``unreadable_image``, ``unparsable_coordinates`` (geometry text off
     the convention's grid or range, or not exactly the row's one point or box),
-    ``placeholder_in_text`` (the central placeholder rule, :mod:`owl_data.placeholders`),
+    ``placeholder_in_text`` (the central placeholder rule, :mod:`owl_data.conventions.placeholders`),
     ``duplicate_id`` (a row id already read), ``bad_record``); the item of a reject is the
     record's place, ``<file>#<index>``, so it is unique.
 

@@ -24,10 +24,10 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-import schemas
-from owl_data import corpus as corpus_mod
+from owl_data.corpus import schema as schemas
+from owl_data.corpus import writer as corpus_mod
 from owl_data.export.chat import EXPORT_OUT, ExportReport, prepare_out, write_sidecar
-from owl_data.out_path import staged
+from owl_data.fs import staged
 from owl_data.export.rows import ExportError, ImageIndex, image_filename, image_info, iter_batches, task_parts
 
 __all__ = ["export_hf", "hf_features", "write_card"]

@@ -8,11 +8,11 @@ from typing import Any
 
 from PIL import Image
 
-import schemas
-from owl_data import corpus as corpus_mod
+from owl_data.corpus import schema as schemas
+from owl_data.corpus import writer as corpus_mod
 from owl_data.export.chat import SIDECAR, load_export_json, prepare_out, read_chat_export
 from owl_data.export.rows import ExportError
-from owl_data.out_path import CORPUS_OUT, staged
+from owl_data.fs import CORPUS_OUT, staged
 
 __all__ = ["import_export"]
 

@@ -9,7 +9,7 @@ Record layout (LLaVA, haotian-liu/LLaVA ``docs/Finetune_Custom_Data.md``)::
 Roles map user -> ``human``, assistant -> ``gpt``, system -> ``system``. A turn that starts
 with ``<image>`` gets the newline LLaVA puts after it (``<image>\\n``); reading back removes
 exactly that newline. Points and boxes are text in the export's convention
-(:mod:`owl_data.export.coords`), recorded in ``owl_export.json``. Extra keys such as ``owl``
+(:mod:`owl_data.conventions.coords`), recorded in ``owl_export.json``. Extra keys such as ``owl``
 are ignored by LLaVA's loader.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from owl_data.export.chat import ExportReport, Layout, ReadBack, export_chat, read_chat_export
-from owl_data.export.coords import DEFAULT_CONVENTION, Convention
+from owl_data.conventions.coords import DEFAULT_CONVENTION, Convention
 
 __all__ = ["LLAVA", "export_llava", "read_llava_export"]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from huggingface_hub import HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, HTTPError
 
-from owl_data import corpus as corpus_mod
+from owl_data.corpus import writer as corpus_mod
 from owl_data.export.hf import export_hf
 
 __all__ = ["PushError", "PushReport", "push_corpus"]

@@ -16,8 +16,8 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-import schemas
-from owl_data import corpus as corpus_mod
+from owl_data.corpus import schema as schemas
+from owl_data.corpus import writer as corpus_mod
 
 __all__ = ["ExportError", "Part", "task_parts", "iter_batches", "image_info", "ImageIndex", "image_filename"]
 

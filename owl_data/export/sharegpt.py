@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from owl_data.export.chat import ExportReport, Layout, ReadBack, export_chat, read_chat_export
-from owl_data.export.coords import DEFAULT_CONVENTION, Convention
+from owl_data.conventions.coords import DEFAULT_CONVENTION, Convention
 
 __all__ = ["SHAREGPT", "export_sharegpt", "read_sharegpt_export"]
 

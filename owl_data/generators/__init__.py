@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from owl_data.geometry import ResolvedInstance, ResolvedScene
+    from owl_data.ingest.geometry import ResolvedInstance, ResolvedScene
 
 __all__ = [
     "GENERATOR_VERSION",

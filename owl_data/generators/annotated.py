@@ -8,7 +8,7 @@ those attributes, not from pixels: nothing is stated that the annotation does no
 from __future__ import annotations
 
 from owl_data.generators import GeneratedQA
-from owl_data.geometry import ResolvedInstance
+from owl_data.ingest.geometry import ResolvedInstance
 
 __all__ = ["GENERATOR", "phrase", "describe_annotated", "DESCRIPTION_QUESTION"]
 

@@ -1,6 +1,6 @@
 """Facts about one target of a resolved scene, computed from the annotations alone.
 
-Every function here is pure: it reads a :class:`~owl_data.geometry.ResolvedScene` (pixels,
+Every function here is pure: it reads a :class:`~owl_data.ingest.geometry.ResolvedScene` (pixels,
 masks, boxes, optional Cityscapes label-id map) and returns a small value (a word, a count,
 a relation) or None when the fact cannot be stated without guessing. The template
 generators (:mod:`~owl_data.generators.templates`, :mod:`~owl_data.generators.reasoning`)
@@ -71,7 +71,7 @@ from fractions import Fraction
 import numpy as np
 from scipy import ndimage
 
-from owl_data.geometry import ResolvedInstance, ResolvedScene
+from owl_data.ingest.geometry import ResolvedInstance, ResolvedScene
 
 __all__ = [
     "SMALL_AREA",

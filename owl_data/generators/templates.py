@@ -34,7 +34,7 @@ import numpy as np
 
 from owl_data.generators import GENERATOR_VERSION, GeneratedQA, GeneratorConfig
 from owl_data.generators import scene_facts as sf
-from owl_data.geometry import ResolvedInstance, ResolvedScene
+from owl_data.ingest.geometry import ResolvedInstance, ResolvedScene
 
 __all__ = [
     "DESCRIPTION_GENERATOR",

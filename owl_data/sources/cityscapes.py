@@ -65,7 +65,7 @@ from cityscapesscripts.helpers.labels import id2label, labels, name2label
 from PIL import Image
 from scipy import ndimage
 
-from owl_data.numbers import pixel_int
+from owl_data.ingest.numbers import pixel_int
 from owl_data.records import ImageRef, Instance, MaskArray, Record, Reject, Scene
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._paths import UnsafePath, resolve_inside

@@ -18,14 +18,14 @@ skipped. COCO has no grouping of images, so each image is its own split group
 
 The reader never decodes an image: it only checks that ``file_name`` stays inside
 ``IMAGES_DIR`` (the source root) and that the file exists. Geometry is passed through as
-written; :func:`owl_data.geometry.resolve_instance` validates coordinates in the builder.
+written; :func:`owl_data.ingest.geometry.resolve_instance` validates coordinates in the builder.
 
 Reject reasons (stage ``read``): ``malformed_annotation``, ``non_finite`` (a bbox number
 that is infinite or too large for a float, e.g. ``10**400``), ``unknown_image``,
 ``unknown_category``, ``no_geometry``, ``duplicate_annotation``, ``malformed_image_entry``
 (width/height not a finite whole number, ...), ``path_outside_source``, ``missing_image``.
-Numbers go through :mod:`owl_data.numbers`; RLE sizes and compressed counts are checked in
-:mod:`owl_data.geometry` (``bad_rle``) before pycocotools sees them. An annotation file
+Numbers go through :mod:`owl_data.ingest.numbers`; RLE sizes and compressed counts are checked in
+:mod:`owl_data.ingest.geometry` (``bad_rle``) before pycocotools sees them. An annotation file
 that cannot be parsed at all (bad JSON, nested too deeply, a 5000-digit integer) is a
 :class:`~owl_data.sources.SourceError` naming the file.
 
@@ -40,7 +40,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-from owl_data.numbers import NumberError, finite_float, pixel_int
+from owl_data.ingest.numbers import NumberError, finite_float, pixel_int
 from owl_data.records import RLE, Box, ImageRef, Instance, Polygons, Record, Reject, Scene, TextRow
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._paths import UnsafePath, resolve_inside

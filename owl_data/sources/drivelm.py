@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from owl_data.numbers import NumberError, finite_float
+from owl_data.ingest.numbers import NumberError, finite_float
 from owl_data.records import Box, ImageRef, Instance, Record, Reject, Scene, SourceQA
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._paths import UnsafePath, resolve_inside

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from owl_data.numbers import is_finite_number
+from owl_data.ingest.numbers import is_finite_number
 from owl_data.records import Box, Record, Reject, Scene, TextRow
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._common import image_ref, load_jsonl, option_path, parse_spec, source_id

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from owl_data.numbers import is_finite_number
+from owl_data.ingest.numbers import is_finite_number
 from owl_data.records import Record, Reject, Scene, TextRow
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._common import first_existing, image_ref, load_json, option_path, parse_spec

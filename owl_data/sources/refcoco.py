@@ -40,7 +40,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
-from owl_data.numbers import is_finite_number
+from owl_data.ingest.numbers import is_finite_number
 from owl_data.records import Box, Record, Reject, Scene, TextRow
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._common import first_existing, image_ref, load_json, option_path, parse_spec, source_id

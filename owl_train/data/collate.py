@@ -58,7 +58,7 @@ def _cat(parts: list[Tensor | None]) -> Tensor | None:
 
 
 class Collator:
-    """Rows (from :class:`owl_data.mix_dataset.MixIterableDataset`) -> a training batch.
+    """Rows (from :class:`owl_train.data.mix_dataset.MixIterableDataset`) -> a training batch.
 
     Attributes:
         cfg: the :class:`DataConfig`.

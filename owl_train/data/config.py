@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from owl_data.export.coords import CONVENTIONS
+from owl_data.conventions.coords import CONVENTIONS
 
 if TYPE_CHECKING:  # pragma: no cover
     from owl_train.model.config import OwlVLConfig
@@ -45,7 +45,7 @@ class DataConfig:
         max_length: the longest sequence (tokens) a row, or a packed row, may have.
         box_format: how ``<box>`` is written: ``qwen`` (0-1000 integers with box tokens),
             ``norm`` (decimals in [0, 1]) or ``pixel`` (pixels of the *resized* image, as
-            Qwen2.5-VL); see :mod:`owl_data.export.coords`.
+            Qwen2.5-VL); see :mod:`owl_data.conventions.coords`.
         pack: concatenate the batch's rows into as few sequences of ``max_length`` as
             first-fit allows (``segment_ids`` keep them apart).
         pad_to_multiple_of: round the batch length up to a multiple of this (None: no rounding).

@@ -14,7 +14,7 @@ Rendering (transformers ``models/qwen2_vl`` chat template and processor)::
   ``<point>`` in user text (DriveLM: ``<image>Is <point> a traffic sign?``) is replaced by
   :data:`INLINE_POINT_PHRASE` while the token still goes right after the image. In an assistant
   turn ``<point>`` is the point as text in ``box_format`` (an answer that points).
-- ``<box>`` -> the row's ``bbox`` as text through :mod:`owl_data.export.coords` in
+- ``<box>`` -> the row's ``bbox`` as text through :mod:`owl_data.conventions.coords` in
   ``cfg.box_format``; in assistant turns of ``qwen`` the row's ``expression`` (when present)
   is written as the object reference before it. ``pixel`` uses the resized image's pixels.
 - Foveal crop (``cfg.foveal_crop_pixels`` > 0, variant (e)): ``<|point|>`` is followed by
@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from owl_data.export.coords import render_box, render_point
+from owl_data.conventions.coords import render_box, render_point
 from owl_train.data.config import FACTOR, MERGE_SIZE, DataConfig
 from owl_train.data.image import preprocess_crop, preprocess_image, resized_size
 

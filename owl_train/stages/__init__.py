@@ -2,7 +2,8 @@
 loop, checkpoints (training state, merge, zero-to-fp32), LoRA and the prompt encoder."""
 
 from owl_train.stages.checkpoints import load_model_dir, merge, save_model_dir, zero_to_fp32
-from owl_train.stages.loop import LoopResult, TrainModule, train
+from owl_train.stages.loop import LoopResult, train
+from owl_train.stages.module import TrainModule
 from owl_train.stages.ptuning import PromptEncoder, generate_batch
 from owl_train.stages.stage1 import run_stage1
 from owl_train.stages.stage2 import run_stage2

@@ -29,16 +29,12 @@ from torch import Tensor, nn
 
 from owl_train.config import TrainConfig
 from owl_train.data import Collator
-from owl_train.model.model import OwlVL
 from owl_train.stages.checkpoints import checkpoint_dir, latest_checkpoint, load_train_state, prune_checkpoints, \
     save_train_state, write_model_meta, capture_rng, restore_rng
-from owl_train.stages.ptuning import PromptEncoder, embed_batch
+from owl_train.stages.module import BATCH_TENSORS, TrainModule
 
-__all__ = ["TrainModule", "LoopResult", "lm_loss", "cosine_lambda", "train", "launched_by_deepspeed",
-           "DEFAULT_ZERO2", "BATCH_TENSORS"]
-
-BATCH_TENSORS = ("input_ids", "attention_mask", "labels", "position_ids", "pixel_values", "image_grid_thw",
-                 "points", "virtual_mask", "segment_ids")
+__all__ = ["LoopResult", "cosine_lambda", "train", "launched_by_deepspeed",
+           "DEFAULT_ZERO2"]
 
 # What pipelines/zero2.json holds (a test keeps them equal): used under the launcher without --deepspeed.
 DEFAULT_ZERO2: dict[str, Any] = {
@@ -51,36 +47,6 @@ DEFAULT_ZERO2: dict[str, Any] = {
     "steps_per_print": 1000000,
     "wall_clock_breakdown": False,
 }
-
-
-def lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
-    """Mean next-token cross-entropy over supervised positions: logits (B, L, V), labels (B, L)."""
-    shift_logits = logits[:, :-1].float()  # (B, L-1, V)
-    shift_labels = labels[:, 1:]  # (B, L-1)
-    n = (shift_labels != -100).sum()
-    loss = nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
-                                       ignore_index=-100, reduction="sum")
-    return loss / n.clamp(min=1)
-
-
-class TrainModule(nn.Module):
-    """The model (and stage 2's prompt encoder) with a forward that returns the LM loss."""
-
-    def __init__(self, model: OwlVL, prompt: PromptEncoder | None = None) -> None:
-        super().__init__()
-        self.model = model
-        self.prompt = prompt
-
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor, position_ids: Tensor,
-                pixel_values: Tensor | None = None, image_grid_thw: Tensor | None = None,
-                points: Tensor | None = None, virtual_mask: Tensor | None = None,
-                segment_ids: Tensor | None = None) -> Tensor:
-        batch = {"input_ids": input_ids, "pixel_values": pixel_values, "image_grid_thw": image_grid_thw,
-                 "points": points, "virtual_mask": virtual_mask}
-        x = embed_batch(self.model, batch, self.prompt)  # (B, L, D)
-        out = self.model(input_ids, attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=x,
-                         segment_ids=segment_ids)
-        return lm_loss(out.logits, labels)
 
 
 def cosine_lambda(total: int, warmup: int, min_ratio: float = 0.0) -> Callable[[int], float]:

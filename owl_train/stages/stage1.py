@@ -27,8 +27,9 @@ from owl_train.model.point import FocusSampler
 from owl_train.model.variants import VARIANTS
 from owl_train.stages.checkpoints import check_run_folder, load_model_dir, save_model_dir
 from owl_train.stages.lora import apply_lora
-from owl_train.stages.loop import LoopResult, TrainModule, train
-from owl_train.stages.rows import MixStream
+from owl_train.stages.loop import LoopResult, train
+from owl_train.stages.module import TrainModule
+from owl_train.data.rows import MixStream
 
 __all__ = ["data_config", "set_stage1_trainable", "apply_point_variant", "run_stage1", "VARIANT_SWITCHES"]
 

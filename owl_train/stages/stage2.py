@@ -19,14 +19,15 @@ from typing import Callable
 
 import pyarrow.parquet as pq
 
-from owl_data.mix_io import MixConfig, write_mix
+from owl_data.mix.io import MixConfig, write_mix
 from owl_train.config import TrainConfig
 from owl_train.data import Collator
 from owl_train.stages.checkpoints import check_run_folder, load_model_dir, save_model_dir
 from owl_train.stages.lora import ADAPTER_FILE
-from owl_train.stages.loop import LoopResult, TrainModule, train
+from owl_train.stages.loop import LoopResult, train
+from owl_train.stages.module import TrainModule
 from owl_train.stages.ptuning import PromptEncoder
-from owl_train.stages.rows import FilteredMix, description_mask
+from owl_train.data.rows import FilteredMix, description_mask
 from owl_train.stages.stage1 import data_config
 
 __all__ = ["stage2_mix", "run_stage2"]
@@ -57,7 +58,7 @@ def stage2_mix(cfg: TrainConfig, note: Callable[[str], None] = lambda s: None) -
 
 
 def _world() -> int:
-    from owl_train.stages.rows import dist_rank_world
+    from owl_train.data.rows import dist_rank_world
 
     return dist_rank_world()[1]
 

@@ -22,17 +22,17 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from owl_data.build import SourceSpec, run_build
-from owl_data.cli import app
+from owl_data.build.driver import SourceSpec, run_build
+from owl_data.cli.app import app
 from owl_data.config import BuildConfig
 from owl_data.export import export_llava
-from owl_data.gallery import GalleryConfig, GalleryError, _sandbox, write_gallery
-from owl_data.mix_io import MixConfig, MixSizeError, mix_stats, parse_ratio, write_mix
-from owl_data.out_path import OutputError
+from owl_data.corpus.gallery import GalleryConfig, GalleryError, _sandbox, write_gallery
+from owl_data.mix.io import MixConfig, MixSizeError, mix_stats, parse_ratio, write_mix
+from owl_data.fs import OutputError
 from owl_data.records import Scene, TextRow
 from owl_data.sources import SourceError
 from owl_data.sources.refcoco import UnsafePickle, load_refs
-from owl_data.validate import validate_corpus
+from owl_data.corpus.validate import validate_corpus
 from tests.owl_data.mix.conftest import write_tiny_corpus
 
 runner = CliRunner()
@@ -264,7 +264,7 @@ def test_validate_applies_the_placeholder_rule_to_every_row(lcb_corpus):
 
 
 def test_builder_never_writes_two_rows_with_one_id(tmp_path, monkeypatch):
-    import owl_data.build as build_mod
+    import owl_data.build.driver as build_mod
     from owl_data.sources._common import image_ref
 
     _png(tmp_path / "src" / "a.png")
@@ -388,7 +388,7 @@ def test_mix_stats_on_a_malformed_mix_json(tiny, tmp_path):
 
 
 def test_mix_larger_than_the_disk_is_refused(tiny, tmp_path, monkeypatch):
-    import owl_data.mix_io as mix_io
+    import owl_data.mix.io as mix_io
 
     monkeypatch.setattr(mix_io, "_free_bytes", lambda path: 10_000)
     with pytest.raises(MixSizeError, match="--num-samples"):
@@ -402,7 +402,7 @@ def test_mix_larger_than_the_disk_is_refused(tiny, tmp_path, monkeypatch):
 
 
 def test_interrupted_mix_leaves_no_partial_file(tiny, tmp_path, monkeypatch):
-    import owl_data.mix_io as mix_io
+    import owl_data.mix.io as mix_io
 
     out = tmp_path / "m"
     write_mix(tiny, out, MixConfig(ratio=parse_ratio("1:1:1:1"), num_samples=10))
@@ -453,7 +453,7 @@ def test_flickr30k_non_utf8_sentences_file_is_rejected_by_name(tmp_path):
 
 
 def test_coco_relation_words_count_only_placed_boxes(tmp_path):
-    from tests.owl_data.test_build_hostile import _ann, _coco
+    from tests.owl_data.build.test_hostile import _ann, _coco
 
     spec = _coco(tmp_path, [_ann(1), _ann(2, segmentation=[[1, 1, 2, 2]], bbox=[70, 50, 0, 0])])  # 2: degenerate
     run_build([spec], tmp_path / "out", BuildConfig())

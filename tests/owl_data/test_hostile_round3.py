@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from owl_data.cli import app
-from owl_data.layout_prior import description_pairs, read_description_rows
-from owl_data.synthetic import write_default_scenes
+from owl_data.cli.app import app
+from owl_data.corpus.layout_prior import description_pairs, read_description_rows
+from owl_data.sources.synthetic.scenes import write_default_scenes
 from tests.owl_data.mix.conftest import write_tiny_corpus
 
 runner = CliRunner()

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from owl_train.cli import app
-from owl_train.grounding import select_rows
-from owl_train.lexicon import load_lexicon, normalize_text
+from owl_train.cli.app import app
+from owl_train.eval.grounding import select_rows
+from owl_train.eval.lexicon import load_lexicon, normalize_text
 from tests.owl_data.mix.conftest import write_tiny_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,7 +137,7 @@ def test_eval_split_that_is_a_path(corpus):
 
 
 def test_eval_config_dedupes_tasks():
-    from owl_train.evaluate import EvalConfig
+    from owl_train.eval.evaluate import EvalConfig
 
     assert EvalConfig(tasks=("point_vqa", "vqa", "point_vqa")).tasks == ("point_vqa", "vqa")
 

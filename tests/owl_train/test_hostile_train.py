@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from owl_train.cli import app
+from owl_train.cli.app import app
 from owl_train.config import TrainConfig, load_train_config
 from owl_train.data import Collator, DataConfig
 from owl_train.stages.checkpoints import check_run_folder, load_tokenizer

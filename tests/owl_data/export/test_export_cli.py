@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from owl_data.cli import app
+from owl_data.cli.app import app
 
 runner = CliRunner()
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from owl_data.export.coords import (Convention, CoordError, parse_box, parse_point, render_box, render_point,
+from owl_data.conventions.coords import (Convention, CoordError, parse_box, parse_point, render_box, render_point,
                                     render_text, restore_text, unit)
 
 unit_floats = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)

@@ -10,8 +10,8 @@ import pytest
 
 from owl_data.export import (ExportError, export_llava, export_sharegpt, import_export, read_llava_export,
                              read_sharegpt_export)
-from owl_data.export.coords import unit
-from owl_data.validate import validate_corpus
+from owl_data.conventions.coords import unit
+from owl_data.corpus.validate import validate_corpus
 
 
 def _corpus_rows(corpus: Path) -> dict[str, dict[str, dict]]:

@@ -93,7 +93,7 @@ def test_everything_up_to_the_upload(syn_corpus, no_hub_env, monkeypatch):
 def _cli(args: list[str], env_extra: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE")}
     env.update({"HF_HOME": str(tmp_path / "hf_home"), "COLUMNS": "200", **env_extra})
-    return subprocess.run([sys.executable, "-c", "from owl_data.cli import app; app()", *args],
+    return subprocess.run([sys.executable, "-c", "from owl_data.cli.app import app; app()", *args],
                           env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
 
 

@@ -17,7 +17,7 @@ import pytest
 from owl_data.generators import GENERATOR_VERSION, GeneratorConfig, generate
 from owl_data.generators import reasoning
 from owl_data.generators import scene_facts as sf
-from owl_data.geometry import ResolvedInstance, ResolvedScene, mask_bbox
+from owl_data.ingest.geometry import ResolvedInstance, ResolvedScene, mask_bbox
 from owl_data.records import Instance
 from tests.owl_data.generators.toy_street import H, W, street
 from tests.conftest import SHARED_DATA, need_shared_data

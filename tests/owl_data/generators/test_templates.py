@@ -22,7 +22,7 @@ from owl_data.generators import (
 )
 from owl_data.generators import scene_facts as sf
 from owl_data.generators import templates
-from owl_data.geometry import ResolvedInstance, ResolvedScene, mask_bbox
+from owl_data.ingest.geometry import ResolvedInstance, ResolvedScene, mask_bbox
 from owl_data.records import Instance
 from tests.owl_data.generators.toy_street import BLUE, H, RED, W, YELLOW, street
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from owl_data.geometry import ResolvedInstance, ResolvedScene, mask_bbox
+from owl_data.ingest.geometry import ResolvedInstance, ResolvedScene, mask_bbox
 from owl_data.records import Instance
 
 H, W = 100, 200

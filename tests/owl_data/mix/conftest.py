@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import schemas
-from owl_data.corpus import ShardWriter, fingerprint
+from owl_data.corpus import schema as schemas
+from owl_data.corpus.writer import ShardWriter, fingerprint
 
 SIZES = {"vqa": {"vqav2": 12, "gqa": 4}, "caption": 5, "grounding": 7, "point_vqa": 9}
 

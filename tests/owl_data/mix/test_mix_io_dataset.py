@@ -11,10 +11,10 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from typer.testing import CliRunner
 
-from owl_data.cli import app
-from owl_data.mix import MixSampler, MixSpec
-from owl_data.mix_dataset import MixDataset, MixIterableDataset
-from owl_data.mix_io import CorpusChangedError, MixConfig, mix_stats, parse_within, write_mix
+from owl_data.cli.app import app
+from owl_data.mix.schedule import MixSampler, MixSpec
+from owl_train.data.mix_dataset import MixDataset, MixIterableDataset
+from owl_data.mix.io import CorpusChangedError, MixConfig, mix_stats, parse_within, write_mix
 
 runner = CliRunner()
 
@@ -88,7 +88,7 @@ def test_fingerprint_refusal(tiny_corpus, tmp_path):
         MixDataset(tiny_corpus, out)
     # a manifest whose fingerprint was edited is refused too
     m = json.loads((tiny_corpus / "manifest.json").read_text())
-    from owl_data.corpus import fingerprint
+    from owl_data.corpus.writer import fingerprint
 
     m["fingerprint"] = fingerprint(tiny_corpus)
     (tiny_corpus / "manifest.json").write_text(json.dumps(m))
@@ -143,9 +143,9 @@ def test_iterable_ranks_cover_the_mix_and_rows_decode(tiny_corpus, tmp_path):
 
 
 def test_on_a_built_corpus(tmp_path):
-    from owl_data.build import SourceSpec, run_build
+    from owl_data.build.driver import SourceSpec, run_build
     from owl_data.config import BuildConfig
-    from owl_data.synthetic import write_default_scenes
+    from owl_data.sources.synthetic.scenes import write_default_scenes
 
     scenes = write_default_scenes(tmp_path / "scenes")
     corpus = tmp_path / "corpus"

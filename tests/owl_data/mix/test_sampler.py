@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from owl_data.mix import MixSampler, MixSpec, Schedule, integer_weights, parse_weight, prefix_deviation, tijdeman_bound
+from owl_data.mix.schedule import MixSampler, MixSpec, Schedule, integer_weights, parse_weight, prefix_deviation, tijdeman_bound
 
 
 def _worst(labels: list[int], weights: list[Fraction]) -> Fraction:

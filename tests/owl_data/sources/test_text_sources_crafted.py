@@ -15,14 +15,14 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from owl_data.build import SourceSpec, run_build
+from owl_data.build.driver import SourceSpec, run_build
 from owl_data.config import BuildConfig
 from owl_data.generators.prompts import CAPTION_PROMPTS, POOL_VERSION, relation_expressions
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._common import majority_answer, parse_spec
 from owl_data.sources.refcoco import UnsafePickle
 from owl_data.sources.refcoco import read as read_refcoco
-from owl_data.validate import validate_corpus
+from owl_data.corpus.validate import validate_corpus
 
 
 def _rows(corpus: Path, table: str) -> list[dict]:
@@ -218,7 +218,7 @@ def test_relation_words():
 
 
 def test_default_build_has_all_four_tasks(tmp_path):
-    from owl_data.synthetic import write_default_sources
+    from owl_data.sources.synthetic.scenes import write_default_sources
 
     pairs = write_default_sources(tmp_path / "scenes", seed=0)
     assert [n for n, _ in pairs] == ["cityscapes", "vqav2", "coco_captions", "refcoco"]

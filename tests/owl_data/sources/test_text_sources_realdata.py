@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from owl_data.build import SourceSpec, run_build
+from owl_data.build.driver import SourceSpec, run_build
 from owl_data.config import BuildConfig
-from owl_data.validate import validate_corpus
+from owl_data.corpus.validate import validate_corpus
 from tests.conftest import need_shared_data
 
 pytestmark = pytest.mark.realdata

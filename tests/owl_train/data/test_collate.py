@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from owl_data.export.coords import parse_box, parse_point, unit
+from owl_data.conventions.coords import parse_box, parse_point, unit
 from owl_train.data import INLINE_POINT_PHRASE, Collator, DataConfig, pack_rows
 from owl_train.model.rope import get_rope_index
 from owl_train.model.tiny import init_tiny

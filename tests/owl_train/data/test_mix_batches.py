@@ -14,11 +14,11 @@ from owl_train.data import Collator, DataConfig
 def setup(tmp_path_factory):
     from transformers import AutoTokenizer
 
-    from owl_data.build import SourceSpec, run_build
+    from owl_data.build.driver import SourceSpec, run_build
     from owl_data.config import BuildConfig
-    from owl_data.mix_dataset import MixDataset
-    from owl_data.mix_io import MixConfig, write_mix
-    from owl_data.synthetic import write_default_sources
+    from owl_train.data.mix_dataset import MixDataset
+    from owl_data.mix.io import MixConfig, write_mix
+    from owl_data.sources.synthetic.scenes import write_default_sources
     from owl_train.model.checkpoint import load_pretrained
     from owl_train.model.tiny import init_tiny
 

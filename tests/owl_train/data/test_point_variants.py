@@ -235,7 +235,7 @@ def test_crop_needs_the_crop_token():
 # -- every path takes the settings from the model ---------------------------------------------------
 @pytest.mark.parametrize("variant, placement, crop_px", [("a_text", "text", 0), ("e_fovea", "image", 56)])
 def test_training_eval_and_infer_use_the_models_settings(tmp_path, monkeypatch, variant, placement, crop_px):
-    from owl_train import evaluate
+    from owl_train.eval import evaluate
     from owl_train.config import TrainConfig
     from owl_train.infer import answer
     from owl_train.stages.checkpoints import load_model_dir

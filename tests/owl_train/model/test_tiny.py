@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from typer.testing import CliRunner
 
-from owl_train.cli import app
+from owl_train.cli.app import app
 from owl_train.model.checkpoint import load_pretrained
 from owl_train.model.tokenizer import SPECIAL_TOKENS
 

@@ -118,7 +118,7 @@ def test_checkpoint_keeps_its_stored_interleaving(tmp_path):
 
 
 def test_init_tiny_variant_option(tmp_path):
-    from owl_train.cli import app
+    from owl_train.cli.app import app
     from owl_train.model.checkpoint import load_pretrained
 
     res = CliRunner().invoke(app, ["init-tiny", str(tmp_path / "e"), "--variant", "cdef"])

@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from owl_train.cli import app
+from owl_train.cli.app import app
 
 runner = CliRunner()
 

@@ -44,7 +44,7 @@ def _tied_model(src: Path, dst: Path) -> Path:
 def test_zero2_cpu_run_and_zero_to_fp32(world, tmp_path):
     from owl_train.model import load_pretrained
     from owl_train.stages.checkpoints import zero_to_fp32
-    from owl_train.stages.rows import corpus_rows
+    from owl_train.data.rows import corpus_rows
     from owl_train.data import Collator, DataConfig
     from owl_train.stages.checkpoints import load_tokenizer
 
@@ -52,7 +52,7 @@ def test_zero2_cpu_run_and_zero_to_fp32(world, tmp_path):
     out = tmp_path / "ds"
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
            "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "CUDA_VISIBLE_DEVICES": ""}
-    cmd = [sys.executable, "-c", "from owl_train.cli import app; app()", "stage1",
+    cmd = [sys.executable, "-c", "from owl_train.cli.app import app; app()", "stage1",
            "--deepspeed", str(ROOT / "pipelines" / "zero2.json"), "--model", str(model),
            "--corpus", str(world["corpus"]), "--mix", str(world["mix"]), "--out", str(out), "--max-steps", "3",
            "--set", "batch_size=2", "--set", "max_pixels=12544", "--set", "progress=false",

@@ -19,7 +19,7 @@ from owl_train.model.config import OwlVLConfig
 from owl_train.model.tiny import init_tiny
 from owl_train.model.variants import DEFAULT_VARIANT, VARIANTS, variant_of
 from owl_train.stages import load_model_dir, run_stage1
-from owl_train.stages.rows import corpus_rows
+from owl_train.data.rows import corpus_rows
 from owl_train.stages.stage1 import apply_point_variant, data_config
 
 sys.path.insert(0, str(Path(__file__).parent))

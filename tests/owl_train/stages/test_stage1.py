@@ -69,7 +69,7 @@ def test_lora_trains_only_adapters_and_merges_to_equal_logits(world, tmp_path):
     merge(model_dir, tmp_path / "merged")
     merged = load_model_dir(tmp_path / "merged")
     assert not (tmp_path / "merged" / "adapter_model.safetensors").exists()
-    from owl_train.stages.rows import corpus_rows
+    from owl_train.data.rows import corpus_rows
 
     rows = corpus_rows(world["corpus"], "point_vqa", "val", limit=3)
     b = Collator(merged.tokenizer, DataConfig(max_pixels=SMALL["max_pixels"]))(rows)

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from owl_train.data import Collator, DataConfig
-from owl_train.evaluate import heldout_loss
+from owl_train.eval.evaluate import heldout_loss
 from owl_train.stages import generate_batch, load_model_dir
-from owl_train.stages.rows import corpus_rows, is_stage2_row
+from owl_train.data.rows import corpus_rows, is_stage2_row
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _stage_helpers import SMALL  # noqa: E402

@@ -1,0 +1,3 @@
+"""The corpus: its Arrow schemas, the shard writer and manifest, validation, statistics, the
+layout prior and the HTML gallery.
+"""

@@ -1,0 +1,145 @@
+"""Versioned Arrow schemas of the Owl-VL corpus (DESIGN.md "Corpus layout").
+
+This package is the single source of truth for the corpus tables: writers validate every
+batch against these schemas and store :data:`SCHEMA_VERSION` in each Parquet file's
+metadata (key ``owl.schema_version``, plus ``owl.table``). A change of any field is a new
+version.
+
+Geometry fields are normalised to [0, 1] in the stored upright image's frame, x right,
+y down; boxes are xyxy.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "IMAGES",
+    "IMAGE_REFS",
+    "POINT_VQA",
+    "VQA",
+    "CAPTION",
+    "GROUNDING",
+    "REJECTS",
+    "TASK_TABLES",
+    "TABLES",
+    "SchemaError",
+    "with_metadata",
+]
+
+SCHEMA_VERSION = "1.0.0"
+
+
+class SchemaError(ValueError):
+    """A table or file that does not match its schema."""
+
+
+_TURN = pa.struct([("role", pa.string()), ("content", pa.string())])
+_BBOX = pa.list_(pa.float64())  # xyxy, exactly 4 values (checked by validation)
+
+_COMMON = [
+    pa.field("id", pa.string(), nullable=False),
+    pa.field("image_id", pa.string(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("split", pa.string(), nullable=False),
+    pa.field("conversations", pa.list_(_TURN), nullable=False),
+]
+
+IMAGES = pa.schema([
+    pa.field("image_id", pa.string(), nullable=False),
+    pa.field("bytes", pa.binary(), nullable=False),
+    pa.field("format", pa.string(), nullable=False),
+    pa.field("width", pa.int32(), nullable=False),
+    pa.field("height", pa.int32(), nullable=False),
+    pa.field("split", pa.string(), nullable=False),
+])
+
+IMAGE_REFS = pa.schema([
+    pa.field("image_id", pa.string(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("source_path", pa.string(), nullable=False),
+    pa.field("group", pa.string(), nullable=False),
+])
+
+POINT_VQA = pa.schema(_COMMON + [
+    pa.field("point", pa.struct([("x", pa.float64()), ("y", pa.float64())]), nullable=False),
+    pa.field("point_origin", pa.string(), nullable=False),  # mask | box | annotated
+    pa.field("kind", pa.string(), nullable=False),  # description | reasoning
+    pa.field(
+        "target",
+        pa.struct([("category", pa.string()), ("instance", pa.string()), ("bbox", _BBOX)]),
+        nullable=False,
+    ),
+    pa.field("generator", pa.string(), nullable=False),
+])
+
+VQA = pa.schema(_COMMON + [pa.field("answers", pa.list_(pa.string()), nullable=False)])
+
+CAPTION = pa.schema(_COMMON)
+
+GROUNDING = pa.schema(_COMMON + [
+    pa.field("expression", pa.string(), nullable=False),
+    pa.field("bbox", _BBOX, nullable=False),
+])
+
+REJECTS = pa.schema([
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("item", pa.string(), nullable=False),
+    pa.field("stage", pa.string(), nullable=False),
+    pa.field("reason", pa.string(), nullable=False),
+    pa.field("detail", pa.string(), nullable=False),
+])
+
+TASK_TABLES: dict[str, pa.Schema] = {
+    "point_vqa": POINT_VQA,
+    "vqa": VQA,
+    "caption": CAPTION,
+    "grounding": GROUNDING,
+}
+
+TABLES: dict[str, pa.Schema] = {
+    "images": IMAGES,
+    "image_refs": IMAGE_REFS,
+    **TASK_TABLES,
+    "rejects": REJECTS,
+}
+
+
+def with_metadata(table: str) -> pa.Schema:
+    """The schema of ``table`` with the version metadata every file carries."""
+    if table not in TABLES:
+        raise SchemaError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
+    return TABLES[table].with_metadata(
+        {b"owl.schema_version": SCHEMA_VERSION.encode(), b"owl.table": table.encode()}
+    )
+
+
+def _field_doc(field: pa.Field) -> dict:
+    return {"name": field.name, "type": str(field.type), "nullable": field.nullable}
+
+
+def schema_document() -> dict:
+    """The schemas of this version as plain JSON data: ``{"version", "tables": {table: [field…]}}``.
+
+    Each field is ``{"name", "type" (Arrow's type string), "nullable"}``. This is what the
+    repository's top-level ``schemas/`` folder publishes (one file per version, see
+    :func:`schema_file_name`); a test checks that the two agree.
+    """
+    return {"format": "owl-corpus-schema/1", "version": SCHEMA_VERSION,
+            "tables": {name: [_field_doc(f) for f in schema] for name, schema in TABLES.items()}}
+
+
+def schema_file_name(version: str = SCHEMA_VERSION) -> str:
+    """``owl-corpus-<version>.json``: the published file of one schema version."""
+    return f"owl-corpus-{version}.json"
+
+
+if __name__ == "__main__":  # pragma: no cover  (python -m owl_data.corpus.schema DIR: write the published file)
+    import json
+    import sys
+    from pathlib import Path
+
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "schemas") / schema_file_name()
+    out.write_text(json.dumps(schema_document(), indent=2) + "\n")
+    print(out)

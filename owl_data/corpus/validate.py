@@ -1,0 +1,171 @@
+"""``owl-data validate``: a corpus checked against its schemas and invariants.
+
+Checks: every shard's schema equals :mod:`schemas` and carries the schema version; points
+inside [0, 1]; bboxes of 4 values, ordered and inside [0, 1]; every ``image_id`` of every
+row resolvable in ``images``; row ids unique per table; splits of rows equal their image's
+split; row counts and the fingerprint equal the manifest's; per source, items read = kept
++ rejected, and the per-reason reject counts, items rejected and the source's rows in the
+rejects table are one number; no item has two reject rows; every task row obeys the
+placeholder rule (:func:`owl_data.conventions.placeholders.placeholder_problem`: exactly one ``<image>``
+in the first user turn, ``<point>``/``<box>`` only where their task puts them).
+
+:func:`row_problems` holds the per-row checks; ``import-llava`` applies the same ones to
+every row it reads back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from owl_data.corpus import schema as schemas
+from owl_data.corpus import writer as corpus_mod
+from owl_data.conventions.placeholders import placeholder_problem
+
+__all__ = ["ValidationReport", "validate_corpus", "row_problems"]
+
+
+@dataclass
+class ValidationReport:
+    """Problems found (empty when the corpus is valid) and what was checked."""
+
+    problems: list[str] = field(default_factory=list)
+    checked_rows: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _files(corpus: Path, table: str) -> list[Path]:
+    return sorted((corpus / table).rglob("*.parquet"))
+
+
+def _bbox_ok(b) -> bool:
+    return (isinstance(b, (list, tuple)) and len(b) == 4 and all(_finite01(v) for v in b)
+            and b[0] <= b[2] and b[1] <= b[3])
+
+
+def _finite01(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 1
+
+
+def row_problems(task: str, r: dict) -> list[str]:
+    """What is wrong with one task row on its own (placeholders, geometry, enums); [] if nothing."""
+    out = []
+    why = placeholder_problem(task, r)
+    if why:
+        out.append(f"placeholders: {why}")
+    if task == "point_vqa":
+        p = r.get("point") or {}
+        if not (isinstance(p, dict) and _finite01(p.get("x")) and _finite01(p.get("y"))):
+            out.append(f"point {p} outside [0, 1]")
+        bbox = (r.get("target") or {}).get("bbox")
+        if not _bbox_ok(bbox):
+            out.append(f"target bbox {bbox} not ordered in [0, 1]")
+        if r.get("point_origin") not in ("mask", "box", "annotated"):
+            out.append(f"point_origin {r.get('point_origin')!r}")
+        if r.get("kind") not in ("description", "reasoning"):
+            out.append(f"kind {r.get('kind')!r}")
+    if task == "grounding" and not _bbox_ok(r.get("bbox")):
+        out.append(f"bbox {r.get('bbox')} not ordered in [0, 1]")
+    return out
+
+
+def validate_corpus(corpus: Path, *, max_problems: int = 50) -> ValidationReport:
+    """Validate ``corpus``; never raises on a bad corpus, reports instead.
+
+    Raises:
+        FileNotFoundError: ``corpus`` has no manifest.
+    """
+    corpus = Path(corpus)
+    rep = ValidationReport()
+    manifest = corpus_mod.read_manifest(corpus)
+
+    def problem(msg: str) -> None:
+        if len(rep.problems) < max_problems:
+            rep.problems.append(msg)
+
+    for table in schemas.TABLES:
+        want = schemas.TABLES[table]
+        for f in _files(corpus, table):
+            s = pq.read_schema(f)
+            meta = s.metadata or {}
+            if meta.get(b"owl.schema_version") != schemas.SCHEMA_VERSION.encode():
+                problem(f"{f.relative_to(corpus)}: schema version {meta.get(b'owl.schema_version')!r}")
+            if not s.remove_metadata().equals(want.remove_metadata()):
+                problem(f"{f.relative_to(corpus)}: schema differs from {table} {schemas.SCHEMA_VERSION}")
+
+    image_split: dict[str, str] = {}
+    for f in _files(corpus, "images"):
+        t = pq.read_table(f, columns=["image_id", "split", "width", "height"])
+        for iid, sp, w, h in zip(*(t.column(c).to_pylist() for c in ("image_id", "split", "width", "height"))):
+            if iid in image_split:
+                problem(f"images: image_id {iid} stored twice")
+            if not (w and h and w > 0 and h > 0):
+                problem(f"images: {iid} has size {w}x{h}")
+            image_split[iid] = sp
+    counts: dict[str, dict[str, int]] = {"images": {"all": len(image_split)}}
+    for f in _files(corpus, "image_refs"):
+        for iid in pq.read_table(f, columns=["image_id"]).column("image_id").to_pylist():
+            if iid not in image_split:
+                problem(f"image_refs: {iid} not in images")
+    counts["image_refs"] = {"all": sum(pq.read_metadata(f).num_rows for f in _files(corpus, "image_refs"))}
+
+    for task in schemas.TASK_TABLES:
+        ids: set[str] = set()
+        per_split: dict[str, int] = {}
+        for f in _files(corpus, task):
+            split_dir = f.parent.name
+            rows = pq.read_table(f).to_pylist()
+            per_split[split_dir] = per_split.get(split_dir, 0) + len(rows)
+            for r in rows:
+                rep.checked_rows += 1
+                where = f"{task}/{split_dir} row {r['id']}"
+                if r["id"] in ids:
+                    problem(f"{where}: duplicate id")
+                ids.add(r["id"])
+                if r["image_id"] not in image_split:
+                    problem(f"{where}: image_id {r['image_id']} not in images")
+                elif image_split[r["image_id"]] != r["split"] or r["split"] != split_dir:
+                    problem(f"{where}: split {r['split']} vs image {image_split[r['image_id']]} / folder {split_dir}")
+                for why in row_problems(task, r):
+                    problem(f"{where}: {why}")
+        if per_split:
+            counts[task] = dict(sorted(per_split.items()))
+
+    want_counts = {t: c for t, c in manifest.get("rows", {}).items() if any(c.values())}
+    have_counts = {t: c for t, c in counts.items() if any(c.values())}
+    if want_counts != have_counts:
+        problem(f"row counts {have_counts} differ from the manifest's {want_counts}")
+    fp = corpus_mod.fingerprint(corpus)
+    if fp != manifest.get("fingerprint"):
+        problem(f"fingerprint {fp} differs from the manifest's {manifest.get('fingerprint')}")
+    for name, s in manifest.get("sources", {}).items():
+        if s["items_read"] != s["items_kept"] + s["items_rejected"]:
+            problem(f"source {name}: items read {s['items_read']} != kept {s['items_kept']} + rejected {s['items_rejected']}")
+    n_rej = sum(pq.read_metadata(f).num_rows for f in _files(corpus, "rejects"))
+    if n_rej != manifest.get("rejects", {}).get("total", 0):
+        problem(f"rejects table has {n_rej} rows, manifest says {manifest.get('rejects', {}).get('total')}")
+    rej_rows: Counter = Counter()
+    rej_items: set[tuple[str, str]] = set()
+    for f in _files(corpus, "rejects"):
+        t = pq.read_table(f, columns=["source", "item"])
+        for src, item in zip(t.column("source").to_pylist(), t.column("item").to_pylist()):
+            rej_rows[src] += 1
+            if (src, item) in rej_items:
+                problem(f"rejects: item {item!r} of source {src} has more than one row")
+            rej_items.add((src, item))
+    sources = manifest.get("sources", {})
+    for name, s in sources.items():
+        by_reason = sum(s.get("rejects", {}).values())
+        if not by_reason == s["items_rejected"] == rej_rows[name]:
+            problem(f"source {name}: rejects by reason sum to {by_reason}, items rejected {s['items_rejected']}, "
+                    f"rejects table holds {rej_rows[name]} rows")
+    for name in sorted(set(rej_rows) - set(sources)):
+        problem(f"rejects table has {rej_rows[name]} rows of source {name!r}, which the manifest does not list")
+    return rep

@@ -1,0 +1,3 @@
+"""Ingest: image decoding (EXIF, colour modes, limits), geometry resolution, number checks and
+point sampling, shared by every source.
+"""

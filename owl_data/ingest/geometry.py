@@ -1,0 +1,406 @@
+"""Geometry in the stored frame: EXIF orientation, rasterisation, normalisation, validation.
+
+Conventions (DESIGN.md "Geometry is data"): points and boxes are stored normalised to
+[0, 1], x to the right, y down, in the frame of the stored upright image. Coordinates are
+continuous: pixel column j has its centre at (j + 0.5) / W. Annotations are taken to be in
+the frame whose size the annotation file states: when it is the raw (pre-EXIF) frame they
+are transformed with the pixels; when it matches neither frame the scene is rejected
+(``size_mismatch``). When both frames have the same size (orientations 1-4, or square
+images) the raw frame is assumed: that is the pixel grid the file's numbers refer to.
+
+Masks are rasterised with pycocotools (the COCO reference implementation) after every
+coordinate has been checked: on absurd coordinates that native code can run for minutes or
+crash the process (FACTS.md), so :func:`check_coords` runs first.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from owl_data.ingest.numbers import NumberError, finite_float, pixel_int
+from owl_data.records import RLE, Box, Geometry, Instance, MaskArray, Polygons
+
+__all__ = [
+    "GeometryError",
+    "ResolvedInstance",
+    "ResolvedScene",
+    "annotation_frame",
+    "transform_xy",
+    "transform_mask",
+    "resolve_instance",
+    "mask_bbox",
+    "decode_rle_counts",
+]
+
+# How far outside the image (in image sizes) a vertex may lie before it is absurd.
+ABSURD_MARGIN = 1.0
+
+
+class GeometryError(ValueError):
+    """An annotation that cannot be used; ``reason`` is the reject reason."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class ResolvedInstance:
+    """An instance in the stored upright frame.
+
+    Attributes:
+        source: the :class:`~owl_data.records.Instance` it came from.
+        mask: (H, W) bool visible mask in the upright frame, or None (box-only sources).
+        bbox: (x1, y1, x2, y2) normalised to [0, 1], clipped to the image, x1 < x2, y1 < y2.
+        point: annotated point (x, y) normalised, or None.
+        area: visible area as a fraction of the image (mask pixels / (H*W), or box area).
+    """
+
+    source: Instance
+    mask: np.ndarray | None
+    bbox: tuple[float, float, float, float]
+    point: tuple[float, float] | None = None
+    area: float = 0.0
+
+    @property
+    def instance(self) -> str:
+        return self.source.instance
+
+    @property
+    def category(self) -> str:
+        return self.source.category
+
+    @property
+    def kind(self) -> str:
+        return self.source.kind
+
+
+@dataclass
+class ResolvedScene:
+    """A decoded image with its annotations in the stored upright frame.
+
+    Attributes:
+        pixels: (H, W, 3) uint8 RGB of the stored upright image.
+        width, height: size of the stored upright image in pixels.
+        instances: resolved instances (targets and context, crowd regions included).
+        semantic: (H, W) uint8 Cityscapes label ids in the upright frame, or None.
+        cache: memo of per-instance facts (colour, neighbours) computed on this scene;
+            facts depend on the scene only, so every point on a target reuses them.
+    """
+
+    pixels: np.ndarray
+    width: int
+    height: int
+    instances: list[ResolvedInstance] = field(default_factory=list)
+    semantic: np.ndarray | None = None
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+
+# --- EXIF orientation -------------------------------------------------------------------
+
+_SWAPS = {5, 6, 7, 8}
+
+
+def annotation_frame(
+    declared: tuple[int, int] | None, raw: tuple[int, int], orientation: int
+) -> bool:
+    """Whether annotations in a frame of size ``declared`` must be transformed by EXIF.
+
+    Args:
+        declared: (W, H) stated by the annotation file, or None (raw pixel frame assumed).
+        raw: (W, H) of the file's pixel grid before EXIF orientation.
+        orientation: EXIF Orientation tag (1..8; anything else counts as 1).
+
+    Returns:
+        True when the annotations are in the raw frame (transform them), False when they
+        are already upright.
+
+    Raises:
+        GeometryError(``size_mismatch``): the declared size matches neither frame.
+    """
+    upright = (raw[1], raw[0]) if orientation in _SWAPS else raw
+    if declared is None or tuple(declared) == tuple(raw):
+        return orientation in range(2, 9)
+    if tuple(declared) == tuple(upright):
+        return False
+    raise GeometryError(
+        "size_mismatch", f"annotation size {declared} matches neither the file {raw} nor upright {upright}"
+    )
+
+
+def transform_xy(
+    x: np.ndarray | float, y: np.ndarray | float, orientation: int, raw_w: int, raw_h: int
+) -> tuple[np.ndarray | float, np.ndarray | float]:
+    """Map continuous pixel coordinates of the raw frame to the upright frame.
+
+    Same mapping as ``PIL.ImageOps.exif_transpose`` applies to pixels (EXIF 2.32 spec).
+    """
+    W, H = raw_w, raw_h
+    if orientation == 2:
+        return W - x, y
+    if orientation == 3:
+        return W - x, H - y
+    if orientation == 4:
+        return x, H - y
+    if orientation == 5:
+        return y, x
+    if orientation == 6:
+        return H - y, x
+    if orientation == 7:
+        return H - y, W - x
+    if orientation == 8:
+        return y, W - x
+    return x, y
+
+
+def transform_mask(mask: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply the EXIF orientation to an (H, W[, C]) array as PIL's exif_transpose does."""
+    if orientation == 2:
+        return mask[:, ::-1]
+    if orientation == 3:
+        return mask[::-1, ::-1]
+    if orientation == 4:
+        return mask[::-1, :]
+    if orientation == 5:
+        return np.swapaxes(mask, 0, 1)
+    if orientation == 6:
+        return np.swapaxes(mask, 0, 1)[:, ::-1]
+    if orientation == 7:
+        return np.swapaxes(mask, 0, 1)[::-1, ::-1]
+    if orientation == 8:
+        return np.swapaxes(mask, 0, 1)[::-1, :]
+    return mask
+
+
+# --- validation and rasterisation ----------------------------------------------------------
+
+
+def check_coords(values: np.ndarray, w: int, h: int, what: str) -> None:
+    """Raise GeometryError for non-finite or absurd (far outside the frame) coordinates.
+
+    ``values`` is an (N, 2) array of (x, y) pixels in a frame of size (w, h).
+    """
+    if values.size == 0:
+        raise GeometryError("empty_geometry", what)
+    if not np.all(np.isfinite(values)):
+        raise GeometryError("non_finite", what)
+    mx, my = ABSURD_MARGIN * w, ABSURD_MARGIN * h
+    if (values[:, 0].min() < -mx or values[:, 0].max() > w + mx
+            or values[:, 1].min() < -my or values[:, 1].max() > h + my):
+        raise GeometryError(
+            "absurd_coordinates",
+            f"{what} reaches ({values[:, 0].min():.4g}..{values[:, 0].max():.4g}, "
+            f"{values[:, 1].min():.4g}..{values[:, 1].max():.4g}) on a {w}x{h} frame",
+        )
+
+
+def _polygon_vertices(poly: list[float]) -> np.ndarray:
+    """(N, 2) float64 vertices of a flat ``[x1, y1, x2, y2, ...]`` list of JSON numbers."""
+    if not isinstance(poly, (list, tuple)):
+        raise GeometryError("bad_polygon", f"polygon of type {type(poly).__name__}")
+    if len(poly) % 2:
+        raise GeometryError("bad_polygon", f"odd coordinate list of length {len(poly)}")
+    try:
+        arr = np.array([finite_float(v, "polygon coordinate") for v in poly], dtype=np.float64)
+    except NumberError as exc:
+        raise GeometryError("non_finite" if exc.reason == "non_finite" else "bad_polygon", exc.detail) from None
+    return arr.reshape(-1, 2)
+
+
+def mask_bbox(mask: np.ndarray) -> tuple[float, float, float, float] | None:
+    """Normalised xyxy box of a (H, W) bool mask (pixel edges, continuous), None if empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    H, W = mask.shape
+    return (cols[0] / W, rows[0] / H, (cols[-1] + 1) / W, (rows[-1] + 1) / H)
+
+
+def _rasterise_polygons(polys: list[np.ndarray], W: int, H: int) -> np.ndarray:
+    from pycocotools import mask as mask_utils
+
+    flat = [p.reshape(-1).astype(np.float64).tolist() for p in polys]
+    rles = mask_utils.frPyObjects(flat, H, W)
+    return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+
+
+def decode_rle_counts(counts: str | bytes) -> list[int]:
+    """Run lengths of a COCO compressed-RLE string (pycocotools ``rleFrString``, in Python).
+
+    Each count is written in 5-bit groups, least significant first, each character being
+    ``48 + group`` with bit 0x20 set on every group but the last; bit 0x10 of the last group
+    is the sign (sign-extended); from the fourth count on (index > 2) a count is stored as
+    the difference from the count two places before it. Runs alternate 0s and 1s, starting
+    with 0s. The runs are returned as decoded, not checked against the frame.
+
+    Raises:
+        GeometryError(``bad_rle``): a character outside ``'0'..'o'`` (48..111), a string
+            that ends inside a count, or a count longer than 13 groups (64 bits).
+    """
+    if isinstance(counts, bytes):
+        try:
+            counts = counts.decode("ascii")
+        except UnicodeDecodeError:
+            raise GeometryError("bad_rle", "compressed counts are not ASCII") from None
+    runs: list[int] = []
+    p, n = 0, len(counts)
+    while p < n:
+        x, k, more = 0, 0, True
+        while more:
+            if p >= n:
+                raise GeometryError("bad_rle", "compressed counts end inside a count")
+            c = ord(counts[p]) - 48
+            if not 0 <= c < 64:
+                raise GeometryError("bad_rle", f"character {counts[p]!r} at {p} outside '0'..'o'")
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if k > 13:
+                raise GeometryError("bad_rle", "a count longer than 64 bits")
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        runs.append(x)
+    return runs
+
+
+def _rle_mask(rle: dict, frame_w: int, frame_h: int) -> np.ndarray:
+    from pycocotools import mask as mask_utils
+
+    size = rle.get("size")
+    counts = rle.get("counts")
+    if not (isinstance(size, (list, tuple)) and len(size) == 2):
+        raise GeometryError("bad_rle", f"size {size!r}")
+    try:
+        h, w = pixel_int(size[0], "RLE height"), pixel_int(size[1], "RLE width")
+    except NumberError as exc:
+        raise GeometryError("bad_rle", exc.detail) from None
+    if (w, h) != (frame_w, frame_h):
+        raise GeometryError("size_mismatch", f"RLE size {w}x{h} on a {frame_w}x{frame_h} frame")
+    if isinstance(counts, list):
+        if any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in counts) or sum(counts) != h * w:
+            raise GeometryError("bad_rle", "uncompressed counts do not cover the frame")
+        rle_c = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+    elif isinstance(counts, (str, bytes)):
+        # pycocotools trusts the string: counts that do not cover the frame leave the rest
+        # of its output buffer uninitialised (garbage masks), so the runs are checked first
+        runs = decode_rle_counts(counts)
+        if any(r < 0 or r >= 1 << 32 for r in runs) or sum(runs) != h * w:
+            raise GeometryError("bad_rle", f"compressed counts cover {sum(runs)} pixels, not {h}x{w}")
+        rle_c = {"size": [h, w], "counts": counts.encode() if isinstance(counts, str) else counts}
+    else:
+        raise GeometryError("bad_rle", f"counts of type {type(counts).__name__}")
+    try:
+        m = mask_utils.decode(rle_c)
+    except Exception as exc:  # pycocotools raises bare Exceptions on malformed strings
+        raise GeometryError("bad_rle", str(exc)) from None
+    if m.shape[:2] != (h, w):
+        raise GeometryError("bad_rle", f"decoded {m.shape}")
+    return m.astype(bool)
+
+
+def resolve_instance(
+    inst: Instance,
+    *,
+    declared: tuple[int, int],
+    raw: tuple[int, int],
+    orientation: int,
+    rotate: bool,
+) -> ResolvedInstance:
+    """Turn an instance's geometry into the stored upright frame.
+
+    Args:
+        inst: the instance, geometry in pixels of the declared frame (masks: raw grid).
+        declared: (W, H) of the annotation frame.
+        raw: (W, H) of the file's pixel grid.
+        orientation: EXIF orientation.
+        rotate: True when the annotation frame is the raw frame (see
+            :func:`annotation_frame`).
+
+    Raises:
+        GeometryError: with the reject reason (``degenerate_polygon``, ``bad_polygon``,
+            ``non_finite`` (NaN, infinity, an integer too large for a float), ``bad_rle``,
+            ``absurd_coordinates``, ``outside_image``, ``empty_mask``, ``size_mismatch``,
+            ``point_outside_target`` (an annotated point outside the instance's own box)...).
+    """
+    o = orientation if rotate else 1
+    dw, dh = declared
+    uw, uh = (raw[1], raw[0]) if orientation in _SWAPS else raw
+    mask: np.ndarray | None = None
+    bbox: tuple[float, float, float, float] | None = None
+    g: Geometry | None = inst.geometry
+
+    if isinstance(g, Polygons):
+        if not g.polygons:
+            raise GeometryError("degenerate_polygon", "no polygon")
+        verts = [_polygon_vertices(p) for p in g.polygons]
+        for v in verts:
+            check_coords(v, dw, dh, "polygon")
+            if len({(float(a), float(b)) for a, b in v}) < 3:
+                raise GeometryError("degenerate_polygon", f"{len(v)} vertices, fewer than 3 distinct")
+        up = []
+        for v in verts:
+            x, y = transform_xy(v[:, 0], v[:, 1], o, dw, dh)
+            up.append(np.stack([x, y], axis=1))
+        mask = _rasterise_polygons(up, uw, uh)
+    elif isinstance(g, RLE):
+        m = _rle_mask(g.rle, dw, dh)
+        mask = np.ascontiguousarray(transform_mask(m, o))
+    elif isinstance(g, MaskArray):
+        m = np.asarray(g.mask, dtype=bool)
+        if m.shape != (raw[1], raw[0]):
+            raise GeometryError("size_mismatch", f"mask {m.shape[::-1]} on a {raw} image")
+        mask = np.ascontiguousarray(transform_mask(m, orientation))
+    elif isinstance(g, Box):
+        corners = np.array([[g.x1, g.y1], [g.x2, g.y2]], dtype=np.float64)
+        check_coords(corners, dw, dh, "box")
+        if g.x2 <= g.x1 or g.y2 <= g.y1:
+            raise GeometryError("bad_box", f"x1,y1,x2,y2 = {g.x1},{g.y1},{g.x2},{g.y2} not ordered")
+        x, y = transform_xy(corners[:, 0], corners[:, 1], o, dw, dh)
+        x1, x2 = sorted(float(v) for v in x)
+        y1, y2 = sorted(float(v) for v in y)
+        cx1, cy1, cx2, cy2 = max(x1, 0.0), max(y1, 0.0), min(x2, uw), min(y2, uh)
+        if cx2 <= cx1 or cy2 <= cy1:
+            raise GeometryError("outside_image", "box lies wholly outside the image")
+        bbox = (cx1 / uw, cy1 / uh, cx2 / uw, cy2 / uh)
+
+    if mask is not None:
+        bbox = mask_bbox(mask)
+        if bbox is None:
+            raise GeometryError("empty_mask", "no pixel of the image is inside the region")
+
+    point = None
+    if inst.point is not None:
+        p = np.array([inst.point], dtype=np.float64)
+        if not np.all(np.isfinite(p)):
+            raise GeometryError("non_finite", "point")
+        if isinstance(g, Box) and not (g.x1 <= p[0, 0] <= g.x2 and g.y1 <= p[0, 1] <= g.y2):
+            # an annotated point names its object: one outside the object's own box
+            # contradicts the annotation, and a row would point at something else
+            raise GeometryError(
+                "point_outside_target",
+                f"point ({p[0, 0]:.4g}, {p[0, 1]:.4g}) outside its box "
+                f"({g.x1:.4g}, {g.y1:.4g}, {g.x2:.4g}, {g.y2:.4g})")
+        px, py = transform_xy(p[0, 0], p[0, 1], o, dw, dh)
+        if not (0 <= px <= uw and 0 <= py <= uh):
+            raise GeometryError("outside_image", f"point ({px:.4g}, {py:.4g}) outside {uw}x{uh}")
+        point = (min(float(px) / uw, 1.0), min(float(py) / uh, 1.0))
+
+    if bbox is None:
+        if point is None:
+            raise GeometryError("no_geometry", "instance has neither region nor point")
+        bbox = (point[0], point[1], point[0], point[1])
+    if mask is not None:
+        area = float(mask.sum()) / float(uw * uh)
+    else:
+        area = (bbox[2] - bbox[0]) * (bbox[3] - bbox[1])
+    if not all(math.isfinite(v) for v in bbox):
+        raise GeometryError("non_finite", "bbox")
+    return ResolvedInstance(source=inst, mask=mask, bbox=bbox, point=point, area=area)

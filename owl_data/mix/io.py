@@ -1,0 +1,386 @@
+"""Mixes on disk: ``MIX/mix.parquet`` (the picks) and ``MIX/mix.json`` (spec + corpus fingerprint).
+
+``mix.parquet`` has one row per pick in global order: ``position`` (int64), ``task``,
+``source`` (the row's corpus ``source``), ``id`` (the row's corpus id), ``epoch`` (of its
+leaf: task, or task/source when nested), and ``file``/``row`` (the corpus shard, relative
+to CORPUS, and the row's index in it, for direct reads). ``mix.json`` holds the format, the
+full :class:`~owl_data.mix.schedule.MixSpec`, the options that set the length, the split, per-leaf
+row counts and the corpus fingerprint. A leaf's rows are the task table's rows of the split
+(filtered by source when nested) in shard order then row order.
+
+A mix refuses a corpus whose content fingerprint differs from its manifest (when mixing)
+or from the mix's (when reading rows back): :class:`CorpusChangedError`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from owl_data.corpus import schema as schemas
+from owl_data.corpus.writer import fingerprint, read_manifest
+from owl_data.mix.schedule import MixSampler, MixSpec, parse_weight, prefix_deviation, tijdeman_bound
+from owl_data.fs import OutputKind, check_out, json_marker, staged
+
+__all__ = [
+    "MIX_PARQUET",
+    "MIX_JSON",
+    "MIX_FORMAT",
+    "DEFAULT_TASKS",
+    "CorpusChangedError",
+    "MixSizeError",
+    "MIX_OUT",
+    "MixConfig",
+    "MixReport",
+    "parse_ratio",
+    "parse_within",
+    "write_mix",
+    "read_mix",
+    "check_corpus",
+    "mix_stats",
+]
+
+MIX_PARQUET = "mix.parquet"
+MIX_JSON = "mix.json"
+MIX_FORMAT = "owl-mix/1"
+DEFAULT_TASKS = ("vqa", "caption", "grounding", "point_vqa")  # general VQA : caption : grounding : point VQA
+MIX_SCHEMA = pa.schema([
+    pa.field("position", pa.int64(), nullable=False),
+    pa.field("task", pa.string(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("id", pa.string(), nullable=False),
+    pa.field("epoch", pa.int64(), nullable=False),
+    pa.field("file", pa.string(), nullable=False),
+    pa.field("row", pa.int64(), nullable=False),
+])
+
+
+MIX_OUT = OutputKind(what="an Owl-VL mix", marker=MIX_JSON,
+                     recognise=json_marker(lambda d: d.get("format") == MIX_FORMAT),
+                     owned=lambda name: name in (MIX_JSON, MIX_PARQUET), example="mix")
+SIZE_MARGIN = 1.25  # the size estimate is scaled by this before it is compared with the free space
+
+
+class CorpusChangedError(ValueError):
+    """The corpus's content no longer matches the fingerprint a mix (or its manifest) recorded."""
+
+
+class MixSizeError(ValueError):
+    """A mix whose estimated size exceeds the free disk space (nothing was written)."""
+
+
+def parse_ratio(text: str) -> tuple[Fraction, ...]:
+    """``"5:1:2:2"`` or ``"0.5:0.1:0.2:0.2"`` -> exact weights.
+
+    Raises:
+        ValueError: an empty, non-numeric or non-positive weight.
+    """
+    parts = text.split(":")
+    return tuple(parse_weight(p, f"--ratio {text!r}: weight") for p in parts)
+
+
+def parse_within(items: Sequence[str]) -> dict[str, dict[str, Fraction]]:
+    """``["vqa=vqav2:3,gqa:1"]`` -> ``{"vqa": {"vqav2": 3, "gqa": 1}}``.
+
+    Raises:
+        ValueError: not ``TASK=SOURCE:W,SOURCE:W``, a repeated task or source, a bad weight.
+    """
+    out: dict[str, dict[str, Fraction]] = {}
+    for item in items:
+        task, sep, rest = item.partition("=")
+        if not sep or not task.strip() or not rest.strip():
+            raise ValueError(f"--within {item!r}: expected TASK=SOURCE:WEIGHT,SOURCE:WEIGHT, e.g. vqa=vqav2:3,gqa:1")
+        task = task.strip()
+        if task in out:
+            raise ValueError(f"--within names task {task!r} twice")
+        srcs: dict[str, Fraction] = {}
+        for part in rest.split(","):
+            src, sep, w = part.strip().rpartition(":")
+            if not sep or not src:
+                raise ValueError(f"--within {item!r}: {part!r} is not SOURCE:WEIGHT")
+            if src in srcs:
+                raise ValueError(f"--within {item!r}: source {src!r} appears twice")
+            srcs[src] = parse_weight(w, f"--within {task}: weight of {src!r}")
+        out[task] = srcs
+    return out
+
+
+@dataclass(frozen=True)
+class MixConfig:
+    """Options of ``owl-data mix``; validated at construction (ValueError names the option).
+
+    Length: ``num_samples`` picks, or just enough for every leaf to have all its rows picked
+    ``epochs`` times (``repeat`` only); neither: 1 epoch under ``repeat``, the natural end
+    (first exhausted leaf) under ``stop``.
+    """
+
+    ratio: tuple[Fraction, ...]
+    tasks: tuple[str, ...] = DEFAULT_TASKS
+    within: Mapping[str, Mapping[str, Fraction]] = field(default_factory=dict)
+    num_samples: int | None = None
+    epochs: int | None = None
+    on_exhausted: str = "repeat"
+    seed: int = 0
+    split: str = "train"
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ValueError("--tasks: no task given; name one or more of " + ", ".join(schemas.TASK_TABLES))
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"--tasks {','.join(self.tasks)}: give each task once")
+        unknown = [t for t in self.tasks if t not in schemas.TASK_TABLES]
+        if unknown:
+            raise ValueError(f"--tasks: unknown task(s) {', '.join(unknown)}; tasks: {', '.join(schemas.TASK_TABLES)}")
+        if len(self.ratio) != len(self.tasks):
+            raise ValueError(f"--ratio has {len(self.ratio)} weight(s) for {len(self.tasks)} task(s) "
+                             f"({','.join(self.tasks)}); give one per task or set --tasks")
+        bad = [t for t in self.within if t not in self.tasks]
+        if bad:
+            raise ValueError(f"--within names task(s) {', '.join(bad)} not in --tasks {','.join(self.tasks)}")
+        if self.num_samples is not None and self.epochs is not None:
+            raise ValueError("--num-samples and --epochs both set; give one")
+        if self.num_samples is not None and self.num_samples < 1:
+            raise ValueError(f"--num-samples {self.num_samples} must be >= 1")
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(f"--epochs {self.epochs} must be >= 1")
+        if self.on_exhausted not in ("repeat", "stop"):
+            raise ValueError(f"--on-exhausted {self.on_exhausted!r}: use repeat or stop")
+        if self.epochs is not None and self.on_exhausted == "stop":
+            raise ValueError("--epochs needs --on-exhausted repeat (under stop the mix ends at the first exhausted task)")
+        if self.seed < 0:
+            raise ValueError(f"--seed {self.seed} must be >= 0")
+
+
+@dataclass
+class MixReport:
+    """What :func:`write_mix` wrote."""
+
+    out: Path
+    meta: dict[str, Any]
+    length: int
+
+
+def _task_rows(corpus: Path, task: str, split: str) -> pa.Table:
+    """The split's rows of a task table: id, source, file (relative), row (index in file)."""
+    parts = []
+    for f in sorted((corpus / task / split).glob("*.parquet")):
+        t = pq.read_table(f, columns=["id", "source"])
+        rel = f.relative_to(corpus).as_posix()
+        parts.append(t.append_column("file", pa.array([rel] * t.num_rows, pa.string()))
+                     .append_column("row", pa.array(np.arange(t.num_rows, dtype=np.int64))))
+    if not parts:
+        return pa.table({"id": pa.array([], pa.string()), "source": pa.array([], pa.string()),
+                         "file": pa.array([], pa.string()), "row": pa.array([], pa.int64())})
+    return pa.concat_tables(parts)
+
+
+def check_corpus(corpus: Path, expected: str | None = None) -> str:
+    """Recompute the corpus fingerprint; it must equal the manifest's (and ``expected``).
+
+    Raises:
+        FileNotFoundError: not a corpus.
+        CorpusChangedError: the content changed.
+    """
+    m = read_manifest(corpus)
+    fp = fingerprint(corpus)
+    if fp != m.get("fingerprint"):
+        raise CorpusChangedError(f"{corpus}: content fingerprint {fp[:12]}… differs from the manifest's "
+                                 f"{str(m.get('fingerprint'))[:12]}…; the corpus changed since it was built: rebuild it")
+    if expected is not None and fp != expected:
+        raise CorpusChangedError(f"{corpus}: fingerprint {fp[:12]}… differs from the mix's {expected[:12]}…; "
+                                 "the corpus changed since the mix was made: run owl-data mix again")
+    return fp
+
+
+def _free_bytes(path: Path) -> int:
+    """Free bytes on the file system that holds ``path`` (or its nearest existing parent)."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
+def _check_space(out: Path, length: int, sample: pa.Table, cfg: MixConfig) -> None:
+    """Refuse a mix whose size, estimated from ``sample`` (its first picks), exceeds the free space.
+
+    Raises:
+        MixSizeError: naming the estimate, the free space and the setting to change.
+    """
+    sink = pa.BufferOutputStream()
+    pq.write_table(sample, sink, compression="zstd")
+    per_pick = sink.getvalue().size / max(1, sample.num_rows)
+    need = int(per_pick * length * SIZE_MARGIN)
+    free = _free_bytes(out.parent)
+    if need > free:
+        setting = ("--num-samples" if cfg.num_samples is not None else "--epochs" if cfg.epochs is not None
+                   else "--num-samples (the default length is one epoch)")
+        raise MixSizeError(f"a mix of {length:,} picks needs about {need / 2**30:,.1f} GiB "
+                           f"({per_pick:.1f} bytes per pick), but {out.parent} has {free / 2**30:,.1f} GiB free; "
+                           f"lower {setting} or write the mix elsewhere")
+
+
+def write_mix(corpus: Path, out: Path, cfg: MixConfig, chunk: int = 1 << 16) -> MixReport:
+    """Draw a mix over ``corpus`` and write ``out/mix.parquet`` and ``out/mix.json``.
+
+    Raises:
+        FileNotFoundError: not a corpus.
+        CorpusChangedError: the corpus's content differs from its manifest's fingerprint.
+        ValueError: a task (or within source) with no rows in the split (named), a within
+            source list that does not match the task's sources.
+        OutputError: an ``out`` that is not new, empty or an earlier mix holding only
+            ``mix.json`` and ``mix.parquet``; ``.``; the current directory; inside the corpus
+            or holding it (:func:`owl_data.fs.check_out`).
+        MixSizeError: the mix's estimated size exceeds the free space where it is written.
+
+    The mix is written in a staging folder beside ``out`` and swapped into place when
+    complete; an interrupted or failed run leaves ``out`` as it was and no partial file.
+    """
+    out = check_out(out, kind=MIX_OUT, reads={"the corpus": corpus})
+    corpus, out = Path(corpus).resolve(), Path(out).absolute()
+    fp = check_corpus(corpus)
+    tables: list[pa.Table] = []
+    sizes: dict[str, Any] = {}
+    for task in cfg.tasks:
+        rows = _task_rows(corpus, task, cfg.split)
+        if rows.num_rows == 0:
+            raise ValueError(f"task {task!r} has no rows in split {cfg.split!r} of {corpus}; "
+                             "build the corpus with a source for it or leave it out of --tasks")
+        if task in cfg.within:
+            have = sorted(set(rows.column("source").to_pylist()))
+            want = list(cfg.within[task])
+            missing = [s for s in want if s not in have]
+            if missing:
+                raise ValueError(f"--within {task}: source(s) {', '.join(missing)} have no {task} rows in split "
+                                 f"{cfg.split!r}; its sources: {', '.join(have)}")
+            extra = [s for s in have if s not in want]
+            if extra:
+                raise ValueError(f"--within {task}: the task also has rows from {', '.join(extra)}; "
+                                 "give every source a weight")
+            sizes[task] = {}
+            for s in want:
+                sel = rows.filter(pc.equal(rows.column("source"), s))
+                sizes[task][s] = sel.num_rows
+                tables.append(sel)
+        else:
+            sizes[task] = rows.num_rows
+            tables.append(rows)
+    spec = MixSpec.create(sizes, list(cfg.ratio), within=cfg.within, seed=cfg.seed, on_exhausted=cfg.on_exhausted)
+    sampler = MixSampler(spec)
+    if cfg.num_samples is not None:
+        length = cfg.num_samples if cfg.on_exhausted == "repeat" else min(cfg.num_samples, sampler.stop_length())
+    elif cfg.on_exhausted == "stop":
+        length = sampler.stop_length()
+    else:
+        length = sampler.epochs_length(cfg.epochs or 1)
+    sampler = MixSampler(spec, length=length)
+    allrows = pa.concat_tables(tables)
+    offsets = np.cumsum([0] + [t.num_rows for t in tables[:-1]]).astype(np.int64)
+    task_names = np.array([t.name for t in spec.tasks], dtype=object)
+
+    def chunk_table(s: int, e: int) -> pa.Table:
+        p = sampler.picks(s, e)
+        rows = allrows.take(pa.array(offsets[p.leaf] + p.row))
+        return pa.table({
+            "position": pa.array(p.position), "task": pa.array(task_names[p.task], pa.string()),
+            "source": rows.column("source"), "id": rows.column("id"), "epoch": pa.array(p.epoch),
+            "file": rows.column("file"), "row": rows.column("row")}, schema=MIX_SCHEMA)
+
+    _check_space(out, length, chunk_table(0, min(length, chunk)), cfg)
+    meta = {
+        "format": MIX_FORMAT,
+        "corpus": str(corpus),
+        "fingerprint": fp,
+        "split": cfg.split,
+        "tasks": list(cfg.tasks),
+        "ratio": [str(r) for r in cfg.ratio],
+        "within": {t: {s: str(w) for s, w in srcs.items()} for t, srcs in cfg.within.items()},
+        "num_samples": cfg.num_samples,
+        "epochs": cfg.epochs,
+        "on_exhausted": cfg.on_exhausted,
+        "seed": cfg.seed,
+        "length": length,
+        "spec": spec.to_dict(),
+    }
+    with staged(out) as staging:
+        with pq.ParquetWriter(staging / MIX_PARQUET, MIX_SCHEMA, compression="zstd") as w:
+            for s in range(0, length, chunk):
+                w.write_table(chunk_table(s, min(s + chunk, length)))
+        (staging / MIX_JSON).write_text(json.dumps(meta, indent=2) + "\n")
+    return MixReport(out=out, meta=meta, length=length)
+
+
+def read_mix(mix: Path) -> dict[str, Any]:
+    """Load ``mix.json``.
+
+    Raises:
+        FileNotFoundError: not a mix folder.
+        ValueError: ``mix.json`` not a JSON object, of another format, or without a ``spec``.
+    """
+    mix = Path(mix)
+    path = mix / MIX_JSON
+    if not path.is_file() or not (mix / MIX_PARQUET).is_file():
+        raise FileNotFoundError(f"{mix} is not an Owl-VL mix: {MIX_JSON} or {MIX_PARQUET} is missing")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path}: not readable JSON ({why}); write the mix again with owl-data mix") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} holds a JSON {type(meta).__name__}, not a mix description (an object)")
+    if meta.get("format") != MIX_FORMAT:
+        raise ValueError(f"{mix}: mix format {meta.get('format')!r}, this owl-data reads {MIX_FORMAT}")
+    spec = meta.get("spec")
+    if not isinstance(spec, dict) or not isinstance(spec.get("tasks"), list):
+        raise ValueError(f"{path}: 'spec' is missing or malformed; write the mix again with owl-data mix")
+    return meta
+
+
+def mix_stats(mix: Path) -> dict[str, Any]:
+    """Realised counts per task and source, target shares and worst prefix deviations.
+
+    Returns ``{"length", "tasks": [(task, picks, share, target, worst_dev, bound)],
+    "sources": [(task, source, picks, worst_dev or None)]}``; the deviation of a source is
+    over the prefixes of its task's picks, against the task's within ratio (nested only).
+    """
+    meta = read_mix(mix)
+    try:
+        spec = MixSpec.from_dict(meta["spec"])
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        raise ValueError(f"{Path(mix) / MIX_JSON}: malformed 'spec' ({type(exc).__name__}: {exc}); "
+                         "write the mix again with owl-data mix") from None
+    t = pq.read_table(Path(mix) / MIX_PARQUET, columns=["task", "source"])
+    names = [k.name for k in spec.tasks]
+    task_col = np.asarray(t.column("task").to_numpy(zero_copy_only=False), dtype=object)
+    src_col = np.asarray(t.column("source").to_numpy(zero_copy_only=False), dtype=object)
+    labels = np.full(len(task_col), -1, dtype=np.int64)
+    for k, n in enumerate(names):
+        labels[task_col == n] = k
+    shares = spec.shares()
+    dev = prefix_deviation(labels, shares)
+    n_total = len(labels)
+    tasks = [(n, int((labels == k).sum()), float(shares[k]), float(shares[k]) * n_total, dev[k],
+              float(tijdeman_bound(len(names)))) for k, n in enumerate(names)]
+    sources = []
+    for k, ts in enumerate(spec.tasks):
+        sub = src_col[labels == k]
+        if ts.sources:
+            srcs = [s for s, _, _ in ts.sources]
+            total = sum(w for _, w, _ in ts.sources)
+            lab = np.full(len(sub), -1, dtype=np.int64)
+            for i, s in enumerate(srcs):
+                lab[sub == s] = i
+            sdev = prefix_deviation(lab, [w / total for _, w, _ in ts.sources])
+            sources += [(ts.name, s, int((lab == i).sum()), sdev[i]) for i, s in enumerate(srcs)]
+        else:
+            u, c = np.unique(sub.astype(str), return_counts=True) if len(sub) else ([], [])
+            sources += [(ts.name, str(s), int(n), None) for s, n in zip(u, c)]
+    return {"length": n_total, "tasks": tasks, "sources": sources, "meta": meta}

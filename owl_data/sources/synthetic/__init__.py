@@ -1,0 +1,2 @@
+"""The embedded default: drawn street scenes written in the sources' own formats.
+"""

@@ -1,0 +1,2 @@
+"""Evaluation: metrics per task, the point-grounding controls and the category lexicon.
+"""

@@ -1,0 +1,67 @@
+"""The `owl-train` command line."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from owl_train import __version__
+from owl_train.cli.app import app
+
+
+def test_version_is_a_subcommand():
+    res = CliRunner().invoke(app, ["version"])
+    assert res.exit_code == 0 and res.output.strip() == __version__
+
+
+def test_init_tiny_refuses_a_non_empty_folder(tmp_path):
+    (tmp_path / "trained").mkdir()
+    weights = tmp_path / "trained" / "model.safetensors"
+    weights.write_bytes(b"trained weights")
+    res = CliRunner().invoke(app, ["init-tiny", str(tmp_path / "trained")])
+    assert res.exit_code == 2 and "not an empty folder" in res.output
+    assert weights.read_bytes() == b"trained weights"
+
+
+def test_bad_train_yaml_is_one_line_naming_the_place(tmp_path):
+    import pytest
+
+    from owl_train.config import load_train_config, parse_overrides
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  a: [1,\n b: : :\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: not valid YAML \(line \d+, column \d+\)"):
+        load_train_config(bad)
+    with pytest.raises(ValueError, match="not valid YAML"):
+        parse_overrides(["lr=[1,"])
+
+
+def test_infer_config_rejects_non_positive_token_budget():
+    import pytest
+
+    from owl_train.infer import InferConfig
+
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        InferConfig(max_new_tokens=-1)
+
+
+def test_infer_question_takes_text_only(tmp_path):
+    import pytest
+    from PIL import Image
+
+    from owl_train.infer import answer
+
+    with pytest.raises(ValueError, match="question text only"):
+        answer(None, Image.new("RGB", (56, 56)), [(0.5, 0.5)], "<image><point>What colour is it?")
+
+
+def test_trained_image_budget_is_read_from_the_model(tmp_path):
+    import json
+
+    from owl_train.infer import trained_image_budget
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "train_summary.json").write_text(json.dumps(
+        {"config": {"min_pixels": 3136, "max_pixels": 12544, "box_format": "qwen", "lr": 0.1}}))
+    assert trained_image_budget(tmp_path) == {"min_pixels": 3136, "max_pixels": 12544, "box_format": "qwen"}
+    assert trained_image_budget(tmp_path / "model") == trained_image_budget(tmp_path)
+    assert trained_image_budget(tmp_path / "nothing") == {}
