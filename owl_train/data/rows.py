@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Collection, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -30,7 +30,8 @@ from torch.utils.data import DataLoader, Dataset
 from owl_train.data.mix_dataset import MixIterableDataset, MixRows
 from owl_data.mix.io import MIX_PARQUET
 
-__all__ = ["MixStream", "FilteredMix", "corpus_rows", "is_stage2_row", "description_mask", "dist_rank_world"]
+__all__ = ["MixStream", "FilteredMix", "corpus_rows", "corpus_images", "is_stage2_row", "description_mask",
+           "dist_rank_world"]
 
 NO_QUESTION = "<image><point>"
 
@@ -147,6 +148,16 @@ def _images(corpus: Path, ids: set[str]) -> dict[str, bytes]:
             continue
         t = pq.read_table(f, columns=["image_id", "bytes"]).filter(sel)
         out.update(zip(t.column("image_id").to_pylist(), t.column("bytes").to_pylist()))
+    return out
+
+
+def corpus_images(corpus: str | Path, ids: Collection[str]) -> dict[str, Image.Image]:
+    """The decoded images of ``ids`` from the corpus's images table (ids it lacks are absent)."""
+    out: dict[str, Image.Image] = {}
+    for iid, blob in _images(Path(corpus), set(ids)).items():
+        img = Image.open(io.BytesIO(blob))
+        img.load()
+        out[iid] = img
     return out
 
 
