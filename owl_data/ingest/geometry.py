@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from owl_data.errors import RejectError
 from owl_data.ingest.numbers import NumberError, finite_float, pixel_int
 from owl_data.records import RLE, Box, Geometry, Instance, MaskArray, Polygons
 
@@ -39,13 +40,8 @@ __all__ = [
 ABSURD_MARGIN = 1.0
 
 
-class GeometryError(ValueError):
+class GeometryError(RejectError):
     """An annotation that cannot be used; ``reason`` is the reject reason."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass

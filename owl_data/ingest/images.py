@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from owl_data.errors import RejectError
 from owl_data.ingest.geometry import transform_mask
 
 __all__ = ["ImageError", "DecodedImage", "load_image", "read_header", "STORE_AS_IS_FORMATS"]
@@ -42,13 +43,8 @@ _EXIF_ORIENTATION = 0x0112
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, TypeError, EOFError, struct.error, UnidentifiedImageError)
 
 
-class ImageError(ValueError):
+class ImageError(RejectError):
     """An image that cannot be ingested; ``reason`` is the reject reason."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass

@@ -13,16 +13,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from owl_data.errors import RejectError
+
 __all__ = ["NumberError", "finite_float", "is_finite_number", "pixel_int", "require_int", "require_number"]
 
 
-class NumberError(ValueError):
-    """A value that is not a usable number; ``reason`` is ``not_a_number`` or ``non_finite``."""
+class NumberError(RejectError):
+    """A value that is not a usable number; ``reason`` is ``not_a_number`` or ``non_finite``.
 
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+    Always raised with a ``detail``, so ``str(err)`` is ``"reason: detail"``.
+    """
 
 
 def finite_float(v: Any, what: str = "value") -> float:

@@ -170,7 +170,7 @@ def image_ref(
     try:
         path, source_path = resolve_inside(root, base or root, rel)
     except UnsafePath as exc:
-        return UnsafePath.reason, str(exc)
+        return exc.reason, exc.detail
     if not path.is_file():
         return "missing_image", f"{source_path} not found"
     return ImageRef(source=name, path=path, source_path=source_path, group=group or source_path,

@@ -5,11 +5,17 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from owl_data.errors import RejectError
+
 __all__ = ["UnsafePath", "resolve_inside"]
 
 
-class UnsafePath(ValueError):
-    """A path from an annotation that is absolute or leads outside the source root."""
+class UnsafePath(RejectError):
+    """A path from an annotation that is absolute or leads outside the source root.
+
+    Always raised with reason :attr:`reason` (``path_outside_source``); ``detail`` says
+    which path and why.
+    """
 
     reason = "path_outside_source"
 
@@ -31,13 +37,13 @@ def resolve_inside(root: Path, base: Path, rel: str) -> tuple[Path, str]:
             resolves (symlinks included) outside ``root``.
     """
     if not isinstance(rel, str) or not rel or "\x00" in rel:
-        raise UnsafePath(f"not a usable relative path: {rel!r}")
+        raise UnsafePath(UnsafePath.reason, f"not a usable relative path: {rel!r}")
     if PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).is_absolute() or PureWindowsPath(rel).drive:
-        raise UnsafePath(f"absolute path {rel!r}")
+        raise UnsafePath(UnsafePath.reason, f"absolute path {rel!r}")
     root_r = Path(os.path.realpath(root))
     target = Path(os.path.realpath(Path(base) / rel))
     try:
         inside = target.relative_to(root_r)
     except ValueError:
-        raise UnsafePath(f"{rel!r} leads outside {root}") from None
+        raise UnsafePath(UnsafePath.reason, f"{rel!r} leads outside {root}") from None
     return target, inside.as_posix()

@@ -65,6 +65,7 @@ from cityscapesscripts.helpers.labels import id2label, labels, name2label
 from PIL import Image
 from scipy import ndimage
 
+from owl_data.errors import RejectError
 from owl_data.ingest.numbers import pixel_int
 from owl_data.records import ImageRef, Instance, MaskArray, Record, Reject, Scene
 from owl_data.sources import SourceError, SourceOptions
@@ -89,13 +90,8 @@ _PIL_ERRORS = (OSError, ValueError, SyntaxError, TypeError, EOFError, struct.err
 _INSTANCE_IDS = frozenset(l.id for l in labels if l.hasInstances and l.id >= 0)
 
 
-class _FrameError(Exception):
-    """A frame that cannot be used; ``reason`` is the reject reason (internal)."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+class _FrameError(RejectError):
+    """A frame that cannot be used; ``reason`` is the reject reason (internal, always with a detail)."""
 
 
 def read(spec: str, options: SourceOptions) -> Iterator[Record]:
@@ -140,10 +136,8 @@ def _read_frames(root: Path, frames: list[tuple[str, str, str]], source: str, ma
         source_path = f"leftImg8bit/{split}/{city}/{name}"
         try:
             yield from _read_frame(root, split, city, name, source_path, source, max_pixels)
-        except _FrameError as err:
+        except (_FrameError, UnsafePath) as err:
             yield Reject(source, source_path, "read", err.reason, err.detail)
-        except UnsafePath as err:
-            yield Reject(source, source_path, "read", UnsafePath.reason, str(err))
 
 
 def _open_header(path: Path, rel: str, reason: str, max_pixels: int) -> tuple[int, int]:

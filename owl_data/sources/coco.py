@@ -239,7 +239,7 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
         try:
             path, source_path = resolve_inside(root, root, file_name)
         except UnsafePath as exc:
-            yield from reject_all(UnsafePath.reason, str(exc))
+            yield from reject_all(exc.reason, exc.detail)
             continue
         if not path.is_file():
             yield from reject_all("missing_image", f"{source_path} not found")

@@ -182,7 +182,7 @@ def _camera(root: Path, folder: Path, scene: str, camera: str, paths: Any, name:
     try:
         path, source_path = resolve_inside(root, folder, rel)
     except UnsafePath as exc:
-        return _Camera(reason=UnsafePath.reason, detail=str(exc))
+        return _Camera(reason=exc.reason, detail=exc.detail)
     if not path.is_file():
         return _Camera(reason="missing_image", detail=f"{source_path} not found")
     ref = ImageRef(
@@ -332,7 +332,7 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
         try:
             resolve_inside(root, root, p.relative_to(root).as_posix())
         except UnsafePath as exc:
-            raise SourceError(f"annotation file {p} links outside {root}: {exc}") from None
+            raise SourceError(f"annotation file {p} links outside {root}: {exc.detail}") from None
     if not files:
         raise SourceError(f"no DriveLM *.json file under {root}")
     name = options.name
