@@ -17,10 +17,10 @@ from typing import Any, Sequence
 
 from PIL import Image, ImageOps
 
+from owl_data.errors import require
 from owl_train.data import DataConfig, smart_resize
 from owl_train.data.config import FACTOR
-from owl_train.eval.evaluate import answer_rows
-from owl_train.stages.checkpoints import LoadedModel, load_model_dir
+from owl_train.runner import LoadedModel, answer_rows, load_model
 
 __all__ = ["InferConfig", "parse_point", "load_image", "answer", "infer", "PickedPoint", "pick_points",
            "answer_picked"]
@@ -36,8 +36,8 @@ class InferConfig:
     def __post_init__(self) -> None:
         for name in ("min_pixels", "max_pixels", "max_new_tokens"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"infer field {name}={v!r} is invalid: use a positive integer")
+            require(not isinstance(v, bool) and isinstance(v, int) and v >= 1, name, v, "use a positive integer",
+                    what="infer field")
         if self.min_pixels > self.max_pixels:
             raise ValueError(f"infer min_pixels={self.min_pixels} exceeds max_pixels={self.max_pixels}")
 
@@ -108,8 +108,7 @@ def infer(model_dir: str | Path, image: str | Path, points: Sequence[str], quest
     """Load, parse the points, answer: ``[((x, y), answer)]``."""
     img = load_image(image)
     pts = [parse_point(p, img.size, pixels) for p in points]
-    loaded = load_model_dir(model_dir)
-    loaded.model.eval()
+    loaded = load_model(model_dir)
     return list(zip(pts, answer(loaded, img, pts, question, cfg)))
 
 
@@ -139,9 +138,8 @@ def pick_points(corpus: str | Path, split: str = "val", n: int = 2) -> tuple[Ima
     """
     from owl_data.corpus.layout_prior import point_xy, read_description_rows
     from owl_data.ingest.points import PointConfig
-    from owl_train.eval.evaluate import corpus_images
-
     from owl_data.corpus.writer import MANIFEST, check_split, corpus_splits
+    from owl_train.data.rows import corpus_images
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"pick n={n!r}: give a positive number of points")
@@ -182,14 +180,13 @@ def answer_picked(model_dir: str | Path, corpus: str | Path, split: str = "val",
                   ) -> list[tuple[PickedPoint, str, bool]]:
     """Answer about :func:`pick_points`' points: ``[(point, answer, names its true category)]``.
 
-    "Names" is :meth:`owl_train.eval.lexicon.Lexicon.names` (the first category the answer names is the
+    "Names" is :meth:`owl_train.data.lexicon.Lexicon.names` (the first category the answer names is the
     point's, or a kind of it), the rule of ``owl-train eval``'s hit.
     """
-    from owl_train.eval.lexicon import load_lexicon
+    from owl_train.data.lexicon import load_lexicon
 
     img, pts = pick_points(corpus, split, n)
-    loaded = load_model_dir(model_dir)
-    loaded.model.eval()
+    loaded = load_model(model_dir)
     answers = answer(loaded, img, [(p.x, p.y) for p in pts], question, cfg)
     lex = load_lexicon().with_categories(p.category for p in pts)
     return [(p, a, lex.names(a, p.category)) for p, a in zip(pts, answers)]

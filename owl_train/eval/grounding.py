@@ -3,12 +3,12 @@
 A hit rate alone cannot tell. On street scenes the sky is on top and the road at the bottom, so a
 model that never looks at the image can name the right category from the point's (x, y). This
 module scores a model's answers and runs four controls in the same pass, all through one
-*answer function* (rows -> answers) so that the real model (:func:`owl_train.eval.evaluate.answer_rows`)
+*answer function* (rows -> answers) so that the real model (:func:`owl_train.runner.answer_rows`)
 and the stand-in models of the tests share the code.
 
 Rows are trainer rows (:func:`owl_train.data.rows.corpus_rows`): ``id, image_id, image (PIL),
 point (x, y), conversations, kind, target {category, ...}``; points are normalised to [0, 1] in the
-stored upright image's frame (x right, y down). "Names" is :meth:`owl_train.eval.lexicon.Lexicon.names`:
+stored upright image's frame (x right, y down). "Names" is :meth:`owl_train.data.lexicon.Lexicon.names`:
 the category an answer names *first* is the target's (or a kind of it).
 
 - **hit**: description rows whose answer names the target's category. Rows whose *question*
@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image
 
 from owl_data.corpus.layout_prior import LayoutPrior, point_xy
-from owl_train.eval.lexicon import Lexicon
+from owl_train.data.lexicon import Lexicon
 
 __all__ = ["AnswerFn", "ImagesFn", "Rate", "RowSelection", "GroundingReport", "SWAP_RADIUS", "question_text",
            "question_names_category", "select_rows", "point_swap_pairs", "image_swap_pairs", "blank_image",

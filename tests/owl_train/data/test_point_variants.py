@@ -235,7 +235,7 @@ def test_crop_needs_the_crop_token():
 # -- every path takes the settings from the model ---------------------------------------------------
 @pytest.mark.parametrize("variant, placement, crop_px", [("a_text", "text", 0), ("e_fovea", "image", 56)])
 def test_training_eval_and_infer_use_the_models_settings(tmp_path, monkeypatch, variant, placement, crop_px):
-    from owl_train.eval import evaluate
+    from owl_train import runner
     from owl_train.config import TrainConfig
     from owl_train.infer import answer
     from owl_train.stages.checkpoints import load_model_dir
@@ -245,10 +245,10 @@ def test_training_eval_and_infer_use_the_models_settings(tmp_path, monkeypatch, 
     assert data_config(TrainConfig(), loaded.model.config).point_placement == placement
     assert data_config(TrainConfig(), loaded.model.config, num_virtual_tokens=4).foveal_crop_pixels == crop_px
     seen: list[DataConfig] = []
-    real = evaluate.Collator
-    monkeypatch.setattr(evaluate, "Collator", lambda tok, cfg: seen.append(cfg) or real(tok, cfg))
+    real = runner.Collator
+    monkeypatch.setattr(runner, "Collator", lambda tok, cfg: seen.append(cfg) or real(tok, cfg))
     r = row((0.4, 0.5), image(112, 56))
-    evaluate.answer_rows(loaded, [r], DataConfig(), max_new_tokens=2)
-    evaluate.heldout_loss(loaded, [r], DataConfig())
+    runner.answer_rows(loaded, [r], DataConfig(), max_new_tokens=2)
+    runner.heldout_loss(loaded, [r], DataConfig())
     answer(loaded, image(112, 56), [(0.2, 0.3)])
     assert len(seen) == 3 and all((c.point_placement, c.foveal_crop_pixels) == (placement, crop_px) for c in seen)

@@ -11,7 +11,7 @@ import json
 from typer.testing import CliRunner
 
 from owl_train.cli.app import app
-from owl_train.eval.evaluate import box_iou, caption_scores, vqa_accuracy, vqa_normalize
+from owl_train.eval.metrics import box_iou, caption_scores, vqa_accuracy, vqa_normalize
 
 
 def test_vqa_normalisation_follows_the_official_rules():
@@ -37,8 +37,8 @@ def test_caption_scores_plain_tokenizer():
     refs = {"a": ["a red car on the road", "a car that is red"], "b": ["two people walk"]}
     perfect = caption_scores(refs, {"a": "a red car on the road", "b": "two people walk"}, use_java=False)
     bad = caption_scores(refs, {"a": "sky", "b": "blue sky"}, use_java=False)
-    assert perfect["tokenizer"].startswith("plain") and perfect["n"] == 2
-    assert perfect["bleu4"] > bad["bleu4"] and perfect["cider"] > bad["cider"]
+    assert perfect.tokenizer.startswith("plain") and perfect.n == 2
+    assert perfect.bleu4 > bad.bleu4 and perfect.cider > bad.cider
 
 
 def test_iou():

@@ -1,10 +1,10 @@
-"""owl_train.eval.lexicon: which category a text names first, and the shipped lexicon's coverage."""
+"""owl_train.data.lexicon: which category a text names first, and the shipped lexicon's coverage."""
 
 from __future__ import annotations
 
 import pytest
 
-from owl_train.eval.lexicon import Category, Lexicon, load_lexicon
+from owl_train.data.lexicon import Category, Lexicon, load_lexicon
 
 COCO_80 = (  # pycocotools' instances categories, in id order
     "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
@@ -102,6 +102,6 @@ def test_the_generators_categories_resolve(lex):
 def test_the_module_example_holds():
     import doctest
 
-    import owl_train.eval.lexicon
+    import owl_train.data.lexicon
 
-    assert doctest.testmod(owl_train.eval.lexicon).failed == 0
+    assert doctest.testmod(owl_train.data.lexicon).failed == 0
