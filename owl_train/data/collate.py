@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 
 from owl_train.data.config import MERGE_SIZE, DataConfig
-from owl_train.data.render import IGNORE_INDEX, DropRow, TokenizerAdapter, encode_row
+from owl_train.data.render import IGNORE_INDEX, DropRow, encode_row
+from owl_train.data.tokens import TokenizerAdapter
 from owl_train.model.rope import get_rope_index
 
 __all__ = ["Collator", "pack_rows"]
@@ -62,7 +63,7 @@ class Collator:
 
     Attributes:
         cfg: the :class:`DataConfig`.
-        special: the special token ids (:class:`owl_train.data.render.SpecialTokens`).
+        special: the special token ids (:class:`owl_train.data.tokens.SpecialTokens`).
         dropped: rows not used, per reason, over this object's life (one copy per DataLoader
             worker: aggregate each batch's ``dropped`` entry instead when using workers).
     """
