@@ -2,25 +2,43 @@
 
 :func:`process_scene` is a pure function of a :class:`~owl_data.records.Scene` and the build
 config; the driver (:mod:`owl_data.build.driver`) runs it over every scene, in one process or many.
-Its result holds the image row, the image reference, the task rows, the rejects and the
-item keys it kept (see :mod:`owl_data.build.driver` for the accounting rules).
+Its result (:class:`SceneResult`) holds the image row, the image reference, the task rows, the
+rejects and the item keys it kept (see :mod:`owl_data.build.driver` for the accounting rules).
+
+The steps, in the order rows are made (the order of the corpus):
+
+1. :func:`_open`: decode the image, find the annotation frame and the split, orient the label
+   map; a fault here rejects every item of the scene.
+2. :func:`_resolve`: every instance in the stored frame (a bad one rejects its item).
+3. :func:`_sampled_point_rows`: points sampled in masks, described by the template generators.
+4. :func:`_annotated_point_rows`: the points the source annotates (when none are sampled).
+5. :func:`_attribute_grounding_rows`: ``visual_description`` attributes -> grounding rows.
+6. :func:`_source_qa_rows`: the source's QA about its instances.
+7. :func:`~owl_data.build.rows.text_rows`: the task rows the source gives directly.
+8. :func:`_settle`: placeholders checked per item; every item kept or rejected exactly once.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from owl_data.config import BuildConfig
-from owl_data.ingest.geometry import GeometryError, ResolvedScene, annotation_frame, resolve_instance, transform_mask
-from owl_data.ingest.images import ImageError, load_image
+from owl_data.ingest.geometry import GeometryError, ResolvedInstance, ResolvedScene, annotation_frame, transform_mask
+from owl_data.ingest.images import ImageError, DecodedImage, load_image
 from owl_data.conventions.placeholders import check_placeholders
+from owl_data.errors import RejectError
 from owl_data.ingest.points import sample_points
 from owl_data.records import SPLIT_NAME, Reject, Scene
-from owl_data.build.rows import row_id, text_rows, user_point
+from owl_data.build.rows import (ImageFrame, SceneRows, conversation, grounding_row, point_vqa_row, text_rows,
+                                 user_point)
 
-__all__ = ["process_scene", "split_for_group", "GROUNDING_PROMPT"]
+__all__ = ["process_scene", "split_for_group", "scene_items", "SceneResult", "GROUNDING_PROMPT"]
+
+GROUNDING_PROMPT = "Where is {expr} in the image? Answer with its bounding box."
 
 
 def split_for_group(group: str, val_percent: int) -> str:
@@ -28,156 +46,243 @@ def split_for_group(group: str, val_percent: int) -> str:
     return "val" if int(hashlib.sha256(group.encode()).hexdigest(), 16) % 100 < val_percent else "train"
 
 
-def _turns(user: str, assistant: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+def scene_items(scene: Scene) -> list[str]:
+    """The scene's item keys, first seen first: ``scene.items``, then its TextRows' items."""
+    return list(dict.fromkeys(scene.items + [tr.item for tr in scene.rows]))
 
 
-GROUNDING_PROMPT = "Where is {expr} in the image? Answer with its bounding box."
+@dataclass
+class SceneResult:
+    """What one scene produced (pickled back from a worker process).
 
-def process_scene(scene: Scene, cfg: BuildConfig) -> dict[str, Any]:
-    """Turn one scene into image/ref/task rows and rejects (a pure function of its inputs).
-
-    Returns a dict with ``image`` (row or None), ``ref``, ``rows`` (table -> rows),
-    ``row_items`` (table -> the item key of each row, or None), ``rejects`` (list of
-    Reject), ``kept`` (item keys that produced rows), ``items``.
+    Attributes:
+        source: the scene's source name.
+        items: every item key of the scene (:func:`scene_items`).
+        image: its ``images`` row, or None when the scene produced no task row.
+        ref: its ``image_refs`` row, or None likewise.
+        rows: task table -> rows (columns of :data:`owl_data.corpus.schema.TASK_TABLES`).
+        row_items: task table -> the item key of each of its rows (None for a row of no item).
+        rejects: one Reject per rejected item, the scene's items first in their order.
+        kept: item keys that produced at least one row.
     """
-    from owl_data.generators import GeneratorConfig, generate
-    from owl_data.generators.annotated import describe_annotated, phrase
 
+    source: str
+    items: list[str]
+    image: dict[str, Any] | None = None
+    ref: dict[str, Any] | None = None
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    row_items: dict[str, list[str | None]] = field(default_factory=dict)
+    rejects: list[Reject] = field(default_factory=list)
+    kept: set[str] = field(default_factory=set)
+
+    @classmethod
+    def rejected_whole(cls, scene: Scene, stage: str, reason: str, detail: str) -> "SceneResult":
+        """Every item of ``scene`` rejected at ``stage`` for ``reason``; no row."""
+        items = scene_items(scene)
+        return cls(scene.ref.source, items,
+                   rejects=[Reject(scene.ref.source, it, stage, reason, detail) for it in items])
+
+
+class SplitError(RejectError):
+    """A split that is not a plain folder name (reason ``bad_split``, stage ``read``)."""
+
+
+@dataclass
+class _Opened:
+    """A scene's decoded image, the frame its rows point to, and its label map upright (or None)."""
+
+    img: DecodedImage
+    frame: ImageFrame
+    semantic: np.ndarray | None
+
+
+def _open(scene: Scene, cfg: BuildConfig) -> _Opened:
+    """Decode the image and place the scene in its frame and split.
+
+    Raises:
+        ImageError: the image cannot be decoded or is too large (stage ``decode``).
+        GeometryError: the declared size does not fit the file, or the label map's size does
+            not (stage ``geometry``).
+        SplitError: the split is not a plain name (stage ``read``).
+    """
     ref = scene.ref
-    src = ref.source
-    items = list(dict.fromkeys(scene.items + [tr.item for tr in scene.rows]))
-    out: dict[str, Any] = {"image": None, "ref": None, "rows": defaultdict(list), "rejects": [],
-                           "kept": set(), "items": items}
-    rejected: dict[str, Reject] = {}
-
-    def reject_all(stage: str, reason: str, detail: str) -> dict[str, Any]:
-        out["rejects"] = [Reject(src, it, stage, reason, detail) for it in items]
-        return out
-
-    try:
-        img = load_image(ref.path, max_pixels=cfg.max_image_pixels, reencode_format=cfg.reencode_format)
-    except ImageError as exc:
-        return reject_all("decode", exc.reason, exc.detail or str(ref.source_path))
-    try:
-        rotate = annotation_frame(ref.declared_size, img.raw_size, img.orientation)
-    except GeometryError as exc:
-        return reject_all("geometry", exc.reason, exc.detail)
-    declared = ref.declared_size or img.raw_size
-
+    img = load_image(ref.path, max_pixels=cfg.max_image_pixels, reencode_format=cfg.reencode_format)
+    rotate = annotation_frame(ref.declared_size, img.raw_size, img.orientation)
     split = ref.split or split_for_group(ref.group, cfg.val_percent)
     if not SPLIT_NAME.fullmatch(split):  # a folder name of the corpus: never a path
-        return reject_all("read", "bad_split", f"split {split[:40]!r} is not a plain name (letters, digits, _ . -)")
+        raise SplitError("bad_split", f"split {split[:40]!r} is not a plain name (letters, digits, _ . -)")
     semantic = None
     if scene.semantic is not None:
         if scene.semantic.shape != (img.raw_size[1], img.raw_size[0]):
-            return reject_all("geometry", "size_mismatch", f"label map {scene.semantic.shape[::-1]} vs image {img.raw_size}")
+            raise GeometryError("size_mismatch", f"label map {scene.semantic.shape[::-1]} vs image {img.raw_size}")
         semantic = transform_mask(scene.semantic, img.orientation)
+    frame = ImageFrame(source=ref.source, source_path=ref.source_path, image_id=img.image_id, split=split,
+                       declared=ref.declared_size or img.raw_size, raw=img.raw_size,
+                       orientation=img.orientation, rotate=rotate)
+    return _Opened(img, frame, semantic)
+
+
+def _resolve(scene: Scene, frame: ImageFrame, out: SceneRows) -> list[ResolvedInstance]:
+    """The scene's instances in the stored frame; an unusable one rejects its item
+    (``empty_category``, or the geometry's reason)."""
     resolved = []
     for inst in scene.instances:
         if inst.item and not inst.category.strip():
-            rejected.setdefault(inst.item, Reject(src, inst.item, "rows", "empty_category",
-                                                  f"instance {inst.instance}: empty category name"))
+            out.reject(inst.item, "rows", "empty_category", f"instance {inst.instance}: empty category name")
             continue
         try:
-            resolved.append(resolve_instance(inst, declared=declared, raw=img.raw_size,
-                                             orientation=img.orientation, rotate=rotate))
+            resolved.append(frame.resolve(inst))
         except GeometryError as exc:
             if inst.item:
-                rejected.setdefault(inst.item, Reject(src, inst.item, "geometry", exc.reason, exc.detail))
-    rs = ResolvedScene(pixels=img.pixels, width=img.width, height=img.height,
-                       instances=resolved, semantic=semantic)
-    key = f"{src}:{ref.source_path}"
-    rows = out["rows"]
-    kept: set[str] = out["kept"]
+                out.reject(inst.item, "geometry", exc.reason, exc.detail)
+    return resolved
 
-    def point_row(target, x: float, y: float, origin: str, qa, variant: str) -> dict[str, Any]:
-        return {
-            "id": row_id(src, ref.source_path, target.instance, f"{x:.6f},{y:.6f}", qa.generator, variant),
-            "image_id": img.image_id, "source": src, "split": split,
-            "conversations": _turns(user_point(qa.question), qa.answer),
-            "point": {"x": float(x), "y": float(y)}, "point_origin": origin, "kind": qa.kind,
-            "target": {"category": target.category, "instance": target.instance, "bbox": list(target.bbox)},
-            "generator": qa.generator, "_item": target.source.item,
-        }
+
+def _generated_row(frame: ImageFrame, target: ResolvedInstance, point: tuple[float, float], origin: str,
+                   qa: Any, variant: str) -> dict[str, Any]:
+    """The point_vqa row of one generated QA (:class:`~owl_data.generators.GeneratedQA`) at ``point``."""
+    x, y = point
+    return point_vqa_row(
+        frame, frame.row_id(target.instance, f"{x:.6f},{y:.6f}", qa.generator, variant),
+        conversation(user_point(qa.question), qa.answer), point=point, origin=origin, kind=qa.kind,
+        category=target.category, instance=target.instance, bbox=target.bbox, generator=qa.generator,
+        item=target.source.item)
+
+
+def _sampled_point_rows(rs: ResolvedScene, frame: ImageFrame, cfg: BuildConfig, out: SceneRows) -> None:
+    """Points sampled in the masks (:func:`~owl_data.ingest.points.sample_points`), each described
+    by the template generators; an instance skipped by the sampler rejects its item."""
+    from owl_data.generators import GeneratorConfig, generate
 
     gcfg = GeneratorConfig(description_no_question=cfg.description_no_question, max_reasoning=cfg.max_reasoning)
-    if scene.sample_points:
-        points, skipped = sample_points(rs, cfg.points, seed=cfg.seed, key=key)
-        for inst, reason in skipped:
-            if inst.source.item:
-                rejected.setdefault(inst.source.item, Reject(src, inst.source.item, "points", reason, ""))
-        for p in points:
-            qas = generate(rs, p.target, (p.x, p.y), seed=cfg.seed, config=gcfg)
-            for n, qa in enumerate(qas):
-                rows["point_vqa"].append(point_row(p.target, p.x, p.y, p.origin, qa, f"{p.index}:{n}"))
-            if qas and p.target.source.item:
-                kept.add(p.target.source.item)
-    by_instance = {r.instance: r for r in resolved}
+    points, skipped = sample_points(rs, cfg.points, seed=cfg.seed, key=f"{frame.source}:{frame.source_path}")
+    for inst, reason in skipped:
+        if inst.source.item:
+            out.reject(inst.source.item, "points", reason, "")
+    for p in points:
+        qas = generate(rs, p.target, (p.x, p.y), seed=cfg.seed, config=gcfg)
+        for n, qa in enumerate(qas):
+            out.add("point_vqa", _generated_row(frame, p.target, (p.x, p.y), p.origin, qa, f"{p.index}:{n}"))
+        if qas and p.target.source.item:
+            out.kept.add(p.target.source.item)
+
+
+def _annotated_point_rows(resolved: list[ResolvedInstance], frame: ImageFrame, cfg: BuildConfig,
+                          out: SceneRows) -> None:
+    """Descriptions at the points the source annotates (non-crowd instances with a point)."""
+    from owl_data.generators.annotated import describe_annotated
+
     for r in resolved:
-        if scene.sample_points or r.point is None or r.source.crowd:
+        if r.point is None or r.source.crowd:
             continue
         qas = describe_annotated(r, without_question=cfg.description_no_question)
         for n, qa in enumerate(qas):
-            rows["point_vqa"].append(point_row(r, r.point[0], r.point[1], "annotated", qa, f"a:{n}"))
+            out.add("point_vqa", _generated_row(frame, r, r.point, "annotated", qa, f"a:{n}"))
         if qas and r.source.item:
-            kept.add(r.source.item)
-    if scene.grounding_from_attributes:
-        for r in resolved:
-            expr = phrase(r.source.attributes.get("visual_description", "") or "")
-            if not expr or r.source.crowd or r.bbox[2] <= r.bbox[0] or r.bbox[3] <= r.bbox[1]:
-                continue
-            rows["grounding"].append({
-                "id": row_id(src, ref.source_path, r.instance, "grounding"),
-                "image_id": img.image_id, "source": src, "split": split,
-                "conversations": _turns("<image>" + GROUNDING_PROMPT.format(expr=expr), "<box>"),
-                "expression": expr, "bbox": list(r.bbox), "_item": r.source.item,
-            })
-            if r.source.item:
-                kept.add(r.source.item)
+            out.kept.add(r.source.item)
+
+
+def _attribute_grounding_rows(resolved: list[ResolvedInstance], frame: ImageFrame, out: SceneRows) -> None:
+    """A grounding row per non-crowd instance with a ``visual_description`` and a box of some area."""
+    from owl_data.generators.annotated import phrase
+
+    for r in resolved:
+        expr = phrase(r.source.attributes.get("visual_description", "") or "")
+        if not expr or r.source.crowd or r.bbox[2] <= r.bbox[0] or r.bbox[3] <= r.bbox[1]:
+            continue
+        conv = conversation("<image>" + GROUNDING_PROMPT.format(expr=expr), "<box>")
+        out.add("grounding", grounding_row(frame, frame.row_id(r.instance, "grounding"), conv, expr, r.bbox,
+                                           r.source.item))
+        if r.source.item:
+            out.kept.add(r.source.item)
+
+
+def _source_qa_rows(scene: Scene, resolved: list[ResolvedInstance], frame: ImageFrame, out: SceneRows) -> None:
+    """A point_vqa row per source QA, at its target's annotated point; a QA whose target was
+    not resolved (or has no point) is rejected with the target's reason (else ``unknown_target``)."""
+    by_instance = {r.instance: r for r in resolved}
     item_of = {inst.instance: inst.item for inst in scene.instances if inst.item}
     for qa in scene.qa:
         target = by_instance.get(qa.target)
         if target is None or target.point is None:
-            target_reject = rejected.get(item_of.get(qa.target, ""))
+            target_reject = out.rejected.get(item_of.get(qa.target, ""))
             reason = target_reject.reason if target_reject is not None else "unknown_target"
-            rejected.setdefault(qa.item, Reject(src, qa.item, "qa", reason, f"target {qa.target}"))
+            out.reject(qa.item, "qa", reason, f"target {qa.target}")
             continue
-        gen = f"source-qa/{src}/{qa.family}"
-        rows["point_vqa"].append({
-            "id": row_id(src, ref.source_path, qa.item, "qa"),
-            "image_id": img.image_id, "source": src, "split": split,
-            "conversations": _turns(user_point(qa.question), qa.answer),
-            "point": {"x": target.point[0], "y": target.point[1]}, "point_origin": "annotated",
-            "kind": "reasoning",
-            "target": {"category": target.category, "instance": target.instance, "bbox": list(target.bbox)},
-            "generator": gen, "_item": qa.item,
-        })
-        kept.add(qa.item)
-    if scene.rows:  # rows the source gives directly (VQA, captions, grounding, point QA)
-        t_rows, t_kept, t_rejected = text_rows(
-            scene, image_id=img.image_id, split=split, declared=declared, raw=img.raw_size,
-            orientation=img.orientation, rotate=rotate, resolved=resolved, seed=cfg.seed)
-        for table, trs in t_rows.items():
-            rows[table].extend(trs)
-        kept |= t_kept
-        for it, rj in t_rejected.items():
-            rejected.setdefault(it, rj)
+        out.add("point_vqa", point_vqa_row(
+            frame, frame.row_id(qa.item, "qa"), conversation(user_point(qa.question), qa.answer),
+            point=target.point, origin="annotated", kind="reasoning", category=target.category,
+            instance=target.instance, bbox=target.bbox, generator=f"source-qa/{frame.source}/{qa.family}",
+            item=qa.item))
+        out.kept.add(qa.item)
+
+
+def _settle(items: list[str], out: SceneRows) -> tuple[dict[str, list[str | None]], list[Reject]]:
+    """Check placeholders and close the accounting of the scene's items.
+
+    An item with a row whose source text carries a placeholder loses all its rows
+    (``placeholder_in_text``); a kept item leaves no reject; an item neither kept nor
+    rejected is ``no_rows``. Removes ``_item`` from every row.
+
+    Returns:
+        (task table -> the item of each remaining row, the rejects: the scene's items first in
+        their order, then the rejected items the scene did not list).
+    """
+    rows, kept, rejected = out.rows, out.kept, out.rejected
     item_of_row = {id(r): r.get("_item") for trs in rows.values() for r in trs}
     for it, why in check_placeholders(rows).items():  # source text must not inject placeholders
         kept.discard(it)
-        rejected[it] = Reject(src, it, "rows", "placeholder_in_text", why)
+        rejected[it] = Reject(out.source, it, "rows", "placeholder_in_text", why)
     for it in items:
         if it in kept:
             rejected.pop(it, None)
         elif it not in rejected:
-            rejected[it] = Reject(src, it, "rows", "no_rows", "item produced no row")
-    out["rejects"] = [rejected[it] for it in items if it in rejected] + [
-        r for it, r in rejected.items() if it not in set(items)]
-    if any(rows.values()):
-        out["image"] = {"image_id": img.image_id, "bytes": img.data, "format": img.format,
-                        "width": img.width, "height": img.height, "split": split}
-        out["ref"] = {"image_id": img.image_id, "source": src, "source_path": ref.source_path, "group": ref.group}
-    out["rows"] = dict(rows)
-    out["row_items"] = {t: [item_of_row.get(id(r)) for r in trs] for t, trs in rows.items()}
-    return out
+            rejected[it] = Reject(out.source, it, "rows", "no_rows", "item produced no row")
+    listed = set(items)
+    rejects = [rejected[it] for it in items if it in rejected] + [r for it, r in rejected.items() if it not in listed]
+    row_items = {t: [item_of_row.get(id(r)) for r in trs] for t, trs in rows.items()}
+    return row_items, rejects
+
+
+_WHOLE_SCENE_STAGE: tuple[tuple[type[RejectError], str], ...] = (
+    (ImageError, "decode"), (GeometryError, "geometry"), (SplitError, "read"))
+"""The faults of :func:`_open` and the reject stage each gives every item of the scene."""
+
+
+def process_scene(scene: Scene, cfg: BuildConfig) -> SceneResult:
+    """Turn one scene into image/ref/task rows and rejects (a pure function of its inputs).
+
+    Rows are made in the steps of the module docstring; the image and its reference are
+    kept only when the scene produced at least one task row.
+    """
+    ref = scene.ref
+    try:
+        opened = _open(scene, cfg)
+    except (ImageError, GeometryError, SplitError) as exc:
+        stage = next(s for kind, s in _WHOLE_SCENE_STAGE if isinstance(exc, kind))
+        detail = (exc.detail or str(ref.source_path)) if isinstance(exc, ImageError) else exc.detail
+        return SceneResult.rejected_whole(scene, stage, exc.reason, detail)
+    img, frame = opened.img, opened.frame
+    out = SceneRows(ref.source)
+    resolved = _resolve(scene, frame, out)
+    if scene.sample_points:
+        rs = ResolvedScene(pixels=img.pixels, width=img.width, height=img.height,
+                           instances=resolved, semantic=opened.semantic)
+        _sampled_point_rows(rs, frame, cfg, out)
+    else:
+        _annotated_point_rows(resolved, frame, cfg, out)
+    if scene.grounding_from_attributes:
+        _attribute_grounding_rows(resolved, frame, out)
+    _source_qa_rows(scene, resolved, frame, out)
+    if scene.rows:  # rows the source gives directly (VQA, captions, grounding, point QA)
+        text_rows(scene, frame, resolved, cfg.seed, out)
+    items = scene_items(scene)
+    row_items, rejects = _settle(items, out)
+    result = SceneResult(ref.source, items, rows=dict(out.rows), row_items=row_items, rejects=rejects,
+                         kept=out.kept)
+    if any(out.rows.values()):
+        result.image = {"image_id": img.image_id, "bytes": img.data, "format": img.format,
+                        "width": img.width, "height": img.height, "split": frame.split}
+        result.ref = {"image_id": img.image_id, "source": ref.source, "source_path": ref.source_path,
+                      "group": ref.group}
+    return result

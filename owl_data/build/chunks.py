@@ -1,0 +1,133 @@
+"""Resumable build chunks: the build's private work state in ``.<out>.partial/chunks/NNNNNN/``.
+
+A chunk holds what a run of ``chunk_scenes`` scenes produced, so a killed build resumes
+where it stopped: one Arrow IPC file per table (``images``, ``image_refs``, the task tables,
+``rejects``), ``row_items.json`` (the item key of each task row), ``accounting.json`` (per
+source: the items read and kept) and ``content_key.txt`` (:mod:`owl_data.build.content_key`).
+A folder is written under ``NNNNNN.tmp`` and renamed, so a chunk is whole or absent.
+
+Why chunks are not corpus shards (:class:`owl_data.corpus.writer.ShardWriter`), though rows
+go through the same schema check (:func:`owl_data.corpus.writer.to_table`): a shard is the
+published format (Parquet with zstd, record batches and files bounded by bytes, one folder
+per task and split, fingerprinted), written once per build in row order after duplicates
+are dropped and splits settled. A chunk is scratch state read back whole by the same build
+and deleted with the partial folder: one uncompressed IPC file per table (fast to write and
+to read, no sizing), holding rows before consolidation (duplicates and per-split folders
+are decided only when every chunk is read), beside the item accounting no shard carries.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import pyarrow.ipc as ipc
+
+from owl_data.corpus import schema as schemas
+from owl_data.corpus.writer import to_table
+from owl_data.records import Reject, Scene
+
+if TYPE_CHECKING:
+    from owl_data.build.scene import SceneResult
+
+__all__ = ["CHUNK_KEY", "batches", "chunk_folder", "save_chunk", "chunk_reusable", "read_rows", "row_items",
+           "read_accounting", "reject_row"]
+
+CHUNK_KEY = "content_key.txt"
+"""The file of a chunk holding its content key."""
+
+
+def batches(records: Iterator[Scene | Reject], size: int) -> Iterator[list[Scene | Reject]]:
+    """The records in runs of ``size`` scenes (a source's Rejects ride with the scenes around them)."""
+    buf: list[Scene | Reject] = []
+    n_scenes = 0
+    for r in records:
+        buf.append(r)
+        if isinstance(r, Scene):
+            n_scenes += 1
+            if n_scenes >= size:
+                yield buf
+                buf, n_scenes = [], 0
+    if buf:
+        yield buf
+
+
+def chunk_folder(partial: Path, index: int) -> Path:
+    """The folder of chunk ``index`` in the partial folder."""
+    return partial / "chunks" / f"{index:06d}"
+
+
+def reject_row(r: Reject) -> dict[str, str]:
+    """A ``rejects`` table row."""
+    return {"source": r.source, "item": r.item, "stage": r.stage, "reason": r.reason, "detail": r.detail}
+
+
+def _write_ipc(path: Path, table: str, rows: list[dict[str, Any]]) -> None:
+    t = to_table(table, rows)
+    with ipc.new_file(path, t.schema) as w:
+        w.write_table(t)
+
+
+def _item_sets(results: list["SceneResult"], rejects: list[Reject]) -> dict[str, dict[str, list[str]]]:
+    """Per source: ``read`` (every item of its scenes and rejects) and ``kept``, sorted."""
+    seen: dict[str, set[str]] = defaultdict(set)
+    kept: dict[str, set[str]] = defaultdict(set)
+    for r in results:
+        seen[r.source].update(r.items)
+        kept[r.source] |= r.kept
+    for rj in rejects:
+        seen[rj.source].add(rj.item)
+    return {name: {"read": sorted(seen[name]), "kept": sorted(kept[name])} for name in seen}
+
+
+def save_chunk(folder: Path, results: list["SceneResult"], source_rejects: list[Reject], key: str) -> None:
+    """Write one chunk: the scenes' results and the sources' own Rejects, under content ``key``.
+
+    Raises:
+        SchemaError: rows that do not match the schemas (a bug, never bad input).
+    """
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    _write_ipc(tmp / "images.arrow", "images", [r.image for r in results if r.image is not None])
+    _write_ipc(tmp / "image_refs.arrow", "image_refs", [r.ref for r in results if r.ref is not None])
+    for task in schemas.TASK_TABLES:
+        _write_ipc(tmp / f"{task}.arrow", task, [row for r in results for row in r.rows.get(task, [])])
+    rejects = [rj for r in results for rj in r.rejects] + source_rejects
+    _write_ipc(tmp / "rejects.arrow", "rejects", [reject_row(r) for r in rejects])
+    items = {task: [it for r in results for it in r.row_items.get(task, [])] for task in schemas.TASK_TABLES}
+    (tmp / "row_items.json").write_text(json.dumps(items))
+    (tmp / "accounting.json").write_text(json.dumps(_item_sets(results, rejects)))
+    (tmp / CHUNK_KEY).write_text(key)
+    tmp.rename(folder)
+
+
+def chunk_reusable(folder: Path, key: str) -> bool:
+    """A finished chunk folder built from the same records by the same code."""
+    try:
+        return (folder / CHUNK_KEY).read_text() == key
+    except OSError:
+        return False
+
+
+def read_rows(folder: Path, table: str) -> list[dict[str, Any]]:
+    """Every row of a chunk's ``table``, in order."""
+    with ipc.open_file(folder / f"{table}.arrow") as r:
+        return r.read_all().to_pylist()
+
+
+def row_items(folder: Path, task: str, n: int) -> list[str | None]:
+    """The item key of each of a chunk's ``n`` ``task`` rows (None when unknown)."""
+    try:
+        got = json.loads((folder / "row_items.json").read_text()).get(task, [])
+    except (OSError, ValueError):
+        got = []
+    return got if len(got) == n else [None] * n
+
+
+def read_accounting(folder: Path) -> dict[str, dict[str, list[str]]]:
+    """A chunk's per-source item sets: source -> ``{"read": [...], "kept": [...]}``."""
+    return json.loads((folder / "accounting.json").read_text())
