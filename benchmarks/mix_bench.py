@@ -32,7 +32,8 @@ SHARES = [Fraction(1, 2), Fraction(1, 10), Fraction(1, 5), Fraction(1, 5)]
 
 
 def _ours(rows: int, picks: int, seed: int, vectorised: bool) -> np.ndarray:
-    from owl_data.mix.schedule import MixSampler, MixSpec
+    from owl_data.mix.sampler import MixSampler
+    from owl_data.mix.spec import MixSpec
 
     spec = MixSpec.create({t: rows for t in ("vqa", "caption", "grounding", "point_vqa")}, [5, 1, 2, 2], seed=seed)
     s = MixSampler(spec, length=picks)
@@ -59,7 +60,7 @@ def _hf(rows: int, picks: int, seed: int) -> np.ndarray:
 
 
 def _measure(which: str, rows: int, picks: int, seed: int, trace: bool = True) -> dict:
-    from owl_data.mix.schedule import prefix_deviation
+    from owl_data.mix.stats import prefix_deviation
 
     run = {"ours": lambda: _ours(rows, picks, seed, False),
            "ours-vectorised": lambda: _ours(rows, picks, seed, True),

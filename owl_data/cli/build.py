@@ -88,7 +88,7 @@ def build(
         elif counts or size:
             console.print("[yellow]--scenes/--scene-size apply to the embedded default only: ignored with --source[/]")
     except (ValueError, OSError) as exc:
-        _fail(str(exc))
+        _fail(exc)
     with Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True) as bar:
         task = bar.add_task("building (scenes)", total=None)
@@ -99,7 +99,7 @@ def build(
         try:
             report = run_build(specs, out, cfg, progress=progress)
         except (SourceError, ValueError, OSError) as exc:
-            _fail(str(exc))
+            _fail(exc)
     m = report.manifest
     t = Table(title=f"corpus {out}")
     for col in ("source", "items read", "kept", "rejected", "top reject reasons"):
@@ -129,7 +129,7 @@ def stats(corpus: Path = typer.Argument(..., help="Corpus folder.")) -> None:
     try:
         s = corpus_stats(corpus)
     except (FileNotFoundError, OSError, ValueError) as exc:
-        _fail(str(exc))
+        _fail(exc)
     for name, cols in (("rows", ("task", "split", "source", "rows")),
                        ("categories", ("category", "rows", "targets")),
                        ("kinds", ("kind", "no question", "rows")),
@@ -162,7 +162,7 @@ def validate(corpus: Path = typer.Argument(..., help="Corpus folder.")) -> None:
     try:
         rep = validate_corpus(corpus)
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        _fail(exc)
     if rep.ok:
         out_console.print(f"[green]valid[/]: {rep.checked_rows} task rows checked")
         return
@@ -179,5 +179,5 @@ def manifest(corpus: Path = typer.Argument(..., help="Corpus folder.")) -> None:
     try:
         out_console.print_json(json.dumps(read_manifest(corpus)))
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        _fail(exc)
 

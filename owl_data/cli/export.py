@@ -30,7 +30,7 @@ def export(
     try:
         rep = export_corpus(corpus, out, fmt, coords)
     except (FileNotFoundError, ValueError, OSError) as exc:
-        _fail(str(exc))
+        _fail(exc)
     rows = ", ".join(f"{t}/{s}: {n}" for t, per in rep.rows.items() for s, n in per.items())
     conv = f", coords {rep.coords}" if rep.coords else ""
     out_console.print(f"exported {rep.format}{conv} to {rep.out}: {rows}; images: {rep.images}")
@@ -49,7 +49,7 @@ def import_llava(
     try:
         m = import_export(export_dir, out)
     except (FileNotFoundError, ValueError, OSError) as exc:
-        _fail(str(exc))
+        _fail(exc)
     rows = ", ".join(f"{t}: {sum(c.values())}" for t, c in m["rows"].items() if t not in ("images", "image_refs"))
     out_console.print(f"imported {export_dir} to {out}: {rows}; rejected: {m['rejects']['total']}")
     out_console.print(f"fingerprint: {m['fingerprint']}")
@@ -68,5 +68,5 @@ def push(
     try:
         rep = push_corpus(corpus, repo, private=private, revision=revision)
     except (FileNotFoundError, ValueError, RuntimeError, OSError) as exc:
-        _fail(str(exc))
+        _fail(exc)
     out_console.print(f"pushed to {rep.url} ({rep.revision}, commit {rep.commit})")

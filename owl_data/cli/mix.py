@@ -36,7 +36,7 @@ def mix(
                         on_exhausted=on_exhausted, seed=seed, split=split)
         rep = write_mix(corpus, out, cfg)
     except (ValueError, OSError) as exc:
-        _fail(str(exc))
+        _fail(exc)
     t = Table(title=f"mix {rep.out}")
     for c in ("task", "weight", "rows", "sources"):
         t.add_column(c)
@@ -50,21 +50,21 @@ def mix(
 @app.command("mix-stats")
 def mix_stats_cmd(mix: Path = typer.Argument(..., help="Mix folder (from owl-data mix).")) -> None:
     """Realised counts per task and source and the worst prefix deviation per task."""
-    from owl_data.mix.io import mix_stats
+    from owl_data.mix.stats import mix_stats
 
     try:
         s = mix_stats(mix)
     except (ValueError, OSError) as exc:
-        _fail(str(exc))
-    t = Table(title=f"tasks ({s['length']} picks)")
+        _fail(exc)
+    t = Table(title=f"tasks ({s.length} picks)")
     for c in ("task", "picks", "share", "target", "worst prefix deviation", "bound"):
         t.add_column(c)
-    for name, n, share, target, dev, bound in s["tasks"]:
+    for name, n, share, target, dev, bound in s.tasks:
         t.add_row(name, str(n), f"{share:.4f}", f"{target:.1f}", f"{dev:.4f}", f"{bound:.4f}")
     out_console.print(t)
     t = Table(title="sources")
     for c in ("task", "source", "picks", "worst prefix deviation (within task)"):
         t.add_column(c)
-    for task, src, n, dev in s["sources"]:
+    for task, src, n, dev in s.sources:
         t.add_row(task, src, str(n), "-" if dev is None else f"{dev:.4f}")
     out_console.print(t)

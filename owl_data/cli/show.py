@@ -26,7 +26,7 @@ def show(
     try:
         rep = write_gallery(corpus, out, GalleryConfig(task=task, where=where, limit=limit))
     except (ValueError, OSError) as exc:  # GalleryError, OutputError
-        _fail(str(exc))
+        _fail(exc)
     for t, why in rep.skipped.items():
         console.print(f"[yellow]--where does not apply to {t}, skipped:[/] {why}", soft_wrap=True)
     shown = ", ".join(f"{t}: {n}" for t, n in rep.rows.items()) or "none"

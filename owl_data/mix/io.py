@@ -4,12 +4,15 @@
 ``source`` (the row's corpus ``source``), ``id`` (the row's corpus id), ``epoch`` (of its
 leaf: task, or task/source when nested), and ``file``/``row`` (the corpus shard, relative
 to CORPUS, and the row's index in it, for direct reads). ``mix.json`` holds the format, the
-full :class:`~owl_data.mix.schedule.MixSpec`, the options that set the length, the split, per-leaf
+full :class:`~owl_data.mix.spec.MixSpec`, the options that set the length, the split, per-leaf
 row counts and the corpus fingerprint. A leaf's rows are the task table's rows of the split
 (filtered by source when nested) in shard order then row order.
 
 A mix refuses a corpus whose content fingerprint differs from its manifest (when mixing)
-or from the mix's (when reading rows back): :class:`CorpusChangedError`.
+or from the mix's (when reading rows back): :class:`CorpusChangedError`. Bad settings raise
+:class:`~owl_data.errors.FieldError` naming the :class:`MixConfig` field (a later mention of
+another field is written in backquotes, e.g. `tasks`; the CLI shows both as flags).
+Realised counts and deviations of a written mix: :mod:`owl_data.mix.stats`.
 """
 
 from __future__ import annotations
@@ -28,8 +31,11 @@ import pyarrow.parquet as pq
 
 from owl_data.corpus import schema as schemas
 from owl_data.corpus.writer import fingerprint, read_manifest
-from owl_data.mix.schedule import MixSampler, MixSpec, parse_weight, prefix_deviation, tijdeman_bound
+from owl_data.errors import FieldError
 from owl_data.fs import OutputKind, check_out, json_marker, staged
+from owl_data.mix.sampler import MixSampler
+from owl_data.mix.schedule import parse_weight
+from owl_data.mix.spec import MixSpec
 
 __all__ = [
     "MIX_PARQUET",
@@ -46,7 +52,6 @@ __all__ = [
     "write_mix",
     "read_mix",
     "check_corpus",
-    "mix_stats",
 ]
 
 MIX_PARQUET = "mix.parquet"
@@ -74,49 +79,51 @@ class CorpusChangedError(ValueError):
     """The corpus's content no longer matches the fingerprint a mix (or its manifest) recorded."""
 
 
-class MixSizeError(ValueError):
-    """A mix whose estimated size exceeds the free disk space (nothing was written)."""
+class MixSizeError(FieldError):
+    """A mix whose estimated size exceeds the free disk space (nothing was written); ``field``
+    is the length setting to lower."""
 
 
 def parse_ratio(text: str) -> tuple[Fraction, ...]:
     """``"5:1:2:2"`` or ``"0.5:0.1:0.2:0.2"`` -> exact weights.
 
     Raises:
-        ValueError: an empty, non-numeric or non-positive weight.
+        FieldError: of ``ratio``: an empty, non-numeric or non-positive weight.
     """
     parts = text.split(":")
-    return tuple(parse_weight(p, f"--ratio {text!r}: weight") for p in parts)
+    return tuple(parse_weight(p, f"ratio {text!r}: weight", "ratio") for p in parts)
 
 
 def parse_within(items: Sequence[str]) -> dict[str, dict[str, Fraction]]:
     """``["vqa=vqav2:3,gqa:1"]`` -> ``{"vqa": {"vqav2": 3, "gqa": 1}}``.
 
     Raises:
-        ValueError: not ``TASK=SOURCE:W,SOURCE:W``, a repeated task or source, a bad weight.
+        FieldError: of ``within``: not ``TASK=SOURCE:W,SOURCE:W``, a repeated task or source,
+            a bad weight.
     """
     out: dict[str, dict[str, Fraction]] = {}
     for item in items:
         task, sep, rest = item.partition("=")
         if not sep or not task.strip() or not rest.strip():
-            raise ValueError(f"--within {item!r}: expected TASK=SOURCE:WEIGHT,SOURCE:WEIGHT, e.g. vqa=vqav2:3,gqa:1")
+            raise FieldError("within", f"within {item!r}: expected TASK=SOURCE:WEIGHT,SOURCE:WEIGHT, e.g. vqa=vqav2:3,gqa:1")
         task = task.strip()
         if task in out:
-            raise ValueError(f"--within names task {task!r} twice")
+            raise FieldError("within", f"within names task {task!r} twice")
         srcs: dict[str, Fraction] = {}
         for part in rest.split(","):
             src, sep, w = part.strip().rpartition(":")
             if not sep or not src:
-                raise ValueError(f"--within {item!r}: {part!r} is not SOURCE:WEIGHT")
+                raise FieldError("within", f"within {item!r}: {part!r} is not SOURCE:WEIGHT")
             if src in srcs:
-                raise ValueError(f"--within {item!r}: source {src!r} appears twice")
-            srcs[src] = parse_weight(w, f"--within {task}: weight of {src!r}")
+                raise FieldError("within", f"within {item!r}: source {src!r} appears twice")
+            srcs[src] = parse_weight(w, f"within {task}: weight of {src!r}", "within")
         out[task] = srcs
     return out
 
 
 @dataclass(frozen=True)
 class MixConfig:
-    """Options of ``owl-data mix``; validated at construction (ValueError names the option).
+    """Options of ``owl-data mix``; validated at construction (FieldError names the field).
 
     Length: ``num_samples`` picks, or just enough for every leaf to have all its rows picked
     ``epochs`` times (``repeat`` only); neither: 1 epoch under ``repeat``, the natural end
@@ -134,30 +141,30 @@ class MixConfig:
 
     def __post_init__(self) -> None:
         if not self.tasks:
-            raise ValueError("--tasks: no task given; name one or more of " + ", ".join(schemas.TASK_TABLES))
+            raise FieldError("tasks", "tasks: no task given; name one or more of " + ", ".join(schemas.TASK_TABLES))
         if len(set(self.tasks)) != len(self.tasks):
-            raise ValueError(f"--tasks {','.join(self.tasks)}: give each task once")
+            raise FieldError("tasks", f"tasks {','.join(self.tasks)}: give each task once")
         unknown = [t for t in self.tasks if t not in schemas.TASK_TABLES]
         if unknown:
-            raise ValueError(f"--tasks: unknown task(s) {', '.join(unknown)}; tasks: {', '.join(schemas.TASK_TABLES)}")
+            raise FieldError("tasks", f"tasks: unknown task(s) {', '.join(unknown)}; tasks: {', '.join(schemas.TASK_TABLES)}")
         if len(self.ratio) != len(self.tasks):
-            raise ValueError(f"--ratio has {len(self.ratio)} weight(s) for {len(self.tasks)} task(s) "
-                             f"({','.join(self.tasks)}); give one per task or set --tasks")
+            raise FieldError("ratio", f"ratio has {len(self.ratio)} weight(s) for {len(self.tasks)} task(s) "
+                             f"({','.join(self.tasks)}); give one per task or set `tasks`")
         bad = [t for t in self.within if t not in self.tasks]
         if bad:
-            raise ValueError(f"--within names task(s) {', '.join(bad)} not in --tasks {','.join(self.tasks)}")
+            raise FieldError("within", f"within names task(s) {', '.join(bad)} not in `tasks` {','.join(self.tasks)}")
         if self.num_samples is not None and self.epochs is not None:
-            raise ValueError("--num-samples and --epochs both set; give one")
+            raise FieldError("num_samples", "num_samples and `epochs` both set; give one")
         if self.num_samples is not None and self.num_samples < 1:
-            raise ValueError(f"--num-samples {self.num_samples} must be >= 1")
+            raise FieldError("num_samples", f"num_samples {self.num_samples} must be >= 1")
         if self.epochs is not None and self.epochs < 1:
-            raise ValueError(f"--epochs {self.epochs} must be >= 1")
+            raise FieldError("epochs", f"epochs {self.epochs} must be >= 1")
         if self.on_exhausted not in ("repeat", "stop"):
-            raise ValueError(f"--on-exhausted {self.on_exhausted!r}: use repeat or stop")
+            raise FieldError("on_exhausted", f"on_exhausted {self.on_exhausted!r}: use repeat or stop")
         if self.epochs is not None and self.on_exhausted == "stop":
-            raise ValueError("--epochs needs --on-exhausted repeat (under stop the mix ends at the first exhausted task)")
+            raise FieldError("epochs", "epochs needs `on_exhausted` repeat (under stop the mix ends at the first exhausted task)")
         if self.seed < 0:
-            raise ValueError(f"--seed {self.seed} must be >= 0")
+            raise FieldError("seed", f"seed {self.seed} must be >= 0")
 
 
 @dataclass
@@ -213,7 +220,8 @@ def _check_space(out: Path, length: int, sample: pa.Table, cfg: MixConfig) -> No
     """Refuse a mix whose size, estimated from ``sample`` (its first picks), exceeds the free space.
 
     Raises:
-        MixSizeError: naming the estimate, the free space and the setting to change.
+        MixSizeError: naming the estimate, the free space and the setting to change (its
+            ``field``: ``num_samples``, or ``epochs`` when that set the length).
     """
     sink = pa.BufferOutputStream()
     pq.write_table(sample, sink, compression="zstd")
@@ -221,81 +229,93 @@ def _check_space(out: Path, length: int, sample: pa.Table, cfg: MixConfig) -> No
     need = int(per_pick * length * SIZE_MARGIN)
     free = _free_bytes(out.parent)
     if need > free:
-        setting = ("--num-samples" if cfg.num_samples is not None else "--epochs" if cfg.epochs is not None
-                   else "--num-samples (the default length is one epoch)")
-        raise MixSizeError(f"a mix of {length:,} picks needs about {need / 2**30:,.1f} GiB "
+        field_ = "epochs" if cfg.num_samples is None and cfg.epochs is not None else "num_samples"
+        setting = f"`{field_}`" + (" (the default length is one epoch)"
+                                   if cfg.num_samples is None and cfg.epochs is None else "")
+        raise MixSizeError(field_, f"a mix of {length:,} picks needs about {need / 2**30:,.1f} GiB "
                            f"({per_pick:.1f} bytes per pick), but {out.parent} has {free / 2**30:,.1f} GiB free; "
                            f"lower {setting} or write the mix elsewhere")
 
 
-def write_mix(corpus: Path, out: Path, cfg: MixConfig, chunk: int = 1 << 16) -> MixReport:
-    """Draw a mix over ``corpus`` and write ``out/mix.parquet`` and ``out/mix.json``.
+def _within_rows(task: str, rows: pa.Table, within: Mapping[str, Fraction], split: str
+                 ) -> tuple[dict[str, int], list[pa.Table]]:
+    """A nested task's rows per source, in ``within`` order: (source -> rows, one table each).
 
     Raises:
-        FileNotFoundError: not a corpus.
-        CorpusChangedError: the corpus's content differs from its manifest's fingerprint.
-        ValueError: a task (or within source) with no rows in the split (named), a within
-            source list that does not match the task's sources.
-        OutputError: an ``out`` that is not new, empty or an earlier mix holding only
-            ``mix.json`` and ``mix.parquet``; ``.``; the current directory; inside the corpus
-            or holding it (:func:`owl_data.fs.check_out`).
-        MixSizeError: the mix's estimated size exceeds the free space where it is written.
-
-    The mix is written in a staging folder beside ``out`` and swapped into place when
-    complete; an interrupted or failed run leaves ``out`` as it was and no partial file.
+        FieldError: of ``within``: a source with no rows, or a source of the task left out.
     """
-    out = check_out(out, kind=MIX_OUT, reads={"the corpus": corpus})
-    corpus, out = Path(corpus).resolve(), Path(out).absolute()
-    fp = check_corpus(corpus)
+    have = sorted(set(rows.column("source").to_pylist()))
+    want = list(within)
+    missing = [s for s in want if s not in have]
+    if missing:
+        raise FieldError("within", f"within {task}: source(s) {', '.join(missing)} have no {task} rows in split "
+                         f"{split!r}; its sources: {', '.join(have)}")
+    extra = [s for s in have if s not in want]
+    if extra:
+        raise FieldError("within", f"within {task}: the task also has rows from {', '.join(extra)}; "
+                         "give every source a weight")
+    tables = [rows.filter(pc.equal(rows.column("source"), s)) for s in want]
+    return {s: t.num_rows for s, t in zip(want, tables)}, tables
+
+
+def _leaf_rows(corpus: Path, cfg: MixConfig) -> tuple[dict[str, Any], list[pa.Table]]:
+    """Every leaf's rows (tasks in order, a nested task's sources in ``within`` order):
+    (task -> rows, or task -> source -> rows when nested; one table per leaf, :func:`_task_rows`).
+
+    Raises:
+        FieldError: of ``tasks`` (a task without rows in the split) or ``within``.
+    """
     tables: list[pa.Table] = []
     sizes: dict[str, Any] = {}
     for task in cfg.tasks:
         rows = _task_rows(corpus, task, cfg.split)
         if rows.num_rows == 0:
-            raise ValueError(f"task {task!r} has no rows in split {cfg.split!r} of {corpus}; "
-                             "build the corpus with a source for it or leave it out of --tasks")
+            raise FieldError("tasks", f"task {task!r} has no rows in split {cfg.split!r} of {corpus}; "
+                             "build the corpus with a source for it or leave it out of `tasks`")
         if task in cfg.within:
-            have = sorted(set(rows.column("source").to_pylist()))
-            want = list(cfg.within[task])
-            missing = [s for s in want if s not in have]
-            if missing:
-                raise ValueError(f"--within {task}: source(s) {', '.join(missing)} have no {task} rows in split "
-                                 f"{cfg.split!r}; its sources: {', '.join(have)}")
-            extra = [s for s in have if s not in want]
-            if extra:
-                raise ValueError(f"--within {task}: the task also has rows from {', '.join(extra)}; "
-                                 "give every source a weight")
-            sizes[task] = {}
-            for s in want:
-                sel = rows.filter(pc.equal(rows.column("source"), s))
-                sizes[task][s] = sel.num_rows
-                tables.append(sel)
+            sizes[task], leaf_tables = _within_rows(task, rows, cfg.within[task], cfg.split)
+            tables += leaf_tables
         else:
             sizes[task] = rows.num_rows
             tables.append(rows)
-    spec = MixSpec.create(sizes, list(cfg.ratio), within=cfg.within, seed=cfg.seed, on_exhausted=cfg.on_exhausted)
+    return sizes, tables
+
+
+def _mix_length(spec: MixSpec, cfg: MixConfig) -> int:
+    """The picks of the mix (:class:`MixConfig`: ``num_samples``, ``epochs`` or the default)."""
     sampler = MixSampler(spec)
     if cfg.num_samples is not None:
-        length = cfg.num_samples if cfg.on_exhausted == "repeat" else min(cfg.num_samples, sampler.stop_length())
-    elif cfg.on_exhausted == "stop":
-        length = sampler.stop_length()
-    else:
-        length = sampler.epochs_length(cfg.epochs or 1)
-    sampler = MixSampler(spec, length=length)
-    allrows = pa.concat_tables(tables)
-    offsets = np.cumsum([0] + [t.num_rows for t in tables[:-1]]).astype(np.int64)
-    task_names = np.array([t.name for t in spec.tasks], dtype=object)
+        return cfg.num_samples if cfg.on_exhausted == "repeat" else min(cfg.num_samples, sampler.stop_length())
+    if cfg.on_exhausted == "stop":
+        return sampler.stop_length()
+    return sampler.epochs_length(cfg.epochs or 1)
 
-    def chunk_table(s: int, e: int) -> pa.Table:
-        p = sampler.picks(s, e)
-        rows = allrows.take(pa.array(offsets[p.leaf] + p.row))
+
+class _PickRows:
+    """The rows of ``mix.parquet`` for a range of picks: each pick joined with its leaf's row.
+
+    ``tables`` are the leaves' rows in spec leaf order (:func:`_leaf_rows`).
+    """
+
+    def __init__(self, sampler: MixSampler, tables: list[pa.Table]) -> None:
+        self.sampler = sampler
+        self.rows = pa.concat_tables(tables)
+        self.offsets = np.cumsum([0] + [t.num_rows for t in tables[:-1]]).astype(np.int64)
+        self.task_names = np.array([t.name for t in sampler.spec.tasks], dtype=object)
+
+    def table(self, start: int, stop: int) -> pa.Table:
+        """Picks ``start <= g < stop`` as a :data:`MIX_SCHEMA` table."""
+        p = self.sampler.picks(start, stop)
+        rows = self.rows.take(pa.array(self.offsets[p.leaf] + p.row))
         return pa.table({
-            "position": pa.array(p.position), "task": pa.array(task_names[p.task], pa.string()),
+            "position": pa.array(p.position), "task": pa.array(self.task_names[p.task], pa.string()),
             "source": rows.column("source"), "id": rows.column("id"), "epoch": pa.array(p.epoch),
             "file": rows.column("file"), "row": rows.column("row")}, schema=MIX_SCHEMA)
 
-    _check_space(out, length, chunk_table(0, min(length, chunk)), cfg)
-    meta = {
+
+def _mix_meta(corpus: Path, fp: str, cfg: MixConfig, spec: MixSpec, length: int) -> dict[str, Any]:
+    """The ``mix.json`` document (module docstring)."""
+    return {
         "format": MIX_FORMAT,
         "corpus": str(corpus),
         "fingerprint": fp,
@@ -310,10 +330,37 @@ def write_mix(corpus: Path, out: Path, cfg: MixConfig, chunk: int = 1 << 16) -> 
         "length": length,
         "spec": spec.to_dict(),
     }
+
+
+def write_mix(corpus: Path, out: Path, cfg: MixConfig, chunk: int = 1 << 16) -> MixReport:
+    """Draw a mix over ``corpus`` and write ``out/mix.parquet`` and ``out/mix.json``.
+
+    Raises:
+        FileNotFoundError: not a corpus.
+        CorpusChangedError: the corpus's content differs from its manifest's fingerprint.
+        FieldError: a task (``tasks``) or within source (``within``) with no rows in the
+            split (named), a within source list that does not match the task's sources.
+        OutputError: an ``out`` that is not new, empty or an earlier mix holding only
+            ``mix.json`` and ``mix.parquet``; ``.``; the current directory; inside the corpus
+            or holding it (:func:`owl_data.fs.check_out`).
+        MixSizeError: the mix's estimated size exceeds the free space where it is written.
+
+    The mix is written in a staging folder beside ``out`` and swapped into place when
+    complete; an interrupted or failed run leaves ``out`` as it was and no partial file.
+    """
+    out = check_out(out, kind=MIX_OUT, reads={"the corpus": corpus})
+    corpus, out = Path(corpus).resolve(), Path(out).absolute()
+    fp = check_corpus(corpus)
+    sizes, tables = _leaf_rows(corpus, cfg)
+    spec = MixSpec.create(sizes, list(cfg.ratio), within=cfg.within, seed=cfg.seed, on_exhausted=cfg.on_exhausted)
+    length = _mix_length(spec, cfg)
+    picks = _PickRows(MixSampler(spec, length=length), tables)
+    _check_space(out, length, picks.table(0, min(length, chunk)), cfg)
+    meta = _mix_meta(corpus, fp, cfg, spec, length)
     with staged(out) as staging:
         with pq.ParquetWriter(staging / MIX_PARQUET, MIX_SCHEMA, compression="zstd") as w:
             for s in range(0, length, chunk):
-                w.write_table(chunk_table(s, min(s + chunk, length)))
+                w.write_table(picks.table(s, min(s + chunk, length)))
         (staging / MIX_JSON).write_text(json.dumps(meta, indent=2) + "\n")
     return MixReport(out=out, meta=meta, length=length)
 
@@ -342,45 +389,3 @@ def read_mix(mix: Path) -> dict[str, Any]:
     if not isinstance(spec, dict) or not isinstance(spec.get("tasks"), list):
         raise ValueError(f"{path}: 'spec' is missing or malformed; write the mix again with owl-data mix")
     return meta
-
-
-def mix_stats(mix: Path) -> dict[str, Any]:
-    """Realised counts per task and source, target shares and worst prefix deviations.
-
-    Returns ``{"length", "tasks": [(task, picks, share, target, worst_dev, bound)],
-    "sources": [(task, source, picks, worst_dev or None)]}``; the deviation of a source is
-    over the prefixes of its task's picks, against the task's within ratio (nested only).
-    """
-    meta = read_mix(mix)
-    try:
-        spec = MixSpec.from_dict(meta["spec"])
-    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
-        raise ValueError(f"{Path(mix) / MIX_JSON}: malformed 'spec' ({type(exc).__name__}: {exc}); "
-                         "write the mix again with owl-data mix") from None
-    t = pq.read_table(Path(mix) / MIX_PARQUET, columns=["task", "source"])
-    names = [k.name for k in spec.tasks]
-    task_col = np.asarray(t.column("task").to_numpy(zero_copy_only=False), dtype=object)
-    src_col = np.asarray(t.column("source").to_numpy(zero_copy_only=False), dtype=object)
-    labels = np.full(len(task_col), -1, dtype=np.int64)
-    for k, n in enumerate(names):
-        labels[task_col == n] = k
-    shares = spec.shares()
-    dev = prefix_deviation(labels, shares)
-    n_total = len(labels)
-    tasks = [(n, int((labels == k).sum()), float(shares[k]), float(shares[k]) * n_total, dev[k],
-              float(tijdeman_bound(len(names)))) for k, n in enumerate(names)]
-    sources = []
-    for k, ts in enumerate(spec.tasks):
-        sub = src_col[labels == k]
-        if ts.sources:
-            srcs = [s for s, _, _ in ts.sources]
-            total = sum(w for _, w, _ in ts.sources)
-            lab = np.full(len(sub), -1, dtype=np.int64)
-            for i, s in enumerate(srcs):
-                lab[sub == s] = i
-            sdev = prefix_deviation(lab, [w / total for _, w, _ in ts.sources])
-            sources += [(ts.name, s, int((lab == i).sum()), sdev[i]) for i, s in enumerate(srcs)]
-        else:
-            u, c = np.unique(sub.astype(str), return_counts=True) if len(sub) else ([], [])
-            sources += [(ts.name, str(s), int(n), None) for s, n in zip(u, c)]
-    return {"length": n_total, "tasks": tasks, "sources": sources, "meta": meta}

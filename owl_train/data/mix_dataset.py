@@ -16,7 +16,7 @@ at a time into a per-process LRU bounded by ``image_cache_bytes``, so the images
 never loaded whole. The corpus fingerprint is checked against the mix's when a dataset is
 made (``verify=False`` skips it).
 
-:class:`MixIterableDataset` shards like :class:`owl_data.mix.schedule.MixSampler`: rank ``r`` of
+:class:`MixIterableDataset` shards like :class:`owl_data.mix.sampler.MixSampler`: rank ``r`` of
 ``world`` takes offsets ``q = g - consumed`` with ``q % world == r``; DataLoader worker ``k``
 of ``K`` takes rank-local index ``i = q // world`` when ``(i // block) % K == k``. With a
 DataLoader of ``batch_size=block`` (``batch_size=None`` for block 1) the rank's batches come
@@ -38,7 +38,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from owl_data.mix.schedule import MixSpec, shard_positions
+from owl_data.mix.sampler import shard_positions
+from owl_data.mix.spec import MixSpec
 from owl_data.mix.io import MIX_PARQUET, check_corpus, read_mix
 
 __all__ = ["MixRows", "MixDataset", "MixIterableDataset"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from fractions import Fraction
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -11,10 +12,23 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from typer.testing import CliRunner
 
+from owl_data.build.driver import SourceSpec, run_build
 from owl_data.cli.app import app
-from owl_data.mix.schedule import MixSampler, MixSpec
+from owl_data.config import BuildConfig
+from owl_data.fs import OutputError
+from owl_data.mix.io import (
+    CorpusChangedError,
+    MixConfig,
+    MixSizeError,
+    parse_ratio,
+    parse_within,
+    write_mix,
+)
+from owl_data.mix.sampler import MixSampler
+from owl_data.mix.spec import MixSpec
+from owl_data.mix.stats import mix_stats
 from owl_train.data.mix_dataset import MixDataset, MixIterableDataset
-from owl_data.mix.io import CorpusChangedError, MixConfig, mix_stats, parse_within, write_mix
+from tests.helpers import one_line_error, snapshot
 
 runner = CliRunner()
 
@@ -44,10 +58,10 @@ def test_cli_mix_and_stats(tiny_corpus, tmp_path):
     assert res.exit_code == 0, res.output
     assert "vqav2" in res.output and "0.8333" in res.output
     s = mix_stats(out)
-    assert [(name, n) for name, n, *_ in s["tasks"]] == list(counts.items())
-    assert all(dev <= 5 / 6 for *_, dev, _ in s["tasks"])
-    assert [(src, n) for task, src, n, dev in s["sources"] if task == "vqa"] == [("vqav2", 36), ("gqa", 12)]
-    assert all(dev <= 0.5 for task, _, _, dev in s["sources"] if task == "vqa")
+    assert [(name, n) for name, n, *_ in s.tasks] == list(counts.items())
+    assert all(dev <= 5 / 6 for *_, dev, _ in s.tasks)
+    assert [(src, n) for task, src, n, dev in s.sources if task == "vqa"] == [("vqav2", 36), ("gqa", 12)]
+    assert all(dev <= 0.5 for task, _, _, dev in s.sources if task == "vqa")
 
 
 def test_cli_errors(tiny_corpus, tmp_path):
@@ -143,8 +157,6 @@ def test_iterable_ranks_cover_the_mix_and_rows_decode(tiny_corpus, tmp_path):
 
 
 def test_on_a_built_corpus(tmp_path):
-    from owl_data.build.driver import SourceSpec, run_build
-    from owl_data.config import BuildConfig
     from owl_data.sources.synthetic.scenes import write_default_scenes
 
     scenes = write_default_scenes(tmp_path / "scenes")
@@ -161,3 +173,84 @@ def test_on_a_built_corpus(tmp_path):
     s = ds[0]
     assert s["task"] == "point_vqa" and s["source"] == "cityscapes" and isinstance(s["image"], Image.Image)
     assert 0 <= s["point"][0] <= 1 and len(s["bbox"]) == 4 and "<point>" in s["conversations"][0]["content"]
+
+
+def test_mix_out_refusals_touch_nothing(tiny, tmp_path, monkeypatch):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "mix.json").write_text('{"my": "notes"}')
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    link = tmp_path / "link"
+    link.symlink_to(mine, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    cfg = MixConfig(ratio=parse_ratio("1:1:1:1"), num_samples=10)
+    for out, match in [(mine, "not an Owl-VL mix"), (Path("."), "name"), (tmp_path, "current directory"),
+                       (a_file, "not a folder"), (link, "symbolic link"), (tiny / "m", "inside the corpus"),
+                       (tmp_path, "current directory")]:
+        with pytest.raises(OutputError, match=match):
+            write_mix(tiny, out, cfg)
+    assert snapshot(tmp_path) == before
+    res = runner.invoke(app, ["mix", str(tiny), "-r", "1:1:1:1", "-n", "5", "--out", "."])
+    one_line_error(res)
+
+
+def test_mix_replaces_only_its_own_output(tiny, tmp_path):
+    out = tmp_path / "m"
+    cfg = MixConfig(ratio=parse_ratio("1:1:1:1"), num_samples=10)
+    write_mix(tiny, out, cfg)
+    write_mix(tiny, out, MixConfig(ratio=parse_ratio("1:1:1:1"), num_samples=20))  # an earlier mix: replaced
+    assert pq.read_metadata(out / "mix.parquet").num_rows == 20
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "m"]  # no staging folder left
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="notes.txt"):
+        write_mix(tiny, out, cfg)
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_mix_stats_on_a_malformed_mix_json(tiny, tmp_path):
+    out = tmp_path / "m"
+    write_mix(tiny, out, MixConfig(ratio=parse_ratio("1:1:1:1"), num_samples=10))
+    for text in ("[1, 2]", '{"format": "owl-mix/1"}', '{"format": "owl-mix/1", "spec": {"tasks": [{"name": 1}]}}',
+                 "{not json"):
+        (out / "mix.json").write_text(text)
+        with pytest.raises(ValueError):
+            mix_stats(out)
+        one_line_error(runner.invoke(app, ["mix-stats", str(out)]))
+
+
+def test_mix_larger_than_the_disk_is_refused(tiny, tmp_path, monkeypatch):
+    import owl_data.mix.io as mix_io
+
+    monkeypatch.setattr(mix_io, "_free_bytes", lambda path: 10_000)
+    with pytest.raises(MixSizeError, match="lower `num_samples`"):
+        write_mix(tiny, tmp_path / "m", MixConfig(ratio=parse_ratio("1:1:1:1"), num_samples=10 ** 12))
+    with pytest.raises(MixSizeError, match="lower `epochs`"):
+        write_mix(tiny, tmp_path / "m", MixConfig(ratio=parse_ratio("1:1:1:1"), epochs=10 ** 9))
+    out = one_line_error(runner.invoke(app, ["mix", str(tiny), "-r", "1:1:1:1", "-n", str(10 ** 12),
+                                              "--out", str(tmp_path / "m")]))
+    assert "GiB" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus"]
+
+
+def test_interrupted_mix_leaves_no_partial_file(tiny, tmp_path, monkeypatch):
+    import owl_data.mix.io as mix_io
+
+    out = tmp_path / "m"
+    write_mix(tiny, out, MixConfig(ratio=parse_ratio("1:1:1:1"), num_samples=10))
+    before = snapshot(out)
+    calls = {"n": 0}
+    real = mix_io.MixSampler.picks
+
+    def picks(self, start, stop):
+        calls["n"] += 1
+        if calls["n"] > 1:  # the first call sizes the mix; the next is the write
+            raise KeyboardInterrupt
+        return real(self, start, stop)
+
+    monkeypatch.setattr(mix_io.MixSampler, "picks", picks)
+    with pytest.raises(KeyboardInterrupt):
+        write_mix(tiny, out, MixConfig(ratio=parse_ratio("1:1:1:1"), num_samples=50))
+    assert snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "m"]

@@ -9,7 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from owl_data.mix.schedule import MixSampler, MixSpec, Schedule, integer_weights, parse_weight, prefix_deviation, tijdeman_bound
+from owl_data.mix.sampler import MixSampler
+from owl_data.mix.schedule import Schedule, integer_weights, parse_weight, tijdeman_bound
+from owl_data.mix.spec import MixSpec
+from owl_data.mix.stats import prefix_deviation
 
 
 def _worst(labels: list[int], weights: list[Fraction]) -> Fraction:
