@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from owl_data.conventions.coords import CONVENTIONS
+from owl_train.model.config import VisionConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from owl_train.model.config import OwlVLConfig
@@ -19,12 +20,13 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["DataConfig", "DEFAULT_SYSTEM_PROMPT", "PATCH_SIZE", "MERGE_SIZE", "TEMPORAL_PATCH_SIZE", "FACTOR",
            "data_config_for_model"]
 
-# Qwen2-VL's vision geometry (transformers ``models/qwen2_vl``): 14-pixel patches, 2 frames per
-# temporal patch, 2x2 patches merged into one LLM token, so one token per 28x28 pixels.
-PATCH_SIZE = 14
-TEMPORAL_PATCH_SIZE = 2
-MERGE_SIZE = 2
-FACTOR = PATCH_SIZE * MERGE_SIZE
+# Qwen2-VL's vision geometry, read from the ViT config's defaults (:class:`VisionConfig`, the one
+# place it is written): 14-pixel patches, 2 frames per temporal patch, 2x2 patches merged into one
+# LLM token, so one token per 28x28 pixels.
+PATCH_SIZE = VisionConfig().patch_size
+TEMPORAL_PATCH_SIZE = VisionConfig().temporal_patch_size
+MERGE_SIZE = VisionConfig().spatial_merge_size
+FACTOR = VisionConfig().merged_patch
 
 # Qwen2-VL's chat template writes this system turn when the conversation has none.
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from owl_data.errors import require
+
 
 # The point-grounding options and their "off" values (a plain Qwen2-VL config gives these).
 POINT_OPTIONS: dict[str, Any] = {
@@ -35,12 +37,6 @@ POINT_OPTIONS: dict[str, Any] = {
     "foveal_crop_fraction": 0.25,
     "foveal_crop_pixels": 56,
 }
-CROP_FACTOR = 28  # patch 14 x merge 2: a crop side must be a multiple of one merged token
-
-
-def _check(cond: bool, name: str, value: Any, fix: str) -> None:
-    if not cond:
-        raise ValueError(f"config field {name}={value!r} is invalid: {fix}")
 
 
 @dataclass(frozen=True)
@@ -60,11 +56,11 @@ class VisionConfig:
     rope_theta: float = 10000.0
 
     def __post_init__(self) -> None:
-        _check(self.embed_dim % self.num_heads == 0, "vision.embed_dim", self.embed_dim,
+        require(self.embed_dim % self.num_heads == 0, "vision.embed_dim", self.embed_dim,
                "must be divisible by vision.num_heads")
-        _check((self.embed_dim // self.num_heads) % 4 == 0, "vision.num_heads", self.num_heads,
+        require((self.embed_dim // self.num_heads) % 4 == 0, "vision.num_heads", self.num_heads,
                "head width must be a multiple of 4 (2-D rotary over h and w)")
-        _check(self.hidden_act in ("quick_gelu", "gelu", "gelu_pytorch_tanh", "silu"),
+        require(self.hidden_act in ("quick_gelu", "gelu", "gelu_pytorch_tanh", "silu"),
                "vision.hidden_act", self.hidden_act, "use quick_gelu, gelu, gelu_pytorch_tanh or silu")
 
     @property
@@ -72,9 +68,18 @@ class VisionConfig:
         return self.embed_dim // self.num_heads
 
     @property
+    def merged_patch(self) -> int:
+        """Pixels per side of one LLM image token: patch_size * spatial_merge_size (28 for Qwen2-VL)."""
+        return self.patch_size * self.spatial_merge_size
+
+    @property
     def patch_dim(self) -> int:
         """Values per ``pixel_values`` row: C * temporal_patch * patch * patch (1176 for Qwen2-VL)."""
         return self.in_channels * self.temporal_patch_size * self.patch_size ** 2
+
+
+# a crop side must be a multiple of one merged token (the default ViT's: patch 14 x merge 2 = 28 pixels)
+CROP_FACTOR = VisionConfig().merged_patch
 
 
 @dataclass(frozen=True)
@@ -97,14 +102,14 @@ class TextConfig:
     pad_token_id: int | None = None
 
     def __post_init__(self) -> None:
-        _check(self.hidden_size % self.num_attention_heads == 0, "text.hidden_size", self.hidden_size,
+        require(self.hidden_size % self.num_attention_heads == 0, "text.hidden_size", self.hidden_size,
                "must be divisible by text.num_attention_heads")
-        _check(self.num_attention_heads % self.num_key_value_heads == 0, "text.num_key_value_heads",
+        require(self.num_attention_heads % self.num_key_value_heads == 0, "text.num_key_value_heads",
                self.num_key_value_heads, "must divide text.num_attention_heads")
-        _check(len(self.mrope_section) == 3 and sum(self.mrope_section) == self.head_dim // 2,
+        require(len(self.mrope_section) == 3 and sum(self.mrope_section) == self.head_dim // 2,
                "text.mrope_section", self.mrope_section,
                f"needs three chunks summing to head_dim/2 = {self.head_dim // 2}")
-        _check(self.hidden_act == "silu", "text.hidden_act", self.hidden_act, "Qwen2 uses silu")
+        require(self.hidden_act == "silu", "text.hidden_act", self.hidden_act, "Qwen2 uses silu")
 
     @property
     def head_dim(self) -> int:
@@ -155,52 +160,49 @@ class OwlVLConfig:
     crop_token_id: int | None = None  # ``<|crop_pad|>``: the foveal crop's placeholder
 
     def __post_init__(self) -> None:
-        _check(self.vision.out_dim == self.text.hidden_size, "vision.out_dim", self.vision.out_dim,
+        require(self.vision.out_dim == self.text.hidden_size, "vision.out_dim", self.vision.out_dim,
                f"must equal text.hidden_size = {self.text.hidden_size}")
         for name in ("image_token_id", "vision_start_token_id", "vision_end_token_id"):
             v = getattr(self, name)
-            _check(0 <= v < self.text.vocab_size, name, v, f"must be a token id below vocab_size {self.text.vocab_size}")
+            require(0 <= v < self.text.vocab_size, name, v, f"must be a token id below vocab_size {self.text.vocab_size}")
         if self.point_token_id is not None:
-            _check(0 <= self.point_token_id < self.text.vocab_size, "point_token_id", self.point_token_id,
+            require(0 <= self.point_token_id < self.text.vocab_size, "point_token_id", self.point_token_id,
                    f"must be a token id below vocab_size {self.text.vocab_size}")
-        _check(self.point_fourier_bands >= 1, "point_fourier_bands", self.point_fourier_bands, "must be >= 1")
-        _check(self.point_placement in ("image", "text"), "point_placement", self.point_placement,
+        require(self.point_fourier_bands >= 1, "point_fourier_bands", self.point_fourier_bands, "must be >= 1")
+        require(self.point_placement in ("image", "text"), "point_placement", self.point_placement,
                "use 'image' (the point in its image's rotary frame) or 'text' (the next text position)")
         for name in ("mrope_interleaved", "point_focus", "point_patch_code", "foveal_crop"):
-            _check(isinstance(getattr(self, name), bool), name, getattr(self, name), "use true or false")
+            require(isinstance(getattr(self, name), bool), name, getattr(self, name), "use true or false")
         for name in ("point_focus", "point_patch_code", "foveal_crop"):
-            _check(not getattr(self, name) or self.point_token_id is not None, name, getattr(self, name),
+            require(not getattr(self, name) or self.point_token_id is not None, name, getattr(self, name),
                    "needs point_token_id (a model with a <|point|> token)")
         f = self.foveal_crop_fraction
-        _check(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1, "foveal_crop_fraction", f,
+        require(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1, "foveal_crop_fraction", f,
                "give the crop side as a fraction in (0, 1] of the image's shorter side, e.g. 0.25")
         px = self.foveal_crop_pixels
-        _check(isinstance(px, int) and not isinstance(px, bool) and px >= CROP_FACTOR and px % CROP_FACTOR == 0,
+        require(isinstance(px, int) and not isinstance(px, bool) and px >= CROP_FACTOR and px % CROP_FACTOR == 0,
                "foveal_crop_pixels", px, f"give a multiple of {CROP_FACTOR} (one merged token), e.g. 56 or 112")
         if self.crop_token_id is not None:
-            _check(0 <= self.crop_token_id < self.text.vocab_size and self.crop_token_id not in (
+            require(0 <= self.crop_token_id < self.text.vocab_size and self.crop_token_id not in (
                 self.image_token_id, self.point_token_id), "crop_token_id", self.crop_token_id,
                 f"must be its own token id below vocab_size {self.text.vocab_size}")
-        _check(not self.foveal_crop or self.crop_token_id is not None, "foveal_crop", self.foveal_crop,
+        require(not self.foveal_crop or self.crop_token_id is not None, "foveal_crop", self.foveal_crop,
                "needs crop_token_id (the <|crop_pad|> token of an Owl-VL tokenizer)")
 
     # -- config.json ---------------------------------------------------------------------
     @classmethod
     def from_hf_dict(cls, d: dict[str, Any]) -> "OwlVLConfig":
         """Read a Qwen2-VL ``config.json`` dict (transformers 4.x or 5.x layout)."""
-        if d.get("model_type") not in (None, "qwen2_vl"):
-            raise ValueError(f"config field model_type={d.get('model_type')!r} is invalid: expected 'qwen2_vl'")
+        require(d.get("model_type") in (None, "qwen2_vl"), "model_type", d.get("model_type"), "expected 'qwen2_vl'")
         t = dict(d.get("text_config") or {})
         for k, v in d.items():  # 4.x: text fields at the top level
             if k not in ("text_config", "vision_config") and k not in t:
                 t[k] = v
         rope = t.get("rope_parameters") or t.get("rope_scaling") or {}
         rtype = rope.get("rope_type", rope.get("type", "default"))
-        if rtype not in ("default", "mrope"):
-            raise ValueError(f"config field rope_type={rtype!r} is invalid: only default M-RoPE is supported")
-        if t.get("use_sliding_window"):
-            raise ValueError("config field use_sliding_window=True is invalid: sliding-window attention "
-                             "is not implemented; set it to false")
+        require(rtype in ("default", "mrope"), "rope_type", rtype, "only default M-RoPE is supported")
+        require(not t.get("use_sliding_window"), "use_sliding_window", True,
+                "sliding-window attention is not implemented; set it to false")
         text_names = {f.name for f in fields(TextConfig)}
         tkw = {k: t[k] for k in text_names if k in t and t[k] is not None}
         tkw["rope_theta"] = float(rope.get("rope_theta", t.get("rope_theta", 1000000.0)))
