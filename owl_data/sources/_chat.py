@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from owl_data.records import Record, Reject, Scene, TextRow
+from owl_data.records import Record, Reject, TextRow
 from owl_data.sources import SourceError
-from owl_data.sources._common import image_ref, load_json, load_jsonl, option_path, parse_spec
+from owl_data.sources._common import (
+    STAGE, file_or_folder, image_ref, load_json, load_jsonl, option_path, parse_spec, scene_or_rejects,
+)
 
 __all__ = ["read_chats", "parse_conversation", "OPTIONS"]
 
-STAGE = "read"
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "model": "assistant",
          "bot": "assistant", "system": "system"}
 OPTIONS = {
@@ -125,15 +126,9 @@ def read_chats(kind: str, spec: str, name: str, suffixes: tuple[str, ...]) -> It
     task = opts.get("task", "vqa")
     if task not in ("vqa", "caption"):
         raise SourceError(f"{kind}: task={task!r}: use vqa or caption (grounding and point_vqa need geometry)")
-    if path.is_file():
-        root, files = path.parent, [path]
-    elif path.is_dir():
-        root = path
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(suffixes))
-        if not files:
-            raise SourceError(f"{kind}: no {'/'.join('*' + s for s in suffixes)} file in {path}")
-    else:
-        raise SourceError(f"{kind}: {path} does not exist")
+    root, files = file_or_folder(
+        kind, path, lambda d: (p for p in d.iterdir() if p.is_file() and p.name.endswith(suffixes)),
+        f"{'/'.join('*' + s for s in suffixes)} file")
     images = option_path(root, opts["images"]) if "images" in opts else None
     if images is not None and not images.is_dir():
         raise SourceError(f"{kind}: images folder {images} does not exist")
@@ -158,7 +153,4 @@ def read_chats(kind: str, spec: str, name: str, suffixes: tuple[str, ...]) -> It
             turns, paths = parsed
             base = images if images is not None else f.parent
             ref = image_ref(name, images or root, paths[0], base=base, split=opts.get("split"))
-            if isinstance(ref, tuple):
-                yield Reject(name, item, STAGE, *ref)
-                continue
-            yield Scene(ref=ref, rows=[TextRow(task=task, item=item, turns=turns)], sample_points=False)
+            yield from scene_or_rejects(name, ref, [TextRow(task=task, item=item, turns=turns)])

@@ -10,10 +10,11 @@ known ones.
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, TypeVar, Union
 
-from owl_data.records import ImageRef
+from owl_data.records import ImageRef, Record, Reject, Scene, TextRow
 from owl_data.sources import SourceError
 from owl_data.sources._paths import UnsafePath, resolve_inside
 
@@ -27,10 +28,26 @@ __all__ = [
     "majority_answer",
     "source_id",
     "read_text_file",
+    "images_folder",
+    "subtype_folders",
+    "file_or_folder",
+    "id_order",
+    "reject_items",
+    "scene_or_rejects",
+    "image_scenes",
+    "grouped_scenes",
     "IMAGE_EXTS",
+    "STAGE",
+    "Located",
 ]
 
 IMAGE_EXTS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp")
+STAGE = "read"
+"""The reject stage of everything a reader rejects itself."""
+
+Located = Union[ImageRef, tuple[str, str]]
+"""Where an image is: its :class:`~owl_data.records.ImageRef`, or ``(reason, detail)`` of why not."""
+K = TypeVar("K", bound=Hashable)
 
 
 def parse_spec(source: str, spec: str, keys: dict[str, str]) -> tuple[Path, dict[str, str]]:
@@ -184,3 +201,87 @@ def majority_answer(answers: list[str]) -> str:
         counts[a] = counts.get(a, 0) + 1
     best = max(counts.values())
     return next(a for a in answers if counts[a] == best)
+
+
+def images_folder(root: Path, opts: dict[str, str], candidates: Iterable[Path]) -> Path:
+    """The ``images=`` option (relative to ``root``), else the first existing candidate, else ``root``."""
+    if "images" in opts:
+        return option_path(root, opts["images"])
+    return first_existing(candidates) or root
+
+
+def subtype_folders(root: Path, subtype: str | None) -> list[Path]:
+    """COCO's image folders for a subtype, in the order looked at: ``<subtype>``,
+    ``images/<subtype>`` (when there is a subtype), ``images``, ``root`` itself."""
+    cands = [root / subtype, root / "images" / subtype] if subtype else []
+    return cands + [root / "images", root]
+
+
+def file_or_folder(kind: str, path: Path, pick: Callable[[Path], Iterable[Path]],
+                   what: str) -> tuple[Path, list[Path]]:
+    """``(root, files)`` of a ``FILE`` or ``DIR`` spec: the file and its folder, or the folder
+    and the files ``pick(folder)`` lists (sorted).
+
+    Raises:
+        SourceError: ``path`` does not exist, or ``pick`` finds nothing (``"<kind>: no <what>
+            in <path>"``).
+    """
+    if path.is_file():
+        return path.parent, [path]
+    if not path.is_dir():
+        raise SourceError(f"{kind}: {path} does not exist")
+    files = sorted(pick(path))
+    if not files:
+        raise SourceError(f"{kind}: no {what} in {path}")
+    return path, files
+
+
+def id_order(v: int | str) -> tuple[bool, int | str]:
+    """Sort key of source ids: integers first (ascending), then strings (ascending)."""
+    return isinstance(v, str), v
+
+
+def reject_items(name: str, items: Iterable[str], reason: str, detail: str) -> Iterator[Reject]:
+    """One ``read``-stage Reject per item key, all with the same reason and detail."""
+    for item in items:
+        yield Reject(name, item, STAGE, reason, detail)
+
+
+def scene_or_rejects(name: str, ref: Located, rows: list[TextRow]) -> Iterator[Record]:
+    """The Scene of ``rows`` on ``ref`` (no point sampling), or one Reject per row when
+    ``ref`` is ``(reason, detail)``."""
+    if isinstance(ref, tuple):
+        yield from reject_items(name, (tr.item for tr in rows), *ref)
+    else:
+        yield Scene(ref=ref, rows=rows, sample_points=False)
+
+
+def image_scenes(name: str, per_image: Mapping[K, list[TextRow]], locate: Callable[[K], Located],
+                 order: Callable[[K], Any] | None = id_order) -> Iterator[Record]:
+    """One Scene per image of ``per_image`` (image key -> its rows), or the rows' Rejects.
+
+    Args:
+        name: the source name.
+        per_image: rows grouped by image key.
+        locate: image key -> where the image is (called once per image, in order, lazily).
+        order: sort key of the image keys; None keeps the order they were first seen in.
+    """
+    keys = list(per_image) if order is None else sorted(per_image, key=order)
+    for key in keys:
+        yield from scene_or_rejects(name, locate(key), per_image[key])
+
+
+def grouped_scenes(name: str, parsed: Iterable[Reject | tuple[K, TextRow]], locate: Callable[[K], Located],
+                   order: Callable[[K], Any] | None = id_order) -> Iterator[Record]:
+    """Yield the Rejects of ``parsed`` as they come, then :func:`image_scenes` of its rows.
+
+    ``parsed`` is what a reader found in a file, in file order: a Reject, or
+    ``(image key, row)``. Rows are grouped by image key in the order they come.
+    """
+    per_image: dict[K, list[TextRow]] = defaultdict(list)
+    for got in parsed:
+        if isinstance(got, Reject):
+            yield got
+        else:
+            per_image[got[0]].append(got[1])
+    yield from image_scenes(name, per_image, locate, order)

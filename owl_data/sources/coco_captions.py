@@ -21,18 +21,20 @@ or strings (a list, an object, null: ``malformed_annotation``). Reject reasons (
 
 from __future__ import annotations
 
-from collections import defaultdict
+from pathlib import Path
 from typing import Any, Iterator
 
 from owl_data.ingest.numbers import NumberError, pixel_int
-from owl_data.records import Record, Reject, Scene, TextRow
+from owl_data.records import Record, Reject, TextRow
 from owl_data.sources import SourceError, SourceOptions
-from owl_data.sources._common import first_existing, image_ref, load_json, option_path, parse_spec, source_id
+from owl_data.sources._common import (
+    STAGE, Located, grouped_scenes, image_ref, images_folder, load_json, option_path, parse_spec, source_id,
+    subtype_folders,
+)
 from owl_data.sources.vqav2 import split_of_subtype
 
 __all__ = ["read"]
 
-STAGE = "read"
 OPTIONS = {"captions": "captions JSON (relative to DIR)", "images": "folder file_name is relative to"}
 
 
@@ -41,6 +43,39 @@ def _size(v: Any) -> int | None:
         return pixel_int(v)  # 10**400, NaN, 1.5, bools -> None
     except NumberError:
         return None
+
+
+def _caption_rows(name: str, path: Path, annotations: list,
+                  entries: dict[int | str, dict]) -> Iterator[Reject | tuple[int | str, TextRow]]:
+    """Each caption of a file as ``(image id, caption row)`` or its Reject, in file order."""
+    seen: set[int | str] = set()
+    for index, ann in enumerate(annotations):
+        aid = source_id(ann.get("id")) if isinstance(ann, dict) else None
+        item = f"{path.name}:{aid}" if aid is not None else f"{path.name}:#{index}"
+        if aid is None or not isinstance(ann.get("caption"), str) or not ann["caption"].strip():
+            yield Reject(name, item, STAGE, "malformed_annotation", f"entry {index} needs id and caption")
+            continue
+        if aid in seen:
+            yield Reject(name, f"{item}#{index}", STAGE, "duplicate_annotation", f"id {aid!r} seen before")
+            continue
+        seen.add(aid)
+        iid = source_id(ann.get("image_id"))
+        if iid is None:
+            yield Reject(name, item, STAGE, "malformed_annotation",
+                         f"entry {index}: image_id {str(ann.get('image_id'))[:40]} is not an integer or a string")
+            continue
+        if iid not in entries:
+            yield Reject(name, item, STAGE, "unknown_image", f"image_id {iid!r}")
+            continue
+        yield iid, TextRow(task="caption", item=item, answer=" ".join(ann["caption"].split()))
+
+
+def _locate(name: str, images: Path, entry: dict, iid: int | str, split: str | None) -> Located:
+    """The image of an ``images`` entry (its declared size when width and height are usable)."""
+    w, h, fn = _size(entry.get("width")), _size(entry.get("height")), entry.get("file_name")
+    if not isinstance(fn, str):
+        return "malformed_image_entry", f"image {iid!r} has no file_name"
+    return image_ref(name, images, fn, split=split, declared=(w, h) if w and h else None)
 
 
 def read(spec: str, options: SourceOptions) -> Iterator[Record]:
@@ -63,46 +98,11 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
                 or not isinstance(doc.get("annotations"), list):
             raise SourceError(f"coco_captions: {path} needs 'images' and 'annotations' lists")
         subtype = path.stem[len("captions_"):] if path.stem.startswith("captions_") else ""
-        if "images" in opts:
-            images = option_path(root, opts["images"])
-        else:
-            cands = [root / subtype, root / "images" / subtype] if subtype else []
-            images = first_existing(cands + [root / "images", root]) or root
+        images = images_folder(root, opts, subtype_folders(root, subtype))
         entries: dict[int | str, dict] = {}
         for im in doc["images"]:
             if isinstance(im, dict) and (k := source_id(im.get("id"))) is not None:
                 entries.setdefault(k, im)
-        per_image: dict[int | str, list[TextRow]] = defaultdict(list)
-        seen: set[int | str] = set()
-        for index, ann in enumerate(doc["annotations"]):
-            aid = source_id(ann.get("id")) if isinstance(ann, dict) else None
-            item = f"{path.name}:{aid}" if aid is not None else f"{path.name}:#{index}"
-            if aid is None or not isinstance(ann.get("caption"), str) or not ann["caption"].strip():
-                yield Reject(name, item, STAGE, "malformed_annotation", f"entry {index} needs id and caption")
-                continue
-            if aid in seen:
-                yield Reject(name, f"{item}#{index}", STAGE, "duplicate_annotation", f"id {aid!r} seen before")
-                continue
-            seen.add(aid)
-            iid = source_id(ann.get("image_id"))
-            if iid is None:
-                yield Reject(name, item, STAGE, "malformed_annotation",
-                             f"entry {index}: image_id {str(ann.get('image_id'))[:40]} is not an integer or a string")
-                continue
-            if iid not in entries:
-                yield Reject(name, item, STAGE, "unknown_image", f"image_id {iid!r}")
-                continue
-            per_image[iid].append(TextRow(task="caption", item=item, answer=" ".join(ann["caption"].split())))
-        for iid in sorted(per_image, key=lambda v: (isinstance(v, str), v)):
-            e = entries[iid]
-            w, h, fn = _size(e.get("width")), _size(e.get("height")), e.get("file_name")
-            if not isinstance(fn, str):
-                ref: Any = ("malformed_image_entry", f"image {iid!r} has no file_name")
-            else:
-                ref = image_ref(name, images, fn, split=split_of_subtype(subtype),
-                                declared=(w, h) if w and h else None)
-            if isinstance(ref, tuple):
-                for tr in per_image[iid]:
-                    yield Reject(name, tr.item, STAGE, *ref)
-                continue
-            yield Scene(ref=ref, rows=per_image[iid], sample_points=False)
+        split = split_of_subtype(subtype)
+        yield from grouped_scenes(name, _caption_rows(name, path, doc["annotations"], entries),
+                                  lambda iid: _locate(name, images, entries[iid], iid, split))

@@ -32,11 +32,12 @@ from typing import Iterator
 
 from owl_data.records import Box, Record, Reject, Scene, TextRow
 from owl_data.sources import SourceError, SourceOptions
-from owl_data.sources._common import first_existing, image_ref, option_path, parse_spec, read_text_file
+from owl_data.sources._common import (
+    STAGE, first_existing, image_ref, images_folder, option_path, parse_spec, read_text_file, reject_items,
+)
 
 __all__ = ["read", "parse_sentence", "strip_markup"]
 
-STAGE = "read"
 OPTIONS = {"sentences": "folder of <id>.txt", "annotations": "folder of <id>.xml",
            "images": "folder of <id>.jpg"}
 PHRASE_RE = re.compile(r"\[/EN#(\d+)((?:/[^\s\]/]+)+)\s+([^\]]*)\]")
@@ -108,8 +109,7 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
         raise SourceError(f"flickr30k: no Sentences/ folder in {root} (or give ?sentences=DIR)")
     annotations = option_path(root, opts["annotations"]) if "annotations" in opts else first_existing(
         [root / "Annotations", root / "annotations"])
-    images = option_path(root, opts["images"]) if "images" in opts else (first_existing(
-        [root / "flickr30k-images", root / "flickr30k_images", root / "images"]) or root)
+    images = images_folder(root, opts, [root / "flickr30k-images", root / "flickr30k_images", root / "images"])
     splits = _splits(root)
     name = options.name
     for f in sorted(sentences.glob("*.txt"), key=lambda p: (len(p.stem), p.stem)):
@@ -120,8 +120,7 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
                 n = max(1, len(f.read_bytes().splitlines()))
             except OSError:
                 n = 1
-            for i in range(n):
-                yield Reject(name, f"{iid}:{i}", STAGE, *text)
+            yield from reject_items(name, (f"{iid}:{i}" for i in range(n)), *text)
             continue
         lines = text.splitlines()
         items = [f"{iid}:{i}" for i in range(len(lines))]
@@ -131,29 +130,39 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
             try:
                 size, boxes = _annotation(xml)
             except ET.ParseError as exc:
-                for it in items:
-                    yield Reject(name, it, STAGE, "unreadable_annotation", f"{xml.name}: {exc}")
+                yield from reject_items(name, items, "unreadable_annotation", f"{xml.name}: {exc}")
                 continue
         ref = image_ref(name, images, f"{iid}.jpg", split=splits.get(iid), declared=size)
         if isinstance(ref, tuple):
-            for it in items:
-                yield Reject(name, it, STAGE, *ref)
+            yield from reject_items(name, items, *ref)
             continue
         rows: list[TextRow] = []
-        grounded: set[tuple[str, str]] = set()
-        for it, line in zip(items, lines):
-            caption = strip_markup(line)
-            if not caption:
-                yield Reject(name, it, STAGE, "empty_text", "blank line")
-                continue
-            rows.append(TextRow(task="caption", item=it, answer=caption))
-            for k, (eid, _types, text) in enumerate(parse_sentence(line)):
-                bs = boxes.get(eid)
-                expr = _phrase(text)
-                if eid == "0" or not bs or not expr or (eid, expr.lower()) in grounded:
-                    continue
-                grounded.add((eid, expr.lower()))
-                union = Box(min(b.x1 for b in bs), min(b.y1 for b in bs), max(b.x2 for b in bs), max(b.y2 for b in bs))
-                rows.append(TextRow(task="grounding", item=it, key=f"{k}:{eid}", expression=expr, box=union))
+        for got in _sentence_rows(name, items, lines, boxes):
+            if isinstance(got, Reject):
+                yield got
+            else:
+                rows.append(got)
         if rows:
             yield Scene(ref=ref, rows=rows, sample_points=False)
+
+
+def _sentence_rows(name: str, items: list[str], lines: list[str],
+                   boxes: dict[str, list[Box]]) -> Iterator[Reject | TextRow]:
+    """Per sentence of an image: its caption row (or an ``empty_text`` Reject), then a
+    grounding row per marked phrase whose entity has boxes (the union of them) and that
+    was not grounded to the same entity earlier in the image."""
+    grounded: set[tuple[str, str]] = set()
+    for it, line in zip(items, lines):
+        caption = strip_markup(line)
+        if not caption:
+            yield Reject(name, it, STAGE, "empty_text", "blank line")
+            continue
+        yield TextRow(task="caption", item=it, answer=caption)
+        for k, (eid, _types, text) in enumerate(parse_sentence(line)):
+            bs = boxes.get(eid)
+            expr = _phrase(text)
+            if eid == "0" or not bs or not expr or (eid, expr.lower()) in grounded:
+                continue
+            grounded.add((eid, expr.lower()))
+            union = Box(min(b.x1 for b in bs), min(b.y1 for b in bs), max(b.x2 for b in bs), max(b.y2 for b in bs))
+            yield TextRow(task="grounding", item=it, key=f"{k}:{eid}", expression=expr, box=union)

@@ -22,17 +22,17 @@ Reject reasons (stage ``read``): ``malformed_question``, ``duplicate_question``,
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 from typing import Iterator
 
-from owl_data.records import Record, Reject, Scene, TextRow
+from owl_data.records import Record, Reject, TextRow
 from owl_data.sources import SourceError, SourceOptions
-from owl_data.sources._common import IMAGE_EXTS, first_existing, image_ref, load_json, option_path, parse_spec
+from owl_data.sources._common import (
+    IMAGE_EXTS, STAGE, Located, grouped_scenes, image_ref, images_folder, load_json, option_path, parse_spec,
+)
 
 __all__ = ["read"]
 
-STAGE = "read"
 OPTIONS = {
     "questions": "questions JSON (relative to DIR)",
     "images": "folder holding <imageId>.jpg",
@@ -47,6 +47,38 @@ def _split(path: Path) -> str | None:
         if n.startswith(prefixes):
             return split
     return None
+
+
+def _question_rows(name: str, path: Path, doc: dict, field: str,
+                   seen: set[str]) -> Iterator[Reject | tuple[str, TextRow]]:
+    """Each question of a file as ``(imageId, vqa row)`` or its Reject, in file order.
+
+    ``seen`` holds the items of the files read before (updated here).
+    """
+    for qid, q in doc.items():
+        item = f"q:{qid}"
+        if item in seen:
+            yield Reject(name, f"{item}@{path.name}", STAGE, "duplicate_question", f"seen before {path.name}")
+            continue
+        seen.add(item)
+        if not isinstance(q, dict) or not isinstance(q.get("question"), str) or not q["question"].strip() \
+                or not isinstance(q.get("imageId"), (str, int)):
+            yield Reject(name, item, STAGE, "malformed_question", f"{path.name}: needs question and imageId")
+            continue
+        ans = q.get(field)
+        if not isinstance(ans, str) or not ans.strip():
+            yield Reject(name, item, STAGE, "no_answers", f"no {field}")
+            continue
+        yield str(q["imageId"]), TextRow(
+            task="vqa", item=item, question=q["question"].strip(), answer=ans.strip(), answers=[ans.strip()])
+
+
+def _locate(name: str, images: Path, iid: str, split: str | None) -> Located:
+    """``<imageId>`` with the first image extension found (``.jpg`` when none is)."""
+    if not images.is_dir():
+        return "missing_image", f"images folder {images} not found"
+    rel = next((iid + e for e in IMAGE_EXTS if (images / (iid + e)).is_file()), iid + ".jpg")
+    return image_ref(name, images, rel, split=split)
 
 
 def read(spec: str, options: SourceOptions) -> Iterator[Record]:
@@ -65,7 +97,7 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
         p for p in root.rglob("*questions*.json") if p.is_file())
     if not files:
         raise SourceError(f"gqa: no *questions*.json under {root} (or give ?questions=FILE)")
-    images = option_path(root, opts["images"]) if "images" in opts else (first_existing([root / "images"]) or root)
+    images = images_folder(root, opts, [root / "images"])
     name = options.name
     seen: set[str] = set()
     for path in files:
@@ -73,29 +105,5 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
         if not isinstance(doc, dict):
             raise SourceError(f"gqa: {path} is not an object question_id -> question")
         split = _split(path)
-        per_image: dict[str, list[TextRow]] = defaultdict(list)
-        for qid, q in doc.items():
-            item = f"q:{qid}"
-            if item in seen:
-                yield Reject(name, f"{item}@{path.name}", STAGE, "duplicate_question", f"seen before {path.name}")
-                continue
-            seen.add(item)
-            if not isinstance(q, dict) or not isinstance(q.get("question"), str) or not q["question"].strip() \
-                    or not isinstance(q.get("imageId"), (str, int)):
-                yield Reject(name, item, STAGE, "malformed_question", f"{path.name}: needs question and imageId")
-                continue
-            ans = q.get(field)
-            if not isinstance(ans, str) or not ans.strip():
-                yield Reject(name, item, STAGE, "no_answers", f"no {field}")
-                continue
-            per_image[str(q["imageId"])].append(TextRow(
-                task="vqa", item=item, question=q["question"].strip(), answer=ans.strip(), answers=[ans.strip()]))
-        for iid in sorted(per_image):
-            rel = next((iid + e for e in IMAGE_EXTS if (images / (iid + e)).is_file()), iid + ".jpg")
-            ref = image_ref(name, images, rel, split=split) if images.is_dir() else (
-                "missing_image", f"images folder {images} not found")
-            if isinstance(ref, tuple):
-                for tr in per_image[iid]:
-                    yield Reject(name, tr.item, STAGE, *ref)
-                continue
-            yield Scene(ref=ref, rows=per_image[iid], sample_points=False)
+        yield from grouped_scenes(name, _question_rows(name, path, doc, field, seen),
+                                  lambda iid: _locate(name, images, iid, split))

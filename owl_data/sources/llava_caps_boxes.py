@@ -23,21 +23,71 @@ box, reversed or of zero area, does not count). No split of its own: by image. A
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Iterator
 
 from owl_data.ingest.numbers import is_finite_number
-from owl_data.records import Box, Record, Reject, Scene, TextRow
+from owl_data.records import Box, Record, Reject, TextRow
 from owl_data.sources import SourceError, SourceOptions
-from owl_data.sources._common import image_ref, load_jsonl, option_path, parse_spec, source_id
+from owl_data.sources._common import (
+    STAGE, file_or_folder, image_ref, load_jsonl, option_path, parse_spec, scene_or_rejects, source_id,
+)
 
 __all__ = ["read"]
 
-STAGE = "read"
 OPTIONS = {"images": "folder image paths are relative to", "coords": "normalised (default) or pixels"}
 
 
-def _num(v: Any) -> bool:
-    return is_finite_number(v)  # a finite JSON number; bools, 10**400, NaN are not
+def _line_rows(name: str, key: str, obj: dict, coords: str) -> tuple[list[TextRow], list[Reject]]:
+    """The caption and grounding rows of one line, and the Rejects of its unusable entries."""
+    caps = obj.get("captions") if isinstance(obj.get("captions"), list) else []
+    insts = obj.get("instances") if isinstance(obj.get("instances"), list) else []
+    rows: list[TextRow] = []
+    rejects: list[Reject] = []
+    for k, c in enumerate(caps):
+        item = f"{key}:cap:{k}"
+        if isinstance(c, str) and c.strip():
+            rows.append(TextRow(task="caption", item=item, answer=" ".join(c.split())))
+        else:
+            rejects.append(Reject(name, item, STAGE, "empty_text", "caption is not text"))
+    for k, inst in enumerate(insts):
+        item = f"{key}:box:{k}"
+        bb = inst.get("bbox") if isinstance(inst, dict) else None
+        cat = inst.get("category") if isinstance(inst, dict) else None
+        if not (isinstance(cat, str) and cat.strip() and isinstance(bb, list) and len(bb) == 4
+                and all(is_finite_number(v) for v in bb)):
+            rejects.append(Reject(name, item, STAGE, "malformed_instance", "needs category and [x1, y1, x2, y2]"))
+            continue
+        rows.append(TextRow(task="grounding", item=item, category=" ".join(cat.split()),
+                            box=Box(*(float(v) for v in bb)), coords=coords))
+    if not rows and not caps and not insts:
+        rejects.append(Reject(name, key, STAGE, "malformed_line", "no captions and no instances"))
+    return rows, rejects
+
+
+def _file_records(name: str, f: Path, images: Path, coords: str) -> Iterator[Record]:
+    """The Scenes (one per line with a usable row) and Rejects of one JSONL file, in line order."""
+    seen: dict[str, int] = {}
+    for n, obj, problem in load_jsonl(f, "llava_caps_boxes"):
+        if problem or not isinstance(obj, dict):
+            yield Reject(name, f"{f.name}:line{n}", STAGE, "malformed_line", problem or "not an object")
+            continue
+        if "id" in obj and source_id(obj["id"]) is None:
+            yield Reject(name, f"{f.name}:line{n}", STAGE, "malformed_line",
+                         f"id {str(obj['id'])[:40]} is not an integer or a string")
+            continue
+        key = f"{f.name}:{obj.get('id', f'line{n}')}"
+        if key in seen:
+            yield Reject(name, f"{key}#line{n}", STAGE, "duplicate_id",
+                         f"id {obj.get('id')!r} already read on line {seen[key]}")
+            continue
+        seen[key] = n
+        rows, rejects = _line_rows(name, key, obj, coords)
+        yield from rejects
+        if rows:
+            image = obj.get("image")
+            ref = image_ref(name, images, image) if isinstance(image, str) else ("malformed_line", "no image path")
+            yield from scene_or_rejects(name, ref, rows)
 
 
 def read(spec: str, options: SourceOptions) -> Iterator[Record]:
@@ -50,62 +100,8 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
     coords = opts.get("coords", "normalised")
     if coords not in ("normalised", "pixels"):
         raise SourceError(f"llava_caps_boxes: coords={coords!r}: use normalised or pixels")
-    if path.is_file():
-        root, files = path.parent, [path]
-    elif path.is_dir():
-        root, files = path, sorted(p for p in path.glob("*caps_boxes*.jsonl") if p.is_file())
-        if not files:
-            raise SourceError(f"llava_caps_boxes: no *caps_boxes*.jsonl in {path}")
-    else:
-        raise SourceError(f"llava_caps_boxes: {path} does not exist")
+    root, files = file_or_folder("llava_caps_boxes", path, lambda d: (p for p in d.glob("*caps_boxes*.jsonl")
+                                                                      if p.is_file()), "*caps_boxes*.jsonl")
     images = option_path(root, opts["images"]) if "images" in opts else root
-    name = options.name
     for f in files:
-        seen: dict[str, int] = {}
-        for n, obj, problem in load_jsonl(f, "llava_caps_boxes"):
-            if problem or not isinstance(obj, dict):
-                yield Reject(name, f"{f.name}:line{n}", STAGE, "malformed_line", problem or "not an object")
-                continue
-            if "id" in obj and source_id(obj["id"]) is None:
-                yield Reject(name, f"{f.name}:line{n}", STAGE, "malformed_line",
-                             f"id {str(obj['id'])[:40]} is not an integer or a string")
-                continue
-            key = f"{f.name}:{obj.get('id', f'line{n}')}"
-            if key in seen:
-                yield Reject(name, f"{key}#line{n}", STAGE, "duplicate_id",
-                             f"id {obj.get('id')!r} already read on line {seen[key]}")
-                continue
-            seen[key] = n
-            caps = obj.get("captions") if isinstance(obj.get("captions"), list) else []
-            insts = obj.get("instances") if isinstance(obj.get("instances"), list) else []
-            rows: list[TextRow] = []
-            rejects: list[Reject] = []
-            for k, c in enumerate(caps):
-                item = f"{key}:cap:{k}"
-                if isinstance(c, str) and c.strip():
-                    rows.append(TextRow(task="caption", item=item, answer=" ".join(c.split())))
-                else:
-                    rejects.append(Reject(name, item, STAGE, "empty_text", "caption is not text"))
-            for k, inst in enumerate(insts):
-                item = f"{key}:box:{k}"
-                bb = inst.get("bbox") if isinstance(inst, dict) else None
-                cat = inst.get("category") if isinstance(inst, dict) else None
-                if not (isinstance(cat, str) and cat.strip() and isinstance(bb, list) and len(bb) == 4
-                        and all(_num(v) for v in bb)):
-                    rejects.append(Reject(name, item, STAGE, "malformed_instance", "needs category and [x1, y1, x2, y2]"))
-                    continue
-                rows.append(TextRow(task="grounding", item=item, category=" ".join(cat.split()),
-                                    box=Box(*(float(v) for v in bb)), coords=coords))
-            yield from rejects
-            if not rows:
-                if not caps and not insts:
-                    yield Reject(name, key, STAGE, "malformed_line", "no captions and no instances")
-                continue
-            image = obj.get("image")
-            ref: Any = image_ref(name, images, image) if isinstance(image, str) else (
-                "malformed_line", "no image path")
-            if isinstance(ref, tuple):
-                for tr in rows:
-                    yield Reject(name, tr.item, STAGE, *ref)
-                continue
-            yield Scene(ref=ref, rows=rows, sample_points=False)
+        yield from _file_records(options.name, f, images, coords)

@@ -21,22 +21,55 @@ image. Reject reasons: stage ``read`` ``malformed_question``, ``missing_image``,
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterator
 
 from owl_data.ingest.numbers import is_finite_number
-from owl_data.records import Record, Reject, Scene, TextRow
+from owl_data.records import Record, Reject, TextRow
 from owl_data.sources import SourceError, SourceOptions
-from owl_data.sources._common import first_existing, image_ref, load_json, option_path, parse_spec
+from owl_data.sources._common import (
+    STAGE, image_ref, images_folder, load_json, option_path, parse_spec, scene_or_rejects,
+)
 
 __all__ = ["read", "GENERATOR"]
 
-STAGE = "read"
 GENERATOR = "source-qa/pointingqa/spatial"
 OPTIONS = {"questions": "spatial_dataset.json", "images": "folder of <VG image id>.jpg"}
 
 
-def _num(v: Any) -> bool:
-    return is_finite_number(v)  # a finite JSON number; bools, 10**400, NaN are not
+def _splits(root: Path) -> dict[str, str]:
+    """Image id -> split from the ``<split>_imgs_vs.json`` lists (a later list wins)."""
+    splits: dict[str, str] = {}
+    for split in ("train", "val", "test"):
+        f = root / f"{split}_imgs_vs.json"
+        if f.is_file():
+            ids = load_json(f, "pointingqa")
+            for i in ids if isinstance(ids, list) else []:
+                splits[str(i)] = split
+    return splits
+
+
+def _image_rows(name: str, iid: str, entries: Any) -> tuple[list[TextRow], list[Reject]]:
+    """The ``point_vqa`` rows of one image's entries, and the Rejects of the unusable ones."""
+    rows: list[TextRow] = []
+    rejects: list[Reject] = []
+    for k, e in enumerate(entries if isinstance(entries, list) else []):
+        item = f"{iid}:{k}"
+        p = e.get("point") if isinstance(e, dict) else None
+        answer = e.get("answer") if isinstance(e, dict) else None
+        if (not isinstance(answer, str) or not answer.strip()) and isinstance(p, dict):
+            answer = p.get("ans")
+        if not isinstance(p, dict) or not is_finite_number(p.get("x")) or not is_finite_number(p.get("y")) \
+                or not isinstance(e.get("question"), str) or not e["question"].strip() \
+                or not isinstance(answer, str) or not answer.strip():
+            rejects.append(Reject(name, item, STAGE, "malformed_question", "needs question, answer, point {x, y}"))
+            continue
+        rows.append(TextRow(task="point_vqa", item=item, question=e["question"].strip(), answer=answer.strip(),
+                            point=(float(p["x"]), float(p["y"])), instance=item, category="",
+                            kind="reasoning", generator=GENERATOR))
+    if not isinstance(entries, list):
+        rejects.append(Reject(name, f"{iid}", STAGE, "malformed_question", "not a list of questions"))
+    return rows, rejects
 
 
 def read(spec: str, options: SourceOptions) -> Iterator[Record]:
@@ -52,42 +85,11 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
     doc = load_json(qpath, "pointingqa")
     if not isinstance(doc, dict):
         raise SourceError(f"pointingqa: {qpath} is not an object image id -> questions")
-    images = option_path(root, opts["images"]) if "images" in opts else (
-        first_existing([root / "vg_images", root / "VG_100K", root / "images"]) or root)
-    splits: dict[str, str] = {}
-    for split in ("train", "val", "test"):
-        f = root / f"{split}_imgs_vs.json"
-        if f.is_file():
-            ids = load_json(f, "pointingqa")
-            for i in ids if isinstance(ids, list) else []:
-                splits[str(i)] = split
+    images = images_folder(root, opts, [root / "vg_images", root / "VG_100K", root / "images"])
+    splits = _splits(root)
     name = options.name
     for iid in sorted(doc, key=lambda v: (len(v), v)):
-        entries = doc[iid] if isinstance(doc[iid], list) else []
-        rows: list[TextRow] = []
-        rejects: list[Reject] = []
-        for k, e in enumerate(entries):
-            item = f"{iid}:{k}"
-            p = e.get("point") if isinstance(e, dict) else None
-            answer = e.get("answer") if isinstance(e, dict) else None
-            if (not isinstance(answer, str) or not answer.strip()) and isinstance(p, dict):
-                answer = p.get("ans")
-            if not isinstance(p, dict) or not _num(p.get("x")) or not _num(p.get("y")) \
-                    or not isinstance(e.get("question"), str) or not e["question"].strip() \
-                    or not isinstance(answer, str) or not answer.strip():
-                rejects.append(Reject(name, item, STAGE, "malformed_question", "needs question, answer, point {x, y}"))
-                continue
-            rows.append(TextRow(task="point_vqa", item=item, question=e["question"].strip(), answer=answer.strip(),
-                                point=(float(p["x"]), float(p["y"])), instance=item, category="",
-                                kind="reasoning", generator=GENERATOR))
-        if not isinstance(doc[iid], list):
-            rejects.append(Reject(name, f"{iid}", STAGE, "malformed_question", "not a list of questions"))
+        rows, rejects = _image_rows(name, iid, doc[iid])
         yield from rejects
-        if not rows:
-            continue
-        ref = image_ref(name, images, f"{iid}.jpg", split=splits.get(iid))
-        if isinstance(ref, tuple):
-            for tr in rows:
-                yield Reject(name, tr.item, STAGE, *ref)
-            continue
-        yield Scene(ref=ref, rows=rows, sample_points=False)
+        if rows:
+            yield from scene_or_rejects(name, image_ref(name, images, f"{iid}.jpg", split=splits.get(iid)), rows)

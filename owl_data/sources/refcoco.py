@@ -37,19 +37,22 @@ from __future__ import annotations
 import io
 import pickle
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from owl_data.ingest.numbers import is_finite_number
-from owl_data.records import Box, Record, Reject, Scene, TextRow
+from owl_data.records import Box, Record, Reject, TextRow
 from owl_data.sources import SourceError, SourceOptions
-from owl_data.sources._common import first_existing, image_ref, load_json, option_path, parse_spec, source_id
+from owl_data.sources._common import (
+    STAGE, Located, first_existing, image_ref, image_scenes, load_json, option_path, parse_spec, reject_items,
+    source_id,
+)
 
 __all__ = ["read", "load_refs", "UnsafePickle", "PlainUnpickler", "MAX_PICKLE_BYTES"]
 
 MAX_PICKLE_BYTES = 1 << 30  # the largest refs file read (refs(umd).p of RefCOCOg is ~50 MB)
 
-STAGE = "read"
 OPTIONS = {"refs": "refs(unc|google|umd).p", "instances": "COCO instances JSON",
            "images": "folder of the COCO train2014 images"}
 
@@ -139,30 +142,82 @@ def _find(root: Path, opts: dict[str, str]) -> tuple[Path, Path, Path]:
     return refs, inst, images
 
 
-def read(spec: str, options: SourceOptions) -> Iterator[Record]:
-    """Read a RefCOCO-family folder; yield one Scene per image (its sentences) and Rejects.
+@dataclass(frozen=True)
+class _Instances:
+    """The parts of the COCO instances file the refs point into, each by its id."""
+
+    path: Path
+    annotations: dict[int | str, dict]
+    images: dict[int | str, dict]
+    categories: dict[int | str, Any]
+
+
+@dataclass(frozen=True)
+class _RefRows:
+    """The grounding rows of one ref: image id, the ref's split (None when it has none), rows."""
+
+    image: int | str
+    split: str | None
+    rows: list[TextRow]
+
+
+def _load_instances(path: Path) -> _Instances:
+    """Read ``instances.json``.
 
     Raises:
-        UnsafePickle: the refs pickle asks for anything but plain data.
-        SourceError: missing files, unreadable JSON or pickle, a refs file that is not a list.
+        SourceError: unreadable, or without ``images`` and ``annotations`` lists.
     """
-    root, opts = parse_spec("refcoco", spec, OPTIONS)
-    if not root.is_dir():
-        raise SourceError(f"refcoco: {root} is not a folder")
-    refs_path, inst_path, images = _find(root, opts)
-    refs = load_refs(refs_path)
-    if not isinstance(refs, list):
-        raise SourceError(f"refcoco: {refs_path.name} holds {type(refs).__name__}, expected a list of refs")
-    coco = load_json(inst_path, "refcoco")
+    coco = load_json(path, "refcoco")
     if not isinstance(coco, dict) or not isinstance(coco.get("images"), list) \
             or not isinstance(coco.get("annotations"), list):
-        raise SourceError(f"refcoco: {inst_path} needs 'images' and 'annotations' lists")
-    anns = _by_id(coco["annotations"])
-    imgs = _by_id(coco["images"])
+        raise SourceError(f"refcoco: {path} needs 'images' and 'annotations' lists")
     cats = {k: c.get("name") for k, c in _by_id(coco.get("categories") or []).items()}
-    name = options.name
-    per_image: dict[int | str, list[TextRow]] = defaultdict(list)
-    split_of: dict[int | str, str] = {}
+    return _Instances(path, _by_id(coco["annotations"]), _by_id(coco["images"]), cats)
+
+
+def _sentence(s: Any) -> str:
+    """A sentence's ``sent`` (``raw`` when ``sent`` is empty), whitespace collapsed; "" if none."""
+    text = ""
+    if isinstance(s, dict):
+        text = s.get("sent") if isinstance(s.get("sent"), str) and s["sent"].strip() else s.get("raw", "")
+    return " ".join(text.split()) if isinstance(text, str) else ""
+
+
+def _ref_rows(name: str, ref: dict, items: list[str], inst: _Instances) -> Iterator[Reject | _RefRows]:
+    """The Rejects of one ref's sentences and then its rows (one grounding row a sentence)."""
+    ann_id = source_id(ref.get("ann_id"))
+    if ann_id is None:
+        yield from reject_items(name, items, "malformed_ref", "ann_id is not an integer or a string")
+        return
+    ann = inst.annotations.get(ann_id)
+    if ann is None:
+        yield from reject_items(name, items, "unknown_annotation", f"ann_id {ann_id!r} not in {inst.path.name}")
+        return
+    iid = source_id(ann.get("image_id", ref.get("image_id")))
+    if iid is None or iid not in inst.images:
+        yield from reject_items(name, items, "unknown_image",
+                                f"image_id {str(ann.get('image_id', ref.get('image_id')))[:40]}")
+        return
+    bb = ann.get("bbox")
+    if not (isinstance(bb, list) and len(bb) == 4 and all(is_finite_number(v) for v in bb)):
+        yield from reject_items(name, items, "no_geometry", f"annotation {ann_id!r} has no [x, y, w, h] bbox")
+        return
+    x, y, w, h = (float(v) for v in bb)
+    category = inst.categories.get(source_id(ref.get("category_id")))
+    rows = []
+    for it, s in zip(items, ref["sentences"]):
+        text = _sentence(s)
+        if not text:
+            yield Reject(name, it, STAGE, "empty_text", "sentence without text")
+            continue
+        rows.append(TextRow(task="grounding", item=it, expression=text,
+                            category=category if isinstance(category, str) else None,
+                            box=Box(x, y, x + w, y + h)))
+    yield _RefRows(iid, ref.get("split") if isinstance(ref.get("split"), str) else None, rows)
+
+
+def _refs(name: str, refs: list, inst: _Instances) -> Iterator[Reject | _RefRows]:
+    """Every ref of the list checked in turn: its Rejects, then its rows."""
     seen_refs: dict[int | str, int] = {}
     for index, ref in enumerate(refs):
         if not isinstance(ref, dict):
@@ -177,58 +232,46 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
             yield Reject(name, f"ref:{rid}", STAGE, "malformed_ref", "no sentences list")
             continue
         if rid in seen_refs:
-            for k in range(len(sents)):
-                yield Reject(name, f"ref:{rid}:{k}#{index}", STAGE, "duplicate_ref",
-                             f"ref_id {rid!r} already read at entry {seen_refs[rid]}")
+            yield from reject_items(name, (f"ref:{rid}:{k}#{index}" for k in range(len(sents))), "duplicate_ref",
+                                    f"ref_id {rid!r} already read at entry {seen_refs[rid]}")
             continue
         seen_refs[rid] = index
-        items = [f"ref:{rid}:{k}" for k in range(len(sents))]
+        yield from _ref_rows(name, ref, [f"ref:{rid}:{k}" for k in range(len(sents))], inst)
 
-        def reject_all(reason: str, detail: str) -> Iterator[Reject]:
-            for it in items:
-                yield Reject(name, it, STAGE, reason, detail)
 
-        ann_id = source_id(ref.get("ann_id"))
-        if ann_id is None:
-            yield from reject_all("malformed_ref", "ann_id is not an integer or a string")
+def _locate(name: str, images: Path, entry: dict, iid: int | str, split: str | None) -> Located:
+    """The image of an ``images`` entry; it must state file_name, width and height."""
+    fn, w, h = entry.get("file_name"), entry.get("width"), entry.get("height")
+    if not isinstance(fn, str) or not isinstance(w, int) or not isinstance(h, int):
+        return "malformed_image_entry", f"image {iid!r} needs file_name, width, height"
+    return image_ref(name, images, fn, split=split, declared=(w, h))
+
+
+def read(spec: str, options: SourceOptions) -> Iterator[Record]:
+    """Read a RefCOCO-family folder; yield one Scene per image (its sentences) and Rejects.
+
+    Raises:
+        UnsafePickle: the refs pickle asks for anything but plain data.
+        SourceError: missing files, unreadable JSON or pickle, a refs file that is not a list.
+    """
+    root, opts = parse_spec("refcoco", spec, OPTIONS)
+    if not root.is_dir():
+        raise SourceError(f"refcoco: {root} is not a folder")
+    refs_path, inst_path, images = _find(root, opts)
+    refs = load_refs(refs_path)
+    if not isinstance(refs, list):
+        raise SourceError(f"refcoco: {refs_path.name} holds {type(refs).__name__}, expected a list of refs")
+    inst = _load_instances(inst_path)
+    name = options.name
+    per_image: dict[int | str, list[TextRow]] = defaultdict(list)
+    split_of: dict[int | str, str] = {}
+    for got in _refs(name, refs, inst):
+        if isinstance(got, Reject):
+            yield got
             continue
-        ann = anns.get(ann_id)
-        if ann is None:
-            yield from reject_all("unknown_annotation", f"ann_id {ann_id!r} not in {inst_path.name}")
-            continue
-        iid = source_id(ann.get("image_id", ref.get("image_id")))
-        if iid is None or iid not in imgs:
-            yield from reject_all("unknown_image", f"image_id {str(ann.get('image_id', ref.get('image_id')))[:40]}")
-            continue
-        bb = ann.get("bbox")
-        if not (isinstance(bb, list) and len(bb) == 4 and all(is_finite_number(v) for v in bb)):
-            yield from reject_all("no_geometry", f"annotation {ann_id!r} has no [x, y, w, h] bbox")
-            continue
-        x, y, w, h = (float(v) for v in bb)
-        split = ref.get("split") if isinstance(ref.get("split"), str) else None
-        if split:
-            split_of.setdefault(iid, split)
-        category = cats.get(source_id(ref.get("category_id")))
-        for k, (it, s) in enumerate(zip(items, sents)):
-            text = ""
-            if isinstance(s, dict):
-                text = s.get("sent") if isinstance(s.get("sent"), str) and s["sent"].strip() else s.get("raw", "")
-            text = " ".join(text.split()) if isinstance(text, str) else ""
-            if not text:
-                yield Reject(name, it, STAGE, "empty_text", "sentence without text")
-                continue
-            per_image[iid].append(TextRow(task="grounding", item=it, expression=text,
-                                          category=category if isinstance(category, str) else None,
-                                          box=Box(x, y, x + w, y + h)))
-    for iid in sorted(per_image, key=lambda v: (isinstance(v, str), v)):
-        e = imgs[iid]
-        fn, w, h = e.get("file_name"), e.get("width"), e.get("height")
-        if not isinstance(fn, str) or not isinstance(w, int) or not isinstance(h, int):
-            ref_: Any = ("malformed_image_entry", f"image {iid!r} needs file_name, width, height")
-        else:
-            ref_ = image_ref(name, images, fn, split=split_of.get(iid), declared=(w, h))
-        if isinstance(ref_, tuple):
-            for tr in per_image[iid]:
-                yield Reject(name, tr.item, STAGE, *ref_)
-            continue
-        yield Scene(ref=ref_, rows=per_image[iid], sample_points=False)
+        if got.split:  # the first ref of an image that names a split gives the image's
+            split_of.setdefault(got.image, got.split)
+        if got.rows:
+            per_image[got.image].extend(got.rows)
+    yield from image_scenes(
+        name, per_image, lambda iid: _locate(name, images, inst.images[iid], iid, split_of.get(iid)))

@@ -23,24 +23,21 @@ stage ``geometry`` ``zero_area``, ``outside_image``, ``bad_box``, ``absurd_coord
 
 from __future__ import annotations
 
-from collections import defaultdict
+from itertools import chain
 from pathlib import Path
 from typing import Any, Iterator
 
 from owl_data.ingest.numbers import is_finite_number
-from owl_data.records import Box, Record, Reject, Scene, TextRow
+from owl_data.records import Box, Record, Reject, TextRow
 from owl_data.sources import SourceError, SourceOptions
-from owl_data.sources._common import IMAGE_EXTS, image_ref, load_json, option_path, parse_spec
+from owl_data.sources._common import (
+    IMAGE_EXTS, STAGE, Located, grouped_scenes, image_ref, load_json, option_path, parse_spec,
+)
 
 __all__ = ["read"]
 
-STAGE = "read"
 OPTIONS = {"regions": "region descriptions JSON", "qa": "question answers JSON",
            "image_data": "image_data.json (sizes)", "images": "folder of <id>.jpg"}
-
-
-def _num(v: Any) -> bool:
-    return is_finite_number(v)  # a finite JSON number; bools, 10**400, NaN are not
 
 
 def _one(root: Path, opts: dict[str, str], key: str, pattern: str) -> Path | None:
@@ -55,10 +52,73 @@ def _one(root: Path, opts: dict[str, str], key: str, pattern: str) -> Path | Non
     return found[0] if found else None
 
 
-def _entries(doc: Any, key: str, path: Path) -> list:
+def _entries(doc: Any, path: Path) -> list:
     if not isinstance(doc, list):
         raise SourceError(f"visual_genome: {path} is not a list of images")
     return doc
+
+
+def _listed(path: Path, list_key: str, id_key: str, prefix: str) -> Iterator[tuple[Any, str, Any, str]]:
+    """``(object, item, id, image key)`` of every object in the ``list_key`` list of each image entry.
+
+    ``item`` is ``<prefix>:<id>``, or ``<prefix>:<entry id>#<index>`` when the object has
+    no ``id_key`` (then ``id`` is None, the caller rejects it and the image key is ``""``);
+    the image key is the object's ``image_id``, else its entry's ``id``, as a string.
+
+    Raises:
+        SourceError: the file is unreadable or not a list.
+    """
+    for entry in _entries(load_json(path, "visual_genome"), path):
+        listed = entry.get(list_key) if isinstance(entry, dict) else None
+        for k, obj in enumerate(listed if isinstance(listed, list) else []):
+            oid = obj.get(id_key) if isinstance(obj, dict) else None
+            if oid is None:
+                yield obj, f"{prefix}:{entry.get('id')}#{k}", None, ""
+            else:
+                yield obj, f"{prefix}:{oid}", oid, str(obj.get("image_id", entry.get("id")))
+
+
+def _region_rows(name: str, path: Path) -> Iterator[Reject | tuple[str, TextRow]]:
+    """Each region as ``(image id, grounding row)`` (phrase -> box, pixels) or its Reject."""
+    for r, item, rid, iid in _listed(path, "regions", "region_id", "region"):
+        if rid is None or not all(is_finite_number(r.get(f)) for f in ("x", "y", "width", "height")) \
+                or not isinstance(r.get("phrase"), str) or not r["phrase"].strip():
+            yield Reject(name, item, STAGE, "malformed_region", "needs region_id, x, y, width, height, phrase")
+            continue
+        x, y, w, h = (float(r[f]) for f in ("x", "y", "width", "height"))
+        yield iid, TextRow(task="grounding", item=item, expression=" ".join(r["phrase"].split()),
+                           box=Box(x, y, x + w, y + h))
+
+
+def _qa_rows(name: str, path: Path) -> Iterator[Reject | tuple[str, TextRow]]:
+    """Each question-answer pair as ``(image id, vqa row)`` or its Reject."""
+    for q, item, qid, iid in _listed(path, "qas", "qa_id", "qa"):
+        if qid is None or not isinstance(q.get("question"), str) or not isinstance(q.get("answer"), str) \
+                or not q["question"].strip() or not q["answer"].strip():
+            yield Reject(name, item, STAGE, "malformed_qa", "needs qa_id, question, answer")
+            continue
+        ans = q["answer"].strip()
+        yield iid, TextRow(task="vqa", item=item, question=q["question"].strip(), answer=ans, answers=[ans])
+
+
+def _sizes(data_f: Path | None) -> dict[str, tuple[int, int]]:
+    """Image id -> (width, height) in pixels from ``image_data.json`` ({} without one)."""
+    sizes: dict[str, tuple[int, int]] = {}
+    if data_f is not None:
+        for e in _entries(load_json(data_f, "visual_genome"), data_f):
+            if isinstance(e, dict) and isinstance(e.get("width"), int) and isinstance(e.get("height"), int):
+                sizes[str(e.get("image_id", e.get("id")))] = (e["width"], e["height"])
+    return sizes
+
+
+def _locate(name: str, root: Path, folders: list[Path], iid: str,
+            sizes: dict[str, tuple[int, int]]) -> Located:
+    """``<id>`` with an image extension in the first folder that holds it."""
+    found = next(((d, iid + e) for d in folders for e in IMAGE_EXTS if (d / (iid + e)).is_file()), None)
+    if found is None:
+        return "missing_image", f"{iid}.jpg not found"
+    return image_ref(name, root if found[0] == root or root in found[0].parents else found[0], found[1],
+                     base=found[0], declared=sizes.get(iid))
 
 
 def read(spec: str, options: SourceOptions) -> Iterator[Record]:
@@ -77,52 +137,9 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
     data_f = _one(root, opts, "image_data", "image_data.json")
     folders = [option_path(root, opts["images"])] if "images" in opts else [
         root / n for n in ("VG_100K", "VG_100K_2", "images", "vg_images")] + [root]
-    sizes: dict[str, tuple[int, int]] = {}
-    if data_f is not None:
-        for e in _entries(load_json(data_f, "visual_genome"), "", data_f):
-            if isinstance(e, dict) and isinstance(e.get("width"), int) and isinstance(e.get("height"), int):
-                sizes[str(e.get("image_id", e.get("id")))] = (e["width"], e["height"])
+    sizes = _sizes(data_f)
     name = options.name
-    per_image: dict[str, list[TextRow]] = defaultdict(list)
-    if regions_f is not None:
-        for entry in _entries(load_json(regions_f, "visual_genome"), "regions", regions_f):
-            regions = entry.get("regions") if isinstance(entry, dict) else None
-            for k, r in enumerate(regions if isinstance(regions, list) else []):
-                rid = r.get("region_id") if isinstance(r, dict) else None
-                item = f"region:{rid}" if rid is not None else f"region:{entry.get('id')}#{k}"
-                if rid is None or not all(_num(r.get(f)) for f in ("x", "y", "width", "height")) \
-                        or not isinstance(r.get("phrase"), str) or not r["phrase"].strip():
-                    yield Reject(name, item, STAGE, "malformed_region", "needs region_id, x, y, width, height, phrase")
-                    continue
-                iid = str(r.get("image_id", entry.get("id")))
-                x, y, w, h = (float(r[f]) for f in ("x", "y", "width", "height"))
-                per_image[iid].append(TextRow(task="grounding", item=item, expression=" ".join(r["phrase"].split()),
-                                              box=Box(x, y, x + w, y + h)))
-    if qa_f is not None:
-        for entry in _entries(load_json(qa_f, "visual_genome"), "qas", qa_f):
-            qas = entry.get("qas") if isinstance(entry, dict) else None
-            for k, q in enumerate(qas if isinstance(qas, list) else []):
-                qid = q.get("qa_id") if isinstance(q, dict) else None
-                item = f"qa:{qid}" if qid is not None else f"qa:{entry.get('id')}#{k}"
-                if qid is None or not isinstance(q.get("question"), str) or not isinstance(q.get("answer"), str) \
-                        or not q["question"].strip() or not q["answer"].strip():
-                    yield Reject(name, item, STAGE, "malformed_qa", "needs qa_id, question, answer")
-                    continue
-                iid = str(q.get("image_id", entry.get("id")))
-                ans = q["answer"].strip()
-                per_image[iid].append(TextRow(task="vqa", item=item, question=q["question"].strip(),
-                                              answer=ans, answers=[ans]))
-    for iid in sorted(per_image, key=lambda v: (len(v), v)):
-        rows = per_image[iid]
-        found = next(((d, iid + e) for d in folders for e in IMAGE_EXTS if (d / (iid + e)).is_file()), None)
-        if found is None:
-            for tr in rows:
-                yield Reject(name, tr.item, STAGE, "missing_image", f"{iid}.jpg not found")
-            continue
-        ref = image_ref(name, root if found[0] == root or root in found[0].parents else found[0], found[1],
-                        base=found[0], declared=sizes.get(iid))
-        if isinstance(ref, tuple):
-            for tr in rows:
-                yield Reject(name, tr.item, STAGE, *ref)
-            continue
-        yield Scene(ref=ref, rows=rows, sample_points=False)
+    parsed = chain(_region_rows(name, regions_f) if regions_f is not None else (),
+                   _qa_rows(name, qa_f) if qa_f is not None else ())
+    yield from grouped_scenes(name, parsed, lambda iid: _locate(name, root, folders, iid, sizes),
+                              order=lambda v: (len(v), v))

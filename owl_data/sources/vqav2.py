@@ -29,19 +29,18 @@ Items: questions, keyed ``q:<question_id>``. Reject reasons (stage ``read``):
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
-from owl_data.records import Record, Reject, Scene, TextRow
+from owl_data.records import Record, Reject, TextRow
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._common import (
-    IMAGE_EXTS, first_existing, image_ref, load_json, majority_answer, option_path, parse_spec,
+    IMAGE_EXTS, STAGE, first_existing, grouped_scenes, image_ref, images_folder, load_json, majority_answer,
+    option_path, parse_spec, subtype_folders,
 )
 
 __all__ = ["read", "split_of_subtype"]
 
-STAGE = "read"
 OPTIONS = {
     "questions": "questions JSON (relative to DIR)",
     "annotations": "annotations JSON (with questions=)",
@@ -102,6 +101,63 @@ def _image_file(folder: Path, subtype: str | None, image_id: Any) -> str:
     return stems[0] + IMAGE_EXTS[0]
 
 
+def _subtype(qdoc: dict, qpath: Path) -> str | None:
+    """The file's ``data_subtype`` (``train2014``), else one found in its name, else None."""
+    if isinstance(qdoc.get("data_subtype"), str):
+        return qdoc["data_subtype"]
+    m = _SUBTYPE_RE.search(qpath.name)
+    return m.group(0) if m else None
+
+
+def _answers(apath: Path | None) -> dict[Any, dict]:
+    """Annotations by ``question_id`` (the first of a repeated id wins); {} without a file.
+
+    Raises:
+        SourceError: the file is unreadable or has no ``annotations`` list.
+    """
+    answers: dict[Any, dict] = {}
+    if apath is None:
+        return answers
+    adoc = load_json(apath, "vqav2")
+    if not isinstance(adoc, dict) or not isinstance(adoc.get("annotations"), list):
+        raise SourceError(f"vqav2: {apath} has no 'annotations' list")
+    for ann in adoc["annotations"]:
+        if isinstance(ann, dict) and _is_id(ann.get("question_id")):
+            answers.setdefault(ann["question_id"], ann)
+    return answers
+
+
+def _question_rows(name: str, qpath: Path, questions: list, answers: dict[Any, dict],
+                   seen: set[Any]) -> Iterator[Reject | tuple[Any, TextRow]]:
+    """Each question of a file as ``(image_id, vqa row)`` or its Reject, in file order.
+
+    ``seen`` holds the question ids of the files read before (updated here).
+    """
+    for index, q in enumerate(questions):
+        qid = q.get("question_id") if isinstance(q, dict) else None
+        item = f"q:{qid}" if _is_id(qid) else f"q:#{qpath.name}:{index}"
+        if not _is_id(qid) or not _is_id(q.get("image_id")) or not isinstance(q.get("question"), str) \
+                or not q["question"].strip():
+            yield Reject(name, item, STAGE, "malformed_question", f"{qpath.name} entry {index}")
+            continue
+        if qid in seen:
+            yield Reject(name, f"{item}@{qpath.name}", STAGE, "duplicate_question", f"seen before {qpath.name}")
+            continue
+        seen.add(qid)
+        ann = answers.get(qid)
+        if ann is None:
+            yield Reject(name, item, STAGE, "no_answers", f"no annotation for question {qid}")
+            continue
+        raw = ann.get("answers")
+        if not isinstance(raw, list) or not raw or not all(
+                isinstance(a, dict) and isinstance(a.get("answer"), str) for a in raw):
+            yield Reject(name, item, STAGE, "malformed_annotation", "answers is not a list of {answer}")
+            continue
+        texts = [a["answer"] for a in raw]
+        yield q["image_id"], TextRow(task="vqa", item=item, question=q["question"].strip(),
+                                     answer=majority_answer(texts), answers=texts)
+
+
 def read(spec: str, options: SourceOptions) -> Iterator[Record]:
     """Read VQA v2 questions/annotations; yield one Scene per image (its questions) and Rejects.
 
@@ -117,59 +173,14 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
         qdoc = load_json(qpath, "vqav2")
         if not isinstance(qdoc, dict) or not isinstance(qdoc.get("questions"), list):
             raise SourceError(f"vqav2: {qpath} has no 'questions' list")
-        subtype = qdoc.get("data_subtype") if isinstance(qdoc.get("data_subtype"), str) else None
-        if subtype is None:
-            m = _SUBTYPE_RE.search(qpath.name)
-            subtype = m.group(0) if m else None
-        answers: dict[Any, Any] = {}
-        if apath is not None:
-            adoc = load_json(apath, "vqav2")
-            if not isinstance(adoc, dict) or not isinstance(adoc.get("annotations"), list):
-                raise SourceError(f"vqav2: {apath} has no 'annotations' list")
-            for ann in adoc["annotations"]:
-                if isinstance(ann, dict) and _is_id(ann.get("question_id")):
-                    answers.setdefault(ann["question_id"], ann)
-        if "images" in opts:
-            images = option_path(root, opts["images"])
-        else:
-            cands = [root / subtype, root / "images" / subtype] if subtype else []
-            images = first_existing(cands + [root / "images", root]) or root
+        subtype = _subtype(qdoc, qpath)
+        answers = _answers(apath)
+        images = images_folder(root, opts, subtype_folders(root, subtype))
         split = split_of_subtype(subtype)
-        per_image: dict[Any, list[TextRow]] = defaultdict(list)
-        for index, q in enumerate(qdoc["questions"]):
-            qid = q.get("question_id") if isinstance(q, dict) else None
-            item = f"q:{qid}" if _is_id(qid) else f"q:#{qpath.name}:{index}"
-            if not _is_id(qid) or not _is_id(q.get("image_id")) or not isinstance(q.get("question"), str) \
-                    or not q["question"].strip():
-                yield Reject(name, item, STAGE, "malformed_question", f"{qpath.name} entry {index}")
-                continue
-            if qid in seen:
-                yield Reject(name, f"{item}@{qpath.name}", STAGE, "duplicate_question", f"seen before {qpath.name}")
-                continue
-            seen.add(qid)
-            ann = answers.get(qid)
-            if ann is None:
-                yield Reject(name, item, STAGE, "no_answers", f"no annotation for question {qid}")
-                continue
-            raw = ann.get("answers")
-            if not isinstance(raw, list) or not raw or not all(
-                    isinstance(a, dict) and isinstance(a.get("answer"), str) for a in raw):
-                yield Reject(name, item, STAGE, "malformed_annotation", "answers is not a list of {answer}")
-                continue
-            texts = [a["answer"] for a in raw]
-            per_image[q["image_id"]].append(TextRow(
-                task="vqa", item=item, question=q["question"].strip(),
-                answer=majority_answer(texts), answers=texts))
-        if not images.is_dir():
-            for rows in per_image.values():
-                for tr in rows:
-                    yield Reject(name, tr.item, STAGE, "missing_image", f"images folder {images} not found")
+        parsed = _question_rows(name, qpath, qdoc["questions"], answers, seen)
+        if not images.is_dir():  # every question rejected, images in the order first seen
+            missing = ("missing_image", f"images folder {images} not found")
+            yield from grouped_scenes(name, parsed, lambda iid: missing, order=None)
             continue
-        for iid in sorted(per_image, key=lambda v: (isinstance(v, str), v)):
-            rows = per_image[iid]
-            ref = image_ref(name, images, _image_file(images, subtype, iid), split=split)
-            if isinstance(ref, tuple):
-                for tr in rows:
-                    yield Reject(name, tr.item, STAGE, *ref)
-                continue
-            yield Scene(ref=ref, rows=rows, sample_points=False)
+        yield from grouped_scenes(
+            name, parsed, lambda iid: image_ref(name, images, _image_file(images, subtype, iid), split=split))
