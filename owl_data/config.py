@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from owl_data.ingest.numbers import require_int
+from owl_data.errors import FieldError, check_field_types, require
 from owl_data.ingest.points import PointConfig
 from owl_data.sources.synthetic.scenes import DefaultScenes
 
@@ -19,9 +19,11 @@ __all__ = ["BuildConfig", "load_build_config"]
 class BuildConfig:
     """Settings of ``owl-data build``.
 
-    Every field is type-checked at construction (integers must be ``int``, not bool or
-    float; numbers finite; ``points`` a mapping or PointConfig): a bad value raises
-    ValueError naming the field, the value and what to write instead.
+    Every field is checked at construction, types from the annotations
+    (:func:`owl_data.errors.check_field_types`: integers must be ``int``, not bool or float;
+    ``points`` and ``default_scenes`` a mapping or their dataclass), ranges from
+    :data:`_RANGES`: a bad value raises :class:`~owl_data.errors.FieldError` naming the field,
+    the value and what to write instead.
 
     Attributes:
         seed: build seed (points, template choices), an integer >= 0; same seed -> same corpus.
@@ -51,27 +53,23 @@ class BuildConfig:
     default_scenes: DefaultScenes = field(default_factory=DefaultScenes)
 
     def __post_init__(self) -> None:
-        # types first: a YAML `val_percent: abc` must be a clear error, not a TypeError
-        require_int("seed", self.seed, 0)
-        require_int("val_percent", self.val_percent, 0, 100)
-        require_int("workers", self.workers, 1)
-        require_int("chunk_scenes", self.chunk_scenes, 1)
-        require_int("max_image_pixels", self.max_image_pixels, 1)
-        require_int("max_reasoning", self.max_reasoning, 0)
-        if self.reencode_format not in ("png", "jpeg"):
-            raise ValueError(f"reencode_format={self.reencode_format!r}: use 'png' or 'jpeg'")
-        if not isinstance(self.description_no_question, bool):
-            raise ValueError(f"description_no_question={self.description_no_question!r}: use true or false")
+        # sections first (a mapping -> its dataclass, unknown keys named), then types (a YAML
+        # `val_percent: abc` must be a clear error, not a TypeError), then ranges
         if isinstance(self.points, dict):
-            object.__setattr__(self, "points", PointConfig(**_point_keys(self.points)))
-        elif not isinstance(self.points, PointConfig):
-            raise ValueError(f"points={self.points!r}: must be a mapping of point settings, e.g. "
-                             "{points_per_instance: 2, min_area_px: 24}")
+            object.__setattr__(self, "points", _section(PointConfig, "points", self.points))
         if isinstance(self.default_scenes, dict):
-            object.__setattr__(self, "default_scenes", DefaultScenes(**_scene_keys(self.default_scenes)))
-        elif not isinstance(self.default_scenes, DefaultScenes):
-            raise ValueError(f"default_scenes={self.default_scenes!r}: must be a mapping, e.g. "
-                             "{train: 3, val: 2, width: 512, height: 256}")
+            object.__setattr__(self, "default_scenes", _section(DefaultScenes, "default_scenes", self.default_scenes))
+        require(isinstance(self.points, PointConfig), "points", self.points,
+                "use a mapping of point settings, e.g. {points_per_instance: 2, min_area_px: 24}")
+        require(isinstance(self.default_scenes, DefaultScenes), "default_scenes", self.default_scenes,
+                "use a mapping, e.g. {train: 3, val: 2, width: 512, height: 256}")
+        check_field_types(self)
+        for name, (lo, hi) in _RANGES.items():
+            v = getattr(self, name)
+            require(lo <= v and (hi is None or v <= hi), name, v,
+                    f"use an integer in {lo}..{hi}" if hi is not None else f"use an integer >= {lo}")
+        require(self.reencode_format in ("png", "jpeg"), "reencode_format", self.reencode_format,
+                "use 'png' or 'jpeg'")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -86,34 +84,35 @@ class BuildConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "BuildConfig":
-        """Build from a mapping; unknown keys raise ValueError naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown build config key(s) {unknown}; known: {sorted(known)}")
-        data = dict(data)
-        if isinstance(data.get("points"), dict):
-            data["points"] = PointConfig(**_point_keys(data["points"]))
-        if isinstance(data.get("default_scenes"), dict):
-            data["default_scenes"] = DefaultScenes(**_scene_keys(data["default_scenes"]))
-        return cls(**data)
+        """Build from a mapping (sections may be mappings too).
+
+        Raises:
+            FieldError: an unknown key (naming it and the known ones), a bad value.
+        """
+        return _section(cls, "build", data)
 
 
-def _known_keys(section: str, cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` when every key is a field of dataclass ``cls``; else ValueError naming them."""
+_RANGES: dict[str, tuple[int, int | None]] = {
+    "seed": (0, None), "val_percent": (0, 100), "workers": (1, None), "chunk_scenes": (1, None),
+    "max_image_pixels": (1, None), "max_reasoning": (0, None),
+}
+"""Integer fields of :class:`BuildConfig` -> (lowest, highest or None) allowed value."""
+
+
+def _section(cls: type, section: str, data: dict[str, Any]) -> Any:
+    """``cls(**data)`` for a config section (``build``, ``points``, ``default_scenes``).
+
+    Raises:
+        FieldError: ``"unknown <section> config key(s) [...]; known: [...]"`` when a key is not a
+            field of dataclass ``cls`` (field: the section, dotted with the first unknown key),
+            else what ``cls`` raises for a bad value.
+    """
     known = {f.name for f in fields(cls)}
     bad = sorted(map(str, set(data) - known))
     if bad:
-        raise ValueError(f"unknown {section} config key(s) {bad}; known: {sorted(known)}")
-    return data
-
-
-def _point_keys(points: dict[str, Any]) -> dict[str, Any]:
-    return _known_keys("points", PointConfig, points)
-
-
-def _scene_keys(scenes: dict[str, Any]) -> dict[str, Any]:
-    return _known_keys("default_scenes", DefaultScenes, scenes)
+        where = bad[0] if section == "build" else f"{section}.{bad[0]}"
+        raise FieldError(where, f"unknown {section} config key(s) {bad}; known: {sorted(known)}")
+    return cls(**data)
 
 
 def load_build_config(path: Path | None, overrides: dict[str, Any] | None = None) -> BuildConfig:

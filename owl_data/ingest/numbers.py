@@ -5,7 +5,7 @@ JSON allows integers of any size (``10**400``) and some parsers accept ``1e999``
 ``OverflowError`` on the first and silently carry the others. Every reader converts the
 numbers it takes from a file with :func:`finite_float` / :func:`pixel_int` (or tests them with
 :func:`is_finite_number`), so a bad number becomes a reject with a reason, never a traceback.
-Config dataclasses check their fields with :func:`require_int` / :func:`require_number`.
+Config fields are checked by :func:`owl_data.errors.require` instead (a bad setting, not a reject).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from owl_data.errors import RejectError
 
-__all__ = ["NumberError", "finite_float", "is_finite_number", "pixel_int", "require_int", "require_number"]
+__all__ = ["NumberError", "finite_float", "is_finite_number", "pixel_int"]
 
 
 class NumberError(RejectError):
@@ -72,37 +72,3 @@ def _short(v: Any) -> str:
     except ValueError:  # int too large for repr under Python's digit limit
         return f"<int of {v.bit_length()} bits>"
     return r if len(r) <= 60 else r[:57] + "..."
-
-
-# --- configuration fields --------------------------------------------------------------
-
-
-def require_int(field: str, v: Any, lo: int, hi: int | None = None) -> int:
-    """Check a config field holds an integer (not a bool) in ``lo..hi``.
-
-    Raises:
-        ValueError: naming the field, the value and what to write instead.
-    """
-    rng = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ValueError(f"{field}={_short(v)}: must be an integer {rng} (got {type(v).__name__})")
-    if v < lo or (hi is not None and v > hi):
-        raise ValueError(f"{field}={_short(v)}: must be an integer {rng}")
-    return v
-
-
-def require_number(field: str, v: Any, lo: float, hi: float | None = None, *, hi_open: bool = False) -> float:
-    """Check a config field holds a finite number (int or float, not a bool) in ``[lo, hi]``
-    (``[lo, hi)`` when ``hi_open``).
-
-    Raises:
-        ValueError: naming the field, the value and what to write instead.
-    """
-    rng = f"in [{lo}, {hi}{')' if hi_open else ']'}" if hi is not None else f">= {lo}"
-    try:
-        f = finite_float(v, field)
-    except NumberError:
-        raise ValueError(f"{field}={_short(v)}: must be a finite number {rng} (got {type(v).__name__})") from None
-    if f < lo or (hi is not None and (f >= hi if hi_open else f > hi)):
-        raise ValueError(f"{field}={_short(v)}: must be a number {rng}")
-    return f

@@ -27,7 +27,8 @@ import numpy as np
 from scipy import ndimage
 
 from owl_data.ingest.geometry import ResolvedInstance, ResolvedScene
-from owl_data.ingest.numbers import require_int, require_number
+from owl_data.errors import require
+from owl_data.ingest.numbers import is_finite_number
 
 __all__ = ["PointConfig", "SampledPoint", "sample_points", "rng_for"]
 
@@ -56,11 +57,15 @@ class PointConfig:
     stuff_categories: tuple[str, ...] = STUFF_CATEGORIES
 
     def __post_init__(self) -> None:
-        require_int("points.points_per_instance", self.points_per_instance, 1)
-        require_int("points.min_area_px", self.min_area_px, 1)
-        require_number("points.min_interior_px", self.min_interior_px, 1.0)
-        require_number("points.interior_fraction", self.interior_fraction, 0.0, 1.0)
-        require_number("points.stuff_share", self.stuff_share, 0.0, 1.0, hi_open=True)
+        for name in ("points_per_instance", "min_area_px"):
+            v = getattr(self, name)
+            require(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"points.{name}", v,
+                    "use an integer >= 1")
+        for name, ok, fix in (("min_interior_px", lambda f: f >= 1.0, ">= 1.0"),
+                              ("interior_fraction", lambda f: 0.0 <= f <= 1.0, "in [0.0, 1.0]"),
+                              ("stuff_share", lambda f: 0.0 <= f < 1.0, "in [0.0, 1.0)")):
+            v = getattr(self, name)
+            require(is_finite_number(v) and ok(v), f"points.{name}", v, f"use a finite number {fix}")
         cats = self.stuff_categories
         if isinstance(cats, (str, bytes)) or not isinstance(cats, (list, tuple)) \
                 or not all(isinstance(c, str) and c.strip() for c in cats):

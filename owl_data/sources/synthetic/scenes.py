@@ -51,7 +51,7 @@ import numpy as np
 from cityscapesscripts.helpers.labels import name2label
 from PIL import Image, ImageDraw
 
-from owl_data.ingest.numbers import require_int
+from owl_data.errors import require
 from owl_data.sources.synthetic.layout import CAR_COLOURS, CAR_WINDOWS, CLOTHES, SKIN, WHEEL, Obj, street_layout
 
 __all__ = ["DEFAULT_SOURCE_NAME", "CITIES", "DRAWING_VERSION", "DefaultScenes", "CAR_COLOURS", "CAR_WINDOWS",
@@ -89,10 +89,11 @@ class DefaultScenes:
     height: int = 256
 
     def __post_init__(self) -> None:
-        require_int("default_scenes.train", self.train, 1, MAX_FRAMES)
-        require_int("default_scenes.val", self.val, 1, MAX_FRAMES)
-        require_int("default_scenes.width", self.width, MIN_SIZE[0], MAX_SIZE[0])
-        require_int("default_scenes.height", self.height, MIN_SIZE[1], MAX_SIZE[1])
+        for name, lo, hi in (("train", 1, MAX_FRAMES), ("val", 1, MAX_FRAMES),
+                             ("width", MIN_SIZE[0], MAX_SIZE[0]), ("height", MIN_SIZE[1], MAX_SIZE[1])):
+            v = getattr(self, name)
+            require(isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi, f"default_scenes.{name}", v,
+                    f"use an integer in {lo}..{hi}")
 
     def frames(self, split: str) -> int:
         return {"train": self.train, "val": self.val}[split]
@@ -121,7 +122,7 @@ def write_default_scenes(root: Path, seed: int = 0, *, train: int = 3, val: int 
         ValueError: a count or size out of range (:class:`DefaultScenes`).
     """
     settings = DefaultScenes(train=train, val=val, width=width, height=height)
-    require_int("seed", seed, 0)
+    require(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, "seed", seed, "use an integer >= 0")
     root = Path(root)
     for split_index, (split, city) in enumerate(CITIES):
         img_dir = root / "leftImg8bit" / split / city
