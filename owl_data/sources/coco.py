@@ -41,13 +41,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from owl_data.ingest.numbers import NumberError, finite_float, pixel_int
-from owl_data.records import RLE, Box, ImageRef, Instance, Polygons, Record, Reject, Scene, TextRow
+from owl_data.records import RLE, Box, Instance, Polygons, Record, Reject, Scene, TextRow
 from owl_data.sources import SourceError, SourceOptions
-from owl_data.sources._paths import UnsafePath, resolve_inside
+from owl_data.sources._common import STAGE, id_order, image_ref, reject_items
 
 __all__ = ["read", "parse_spec", "grounding_rows"]
-
-STAGE = "read"
 
 
 def parse_spec(spec: str) -> tuple[Path, Path]:
@@ -125,6 +123,92 @@ def _geometry(ann: dict) -> tuple[Polygons | RLE | Box | None, str]:
     return Box(x, y, x + w, y + h), ""
 
 
+def _categories(data: dict) -> dict[Any, str]:
+    """Category id (an integer or a string) -> name; the first of a repeated id wins."""
+    categories: dict[Any, str] = {}
+    for c in data.get("categories", []):
+        if isinstance(c, dict) and (_is_int(c.get("id")) or isinstance(c.get("id"), str)) \
+                and isinstance(c.get("name"), str):
+            categories.setdefault(c["id"], c["name"])
+    return categories
+
+
+def _images(data: dict) -> tuple[dict[Any, dict], set[Any]]:
+    """Image entries by id (the first of a repeated id), and the ids that appear more than once.
+
+    Entries whose id is not an integer or a string are left out: nobody can refer to them,
+    so annotations naming them are ``unknown_image``.
+    """
+    images: dict[Any, dict] = {}
+    duplicates: set[Any] = set()
+    for im in data["images"]:
+        iid = im.get("id") if isinstance(im, dict) else None
+        if not (_is_int(iid) or isinstance(iid, str)):
+            continue
+        if iid in images:
+            duplicates.add(iid)
+        else:
+            images[iid] = im
+    return images, duplicates
+
+
+def _annotation(name: str, index: int, ann: Any, images: dict[Any, dict], categories: dict[Any, str],
+                seen_ids: set[Any]) -> Reject | tuple[Any, Instance]:
+    """Annotation ``index`` as ``(image id, Instance)``, or its Reject.
+
+    ``seen_ids`` holds the annotation ids read before (this one is added when it is new).
+    """
+    aid = ann.get("id") if isinstance(ann, dict) else None
+    if not isinstance(ann, dict) or not _is_int(aid):
+        # COCO ids are integers: a string id ("1") would share the key ann:1 with the
+        # integer 1, so anything else is keyed by its position, which is unique
+        return Reject(name, f"ann:#{index}", STAGE, "malformed_annotation",
+                      f"entry {index}: id {_short(aid)} is not an integer")
+    item = f"ann:{aid}"
+    if aid in seen_ids:
+        return Reject(name, f"ann:{aid}#{index}", STAGE, "duplicate_annotation", f"id {aid!r} seen before")
+    seen_ids.add(aid)
+    iid, cid = ann.get("image_id"), ann.get("category_id")
+    if not (_is_int(iid) or isinstance(iid, str)):
+        return Reject(name, item, STAGE, "malformed_annotation", f"image_id {iid!r}")
+    if iid not in images:
+        return Reject(name, item, STAGE, "unknown_image", f"image_id {iid!r} not in images")
+    if not (_is_int(cid) or isinstance(cid, str)) or cid not in categories:
+        return Reject(name, item, STAGE, "unknown_category", f"category_id {cid!r} not in categories")
+    crowd = ann.get("iscrowd", 0)
+    if crowd is None:
+        crowd = 0
+    if not (_is_int(crowd) or isinstance(crowd, bool)):
+        return Reject(name, item, STAGE, "malformed_annotation", f"iscrowd {crowd!r}")
+    geometry, problem = _geometry(ann)
+    if problem:
+        reason, detail = problem.split("|", 1)
+        return Reject(name, item, STAGE, reason, detail)
+    return iid, Instance(instance=str(aid), category=categories[cid], kind="thing", geometry=geometry,
+                         item=item, crowd=bool(crowd))
+
+
+def _image_scene(name: str, root: Path, iid: Any, entry: dict, instances: list[Instance],
+                 duplicate: bool) -> Iterator[Record]:
+    """The Scene of one image's instances, or one Reject per instance when the image is unusable."""
+    items = [i.item for i in instances]
+    if duplicate:
+        yield from reject_items(name, items, "malformed_image_entry", f"image id {iid!r} appears more than once")
+        return
+    w, h = _pixel_size(entry.get("width")), _pixel_size(entry.get("height"))
+    file_name = entry.get("file_name")
+    if w is None or h is None or not isinstance(file_name, str):
+        yield from reject_items(
+            name, items, "malformed_image_entry",
+            f"image {iid!r}: width {entry.get('width')!r}, height {entry.get('height')!r}, file_name {file_name!r}")
+        return
+    ref = image_ref(name, root, file_name, declared=(w, h))
+    if isinstance(ref, tuple):
+        yield from reject_items(name, items, *ref)
+        return
+    yield Scene(ref=ref, instances=instances, items=items, rows=grounding_rows(instances))
+
+
 def read(spec: str, options: SourceOptions) -> Iterator[Record]:
     """Read a COCO instances file; yield one Scene per annotated image and Rejects.
 
@@ -148,111 +232,18 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
         raise SourceError(f"COCO images folder {root} does not exist")
     data = _load(ann_path)
     name = options.name
-
-    def reject(item: str, reason: str, detail: str = "") -> Reject:
-        return Reject(source=name, item=item, stage=STAGE, reason=reason, detail=detail)
-
-    categories: dict[Any, str] = {}
-    for c in data.get("categories", []):
-        if isinstance(c, dict) and (_is_int(c.get("id")) or isinstance(c.get("id"), str)) \
-                and isinstance(c.get("name"), str):
-            categories.setdefault(c["id"], c["name"])
-
-    images: dict[Any, dict] = {}
-    duplicate_images: set[Any] = set()
-    for im in data["images"]:
-        iid = im.get("id") if isinstance(im, dict) else None
-        if not (_is_int(iid) or isinstance(iid, str)):
-            continue  # an image entry nobody can refer to: annotations naming it are unknown_image
-        if iid in images:
-            duplicate_images.add(iid)
-        else:
-            images[iid] = im
-
+    categories = _categories(data)
+    images, duplicate_images = _images(data)
     per_image: dict[Any, list[Instance]] = {}
     seen_ids: set[Any] = set()
     for index, ann in enumerate(data["annotations"]):
-        aid = ann.get("id") if isinstance(ann, dict) else None
-        if not isinstance(ann, dict) or not _is_int(aid):
-            # COCO ids are integers: a string id ("1") would share the key ann:1 with the
-            # integer 1, so anything else is keyed by its position, which is unique
-            yield reject(f"ann:#{index}", "malformed_annotation",
-                         f"entry {index}: id {_short(aid)} is not an integer")
-            continue
-        item = f"ann:{aid}"
-        if aid in seen_ids:
-            yield reject(f"ann:{aid}#{index}", "duplicate_annotation", f"id {aid!r} seen before")
-            continue
-        seen_ids.add(aid)
-        iid, cid = ann.get("image_id"), ann.get("category_id")
-        if not (_is_int(iid) or isinstance(iid, str)):
-            yield reject(item, "malformed_annotation", f"image_id {iid!r}")
-            continue
-        if iid not in images:
-            yield reject(item, "unknown_image", f"image_id {iid!r} not in images")
-            continue
-        if not (_is_int(cid) or isinstance(cid, str)) or cid not in categories:
-            yield reject(item, "unknown_category", f"category_id {cid!r} not in categories")
-            continue
-        crowd = ann.get("iscrowd", 0)
-        if crowd is None:
-            crowd = 0
-        if not (_is_int(crowd) or isinstance(crowd, bool)):
-            yield reject(item, "malformed_annotation", f"iscrowd {crowd!r}")
-            continue
-        geometry, problem = _geometry(ann)
-        if problem:
-            reason, detail = problem.split("|", 1)
-            yield reject(item, reason, detail)
-            continue
-        per_image.setdefault(iid, []).append(
-            Instance(
-                instance=str(aid),
-                category=categories[cid],
-                kind="thing",
-                geometry=geometry,
-                item=item,
-                crowd=bool(crowd),
-            )
-        )
-
-    for iid in sorted(per_image, key=lambda v: (isinstance(v, str), v)):
-        instances = per_image[iid]
-        entry = images[iid]
-
-        def reject_all(reason: str, detail: str) -> Iterator[Reject]:
-            for inst in instances:
-                yield reject(inst.item, reason, detail)
-
-        if iid in duplicate_images:
-            yield from reject_all("malformed_image_entry", f"image id {iid!r} appears more than once")
-            continue
-        w, h = _pixel_size(entry.get("width")), _pixel_size(entry.get("height"))
-        file_name = entry.get("file_name")
-        if w is None or h is None or not isinstance(file_name, str):
-            yield from reject_all(
-                "malformed_image_entry",
-                f"image {iid!r}: width {entry.get('width')!r}, height {entry.get('height')!r}, "
-                f"file_name {file_name!r}",
-            )
-            continue
-        try:
-            path, source_path = resolve_inside(root, root, file_name)
-        except UnsafePath as exc:
-            yield from reject_all(exc.reason, exc.detail)
-            continue
-        if not path.is_file():
-            yield from reject_all("missing_image", f"{source_path} not found")
-            continue
-        ref = ImageRef(
-            source=name,
-            path=path,
-            source_path=source_path,
-            group=source_path,
-            split=None,
-            declared_size=(w, h),
-        )
-        yield Scene(ref=ref, instances=instances, items=[i.item for i in instances], rows=grounding_rows(instances))
+        got = _annotation(name, index, ann, images, categories, seen_ids)
+        if isinstance(got, Reject):
+            yield got
+        else:
+            per_image.setdefault(got[0], []).append(got[1])
+    for iid in sorted(per_image, key=id_order):
+        yield from _image_scene(name, root, iid, images[iid], per_image[iid], iid in duplicate_images)
 
 
 def grounding_rows(instances: list[Instance]) -> list[TextRow]:

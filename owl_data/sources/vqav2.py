@@ -127,35 +127,30 @@ def _answers(apath: Path | None) -> dict[Any, dict]:
     return answers
 
 
-def _question_rows(name: str, qpath: Path, questions: list, answers: dict[Any, dict],
-                   seen: set[Any]) -> Iterator[Reject | tuple[Any, TextRow]]:
-    """Each question of a file as ``(image_id, vqa row)`` or its Reject, in file order.
+def _question_row(name: str, qpath: Path, index: int, q: Any, answers: dict[Any, dict],
+                  seen: set[Any]) -> Reject | tuple[Any, TextRow]:
+    """Entry ``index`` of a questions file as ``(image_id, vqa row)``, or its Reject.
 
-    ``seen`` holds the question ids of the files read before (updated here).
+    ``seen`` holds the question ids read before (this one is added when it is new).
     """
-    for index, q in enumerate(questions):
-        qid = q.get("question_id") if isinstance(q, dict) else None
-        item = f"q:{qid}" if _is_id(qid) else f"q:#{qpath.name}:{index}"
-        if not _is_id(qid) or not _is_id(q.get("image_id")) or not isinstance(q.get("question"), str) \
-                or not q["question"].strip():
-            yield Reject(name, item, STAGE, "malformed_question", f"{qpath.name} entry {index}")
-            continue
-        if qid in seen:
-            yield Reject(name, f"{item}@{qpath.name}", STAGE, "duplicate_question", f"seen before {qpath.name}")
-            continue
-        seen.add(qid)
-        ann = answers.get(qid)
-        if ann is None:
-            yield Reject(name, item, STAGE, "no_answers", f"no annotation for question {qid}")
-            continue
-        raw = ann.get("answers")
-        if not isinstance(raw, list) or not raw or not all(
-                isinstance(a, dict) and isinstance(a.get("answer"), str) for a in raw):
-            yield Reject(name, item, STAGE, "malformed_annotation", "answers is not a list of {answer}")
-            continue
-        texts = [a["answer"] for a in raw]
-        yield q["image_id"], TextRow(task="vqa", item=item, question=q["question"].strip(),
-                                     answer=majority_answer(texts), answers=texts)
+    qid = q.get("question_id") if isinstance(q, dict) else None
+    item = f"q:{qid}" if _is_id(qid) else f"q:#{qpath.name}:{index}"
+    if not _is_id(qid) or not _is_id(q.get("image_id")) or not isinstance(q.get("question"), str) \
+            or not q["question"].strip():
+        return Reject(name, item, STAGE, "malformed_question", f"{qpath.name} entry {index}")
+    if qid in seen:
+        return Reject(name, f"{item}@{qpath.name}", STAGE, "duplicate_question", f"seen before {qpath.name}")
+    seen.add(qid)
+    ann = answers.get(qid)
+    if ann is None:
+        return Reject(name, item, STAGE, "no_answers", f"no annotation for question {qid}")
+    raw = ann.get("answers")
+    if not isinstance(raw, list) or not raw or not all(
+            isinstance(a, dict) and isinstance(a.get("answer"), str) for a in raw):
+        return Reject(name, item, STAGE, "malformed_annotation", "answers is not a list of {answer}")
+    texts = [a["answer"] for a in raw]
+    return q["image_id"], TextRow(task="vqa", item=item, question=q["question"].strip(),
+                                  answer=majority_answer(texts), answers=texts)
 
 
 def read(spec: str, options: SourceOptions) -> Iterator[Record]:
@@ -177,7 +172,7 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
         answers = _answers(apath)
         images = images_folder(root, opts, subtype_folders(root, subtype))
         split = split_of_subtype(subtype)
-        parsed = _question_rows(name, qpath, qdoc["questions"], answers, seen)
+        parsed = (_question_row(name, qpath, i, q, answers, seen) for i, q in enumerate(qdoc["questions"]))
         if not images.is_dir():  # every question rejected, images in the order first seen
             missing = ("missing_image", f"images folder {images} not found")
             yield from grouped_scenes(name, parsed, lambda iid: missing, order=None)
