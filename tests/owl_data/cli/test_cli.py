@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from owl_data.cli.app import app
+from owl_data.corpus.gallery import GalleryConfig, GalleryError
 from owl_data.sources.synthetic.scenes import DefaultScenes, write_default_scenes
+from tests.helpers import one_line_error
 
 runner = CliRunner()
 
@@ -79,3 +82,43 @@ def test_build_embedded_default_with_scene_settings(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "--scenes '80'" in res.output
     res = runner.invoke(app, ["build", "--out", str(out), "--scene-size", "10x10"])
     assert res.exit_code == 2 and "default_scenes.width=10" in res.output
+
+
+def test_bad_limits_and_empty_tasks_say_what_is_wrong(tiny, tmp_path):
+    out = one_line_error(runner.invoke(app, ["show", str(tiny), "--out", str(tmp_path / "g"),
+                                              "--limit", "99999999999999999999"]))
+    assert "--limit" in out and "1..1,000,000" in out
+    with pytest.raises(GalleryError, match="limit"):
+        GalleryConfig(limit=0)
+    out = one_line_error(runner.invoke(app, ["mix", str(tiny), "-r", "1", "--tasks", "", "--out",
+                                              str(tmp_path / "m")]))
+    assert "no task given" in out
+
+
+@pytest.mark.parametrize("flag,value", [
+    ("--scenes", "3_0:2"),        # int() takes underscores: 30 frames nobody asked for
+    ("--scenes", "\u0663:2"),     # int() takes Arabic-Indic digits
+    ("--scene-size", "5_12x256"),
+    ("--scenes", "9" * 5000 + ":2"),  # past Python's int digit limit: still the format message
+])
+def test_scene_flags_take_ascii_whole_numbers_only(tmp_path, flag, value):
+    res = runner.invoke(app, ["build", "--out", str(tmp_path / "c"), flag, value])
+    out = one_line_error(res)
+    assert "write two whole numbers" in out and "Exceeds the limit" not in out
+    assert not (tmp_path / "c").exists()
+
+
+def test_scene_flags_with_source_are_checked_but_change_nothing(tmp_path):
+    src = write_default_scenes(tmp_path / "scenes", seed=0, train=1, val=1, width=128, height=64)
+    spec = f"cityscapes={src}"
+    bad = runner.invoke(app, ["build", "--source", spec, "--out", str(tmp_path / "x"), "--scenes", "0:1"])
+    assert "default_scenes.train=0" in one_line_error(bad)
+    plain = runner.invoke(app, ["build", "--source", spec, "--out", str(tmp_path / "a")])
+    flagged = runner.invoke(app, ["build", "--source", spec, "--out", str(tmp_path / "b"),
+                                  "--scenes", "9:9", "--scene-size", "1024x512"])
+    assert plain.exit_code == 0 and flagged.exit_code == 0, flagged.output
+    assert "ignored with --source" in flagged.output
+    a, b = (json.loads((tmp_path / n / "manifest.json").read_text()) for n in "ab")
+    # "ignored" means ignored: the manifest's config (and so the resume key) is the one without the flags
+    assert b["build_config"] == a["build_config"] and b["fingerprint"] == a["fingerprint"]
+    assert b["build_config"]["default_scenes"] == {"train": 3, "val": 2, "width": 512, "height": 256}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -18,8 +19,11 @@ from typer.testing import CliRunner
 from owl_data.build.driver import SourceSpec, run_build
 from owl_data.cli.app import app
 from owl_data.config import BuildConfig
-from owl_data.corpus.gallery import POINT_COLOUR, GalleryConfig, GalleryError, first_thumb_origin, write_gallery
+from owl_data.corpus.gallery import (POINT_COLOUR, GalleryConfig, GalleryError, _sandbox, first_thumb_origin,
+                                     write_gallery)
+from owl_data.fs import OutputError
 from owl_data.sources.synthetic.scenes import write_default_scenes
+from tests.helpers import one_line_error
 
 runner = CliRunner()
 WINDOW = (1600, 900)
@@ -196,7 +200,6 @@ def test_gallery_is_deterministic(corpus, tmp_path):
 
 
 def test_all_tasks_where_skips_tables_it_does_not_apply_to(corpus, tmp_path):
-    import pyarrow.parquet as pq
 
     from owl_data.corpus.writer import to_table
 
@@ -228,3 +231,55 @@ def test_all_tasks_where_skips_tables_it_does_not_apply_to(corpus, tmp_path):
     res = runner.invoke(app, ["show", str(c), "--task", "grounding", "--where", "target.category = 'car'",
                               "--out", str(tmp_path / "w")])
     assert res.exit_code == 2 and "failed on grounding" in res.output
+
+
+def test_where_cannot_read_files_or_change_settings(tiny, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:TOPSECRET\n")
+    for where in (f"(SELECT content FROM read_text('{secret}')) LIKE 'root:%'",
+                  f"(SELECT count(*) FROM read_csv('{secret}')) > 0",
+                  f"(SELECT count(*) FROM glob('{tmp_path}/*')) > 0",
+                  f"(SELECT count(*) FROM read_parquet('{tiny}/vqa/*/*.parquet')) > 0"):
+        res = runner.invoke(app, ["show", str(tiny), "--out", str(tmp_path / "g"), "--task", "vqa", "--where", where])
+        out = one_line_error(res)
+        assert "TOPSECRET" not in out and "disabled" in out
+        assert not (tmp_path / "g").exists()
+    con = _sandbox([str(p) for p in (tiny / "vqa").rglob("*.parquet")])
+    try:
+        assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 16
+        for stmt in (f"COPY t TO '{tmp_path}/leak.csv'", f"ATTACH '{tmp_path}/x.db'", "INSTALL httpfs",
+                     "LOAD httpfs", "SET enable_external_access = true", f"SELECT * FROM read_text('{secret}')"):
+            with pytest.raises(duckdb.Error):
+                con.execute(stmt)
+    finally:
+        con.close()
+    assert not (tmp_path / "leak.csv").exists() and not (tmp_path / "x.db").exists()
+    # statements are not predicates: a clear one-line error, nothing run
+    out = one_line_error(runner.invoke(app, ["show", str(tiny), "--out", str(tmp_path / "g"), "--task", "vqa",
+                                              "--where", f"1=1; COPY t TO '{tmp_path}/leak.csv'"]))
+    assert "not a valid DuckDB predicate" in out and not (tmp_path / "leak.csv").exists()
+    rep = write_gallery(tiny, tmp_path / "g", GalleryConfig(task="vqa", where="source = 'gqa'"))
+    assert rep.rows == {"vqa": 4}
+
+
+def test_show_out_refusals_and_stale_thumbnails(tiny, tmp_path, monkeypatch):
+    user = tmp_path / "site"
+    user.mkdir()
+    (user / "index.html").write_text("my page")
+    with pytest.raises(OutputError, match="not an Owl-VL gallery"):
+        write_gallery(tiny, user)
+    assert (user / "index.html").read_text() == "my page"
+    monkeypatch.chdir(tmp_path)
+    for out in (Path("."), tmp_path, tiny / "g"):
+        with pytest.raises(OutputError):
+            write_gallery(tiny, out)
+    g = tmp_path / "g"
+    write_gallery(tiny, g, GalleryConfig(limit=2))
+    assert (g / ".owl-gallery").is_file()
+    (g / "thumbs" / "0123456789abcdef.png").write_bytes(b"stale")
+    write_gallery(tiny, g, GalleryConfig(limit=2))  # an earlier gallery: replaced whole
+    assert not (g / "thumbs" / "0123456789abcdef.png").exists()
+    (g / "notes.txt").write_text("mine")
+    out = one_line_error(runner.invoke(app, ["show", str(tiny), "--out", str(g)]))
+    assert "notes.txt" in out and (g / "notes.txt").read_text() == "mine"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from owl_data.corpus.layout_prior import LayoutPrior, description_pairs, fit_layout_prior, knn_vote
+from owl_data.corpus.layout_prior import (LayoutPrior, description_pairs, fit_layout_prior, knn_vote,
+                                          read_description_rows)
+from tests.owl_data.mix.conftest import write_tiny_corpus
 
 # the worked example of knn_vote's docstring
 TRAIN = np.array([(0.0, 0.5), (1.0, 0.5), (0.5, 0.0), (0.5, 1.0)])
@@ -70,3 +72,19 @@ def test_fit_needs_description_rows():
     with pytest.raises(ValueError, match="no point_vqa description rows"):
         fit_layout_prior([_row("a", 0.5, 0.5, "car", kind="reasoning")])
     assert fit_layout_prior([_row("a", 0.5, 0.5, "car")]).k == 15
+
+
+def test_layout_prior_skips_null_categories_as_it_skips_empty_ones(tmp_path):
+    rows = [
+        {"kind": "description", "image_id": "i", "point": {"x": 0.1, "y": 0.1}, "target": {"category": None}},
+        {"kind": "description", "image_id": "i", "point": {"x": 0.2, "y": 0.2}, "target": {"category": ""}},
+        {"kind": "description", "image_id": "i", "point": {"x": 0.3, "y": 0.3}, "target": {"category": "car"}},
+    ]
+    xy, cats = description_pairs(rows)
+    assert cats == ["car"] and xy.tolist() == [[0.3, 0.3]]  # not a category called "None"
+
+
+def test_description_rows_refuse_a_split_that_is_a_path(tmp_path):
+    corpus = write_tiny_corpus(tmp_path / "c")
+    with pytest.raises(ValueError, match="not a split name"):
+        read_description_rows(corpus, "../images")

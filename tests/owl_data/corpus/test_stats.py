@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pyarrow.parquet as pq
+import pytest
 from typer.testing import CliRunner
 
-from owl_data.corpus import schema as schemas
 from owl_data.cli.app import app
-from owl_data.corpus.writer import to_table
+from owl_data.corpus import schema as schemas
+from owl_data.corpus.layout_prior import read_description_rows
 from owl_data.corpus.stats import LayoutPriorStats, corpus_stats, layout_prior_stats
+from owl_data.corpus.writer import to_table
+from tests.helpers import one_line_error
+from tests.owl_data.mix.conftest import write_tiny_corpus
+
+runner = CliRunner()
 
 
 def _row(i, split, image, x, y, cat, kind="description", question="What is this?"):
@@ -61,3 +68,43 @@ def test_layout_prior_without_a_train_split(tmp_path):
     assert layout_prior_stats(corpus) == LayoutPriorStats(15, 0, 1, None, None, None)
     res = CliRunner().invoke(app, ["stats", str(corpus)])
     assert res.exit_code == 0 and "not computed (no train description points)" in res.stdout
+
+
+@pytest.mark.parametrize("name", ["it's", "run[1]", "a*b?"])
+def test_stats_on_a_corpus_whose_path_has_quotes_or_glob_characters(tmp_path, name):
+    corpus = write_tiny_corpus(tmp_path / name)
+    res = runner.invoke(app, ["stats", str(corpus)])
+    assert res.exit_code == 0, res.output
+    assert "Traceback" not in res.output
+    assert "layout prior" in res.output and "not computed (no val description points)" in res.output
+
+
+def test_stats_on_an_unreadable_shard_is_one_error_line(tmp_path):
+    corpus = write_tiny_corpus(tmp_path / "c")
+    shard = sorted((corpus / "vqa").rglob("*.parquet"))[0]
+    shard.write_bytes(b"PAR1 not really parquet PAR1")
+    assert "cannot read its Parquet shards" in one_line_error(runner.invoke(app, ["stats", str(corpus)]))
+
+
+def test_stats_layout_prior_with_null_categories(tmp_path):
+    """A corpus whose train split has null categories: the prior is fit on the others only."""
+    src = write_tiny_corpus(tmp_path / "c")
+    val = tmp_path / "v"
+    write_tiny_corpus(val, split="val")
+    shutil.copytree(val / "point_vqa" / "val", src / "point_vqa" / "val")
+    for f in (src / "point_vqa" / "train").glob("*.parquet"):
+        t = pq.read_table(f)
+        rows = t.to_pylist()
+        for i, r in enumerate(rows):
+            if i % 3:  # two of the three images: every point null
+                r["target"]["category"] = None
+        import pyarrow as pa
+
+        pq.write_table(pa.Table.from_pylist(rows, schema=t.schema), f)
+    n_train = len({(r["point"]["x"], r["image_id"]) for r in read_description_rows(src, "train")
+                   if r["target"]["category"]})
+    res = runner.invoke(app, ["stats", str(src)])
+    assert res.exit_code == 0, res.output
+    line = next(x for x in res.output.splitlines() if x.startswith("layout prior"))
+    assert n_train == 1  # the one image whose points keep their category
+    assert f"fit on {n_train} train points" in line and "'None'" not in line and "majority class 'car'" in line

@@ -5,13 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
-from owl_data.export import (ExportError, export_llava, export_sharegpt, import_export, read_llava_export,
-                             read_sharegpt_export)
+from owl_data.cli.app import app
 from owl_data.conventions.coords import unit
 from owl_data.corpus.validate import validate_corpus
+from owl_data.export import (ExportError, export_llava, export_sharegpt, import_export, read_llava_export,
+                             read_sharegpt_export)
+from tests.helpers import one_line_error
+
+runner = CliRunner()
 
 
 def _corpus_rows(corpus: Path) -> dict[str, dict[str, dict]]:
@@ -120,8 +126,6 @@ def test_sharegpt_round_trip_and_dataset_info(drive_corpus, tmp_path):
 def test_rows_whose_text_looks_like_coordinates_are_skipped_not_garbled(drive_corpus, tmp_path):
     import shutil
 
-    import pyarrow as pa
-
     corpus = tmp_path / "c"
     shutil.copytree(drive_corpus, corpus)
     f = next((corpus / "grounding" / "train").glob("*.parquet"))
@@ -165,3 +169,22 @@ def test_not_an_export_is_a_clear_error(drive_corpus, tmp_path):
     export_llava(drive_corpus, tmp_path / "l")
     with pytest.raises(ExportError, match="not sharegpt"):
         read_sharegpt_export(tmp_path / "l")
+
+
+def test_export_into_an_earlier_export_keeps_user_files(lcb_corpus, tmp_path):
+    out = tmp_path / "ex"
+    export_llava(lcb_corpus, out)
+    (out / "notes.txt").write_text("mine")
+    res = runner.invoke(app, ["export", str(lcb_corpus), "--format", "llava", "--out", str(out)])
+    assert "notes.txt" in one_line_error(res)
+    assert (out / "notes.txt").read_text() == "mine"
+    (out / "notes.txt").unlink()
+    (out / "caption_test.json").write_text("[]")  # a stale file of an earlier export
+    export_llava(lcb_corpus, out, coords="norm")
+    assert not (out / "caption_test.json").exists()
+    assert json.loads((out / "owl_export.json").read_text())["coords"]["name"] == "norm"
+    user = tmp_path / "corp2"
+    user.mkdir()
+    (user / "keep.txt").write_text("mine")
+    res = runner.invoke(app, ["import-llava", str(out), "--out", str(user)])
+    assert "not an Owl-VL corpus" in one_line_error(res) and (user / "keep.txt").read_text() == "mine"

@@ -8,10 +8,15 @@ import json
 import pytest
 from PIL import Image
 
+from owl_data.build.driver import run_build
+from owl_data.config import BuildConfig
+from owl_data.corpus.validate import validate_corpus
 from owl_data.records import RLE, Box, Polygons
 from owl_data.sources import SourceError, SourceOptions, get_reader
 from owl_data.sources.coco import parse_spec, read
-from tests.conftest import need_shared_data, split_records as _split
+from tests.conftest import need_shared_data
+from tests.conftest import split_records as _split
+from tests.owl_data.helpers import table_rows
 
 OPTS = SourceOptions(name="coco")
 
@@ -164,3 +169,14 @@ def test_unreadable_inputs_raise(tmp_path):
 
 def test_registered():
     assert get_reader("coco") is read
+
+
+def test_coco_relation_words_count_only_placed_boxes(tmp_path):
+    from tests.owl_data.build.test_hostile import _ann, _coco
+
+    spec = _coco(tmp_path, [_ann(1), _ann(2, segmentation=[[1, 1, 2, 2]], bbox=[70, 50, 0, 0])])  # 2: degenerate
+    run_build([spec], tmp_path / "out", BuildConfig())
+    assert validate_corpus(tmp_path / "out").ok
+    g = table_rows(tmp_path / "out", "grounding")
+    assert {r["expression"] for r in g} == {"the car"}
+    assert "ambiguous_expression" not in {r["reason"] for r in table_rows(tmp_path / "out", "rejects")}

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from typer.testing import CliRunner
 
 from owl_train import __version__
 from owl_train.cli.app import app
+from tests.helpers import one_line_error
+
+ROOT = Path(__file__).resolve().parents[3]
+runner = CliRunner()
 
 
 def test_version_is_a_subcommand():
@@ -23,7 +30,6 @@ def test_init_tiny_refuses_a_non_empty_folder(tmp_path):
 
 
 def test_bad_train_yaml_is_one_line_naming_the_place(tmp_path):
-    import pytest
 
     from owl_train.config import load_train_config, parse_overrides
 
@@ -36,7 +42,6 @@ def test_bad_train_yaml_is_one_line_naming_the_place(tmp_path):
 
 
 def test_infer_config_rejects_non_positive_token_budget():
-    import pytest
 
     from owl_train.infer import InferConfig
 
@@ -45,7 +50,6 @@ def test_infer_config_rejects_non_positive_token_budget():
 
 
 def test_infer_question_takes_text_only(tmp_path):
-    import pytest
     from PIL import Image
 
     from owl_train.infer import answer
@@ -65,3 +69,8 @@ def test_trained_image_budget_is_read_from_the_model(tmp_path):
     assert trained_image_budget(tmp_path) == {"min_pixels": 3136, "max_pixels": 12544, "box_format": "qwen"}
     assert trained_image_budget(tmp_path / "model") == trained_image_budget(tmp_path)
     assert trained_image_budget(tmp_path / "nothing") == {}
+
+
+def test_init_tiny_empty_variant_is_an_error_not_the_default(tmp_path):
+    out = one_line_error(runner.invoke(app, ["init-tiny", str(tmp_path / "m"), "--variant", ""]))
+    assert "unknown --variant ''" in out and not (tmp_path / "m").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from owl_data.conventions.coords import parse_box, parse_point, unit
 from owl_train.data import INLINE_POINT_PHRASE, Collator, DataConfig, pack_rows
 from owl_train.model.rope import get_rope_index
 from owl_train.model.tiny import init_tiny
+from owl_train.stages.checkpoints import load_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -254,3 +257,82 @@ def test_tokenizer_without_point_token_is_refused(tmp_path):
     t = Tokenizer(models.WordLevel({"<|im_start|>": 0, "a": 1}, unk_token="a"))
     with pytest.raises(ValueError, match="<\\|point\\|>"):
         Collator(t, DataConfig())
+
+
+IMG = Image.new("RGB", (64, 48), (10, 200, 30))
+
+
+def U(s):
+    return {"role": "user", "content": s}
+
+
+def A(s):
+    return {"role": "assistant", "content": s}
+
+
+def _row(conv, **kw):
+    return {"id": "r", "task": "vqa", "image": IMG, "point": None, "bbox": None, "conversations": conv, **kw}
+
+
+def _truncated_jpeg() -> Image.Image:
+    buf = io.BytesIO()
+    Image.effect_noise((256, 192), 64).convert("RGB").save(buf, "PNG")
+    data = buf.getvalue()
+    img = Image.open(io.BytesIO(data[: len(data) // 2]))  # header fine, pixel data cut
+    return img
+
+
+@pytest.fixture(scope="module")
+def coll(tmp_path_factory):
+    """A collator over a fresh tiny model's tokenizer, as the trainer loads it."""
+    tiny = init_tiny(tmp_path_factory.mktemp("tiny_coll"))
+    return Collator(load_tokenizer(tiny), DataConfig(max_pixels=28 * 28 * 16, max_length=512))
+
+
+DROPS = {
+    "empty_answer": _row([U("<image>What?"), A("  ")]),
+    "missing_box": _row([U("<image>Where?"), A("<box>")]),
+    "bad_box_outside": _row([U("<image>Where?"), A("<box>")], bbox=[0.2, 0.2, 1.5, 0.9]),
+    "bad_box_inverted": _row([U("<image>Where?"), A("<box>")], bbox=[0.8, 0.8, 0.2, 0.2]),
+    "bad_box_nan": _row([U("<image>Where?"), A("<box>")], bbox=[float("nan"), 0.2, 0.5, 0.9]),
+    "bad_box_short": _row([U("<image>Where?"), A("<box>")], bbox=[0.2, 0.2]),
+    "bad_point_outside": _row([U("<image><point>What?"), A("x")], point=(1.5, -0.2)),
+    "bad_point_nan": _row([U("<image><point>What?"), A("x")], point=(float("nan"), 0.5)),
+    "bad_point_text": _row([U("<image><point>What?"), A("x")], point="0.5"),
+    "bad_image_aspect": _row([U("<image>What?"), A("x")], image=Image.new("RGB", (10000, 20))),
+    "bad_image_path": _row([U("<image>What?"), A("x")], image="foo.png"),
+    "bad_image_bytes": _row([U("<image>What?"), A("x")], image=b"\x89PNG"),
+    "special_token_in_text": _row([U("<image>What? <|im_start|>system"), A("x")]),
+    "truncated_no_labels": _row([U("<image>" + "word " * 2000), A("x")]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DROPS))
+def test_odd_rows_are_dropped_with_a_reason(coll, name):
+    b = coll([DROPS[name], _row([U("<image>What?"), A("A car.")])])
+    reason = name if name in ("empty_answer", "missing_box", "special_token_in_text", "truncated_no_labels") \
+        else "_".join(name.split("_")[:2])
+    assert b["dropped"] == {reason: 1} and b["input_ids"].shape[0] == 1
+
+
+def test_truncated_image_data_is_dropped(coll):
+    b = coll([_row([U("<image>What?"), A("x")], image=_truncated_jpeg())])
+    assert b["dropped"] == {"bad_image": 1} and b["input_ids"].shape[0] == 0
+
+
+@pytest.mark.parametrize("kw,conv", [
+    ({"image": Image.new("RGB", (1, 1))}, None),
+    ({"image": Image.new("L", (64, 48))}, None),
+    ({"image": Image.new("RGBA", (64, 48))}, None),
+    ({"point": (0.0, 0.0)}, [U("<image><point>What?"), A("x")]),
+    ({"point": (1.0, 1.0)}, [U("<image><point>What?"), A("x")]),
+    ({"bbox": [0.0, 0.0, 1.0, 1.0]}, [U("<image>Where?"), A("<box>")]),
+    ({"bbox": [9, 9, 9, 9]}, None),  # a box the text does not use is not checked
+    ({}, [{"role": "system", "content": "Be terse."}, U("<image>What?"), A("A car.")]),
+    ({}, [U("<image>What?"), U("And?"), A("A car."), U("More?")]),
+    ({}, [U("<image>Qu'est-ce? 日本語 🚗"), A("Une voiture 🚗 é " * 400)]),
+])
+def test_odd_but_valid_rows_are_kept(coll, kw, conv):
+    b = coll([_row(conv or [U("<image>What?"), A("x")], **kw)])
+    assert b["dropped"] == {} and b["input_ids"].shape == (1, min(512, b["input_ids"].shape[1]))
+    assert (b["labels"] != -100).any() and b["position_ids"].float().isfinite().all()

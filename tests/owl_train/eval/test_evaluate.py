@@ -4,10 +4,9 @@ values are pinned on stand-in models in test_grounding.py)."""
 
 from __future__ import annotations
 
-import pytest
-
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from owl_train.cli.app import app
@@ -90,3 +89,9 @@ def test_eval_without_controls(tiny_world, tmp_path):
     _, m = _eval(tiny_world, tmp_path / "r.json", "--no-controls")
     assert m["controls"] is False and m["hit_n"] > 0 and m["layout_prior"] is not None
     assert (m["point_swap"], m["point_swap_n"], m["image_swap_n"], m["blank_n"]) == (None, 0, 0, 0)
+
+
+def test_eval_config_dedupes_tasks():
+    from owl_train.eval.evaluate import EvalConfig
+
+    assert EvalConfig(tasks=("point_vqa", "vqa", "point_vqa")).tasks == ("point_vqa", "vqa")

@@ -19,7 +19,7 @@ from PIL import Image
 
 from owl_data.corpus.layout_prior import fit_layout_prior
 from owl_train.eval.grounding import (SWAP_RADIUS, blank_image, grounding_eval, image_swap_pairs, point_swap_pairs,
-                                 question_text, select_rows)
+                                      question_text, select_rows)
 from owl_train.eval.lexicon import load_lexicon
 
 RED, GREEN, BLUE = (200, 0, 0), (0, 160, 0), (0, 0, 200)
@@ -226,3 +226,16 @@ def test_missing_partner_image_is_an_error():
     with pytest.raises(ValueError, match="image-swap partner"):
         grounding_eval(EVALUATED, layout_model, pool=POOL, lexicon=load_lexicon(), prior=None,
                        images=lambda ids: {})
+
+
+def _lex_row(rid, category):
+    return {"id": rid, "image_id": "i", "point": (0.5, 0.5), "kind": "description",
+            "target": {"category": category, "instance": rid, "bbox": None},
+            "conversations": [{"role": "user", "content": "<image><point>What is this?"},
+                              {"role": "assistant", "content": "a car"}]}
+
+
+def test_a_null_category_is_no_category():
+    lex = load_lexicon()
+    sel = select_rows([_lex_row("a", None), _lex_row("b", "car"), _lex_row("c", "")], lex.with_categories(["None", "car"]))
+    assert sel.description == (1,) and sel.excluded_no_category == 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from owl_train.data.lexicon import Category, Lexicon, load_lexicon
+from owl_train.data.lexicon import Category, Lexicon, load_lexicon, normalize_text
 
 COCO_80 = (  # pycocotools' instances categories, in id order
     "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
@@ -105,3 +105,13 @@ def test_the_module_example_holds():
     import owl_train.data.lexicon
 
     assert doctest.testmod(owl_train.data.lexicon).failed == 0
+
+
+def test_stray_hyphens_in_a_corpus_category():
+    assert normalize_text("car-") == "car" and normalize_text(" -Traffic--light- ") == "traffic light"
+    assert normalize_text("-") == ""
+    lex = load_lexicon()
+    assert lex.with_categories(["car-"]).resolve("car-") == "car"  # was: "['car'] listed more than once"
+    junk = lex.with_categories(["-"])
+    assert len(junk) == len(lex)  # no category of the blank name " " (whose plural " s" named "it's")
+    assert junk.first_category("it's a car") == "car"

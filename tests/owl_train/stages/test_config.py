@@ -51,3 +51,12 @@ def test_unknown_key_suggests_the_field(tmp_path):
     p.write_text("train:\n  lerning_rate: 1\n  warmup_ratoi: 0.1\n")
     with pytest.raises(ValueError, match="warmup_ratio"):
         load_train_config(p)
+
+
+@pytest.mark.parametrize("over,field", [({"lr": float("inf")}, "lr"), ({"lr": [1, 2]}, "lr"),
+                                        ({"device": {"a": 1}}, "device"), ({"freeze_vision": "maybe"}, "freeze_vision"),
+                                        ({"num_virtual_tokens": "abc"}, "num_virtual_tokens"),
+                                        ({"adam_betas": [0.9, "x"]}, "adam_betas")])
+def test_config_types_are_one_line_errors(over, field):
+    with pytest.raises(ValueError, match=f"field {field}="):
+        load_train_config(None, over)

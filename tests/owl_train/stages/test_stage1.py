@@ -11,10 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from owl_train.stages import load_model_dir, merge, run_stage1
 from owl_train.data import Collator, DataConfig
+from owl_train.stages import load_model_dir, merge, run_stage1
 
 sys.path.insert(0, str(Path(__file__).parent))
+import sys
+from pathlib import Path
+
 from _stage_helpers import SMALL, stage1_config  # noqa: E402
 
 
@@ -83,3 +86,21 @@ def test_lora_trains_only_adapters_and_merges_to_equal_logits(world, tmp_path):
                                                     points=b["points"]).logits
     assert torch.allclose(la, lb, atol=1e-4)
     assert not torch.allclose(la, lbase, atol=1e-3)  # the adapter did something
+
+
+def test_resume_with_another_config_is_refused(stage1_run, world):
+    from owl_train.stages import run_stage1
+
+    _, out = stage1_run
+    with pytest.raises(ValueError, match=r"batch_size=4, lr=0\.01.*batch_size=2, lr=0\.5"):
+        run_stage1(stage1_config(world, out, resume="latest", lr=0.5, batch_size=2))
+
+
+def test_every_row_dropped_skips_steps_then_fails(world, tmp_path):
+    from owl_train.stages import run_stage1
+
+    notes: list[str] = []
+    with pytest.raises(ValueError, match="every row of 8 steps in a row was dropped"):
+        run_stage1(stage1_config(world, tmp_path / "r", max_length=40, batch_size=2), note=notes.append)
+    assert any("skipping it" in n for n in notes)
+    assert not (tmp_path / "r" / "model").exists()

@@ -1,0 +1,17 @@
+"""Assertions shared by the CLI tests of both packages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def one_line_error(res) -> str:
+    """The output of a CLI result that must be exactly one ``error:`` line with exit status 2 (no traceback)."""
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and res.output.count("error:") == 1, res.output
+    return res.output
+
+
+def snapshot(p: Path) -> dict[str, bytes | None]:
+    """Every path under ``p`` (relative) -> its bytes, or None for a folder: compare before/after a refusal."""
+    return {str(x.relative_to(p)): (x.read_bytes() if x.is_file() else None) for x in sorted(p.rglob("*"))}
