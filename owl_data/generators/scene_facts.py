@@ -12,6 +12,12 @@ distances between objects are measured in pixels and divided by the image diagon
 rule means the same at every resolution. Cityscapes label ids follow
 ``cityscapesscripts.helpers.labels`` (road 7, sidewalk 8).
 
+The rules live in one place, here, and the code by concept: colours in
+:mod:`~owl_data.generators.colour`, ground contact (road side, nearer, surface) in
+:mod:`~owl_data.generators.ground`, pixel boxes and area/grounded categories in
+:mod:`~owl_data.generators.regions`, the rest (size, position, neighbours, relations, counts,
+ranks) in this module, which re-exports them all.
+
 Rules in one place:
 
 * **colour** (:func:`rgb_colour_name`): the per-channel median RGB of the visible mask (for
@@ -63,14 +69,17 @@ Rules in one place:
 
 from __future__ import annotations
 
-import colorsys
 import math
 from dataclasses import dataclass
-from fractions import Fraction
 
 import numpy as np
 from scipy import ndimage
 
+from owl_data.generators.colour import colour_of, region_pixels, rgb_colour_name
+from owl_data.generators.ground import (CONTACT_FRACTION, NEARER_MARGIN, ROAD_BAND, ROAD_ID, ROAD_SIDE_MARGIN,
+                                        SIDEWALK_ID, SURFACE_BAND, SURFACE_BAND_MIN, SURFACE_MAJORITY, nearer,
+                                        road_side, surface_under)
+from owl_data.generators.regions import AREA_CATEGORIES, GROUNDED_CATEGORIES, box_pixels, is_area, is_grounded
 from owl_data.ingest.geometry import ResolvedInstance, ResolvedScene
 
 __all__ = [
@@ -120,106 +129,9 @@ NEIGHBOUR_MAX_GAP = 0.25
 """Largest gap (fraction of the image diagonal) at which another object counts as next to it."""
 RELATION_MARGIN = 0.01
 """Centre offsets (fraction of the diagonal) below which no spatial relation is stated."""
-ROAD_BAND = 0.02
-"""Half-height (fraction of image height, at least one row) of the row band used for road side."""
-ROAD_SIDE_MARGIN = 0.03
-"""Distance (fraction of width) from the road's middle below which no side is stated."""
-NEARER_MARGIN = 0.03
-"""Difference of box bottoms (fraction of height) below which nearer/farther is not stated."""
-SURFACE_BAND = 0.004
-"""Height of the band just below the contact (fraction of image height) read for the surface."""
-SURFACE_BAND_MIN = 1
-"""Smallest band height in rows."""
-SURFACE_MAJORITY = Fraction(2, 3)
-"""Share of the band's pixels one label must exceed for road/sidewalk to be stated (exact)."""
 COUNT_MIN_PIXELS = 24
 """Visible pixels every same-category instance needs for a count (or a rank's total) to be
 stated; the point sampler's default ``min_area_px``."""
-CONTACT_FRACTION = 0.1
-"""Bottom fraction of the box height in which a column's lowest mask pixel makes it a contact column."""
-
-ROAD_ID = 7
-SIDEWALK_ID = 8
-_SURFACES = {ROAD_ID: "road", SIDEWALK_ID: "sidewalk"}
-
-AREA_CATEGORIES = frozenset({
-    "road", "sidewalk", "parking", "rail track", "ground", "building", "wall", "fence",
-    "guard rail", "bridge", "tunnel", "vegetation", "terrain", "sky",
-})
-"""Categories that name a surface or an area rather than an object (described as such)."""
-
-GROUNDED_CATEGORIES = frozenset({
-    # Cityscapes
-    "person", "rider", "car", "truck", "bus", "caravan", "trailer", "train", "motorcycle",
-    "bicycle", "pole",
-    # COCO / VOC
-    "motorbike", "fire hydrant", "parking meter", "bench", "chair", "couch", "sofa",
-    "potted plant", "pottedplant", "dining table", "diningtable", "dog", "cat", "horse",
-    "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "pedestrian", "bicycle rider",
-})
-"""Categories whose box bottom is where they touch the ground (used by nearer, surface, road side)."""
-
-
-def rgb_colour_name(rgb: tuple[float, float, float] | np.ndarray) -> str:
-    """Name one RGB colour (0-255 per channel) with the palette of the module docstring."""
-    r, g, b = (float(c) / 255.0 for c in rgb)
-    h, s, v = colorsys.rgb_to_hsv(r, g, b)
-    if v < 0.2:
-        return "black"
-    if s < 0.2:
-        if v >= 0.85:
-            return "white"
-        return "silver" if v >= 0.6 else "gray"
-    deg = h * 360.0
-    if deg >= 345.0 or deg < 15.0:
-        name = "red"
-    elif deg < 40.0:
-        name = "orange"
-    elif deg < 70.0:
-        name = "yellow"
-    elif deg < 170.0:
-        name = "green"
-    elif deg < 260.0:
-        name = "blue"
-    elif deg < 300.0:
-        name = "purple"
-    else:
-        name = "pink"
-    if name in ("red", "orange") and v < 0.5:
-        return "brown"
-    return name
-
-
-def _box_px(scene: ResolvedScene, inst: ResolvedInstance) -> tuple[int, int, int, int]:
-    """The box as integer pixel edges (c1, r1, c2, r2), half-open, clipped, possibly empty."""
-    x1, y1, x2, y2 = inst.bbox
-    W, H = scene.width, scene.height
-    c1 = min(max(int(math.floor(x1 * W)), 0), W)
-    r1 = min(max(int(math.floor(y1 * H)), 0), H)
-    c2 = min(max(int(math.ceil(x2 * W)), 0), W)
-    r2 = min(max(int(math.ceil(y2 * H)), 0), H)
-    return c1, r1, c2, r2
-
-
-def region_pixels(scene: ResolvedScene, inst: ResolvedInstance) -> np.ndarray:
-    """(N, 3) uint8 RGB pixels the colour is read from: the mask, or the box's central half."""
-    c1, r1, c2, r2 = _box_px(scene, inst)
-    if inst.mask is not None:
-        return scene.pixels[r1:r2, c1:c2][inst.mask[r1:r2, c1:c2]]
-    dc, dr = (c2 - c1) // 4, (r2 - r1) // 4
-    patch = scene.pixels[r1 + dr : r2 - dr, c1 + dc : c2 - dc]
-    if patch.size == 0:
-        patch = scene.pixels[r1:r2, c1:c2]
-    return patch.reshape(-1, 3)
-
-
-def colour_of(scene: ResolvedScene, inst: ResolvedInstance) -> str | None:
-    """Colour name of the per-channel median of :func:`region_pixels`; None if no pixel."""
-    key = ("colour", id(inst))
-    if key not in scene.cache:
-        px = region_pixels(scene, inst)
-        scene.cache[key] = None if px.shape[0] == 0 else rgb_colour_name(np.median(px, axis=0))
-    return scene.cache[key]
 
 
 def size_class(area: float) -> str | None:
@@ -237,16 +149,6 @@ def frame_position(bbox: tuple[float, float, float, float]) -> tuple[str, str]:
     h = "left" if cx < 1 / 3 else ("right" if cx >= 2 / 3 else "centre")
     v = "top" if cy < 1 / 3 else ("bottom" if cy >= 2 / 3 else "middle")
     return h, v
-
-
-def is_area(inst: ResolvedInstance) -> bool:
-    """Whether the instance is a surface or area (road, sky...) rather than an object."""
-    return inst.kind == "stuff" and inst.category in AREA_CATEGORIES
-
-
-def is_grounded(category: str) -> bool:
-    """Whether objects of ``category`` stand on the ground (their box bottom is the contact)."""
-    return category in GROUNDED_CATEGORIES
 
 
 def others(scene: ResolvedScene, target: ResolvedInstance) -> list[tuple[int, ResolvedInstance]]:
@@ -281,7 +183,7 @@ def gap(scene: ResolvedScene, a: ResolvedInstance, b: ResolvedInstance) -> float
     pixel, so adjacent pixels give 0), box to box otherwise.
     """
     if a.mask is not None and b.mask is not None and b.mask.any():
-        (ac1, ar1, ac2, ar2), (bc1, br1, bc2, br2) = _box_px(scene, a), _box_px(scene, b)
+        (ac1, ar1, ac2, ar2), (bc1, br1, bc2, br2) = box_pixels(scene, a), box_pixels(scene, b)
         c1, r1, c2, r2 = min(ac1, bc1), min(ar1, br1), max(ac2, bc2), max(ar2, br2)
         d = float(_distance_to(a.mask[r1:r2, c1:c2])[b.mask[r1:r2, c1:c2]].min())
         return max(d - 1.0, 0.0) / _diag(scene)
@@ -325,7 +227,7 @@ def _neighbours(scene: ResolvedScene, target: ResolvedInstance) -> list[Neighbou
     masked = [(i, o) for i, o in close if o.mask is not None and o.mask.any()]
     dist = None
     if target.mask is not None and masked:
-        boxes = [_box_px(scene, target)] + [_box_px(scene, o) for _, o in masked]
+        boxes = [box_pixels(scene, target)] + [box_pixels(scene, o) for _, o in masked]
         c1, r1 = min(b[0] for b in boxes), min(b[1] for b in boxes)
         c2, r2 = max(b[2] for b in boxes), max(b[3] for b in boxes)
         dist = _distance_to(target.mask[r1:r2, c1:c2])
@@ -413,78 +315,3 @@ def rank_from_left(scene: ResolvedScene, target: ResolvedInstance) -> tuple[int,
     )
     rank = next(k for k, (_, o) in enumerate(keys) if o is target) + 1
     return rank, len(keys)
-
-
-def _bottom_row(scene: ResolvedScene, inst: ResolvedInstance) -> int:
-    """Last pixel row of the instance (mask, else box), clipped to the image."""
-    c1, r1, c2, r2 = _box_px(scene, inst)
-    if inst.mask is not None:
-        rows = np.flatnonzero(inst.mask[r1:r2, c1:c2].any(axis=1))
-        if rows.size:
-            return int(rows[-1]) + r1
-    return min(max(r2 - 1, 0), scene.height - 1)
-
-
-def road_side(scene: ResolvedScene, target: ResolvedInstance) -> str | None:
-    """``left`` or ``right``: the side of the road the target is on (rule in module docstring)."""
-    sem = scene.semantic
-    if sem is None or is_area(target) or not is_grounded(target.category):
-        return None
-    H, W = sem.shape
-    row = _bottom_row(scene, target)
-    half = max(1, int(round(ROAD_BAND * H)))
-    band = sem[max(row - half, 0) : min(row + half + 1, H)]
-    cols = np.flatnonzero((band == ROAD_ID).any(axis=0))
-    if cols.size == 0:
-        return None
-    middle = (cols[0] + cols[-1] + 1) / 2.0 / W
-    cx = (target.bbox[0] + target.bbox[2]) / 2.0
-    if abs(cx - middle) < ROAD_SIDE_MARGIN:
-        return None
-    return "left" if cx < middle else "right"
-
-
-def nearer(scene: ResolvedScene, target: ResolvedInstance, other: ResolvedInstance) -> str | None:
-    """``nearer`` or ``farther``: the target compared with ``other`` by ground contact."""
-    if not (is_grounded(target.category) and is_grounded(other.category)):
-        return None
-    if is_area(target) or is_area(other):
-        return None
-    d = target.bbox[3] - other.bbox[3]
-    if abs(d) < NEARER_MARGIN:
-        return None
-    return "nearer" if d > 0 else "farther"
-
-
-def surface_under(scene: ResolvedScene, target: ResolvedInstance) -> str | None:
-    """``road`` or ``sidewalk`` under the target (rule in module docstring), else None."""
-    sem = scene.semantic
-    if sem is None or is_area(target) or not is_grounded(target.category):
-        return None
-    H, W = sem.shape
-    depth = max(SURFACE_BAND_MIN, int(round(SURFACE_BAND * H)))
-    c1, r1, c2, r2 = _box_px(scene, target)
-    if target.mask is not None:
-        m = target.mask[r1:r2, c1:c2]
-        cols = np.flatnonzero(m.any(axis=0))
-        if cols.size == 0:
-            return None
-        lowest = m.shape[0] - 1 - np.argmax(m[::-1, :], axis=0)  # lowest mask row per column
-        rows = np.flatnonzero(m.any(axis=1))
-        top, bottom = int(rows[0]), int(rows[-1])
-        reach = max(1, int(math.ceil(CONTACT_FRACTION * (bottom - top + 1))))
-        cols = cols[lowest[cols] > bottom - reach]
-        starts = {int(c) + c1: int(lowest[c]) + r1 + 1 for c in cols}
-    else:
-        starts = {c: r2 for c in range(c1, c2)}
-    labels = [sem[s : min(s + depth, H), c] for c, s in starts.items() if s < H]
-    if not labels:
-        return None
-    values = np.concatenate(labels)
-    if values.size == 0:
-        return None
-    counts = np.bincount(values.astype(np.int64))
-    top_label = int(np.argmax(counts))
-    if not int(counts[top_label]) > SURFACE_MAJORITY * int(values.size):
-        return None
-    return _SURFACES.get(top_label)
