@@ -1,5 +1,8 @@
 """Checking a writer command's ``--out`` before anything is written, and replacing it atomically.
 
+Refusals raise :class:`OutputError`, a :class:`~owl_data.errors.FieldError` of field ``out``
+(the CLI shows it as ``--out``).
+
 Every command that writes a folder (``build``, ``import-llava``, ``mix``, ``show``,
 ``export``) replaces ``--out`` when it completes, so a wrong ``--out`` would delete what is
 there. :func:`check_out` refuses, before anything is created:
@@ -31,14 +34,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping
 
+from owl_data.errors import FieldError
+
 __all__ = ["OutputError", "OutputKind", "CORPUS_OUT", "check_out", "spec_paths", "staged", "swap_into_place",
            "json_marker"]
 
 MANIFEST = "manifest.json"
 
 
-class OutputError(ValueError):
-    """An ``--out`` the command refuses to write (nothing has been touched)."""
+class OutputError(FieldError):
+    """An output folder (field ``out``, the commands' ``--out``) the command refuses to write
+    (nothing has been touched); the message starts with ``out``."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,7 @@ class OutputKind:
         marker: the file that marks a previous output.
         recognise: the marker's path -> True when it is this command's marker.
         owned: a top-level name -> True when the command writes such an entry.
-        example: a folder name for the messages' ``e.g. --out NAME``.
+        example: a folder name for the messages' ``e.g. `out` NAME``.
     """
 
     what: str
@@ -109,35 +115,35 @@ def check_out(out: Path | str, source_specs: Iterable[str] = (), kind: OutputKin
     """
     text = str(out).strip()
     if text in ("", "."):
-        raise OutputError(f"--out {str(out)!r}: give the output folder a name, e.g. --out {kind.example}")
+        raise OutputError("out", f"out {str(out)!r}: give the output folder a name, e.g. `out` {kind.example}")
     out = Path(out).expanduser()
     real = Path(os.path.realpath(out))
     cwd = Path(os.path.realpath(os.getcwd()))
     if _inside(cwd, real):
-        raise OutputError(f"--out {out}: it is (or holds) the current directory, which the command would "
-                          f"replace; give a new folder, e.g. --out {kind.example}")
+        raise OutputError("out", f"out {out}: it is (or holds) the current directory, which the command would "
+                          f"replace; give a new folder, e.g. `out` {kind.example}")
     named = [(sp, "source path") for spec in source_specs for sp in spec_paths(spec)]
     named += [(Path(os.path.realpath(Path(p).expanduser())), role) for role, p in (reads or {}).items()]
     for sp, role in named:
         if _inside(real, sp) or _inside(sp, real):
             where = "inside" if _inside(real, sp) else "holding"
-            raise OutputError(f"--out {out}: {where} {role} {sp}; write the output outside every folder "
+            raise OutputError("out", f"out {out}: {where} {role} {sp}; write the output outside every folder "
                               "the command reads")
     if out.is_symlink():
-        raise OutputError(f"--out {out} is a symbolic link; give the folder itself")
+        raise OutputError("out", f"out {out} is a symbolic link; give the folder itself")
     if out.exists():
         if not out.is_dir():
-            raise OutputError(f"--out {out} exists and is not a folder; the command will not replace it")
+            raise OutputError("out", f"out {out} exists and is not a folder; the command will not replace it")
         entries = sorted(p.name for p in out.iterdir())
         if entries:
             if not kind.recognise(out / kind.marker):
-                raise OutputError(f"--out {out} exists, is not empty and is not {kind.what} (not an earlier result: "
-                                  f"no {kind.marker} of its own); the command replaces --out, so give a new or "
+                raise OutputError("out", f"out {out} exists, is not empty and is not {kind.what} (not an earlier "
+                                  f"result: no {kind.marker} of its own); the command replaces `out`, so give a new or "
                                   "empty folder")
             foreign = [n for n in entries if not kind.owned(n)]
             if foreign:
                 shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-                raise OutputError(f"--out {out} is {kind.what} but also holds {shown}, which the command "
+                raise OutputError("out", f"out {out} is {kind.what} but also holds {shown}, which the command "
                                   "does not write and would delete; move them out or give a new folder")
     return out
 

@@ -47,10 +47,12 @@ import pyarrow.dataset as ds
 from PIL import Image, ImageOps
 
 from owl_data.corpus import schema as schemas
+from owl_data.errors import FieldError
 from owl_data.fs import OutputKind, check_out, json_marker, staged
 
 __all__ = [
     "GalleryError",
+    "GallerySettingError",
     "GalleryConfig",
     "GalleryReport",
     "GALLERY_OUT",
@@ -101,6 +103,10 @@ class GalleryError(ValueError):
     """A gallery request that cannot be served: not a corpus, unknown task, bad predicate."""
 
 
+class GallerySettingError(GalleryError, FieldError):
+    """A :class:`GalleryConfig` setting that is invalid; ``field`` names it (``limit``, ``where``)."""
+
+
 @dataclass(frozen=True)
 class GalleryConfig:
     """What to show.
@@ -122,7 +128,7 @@ class GalleryConfig:
             raise GalleryError(f"unknown task {self.task!r}: use one of {', '.join(schemas.TASK_TABLES)}")
         if isinstance(self.limit, bool) or not isinstance(self.limit, int) or not 1 <= self.limit <= MAX_LIMIT:
             shown = repr(self.limit) if len(repr(self.limit)) <= 30 else repr(self.limit)[:27] + "..."
-            raise GalleryError(f"--limit {shown}: must be an integer in 1..{MAX_LIMIT:,} (rows per task)")
+            raise GallerySettingError("limit", f"limit {shown}: must be an integer in 1..{MAX_LIMIT:,} (rows per task)")
         if not isinstance(self.thumb_px, int) or not 16 <= self.thumb_px <= 4096:
             raise GalleryError(f"thumb_px={self.thumb_px!r}: must be an integer in 16..4096")
         if self.where is not None and not self.where.strip():
@@ -191,10 +197,11 @@ def _query_rows(corpus: Path, cfg: GalleryConfig, report: GalleryReport) -> list
                 rel = rel.filter(cfg.where)
             got = rel.order("id").limit(cfg.limit).project(_PROJECT[task]).fetchall()
         except duckdb.ParserException as exc:
-            raise GalleryError(f"--where {cfg.where!r} is not a valid DuckDB predicate: {_first_line(exc)}") from exc
+            raise GallerySettingError("where", f"where {cfg.where!r} is not a valid DuckDB predicate: "
+                                      f"{_first_line(exc)}") from exc
         except duckdb.PermissionException as exc:
-            raise GalleryError(f"--where may only read the task table's own columns (file, extension and "
-                               f"setting access are disabled): {_first_line(exc)}") from exc
+            raise GallerySettingError("where", f"where may only read the task table's own columns (file, "
+                                      f"extension and setting access are disabled): {_first_line(exc)}") from exc
         except duckdb.Error as exc:
             errors[task] = _first_line(exc)
             continue
@@ -204,7 +211,7 @@ def _query_rows(corpus: Path, cfg: GalleryConfig, report: GalleryReport) -> list
         out += [(task, dict(zip(names, r))) for r in got]
     if errors and (cfg.task or len(errors) == len(present)):
         task, msg = next(iter(errors.items()))
-        raise GalleryError(f"--where {cfg.where!r} failed on {task}: {msg}")
+        raise GallerySettingError("where", f"where {cfg.where!r} failed on {task}: {msg}")
     report.skipped = errors
     return out
 

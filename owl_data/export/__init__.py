@@ -21,7 +21,7 @@ from owl_data.export.hf import export_hf
 from owl_data.export.importer import import_export
 from owl_data.export.llava import export_llava, read_llava_export
 from owl_data.export.push import PushError, push_corpus
-from owl_data.export.rows import ExportError
+from owl_data.export.rows import ExportError, ExportSettingError
 from owl_data.export.sharegpt import export_sharegpt, read_sharegpt_export
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "Convention",
     "CoordError",
     "ExportError",
+    "ExportSettingError",
     "ExportReport",
     "PushError",
     "FORMATS",
@@ -46,7 +47,6 @@ __all__ = [
 FORMATS = ("hf", "llava", "sharegpt")
 
 
-
 def export_corpus(corpus, out, fmt: str, coords: str | None = None) -> "ExportReport":
     """Export ``corpus`` to ``out`` in ``fmt`` (``hf`` | ``llava`` | ``sharegpt``).
 
@@ -54,14 +54,15 @@ def export_corpus(corpus, out, fmt: str, coords: str | None = None) -> "ExportRe
     ``hf`` export keeps geometry as data and refuses it.
 
     Raises:
-        ExportError: an unknown format, ``coords`` with ``hf``, or an ``out`` that exists and
-            is not an earlier export.
+        ExportSettingError: an unknown format (field ``format``), ``coords`` with ``hf``.
+        ExportError: an ``out`` that exists and is not an earlier export.
     """
     if fmt not in FORMATS:
-        raise ExportError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+        raise ExportSettingError("format", f"format {fmt!r}: use one of {', '.join(FORMATS)}")
     if fmt == "hf":
         if coords is not None:
-            raise ExportError("--coords applies to llava and sharegpt; the hf export keeps points and boxes as data")
+            raise ExportSettingError("coords", "coords applies to llava and sharegpt; the hf export keeps points "
+                                     "and boxes as data")
         return export_hf(corpus, out)
     fn = export_llava if fmt == "llava" else export_sharegpt
     return fn(corpus, out, coords=coords or DEFAULT_CONVENTION)

@@ -38,7 +38,7 @@ from owl_data.corpus.schema import SchemaError
 from owl_data.corpus import writer as corpus_mod
 from owl_data.conventions.coords import BOX_END, BOX_START, REF_END, REF_START, CoordError, Convention, \
     get_convention, render_box, render_point, render_text, restore_text
-from owl_data.export.rows import ExportError, image_filename, image_info, iter_batches, task_parts
+from owl_data.export.rows import ExportError, ExportSettingError, image_filename, image_info, iter_batches, task_parts
 from owl_data.fs import OutputError, OutputKind, check_out, json_marker, staged
 from owl_data.conventions.placeholders import placeholder_problem
 from owl_data.records import SPLIT_NAME
@@ -120,12 +120,12 @@ def prepare_out(out: Path, kind: OutputKind, source: Path | None = None) -> Path
     ``source`` (the folder read) or holding it.
 
     Raises:
-        ExportError: the reasons of :func:`~owl_data.fs.check_out`.
+        ExportSettingError: of field ``out``: the reasons of :func:`~owl_data.fs.check_out`.
     """
     try:
         return check_out(out, kind=kind, reads={"the folder read": source} if source is not None else None)
     except OutputError as exc:
-        raise ExportError(str(exc)) from None
+        raise ExportSettingError(exc.field, str(exc)) from None
 
 
 def _corpus_summary(corpus: Path, manifest: dict[str, Any]) -> dict[str, Any]:

@@ -22,9 +22,10 @@ from huggingface_hub import HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, HTTPError
 
 from owl_data.corpus import writer as corpus_mod
+from owl_data.errors import FieldError
 from owl_data.export.hf import export_hf
 
-__all__ = ["PushError", "PushReport", "push_corpus"]
+__all__ = ["PushError", "PushSettingError", "PushReport", "push_corpus"]
 
 _REPO = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _TRUE = {"1", "on", "yes", "true"}
@@ -32,6 +33,10 @@ _TRUE = {"1", "on", "yes", "true"}
 
 class PushError(RuntimeError):
     """The corpus could not be pushed; the message is one line saying why and what to do."""
+
+
+class PushSettingError(FieldError, PushError):
+    """A push setting that is invalid (``field``: ``repo``); also a ValueError, as every FieldError."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ def push_corpus(corpus: Path, repo: str, private: bool = False, revision: str | 
     corpus = Path(corpus)
     corpus_mod.read_manifest(corpus)
     if not _REPO.fullmatch(repo or ""):
-        raise PushError(f"--repo {repo!r}: expected ORG/NAME, e.g. my-lab/owl-vl-corpus")
+        raise PushSettingError("repo", f"repo {repo!r}: expected ORG/NAME, e.g. my-lab/owl-vl-corpus")
     if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in _TRUE:
         raise PushError("HF_HUB_OFFLINE is set: unset it to push to the Hugging Face Hub")
     token = token or get_token()

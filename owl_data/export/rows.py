@@ -18,12 +18,17 @@ import pyarrow.parquet as pq
 
 from owl_data.corpus import schema as schemas
 from owl_data.corpus import writer as corpus_mod
+from owl_data.errors import FieldError
 
-__all__ = ["ExportError", "Part", "task_parts", "iter_batches", "image_info", "ImageIndex", "image_filename"]
+__all__ = ["ExportError", "ExportSettingError", "Part", "task_parts", "iter_batches", "image_info", "ImageIndex", "image_filename"]
 
 
 class ExportError(ValueError):
     """A corpus, export folder or option that cannot be exported or read back."""
+
+
+class ExportSettingError(ExportError, FieldError):
+    """An export setting that is invalid (``field``: ``format``, ``coords``, ``out``)."""
 
 
 @dataclass(frozen=True)
