@@ -8,6 +8,9 @@ per sample, per image or per token.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
@@ -126,116 +129,209 @@ def get_rope_index(
         raise ValueError(f"input_ids must be (B, L), got shape {tuple(input_ids.shape)}")
     if point_placement not in PLACEMENTS:
         raise ValueError(f"point_placement={point_placement!r} is invalid: use one of {PLACEMENTS}")
-    B, L = input_ids.shape
-    dev = input_ids.device
     real = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+    use_points = points is not None and point_token_id is not None
+    kinds = _token_kinds(input_ids, real, image_token_id, crop_token_id, point_token_id if use_points else None,
+                         point_placement)
+    seg_start, seg_first = _segments(real, segment_ids)
+    runs = _vision_runs_of(input_ids, image_grid_thw, image_token_id, crop_token_id, real, seg_start, kinds,
+                           spatial_merge_size)
+    cum, excl, cur = _text_ids(kinds.text, runs, seg_first, segment_ids is not None)
+    runs = dataclasses.replace(runs, s=cur.reshape(-1)[runs.starts])  # (N_runs,) each run's first id
+    dtype = torch.float32 if use_points or crop_boxes is not None else torch.long
+    pos = cur.to(dtype).unsqueeze(0).repeat(3, 1, 1)  # (3, B, L)
+    pos_f = pos.view(3, -1)  # (3, B * L), a view: writes land in pos
+    pos_f[:, runs.tokens[runs.image_token]] = runs.image_ids()[:, runs.image_token].to(dtype)
+    L = input_ids.shape[1]
+    if use_points:
+        assert points is not None
+        pt_idx = kinds.point.reshape(-1).nonzero().view(-1)
+        if pt_idx.numel() != points.shape[0]:
+            raise ValueError(f"input_ids hold {pt_idx.numel()} point tokens but points has {points.shape[0]} rows")
+        if pt_idx.numel() and point_placement == "image":
+            frames = _frame_of(runs, pt_idx, L, seg_first, "<|point|>")
+            pos_f[:, pt_idx] = _in_frame(runs, frames, points.to(input_ids.device, torch.float32))
+    n_crop = int(runs.is_crop.sum())
+    n_box = 0 if crop_boxes is None else crop_boxes.shape[0]
+    if (n_crop or crop_boxes is not None) and n_box != n_crop:
+        raise ValueError(f"input_ids hold {n_crop} crop runs but crop_boxes has {n_box} rows")
+    if n_crop:
+        assert crop_boxes is not None
+        ct = ~runs.image_token  # crop tokens among the vision tokens
+        pos_f[:, runs.tokens[ct]] = _crop_ids(runs, crop_boxes, L, seg_first)
+    if attention_mask is not None:
+        pos.masked_fill_(~real.unsqueeze(0), PAD_POSITION)
+    return pos, _rope_deltas(cum, excl, real, seg_first, segment_ids is not None)
+
+
+@dataclass(frozen=True)
+class _Kinds:
+    """(B, L) bool masks over real tokens: image pads, crop pads, point tokens (only with points),
+    and text (what moves ``cur`` by one: everything else, the point too with ``"text"`` placement)."""
+
+    image: Tensor
+    crop: Tensor
+    point: Tensor
+    text: Tensor
+
+
+def _token_kinds(input_ids: Tensor, real: Tensor, image_token_id: int, crop_token_id: int | None,
+                 point_token_id: int | None, point_placement: str) -> _Kinds:
+    """Which real token is which (:class:`_Kinds`); ``point_token_id`` None: points are text."""
     is_img = (input_ids == image_token_id) & real
     is_crop = (input_ids == crop_token_id) & real if crop_token_id is not None else torch.zeros_like(real)
-    use_points = points is not None and point_token_id is not None
-    is_pt = (input_ids == point_token_id) & real if use_points else torch.zeros_like(real)
+    is_pt = (input_ids == point_token_id) & real if point_token_id is not None else torch.zeros_like(real)
     in_frame_pt = is_pt if point_placement == "image" else torch.zeros_like(real)
-    is_text = real & ~is_img & ~is_crop & ~in_frame_pt
-    ar = torch.arange(L, device=dev).expand(B, L)  # column index
+    return _Kinds(is_img, is_crop, is_pt, real & ~is_img & ~is_crop & ~in_frame_pt)
 
-    # segments: a change of segment id starts a new one (one segment per row without ids)
+
+def _segments(real: Tensor, segment_ids: Tensor | None) -> tuple[Tensor, Tensor]:
+    """seg_start (B, L) bool, True where a segment starts (a change of segment id; column 0
+    always), and seg_first (B, L) int64, the column of each token's segment start (0 without ids)."""
     seg_start = torch.zeros_like(real)
     seg_start[:, 0] = True
-    if segment_ids is not None:
-        seg_start[:, 1:] |= segment_ids[:, 1:] != segment_ids[:, :-1]
-        seg_first = torch.cummax(torch.where(seg_start, ar, 0), dim=1).values  # (B, L) column of segment start
-    else:
-        seg_first = torch.zeros_like(input_ids)
+    if segment_ids is None:
+        return seg_start, torch.zeros(real.shape, dtype=torch.long, device=real.device)
+    seg_start[:, 1:] |= segment_ids[:, 1:] != segment_ids[:, :-1]
+    ar = torch.arange(real.shape[1], device=real.device).expand(real.shape)  # (B, L) column index
+    return seg_start, torch.cummax(torch.where(seg_start, ar, 0), dim=1).values
 
-    # vision runs (images and crops): flat index of each run's first token
+
+@dataclass(frozen=True)
+class _Runs:
+    """The batch's vision runs (images and crops, reading order) and their tokens.
+
+    Per run (N_runs,): ``starts`` flat index (into B * L) of its first token, ``is_crop``, merged
+    grid ``t, h, w``, ``s`` its first id (set once ``cur`` is known). Per vision token (N_tok,):
+    ``tokens`` flat index, ``run`` its run's ordinal, ``offset`` its place in the run.
+    """
+
+    starts: Tensor
+    is_crop: Tensor
+    t: Tensor
+    h: Tensor
+    w: Tensor
+    tokens: Tensor
+    run: Tensor
+    s: Tensor | None = None
+
+    @property
+    def offset(self) -> Tensor:
+        return self.tokens - self.starts[self.run]
+
+    @property
+    def image_token(self) -> Tensor:
+        """(N_tok,) bool: the token belongs to an image, not a crop."""
+        return ~self.is_crop[self.run]
+
+    @property
+    def image_runs(self) -> Tensor:
+        """(N_img,) the run ordinals (grid rows) of the images."""
+        return (~self.is_crop).nonzero().view(-1)
+
+    def image_ids(self) -> Tensor:
+        """(3, N_tok) (t, h, w) ids of every vision token by the image rule, (s + t, s + r, s + c)."""
+        k, o = self.offset, self.run
+        h, w = self.h[o], self.w[o]
+        assert self.s is not None
+        return torch.stack([k // (h * w), (k // w) % h, k % w]) + self.s[o]
+
+
+def _vision_runs_of(input_ids: Tensor, image_grid_thw: Tensor | None, image_token_id: int,
+                    crop_token_id: int | None, real: Tensor, seg_start: Tensor, kinds: _Kinds,
+                    merge: int) -> _Runs:
+    """The vision runs (:func:`vision_runs`) matched to the grid rows, checked.
+
+    Raises:
+        ValueError: runs and grid rows differ in number, or a run's token count is not its grid's.
+    """
+    dev = input_ids.device
     starts, run_crop = vision_runs(input_ids, image_token_id, crop_token_id, real, seg_start)  # (N_runs,)
     n_run = starts.numel()
     n_grid = 0 if image_grid_thw is None else image_grid_thw.shape[0]
     if n_run != n_grid:
-        kinds = f" ({int(run_crop.sum())} of them crops)" if bool(run_crop.any()) else ""
-        raise ValueError(f"input_ids hold {n_run} image runs{kinds} but image_grid_thw has {n_grid} rows")
+        kinds_note = f" ({int(run_crop.sum())} of them crops)" if bool(run_crop.any()) else ""
+        raise ValueError(f"input_ids hold {n_run} image runs{kinds_note} but image_grid_thw has {n_grid} rows")
+    grid = image_grid_thw.to(dev).long() if image_grid_thw is not None and n_run else \
+        torch.zeros(0, 3, dtype=torch.long, device=dev)
+    gt, gh, gw = grid[:, 0], grid[:, 1] // merge, grid[:, 2] // merge
+    vis_idx = (kinds.image | kinds.crop).reshape(-1).nonzero().view(-1)  # (N_tok,)
+    o = torch.searchsorted(starts, vis_idx, right=True) - 1  # run ordinal of each vision token
+    counts = torch.bincount(o, minlength=n_run)
+    if not torch.equal(counts, gt * gh * gw):
+        bad = int((counts != gt * gh * gw).nonzero()[0, 0])
+        what = "crop" if bool(run_crop[bad]) else "image"
+        tok = "<|crop_pad|>" if what == "crop" else "<|image_pad|>"
+        raise ValueError(f"{what} {bad} has {int(counts[bad])} {tok} tokens but its grid "
+                         f"{grid[bad].tolist()} needs {int((gt * gh * gw)[bad])}")
+    return _Runs(starts, run_crop, gt, gh, gw, vis_idx, o)
+
+
+def _text_ids(is_text: Tensor, runs: _Runs, seg_first: Tensor, segmented: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """``cur`` before each token (B, L), counted from its segment's start, with the running sum
+    ``cum`` and its exclusive form ``excl`` counted from the row start (both (B, L)). A text token
+    moves cur by 1, an image by max(T, H', W') (on its first token), a crop by nothing."""
     adv = is_text.long()  # (B, L) how far each token moves cur
-    if n_run:
-        grid = image_grid_thw.to(dev).long()
-        gt, gh, gw = grid[:, 0], grid[:, 1] // spatial_merge_size, grid[:, 2] // spatial_merge_size
-        vis_idx = (is_img | is_crop).reshape(-1).nonzero().view(-1)  # (N_tok,)
-        o = torch.searchsorted(starts, vis_idx, right=True) - 1  # run ordinal of each vision token
-        counts = torch.bincount(o, minlength=n_run)
-        if not torch.equal(counts, gt * gh * gw):
-            bad = int((counts != gt * gh * gw).nonzero()[0, 0])
-            what = "crop" if bool(run_crop[bad]) else "image"
-            tok = "<|crop_pad|>" if what == "crop" else "<|image_pad|>"
-            raise ValueError(f"{what} {bad} has {int(counts[bad])} {tok} tokens but its grid "
-                             f"{grid[bad].tolist()} needs {int((gt * gh * gw)[bad])}")
-        span = torch.where(run_crop, 0, torch.maximum(gt, torch.maximum(gh, gw)))
-        adv.view(-1).index_add_(0, starts, span)  # an image's span on its first token; crops move nothing
-
+    span = torch.where(runs.is_crop, 0, torch.maximum(runs.t, torch.maximum(runs.h, runs.w)))
+    adv.view(-1).index_add_(0, runs.starts, span)
     cum = torch.cumsum(adv, dim=1)
-    excl = cum - adv  # cur before each token, counted from the row start
-    cur = excl if segment_ids is None else excl - excl.gather(1, seg_first)  # ... from the segment start
-    cur_f = cur.reshape(-1)
+    excl = cum - adv
+    cur = excl - excl.gather(1, seg_first) if segmented else excl
+    return cum, excl, cur
 
-    fractional = use_points or crop_boxes is not None
-    dtype = torch.float32 if fractional else torch.long
-    pos = cur.to(dtype).unsqueeze(0).repeat(3, 1, 1)  # (3, B, L)
-    pos_f = pos.view(3, -1)
-    if n_run:
-        s_run = cur_f[starts]  # (N_runs,) s of each run
-        img_tok = ~run_crop[o]
-        k = vis_idx - starts[o]  # offset inside the run
-        gho, gwo = gh[o], gw[o]
-        thw = torch.stack([k // (gho * gwo), (k // gwo) % gho, k % gwo]) + s_run[o]  # (3, N_tok)
-        pos_f[:, vis_idx[img_tok]] = thw[:, img_tok].to(dtype)
-        img_runs = (~run_crop).nonzero().view(-1)  # (N_img,) grid rows of the images
-        img_starts = starts[img_runs]
 
-    def frame_of(idx: Tensor, what: str) -> Tensor:
-        """Grid row of the image each flat index ``idx`` follows (same row and segment)."""
-        has = n_run > 0 and img_starts.numel() > 0
-        q = torch.searchsorted(img_starts, idx, right=True) - 1 if has else torch.full_like(idx, -1)
-        first = (idx // L) * L + seg_first.reshape(-1)[idx]
-        if not has or bool(((q < 0) | (img_starts[q.clamp(min=0)] < first)).any()):
-            raise ValueError(f"a {what} token has no image before it in its row/segment; "
-                             f"it must follow its image (...<|vision_end|><|point|>)")
-        return img_runs[q]
+def _frame_of(runs: _Runs, idx: Tensor, L: int, seg_first: Tensor, what: str) -> Tensor:
+    """Grid row of the image each flat index ``idx`` follows (same row and segment).
 
-    def in_frame(g: Tensor, xy: Tensor) -> Tensor:
-        """(3, N) ids of normalised (x, y) in the frames of images ``g`` (the point rule)."""
-        s = s_run[g].float()
-        hh, ww = gh[g].float(), gw[g].float()
-        ph = s + torch.minimum(torch.clamp(xy[:, 1] * hh - 0.5, min=0.0), hh - 1)
-        pw = s + torch.minimum(torch.clamp(xy[:, 0] * ww - 0.5, min=0.0), ww - 1)
-        return torch.stack([s, ph, pw])
+    Raises:
+        ValueError: a token has no image before it in its row/segment.
+    """
+    img_runs = runs.image_runs
+    img_starts = runs.starts[img_runs]
+    has = img_starts.numel() > 0
+    q = torch.searchsorted(img_starts, idx, right=True) - 1 if has else torch.full_like(idx, -1)
+    first = (idx // L) * L + seg_first.reshape(-1)[idx]
+    if not has or bool(((q < 0) | (img_starts[q.clamp(min=0)] < first)).any()):
+        raise ValueError(f"a {what} token has no image before it in its row/segment; "
+                         f"it must follow its image (...<|vision_end|><|point|>)")
+    return img_runs[q]
 
-    if use_points:
-        pt_idx = is_pt.reshape(-1).nonzero().view(-1)
-        if pt_idx.numel() != points.shape[0]:
-            raise ValueError(f"input_ids hold {pt_idx.numel()} point tokens but points has {points.shape[0]} rows")
-        if pt_idx.numel() and point_placement == "image":
-            pos_f[:, pt_idx] = in_frame(frame_of(pt_idx, "<|point|>"), points.to(dev, torch.float32))
-    n_crop = int(run_crop.sum()) if n_run else 0
-    if n_crop or crop_boxes is not None:
-        n_box = 0 if crop_boxes is None else crop_boxes.shape[0]
-        if n_box != n_crop:
-            raise ValueError(f"input_ids hold {n_crop} crop runs but crop_boxes has {n_box} rows")
-    if n_crop:
-        crop_ord = torch.cumsum(run_crop.long(), 0) - 1  # (N_runs,) crop ordinal (meaningful at crop runs)
-        g = frame_of(starts[run_crop], "<|crop_pad|>")  # (N_crop,) the image of each crop
-        ct = ~img_tok  # crop tokens among the vision tokens
-        oc = crop_ord[o[ct]]  # (N_ct,) crop of each crop token
-        kk, hc, wc = k[ct], gho[ct].float(), gwo[ct].float()
-        b = crop_boxes.to(dev, torch.float32)[oc]  # (N_ct, 4)
-        x = b[:, 0] + ((kk % gwo[ct]).float() + 0.5) / wc * (b[:, 2] - b[:, 0])
-        y = b[:, 1] + (((kk // gwo[ct]) % gho[ct]).float() + 0.5) / hc * (b[:, 3] - b[:, 1])
-        pos_f[:, vis_idx[ct]] = in_frame(g[oc], torch.stack([x, y], dim=1))
-    if attention_mask is not None:
-        pos.masked_fill_(~real.unsqueeze(0), PAD_POSITION)
 
-    # rope_deltas over each row's last segment (the one holding its last real token)
-    if segment_ids is None:
-        deltas = cum[:, -1:] - real.sum(dim=1, keepdim=True)
-    else:
-        last = torch.where(real, ar, 0).amax(dim=1, keepdim=True)  # (B, 1)
-        cur_end = cum.gather(1, last) - excl.gather(1, seg_first.gather(1, last))
-        in_last = real & (seg_first == seg_first.gather(1, last))
-        deltas = cur_end - in_last.sum(dim=1, keepdim=True)
-    return pos, deltas
+def _in_frame(runs: _Runs, g: Tensor, xy: Tensor) -> Tensor:
+    """(3, N) ids of normalised (x, y) (N, 2) in the frames of images ``g`` (N,): the point rule."""
+    assert runs.s is not None
+    s = runs.s[g].float()
+    hh, ww = runs.h[g].float(), runs.w[g].float()
+    ph = s + torch.minimum(torch.clamp(xy[:, 1] * hh - 0.5, min=0.0), hh - 1)
+    pw = s + torch.minimum(torch.clamp(xy[:, 0] * ww - 0.5, min=0.0), ww - 1)
+    return torch.stack([s, ph, pw])
+
+
+def _crop_ids(runs: _Runs, crop_boxes: Tensor, L: int, seg_first: Tensor) -> Tensor:
+    """(3, N_ct) ids of the crop tokens: the point rule at each crop cell's centre inside its box.
+
+    Raises:
+        ValueError: a crop has no image before it in its row/segment.
+    """
+    crop_ord = torch.cumsum(runs.is_crop.long(), 0) - 1  # (N_runs,) crop ordinal (meaningful at crop runs)
+    g = _frame_of(runs, runs.starts[runs.is_crop], L, seg_first, "<|crop_pad|>")  # (N_crop,) each crop's image
+    ct = ~runs.image_token
+    o = runs.run[ct]
+    oc = crop_ord[o]  # (N_ct,) crop of each crop token
+    kk, gh, gw = runs.offset[ct], runs.h[o], runs.w[o]
+    b = crop_boxes.to(runs.tokens.device, torch.float32)[oc]  # (N_ct, 4)
+    x = b[:, 0] + ((kk % gw).float() + 0.5) / gw.float() * (b[:, 2] - b[:, 0])
+    y = b[:, 1] + (((kk // gw) % gh).float() + 0.5) / gh.float() * (b[:, 3] - b[:, 1])
+    return _in_frame(runs, g[oc], torch.stack([x, y], dim=1))
+
+
+def _rope_deltas(cum: Tensor, excl: Tensor, real: Tensor, seg_first: Tensor, segmented: bool) -> Tensor:
+    """(B, 1) (largest id + 1) - (real tokens), over each row's last segment (the one holding its
+    last real token)."""
+    if not segmented:
+        return cum[:, -1:] - real.sum(dim=1, keepdim=True)
+    ar = torch.arange(real.shape[1], device=real.device).expand(real.shape)
+    last = torch.where(real, ar, 0).amax(dim=1, keepdim=True)  # (B, 1)
+    cur_end = cum.gather(1, last) - excl.gather(1, seg_first.gather(1, last))
+    in_last = real & (seg_first == seg_first.gather(1, last))
+    return cur_end - in_last.sum(dim=1, keepdim=True)
