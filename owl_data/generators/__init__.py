@@ -76,32 +76,24 @@ class GeneratorConfig:
     families: tuple[str, ...] = REASONING_FAMILIES
 
     def __post_init__(self) -> None:
-        for name in ("description_with_question", "description_no_question"):
-            value = getattr(self, name)
-            if not isinstance(value, bool):
-                raise ValueError(f"GeneratorConfig.{name}={value!r}: must be true or false")
-        mr = self.max_reasoning
-        if isinstance(mr, bool) or not isinstance(mr, int) or mr < 0:
-            raise ValueError(
-                f"GeneratorConfig.max_reasoning={mr!r}: must be an integer >= 0 "
-                f"(0 disables reasoning rows)"
-            )
+        """Raises FieldError (``"GeneratorConfig field <name>=<value> is invalid: ..."``)."""
+        from owl_data.errors import check_field_types, require
+
+        check_field_types(self, what=_WHAT, skip=("families",))
+        require(self.max_reasoning >= 0, "max_reasoning", self.max_reasoning,
+                "use an integer >= 0 (0 disables reasoning rows)", what=_WHAT)
         fams = self.families
-        if isinstance(fams, str) or not isinstance(fams, (tuple, list)):
-            raise ValueError(
-                f"GeneratorConfig.families={fams!r}: must be a tuple of names from "
-                f"{', '.join(REASONING_FAMILIES)}"
-            )
-        fams = tuple(fams)
-        unknown = [f for f in fams if f not in REASONING_FAMILIES]
-        if unknown:
-            raise ValueError(
-                f"GeneratorConfig.families={fams!r}: unknown {unknown}; "
-                f"choose from {', '.join(REASONING_FAMILIES)}"
-            )
-        if len(set(fams)) != len(fams):
-            raise ValueError(f"GeneratorConfig.families={fams!r}: remove the duplicates")
-        object.__setattr__(self, "families", fams)
+        require(isinstance(fams, (tuple, list)), "families", fams,
+                f"use a tuple of names from {', '.join(REASONING_FAMILIES)}", what=_WHAT)
+        object.__setattr__(self, "families", tuple(fams))
+        unknown = [f for f in self.families if f not in REASONING_FAMILIES]
+        require(not unknown, "families", self.families,
+                f"unknown {unknown}; choose from {', '.join(REASONING_FAMILIES)}", what=_WHAT)
+        require(len(set(self.families)) == len(self.families), "families", self.families,
+                "remove the duplicates", what=_WHAT)
+
+
+_WHAT = "GeneratorConfig field"
 
 
 def generate(
