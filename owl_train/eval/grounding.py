@@ -252,42 +252,78 @@ def grounding_eval(rows: Sequence[Row], answer: AnswerFn, *, pool: Sequence[Row]
     desc_answers = [answers[i] for i in sel.description]
     hit = _rate(lexicon, desc_answers, [_category(r) for r in desc])
     reasoning = _rate(lexicon, [answers[i] for i in sel.reasoning], [_category(rows[i]) for i in sel.reasoning])
-    answered = [r for r, a in zip(desc, desc_answers) if a is not None]
-    none = Rate(0, 0)
-    if prior is not None and answered:
-        cats = [_category(r) for r in answered]
-        pred = prior.predict([point_xy(r) for r in answered])
-        layout = Rate(sum(p == c for p, c in zip(pred, cats)), len(cats))
-        majority = Rate(sum(c == prior.majority for c in cats), len(cats))
-    else:
-        layout = majority = none
-    swap_p = swap_i = blank = blank_prior = none
-    n_pairs = 0
-    if controls and desc:
-        ps = point_swap_pairs(desc, pool, lexicon)
-        iswap = image_swap_pairs(desc, pool, lexicon)
-        n_pairs = len(iswap)
-        have = {str(r["image_id"]): r["image"] for r in desc}
-        missing = sorted({str(p["image_id"]) for _, p in iswap} - set(have))
-        imgs = {**dict(images(missing)), **have} if missing else have
-        lost = [i for i in missing if i not in imgs]
-        if lost:
-            raise ValueError(f"images() returned no image for {len(lost)} image-swap partner(s), e.g. {lost[0]!r}")
-        blanks = {iid: blank_image(im) for iid, im in have.items()}
-        probes = ([_probe(r, r["image"], p) for r, p in ps]
-                  + [_probe(r, imgs[str(p["image_id"])], p) for r, p in iswap]
-                  + [{**r, "image": blanks[str(r["image_id"])]} for r in desc])
-        got = list(answer(probes))
-        if len(got) != len(probes):
-            raise ValueError(f"{len(got)} answers for {len(probes)} control rows")
-        a_ps, a_is, a_bl = got[:len(ps)], got[len(ps):len(ps) + len(iswap)], got[len(ps) + len(iswap):]
-        swap_p = _rate(lexicon, a_ps, [_category(p) for _, p in ps])
-        swap_i = _rate(lexicon, a_is, [_category(p) for _, p in iswap])
-        blank = _rate(lexicon, a_bl, [_category(r) for r in desc])
-        if prior is not None:
-            blank_prior = _rate(lexicon, a_bl, prior.predict([point_xy(r) for r in desc]))
+    layout, majority = _prior_rates(prior, [r for r, a in zip(desc, desc_answers) if a is not None])
+    ctl = _run_controls(desc, answer, pool, lexicon, prior, images) if controls and desc else _Controls()
     return GroundingReport(
         hit=hit, reasoning_hit=reasoning, excluded_question_names_category=sel.excluded_question_names_category,
         excluded_no_category=sel.excluded_no_category, layout_prior=layout, majority_baseline=majority,
-        layout_prior_fit_points=prior.n if prior is not None else 0, controls=controls, point_swap=swap_p,
-        image_swap=swap_i, image_swap_pairs=n_pairs, blank=blank, blank_layout_prior=blank_prior)
+        layout_prior_fit_points=prior.n if prior is not None else 0, controls=controls, point_swap=ctl.point_swap,
+        image_swap=ctl.image_swap, image_swap_pairs=ctl.image_swap_pairs, blank=ctl.blank,
+        blank_layout_prior=ctl.blank_layout_prior)
+
+
+def _prior_rates(prior: LayoutPrior | None, answered: Sequence[Row]) -> tuple[Rate, Rate]:
+    """The layout prior's and the majority category's hit on the answered description rows
+    (both n = 0 without a prior or rows)."""
+    if prior is None or not answered:
+        return Rate(0, 0), Rate(0, 0)
+    cats = [_category(r) for r in answered]
+    pred = prior.predict([point_xy(r) for r in answered])
+    return (Rate(sum(p == c for p, c in zip(pred, cats)), len(cats)),
+            Rate(sum(c == prior.majority for c in cats), len(cats)))
+
+
+@dataclass(frozen=True)
+class _Controls:
+    """The controls' rates (all n = 0 when they are not run) and the image-swap pairs found."""
+
+    point_swap: Rate = Rate(0, 0)
+    image_swap: Rate = Rate(0, 0)
+    image_swap_pairs: int = 0
+    blank: Rate = Rate(0, 0)
+    blank_layout_prior: Rate = Rate(0, 0)
+
+
+def _control_images(have: Mapping[str, Image.Image], iswap: Sequence[tuple[Row, Row]], images: ImagesFn,
+                    ) -> Mapping[str, Image.Image]:
+    """The images by id that the controls ask on: the evaluated rows' own (``have``), plus the
+    image-swap partners' fetched through ``images``.
+
+    Raises:
+        ValueError: ``images`` returned no image for a partner.
+    """
+    missing = sorted({str(p["image_id"]) for _, p in iswap} - set(have))
+    imgs = {**dict(images(missing)), **have} if missing else have
+    lost = [i for i in missing if i not in imgs]
+    if lost:
+        raise ValueError(f"images() returned no image for {len(lost)} image-swap partner(s), e.g. {lost[0]!r}")
+    return imgs
+
+
+def _run_controls(desc: Sequence[Row], answer: AnswerFn, pool: Sequence[Row], lexicon: Lexicon,
+                  prior: LayoutPrior | None, images: ImagesFn) -> _Controls:
+    """Point swap, image swap and blank image on the description rows ``desc``, answered in one
+    call of ``answer`` (in that order).
+
+    Raises:
+        ValueError: ``answer`` gave another number of answers than control rows, or a partner's
+            image is missing.
+    """
+    ps = point_swap_pairs(desc, pool, lexicon)
+    iswap = image_swap_pairs(desc, pool, lexicon)
+    have = {str(r["image_id"]): r["image"] for r in desc}
+    imgs = _control_images(have, iswap, images)
+    blanks = {iid: blank_image(im) for iid, im in have.items()}
+    probes = ([_probe(r, r["image"], p) for r, p in ps]
+              + [_probe(r, imgs[str(p["image_id"])], p) for r, p in iswap]
+              + [{**r, "image": blanks[str(r["image_id"])]} for r in desc])
+    got = list(answer(probes))
+    if len(got) != len(probes):
+        raise ValueError(f"{len(got)} answers for {len(probes)} control rows")
+    a_ps, a_is, a_bl = got[:len(ps)], got[len(ps):len(ps) + len(iswap)], got[len(ps) + len(iswap):]
+    return _Controls(
+        point_swap=_rate(lexicon, a_ps, [_category(p) for _, p in ps]),
+        image_swap=_rate(lexicon, a_is, [_category(p) for _, p in iswap]), image_swap_pairs=len(iswap),
+        blank=_rate(lexicon, a_bl, [_category(r) for r in desc]),
+        blank_layout_prior=(_rate(lexicon, a_bl, prior.predict([point_xy(r) for r in desc])) if prior is not None
+                            else Rate(0, 0)))
