@@ -22,6 +22,7 @@ import numpy as np
 
 from owl_data.errors import RejectError
 from owl_data.ingest.numbers import NumberError, finite_float, pixel_int
+from owl_data.ingest.orientation import transform_mask, transform_xy, upright_size
 from owl_data.records import RLE, Box, Geometry, Instance, MaskArray, Polygons
 
 __all__ = [
@@ -96,10 +97,7 @@ class ResolvedScene:
     cache: dict = field(default_factory=dict, repr=False, compare=False)
 
 
-# --- EXIF orientation -------------------------------------------------------------------
-
-_SWAPS = {5, 6, 7, 8}
-
+# --- the annotation frame (the EXIF table itself: owl_data.ingest.orientation) -----------
 
 def annotation_frame(
     declared: tuple[int, int] | None, raw: tuple[int, int], orientation: int
@@ -118,7 +116,7 @@ def annotation_frame(
     Raises:
         GeometryError(``size_mismatch``): the declared size matches neither frame.
     """
-    upright = (raw[1], raw[0]) if orientation in _SWAPS else raw
+    upright = upright_size(raw, orientation)
     if declared is None or tuple(declared) == tuple(raw):
         return orientation in range(2, 9)
     if tuple(declared) == tuple(upright):
@@ -126,50 +124,6 @@ def annotation_frame(
     raise GeometryError(
         "size_mismatch", f"annotation size {declared} matches neither the file {raw} nor upright {upright}"
     )
-
-
-def transform_xy(
-    x: np.ndarray | float, y: np.ndarray | float, orientation: int, raw_w: int, raw_h: int
-) -> tuple[np.ndarray | float, np.ndarray | float]:
-    """Map continuous pixel coordinates of the raw frame to the upright frame.
-
-    Same mapping as ``PIL.ImageOps.exif_transpose`` applies to pixels (EXIF 2.32 spec).
-    """
-    W, H = raw_w, raw_h
-    if orientation == 2:
-        return W - x, y
-    if orientation == 3:
-        return W - x, H - y
-    if orientation == 4:
-        return x, H - y
-    if orientation == 5:
-        return y, x
-    if orientation == 6:
-        return H - y, x
-    if orientation == 7:
-        return H - y, W - x
-    if orientation == 8:
-        return y, W - x
-    return x, y
-
-
-def transform_mask(mask: np.ndarray, orientation: int) -> np.ndarray:
-    """Apply the EXIF orientation to an (H, W[, C]) array as PIL's exif_transpose does."""
-    if orientation == 2:
-        return mask[:, ::-1]
-    if orientation == 3:
-        return mask[::-1, ::-1]
-    if orientation == 4:
-        return mask[::-1, :]
-    if orientation == 5:
-        return np.swapaxes(mask, 0, 1)
-    if orientation == 6:
-        return np.swapaxes(mask, 0, 1)[:, ::-1]
-    if orientation == 7:
-        return np.swapaxes(mask, 0, 1)[::-1, ::-1]
-    if orientation == 8:
-        return np.swapaxes(mask, 0, 1)[::-1, :]
-    return mask
 
 
 # --- validation and rasterisation ----------------------------------------------------------
@@ -302,6 +256,87 @@ def _rle_mask(rle: dict, frame_w: int, frame_h: int) -> np.ndarray:
     return m.astype(bool)
 
 
+def _polygons_mask(g: Polygons, o: int, declared: tuple[int, int], upright: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool upright mask of polygons in the declared frame (checked, then turned by ``o``)."""
+    if not g.polygons:
+        raise GeometryError("degenerate_polygon", "no polygon")
+    verts = [_polygon_vertices(p) for p in g.polygons]
+    for v in verts:
+        check_coords(v, *declared, "polygon")
+        if len({(float(a), float(b)) for a, b in v}) < 3:
+            raise GeometryError("degenerate_polygon", f"{len(v)} vertices, fewer than 3 distinct")
+    up = []
+    for v in verts:
+        x, y = transform_xy(v[:, 0], v[:, 1], o, *declared)
+        up.append(np.stack([x, y], axis=1))
+    return _rasterise_polygons(up, *upright)
+
+
+def _box_bbox(g: Box, o: int, declared: tuple[int, int],
+              upright: tuple[int, int]) -> tuple[float, float, float, float]:
+    """Normalised upright xyxy of a pixel box in the declared frame, clipped to the image."""
+    uw, uh = upright
+    corners = np.array([[g.x1, g.y1], [g.x2, g.y2]], dtype=np.float64)
+    check_coords(corners, *declared, "box")
+    if g.x2 <= g.x1 or g.y2 <= g.y1:
+        raise GeometryError("bad_box", f"x1,y1,x2,y2 = {g.x1},{g.y1},{g.x2},{g.y2} not ordered")
+    x, y = transform_xy(corners[:, 0], corners[:, 1], o, *declared)
+    x1, x2 = sorted(float(v) for v in x)
+    y1, y2 = sorted(float(v) for v in y)
+    cx1, cy1, cx2, cy2 = max(x1, 0.0), max(y1, 0.0), min(x2, uw), min(y2, uh)
+    if cx2 <= cx1 or cy2 <= cy1:
+        raise GeometryError("outside_image", "box lies wholly outside the image")
+    return (cx1 / uw, cy1 / uh, cx2 / uw, cy2 / uh)
+
+
+def _region(g: Geometry | None, o: int, orientation: int, declared: tuple[int, int], raw: tuple[int, int],
+            upright: tuple[int, int]) -> tuple[np.ndarray | None, tuple[float, float, float, float] | None]:
+    """(upright mask or None, normalised bbox or None) of an instance's region.
+
+    A mask's bbox is that of its pixels. Masks given as arrays are in the raw pixel grid and
+    turn with the image (``orientation``); everything else is in the declared frame and turns
+    by ``o`` (the orientation, or 1 when annotations are already upright).
+    """
+    mask: np.ndarray | None = None
+    if isinstance(g, Polygons):
+        mask = _polygons_mask(g, o, declared, upright)
+    elif isinstance(g, RLE):
+        mask = np.ascontiguousarray(transform_mask(_rle_mask(g.rle, *declared), o))
+    elif isinstance(g, MaskArray):
+        m = np.asarray(g.mask, dtype=bool)
+        if m.shape != (raw[1], raw[0]):
+            raise GeometryError("size_mismatch", f"mask {m.shape[::-1]} on a {raw} image")
+        mask = np.ascontiguousarray(transform_mask(m, orientation))
+    elif isinstance(g, Box):
+        return None, _box_bbox(g, o, declared, upright)
+    if mask is None:
+        return None, None
+    bbox = mask_bbox(mask)
+    if bbox is None:
+        raise GeometryError("empty_mask", "no pixel of the image is inside the region")
+    return mask, bbox
+
+
+def _annotated_point(point: tuple[float, float], g: Geometry | None, o: int, declared: tuple[int, int],
+                     upright: tuple[int, int]) -> tuple[float, float]:
+    """An annotated pixel point of the declared frame, normalised in the upright frame."""
+    uw, uh = upright
+    p = np.array([point], dtype=np.float64)
+    if not np.all(np.isfinite(p)):
+        raise GeometryError("non_finite", "point")
+    if isinstance(g, Box) and not (g.x1 <= p[0, 0] <= g.x2 and g.y1 <= p[0, 1] <= g.y2):
+        # an annotated point names its object: one outside the object's own box
+        # contradicts the annotation, and a row would point at something else
+        raise GeometryError(
+            "point_outside_target",
+            f"point ({p[0, 0]:.4g}, {p[0, 1]:.4g}) outside its box "
+            f"({g.x1:.4g}, {g.y1:.4g}, {g.x2:.4g}, {g.y2:.4g})")
+    px, py = transform_xy(p[0, 0], p[0, 1], o, *declared)
+    if not (0 <= px <= uw and 0 <= py <= uh):
+        raise GeometryError("outside_image", f"point ({px:.4g}, {py:.4g}) outside {uw}x{uh}")
+    return (min(float(px) / uw, 1.0), min(float(py) / uh, 1.0))
+
+
 def resolve_instance(
     inst: Instance,
     *,
@@ -327,74 +362,16 @@ def resolve_instance(
             ``point_outside_target`` (an annotated point outside the instance's own box)...).
     """
     o = orientation if rotate else 1
-    dw, dh = declared
-    uw, uh = (raw[1], raw[0]) if orientation in _SWAPS else raw
-    mask: np.ndarray | None = None
-    bbox: tuple[float, float, float, float] | None = None
+    upright = upright_size(raw, orientation)
     g: Geometry | None = inst.geometry
-
-    if isinstance(g, Polygons):
-        if not g.polygons:
-            raise GeometryError("degenerate_polygon", "no polygon")
-        verts = [_polygon_vertices(p) for p in g.polygons]
-        for v in verts:
-            check_coords(v, dw, dh, "polygon")
-            if len({(float(a), float(b)) for a, b in v}) < 3:
-                raise GeometryError("degenerate_polygon", f"{len(v)} vertices, fewer than 3 distinct")
-        up = []
-        for v in verts:
-            x, y = transform_xy(v[:, 0], v[:, 1], o, dw, dh)
-            up.append(np.stack([x, y], axis=1))
-        mask = _rasterise_polygons(up, uw, uh)
-    elif isinstance(g, RLE):
-        m = _rle_mask(g.rle, dw, dh)
-        mask = np.ascontiguousarray(transform_mask(m, o))
-    elif isinstance(g, MaskArray):
-        m = np.asarray(g.mask, dtype=bool)
-        if m.shape != (raw[1], raw[0]):
-            raise GeometryError("size_mismatch", f"mask {m.shape[::-1]} on a {raw} image")
-        mask = np.ascontiguousarray(transform_mask(m, orientation))
-    elif isinstance(g, Box):
-        corners = np.array([[g.x1, g.y1], [g.x2, g.y2]], dtype=np.float64)
-        check_coords(corners, dw, dh, "box")
-        if g.x2 <= g.x1 or g.y2 <= g.y1:
-            raise GeometryError("bad_box", f"x1,y1,x2,y2 = {g.x1},{g.y1},{g.x2},{g.y2} not ordered")
-        x, y = transform_xy(corners[:, 0], corners[:, 1], o, dw, dh)
-        x1, x2 = sorted(float(v) for v in x)
-        y1, y2 = sorted(float(v) for v in y)
-        cx1, cy1, cx2, cy2 = max(x1, 0.0), max(y1, 0.0), min(x2, uw), min(y2, uh)
-        if cx2 <= cx1 or cy2 <= cy1:
-            raise GeometryError("outside_image", "box lies wholly outside the image")
-        bbox = (cx1 / uw, cy1 / uh, cx2 / uw, cy2 / uh)
-
-    if mask is not None:
-        bbox = mask_bbox(mask)
-        if bbox is None:
-            raise GeometryError("empty_mask", "no pixel of the image is inside the region")
-
-    point = None
-    if inst.point is not None:
-        p = np.array([inst.point], dtype=np.float64)
-        if not np.all(np.isfinite(p)):
-            raise GeometryError("non_finite", "point")
-        if isinstance(g, Box) and not (g.x1 <= p[0, 0] <= g.x2 and g.y1 <= p[0, 1] <= g.y2):
-            # an annotated point names its object: one outside the object's own box
-            # contradicts the annotation, and a row would point at something else
-            raise GeometryError(
-                "point_outside_target",
-                f"point ({p[0, 0]:.4g}, {p[0, 1]:.4g}) outside its box "
-                f"({g.x1:.4g}, {g.y1:.4g}, {g.x2:.4g}, {g.y2:.4g})")
-        px, py = transform_xy(p[0, 0], p[0, 1], o, dw, dh)
-        if not (0 <= px <= uw and 0 <= py <= uh):
-            raise GeometryError("outside_image", f"point ({px:.4g}, {py:.4g}) outside {uw}x{uh}")
-        point = (min(float(px) / uw, 1.0), min(float(py) / uh, 1.0))
-
+    mask, bbox = _region(g, o, orientation, declared, raw, upright)
+    point = None if inst.point is None else _annotated_point(inst.point, g, o, declared, upright)
     if bbox is None:
         if point is None:
             raise GeometryError("no_geometry", "instance has neither region nor point")
         bbox = (point[0], point[1], point[0], point[1])
     if mask is not None:
-        area = float(mask.sum()) / float(uw * uh)
+        area = float(mask.sum()) / float(upright[0] * upright[1])
     else:
         area = (bbox[2] - bbox[0]) * (bbox[3] - bbox[1])
     if not all(math.isfinite(v) for v in bbox):

@@ -7,7 +7,7 @@ otherwise. The stored image's ``image_id`` is the sha256 of the stored bytes.
 
 Conventions:
     - EXIF orientation (tag 0x0112, EXIF 2.32) is applied exactly once, here, with the same
-      array transform the annotations get (:func:`owl_data.ingest.geometry.transform_mask`); a
+      array transform the annotations get (:func:`owl_data.ingest.orientation.transform_mask`); a
       broken EXIF block is ignored (orientation 1), never a reason to reject.
     - 16-bit samples are scaled to 8 bits (``round(v * 255 / 65535)``), never clipped. A
       16-bit RGB PNG (48-bit), which Pillow decodes as mode ``RGB`` by keeping each
@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from owl_data.errors import RejectError
-from owl_data.ingest.geometry import transform_mask
+from owl_data.ingest.orientation import transform_mask
 
 __all__ = ["ImageError", "DecodedImage", "load_image", "read_header", "STORE_AS_IS_FORMATS"]
 
