@@ -1,0 +1,55 @@
+"""Corpus files (owl_data.corpus.writer): shards, the fingerprint, split names."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pyarrow.parquet as pq
+import pytest
+
+from owl_data.corpus.writer import ShardWriter, check_split, corpus_splits, fingerprint, shard_paths
+
+
+def test_fingerprint_is_the_hash_of_sorted_path_and_hash_lines(tmp_path):
+    (tmp_path / "vqa" / "train").mkdir(parents=True)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "vqa" / "train" / "part-00000.parquet").write_bytes(b"A")
+    (tmp_path / "images" / "part-00000.parquet").write_bytes(b"B")
+    (tmp_path / "manifest.json").write_text("{}")  # not a shard: not in the fingerprint
+    lines = (f"images/part-00000.parquet {hashlib.sha256(b'B').hexdigest()}\n"
+             f"vqa/train/part-00000.parquet {hashlib.sha256(b'A').hexdigest()}\n")
+    assert fingerprint(tmp_path) == hashlib.sha256(lines.encode()).hexdigest()
+    assert [p.relative_to(tmp_path).as_posix() for p in shard_paths(tmp_path)] == \
+        ["images/part-00000.parquet", "vqa/train/part-00000.parquet"]
+    (tmp_path / "vqa" / "train" / "part-00000.parquet").write_bytes(b"A\0")
+    assert fingerprint(tmp_path) != hashlib.sha256(lines.encode()).hexdigest()
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test-dev", "v1.0", "a_b"])
+def test_plain_split_names_pass(split):
+    assert check_split(split) == split
+
+
+@pytest.mark.parametrize("split", ["../images", "", "a/b", "train ", None])
+def test_a_split_that_is_a_path_or_not_a_name_is_refused(split):
+    with pytest.raises(ValueError, match="is not a split name"):
+        check_split(split)
+
+
+def test_corpus_splits_are_folders_that_hold_shards(tmp_path):
+    for rel in ("vqa/train/part-00000.parquet", "caption/val/part-00000.parquet", "grounding/test/notes.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    assert corpus_splits(tmp_path) == ["train", "val"]  # test holds no shard
+    assert corpus_splits(tmp_path, ["caption"]) == ["val"]
+
+
+def test_shard_writer_rolls_shards_at_the_size_limit(tmp_path):
+    rows = [{"id": f"r{i}", "image_id": "i", "source": "s", "split": "train",
+             "conversations": [{"role": "user", "content": "<image>q" + "x" * 200},
+                               {"role": "assistant", "content": "a"}], "answers": ["a"]} for i in range(40)]
+    with ShardWriter(tmp_path / "vqa" / "train", "vqa", max_batch_bytes=2000, max_shard_bytes=4000) as w:
+        w.write(rows)
+    shards = sorted((tmp_path / "vqa" / "train").glob("*.parquet"))
+    assert len(shards) > 1
+    assert [r["id"] for s in shards for r in pq.read_table(s).to_pylist()] == [f"r{i}" for i in range(40)]
