@@ -127,6 +127,64 @@ def _visible(scene: ResolvedScene, target: ResolvedInstance) -> tuple[np.ndarray
     return vis, int(r0), int(c0)
 
 
+def _thing_points(scene: ResolvedScene, inst: ResolvedInstance, cfg: PointConfig,
+                  rng: np.random.Generator) -> list[SampledPoint] | str:
+    """The ``k`` points of one thing instance, or why it gets none (``below_min_area``, ``too_thin``).
+
+    A box-only instance gets its box centre, then uniform points in the inner half of the
+    box; a masked one gets :func:`_interior_points` of its visible mask (pixel centres).
+    """
+    W, H = scene.width, scene.height
+    k = cfg.points_per_instance
+    if inst.mask is None:
+        x1, y1, x2, y2 = inst.bbox
+        if (x2 - x1) * W * (y2 - y1) * H < cfg.min_area_px:
+            return "below_min_area"
+        pts = [((x1 + x2) / 2, (y1 + y2) / 2)]
+        for _ in range(k - 1):
+            u, v = rng.uniform(0.25, 0.75, size=2)
+            pts.append((x1 + u * (x2 - x1), y1 + v * (y2 - y1)))
+        return [SampledPoint(inst, px, py, "box", i) for i, (px, py) in enumerate(pts)]
+    return _mask_points(scene, inst, k, cfg, rng)
+
+
+def _mask_points(scene: ResolvedScene, target: ResolvedInstance, n: int, cfg: PointConfig,
+                 rng: np.random.Generator) -> list[SampledPoint] | str:
+    """Up to ``n`` pixel-centre points deep inside the target's visible mask, or a skip reason."""
+    vis, r0, c0 = _visible(scene, target)
+    if int(vis.sum()) < cfg.min_area_px:
+        return "below_min_area"
+    picks = _interior_points(vis, n, cfg, rng)
+    if isinstance(picks, str):
+        return picks
+    return [SampledPoint(target, (c0 + c + 0.5) / scene.width, (r0 + r + 0.5) / scene.height, "mask", i)
+            for i, (r, c) in enumerate(picks)]
+
+
+def _stuff_points(scene: ResolvedScene, cfg: PointConfig, n_thing: int, *, seed: int,
+                  key: str) -> list[SampledPoint]:
+    """Points on the stuff regions: ``stuff_share`` of all the image's points (at least as if
+    it had ``points_per_instance`` thing points), spread round-robin over the regions from
+    the largest; a region too small or too thin gets none."""
+    stuff = [
+        s for s in scene.instances
+        if s.kind == "stuff" and s.mask is not None and s.category in cfg.stuff_categories
+    ]
+    if not stuff or cfg.stuff_share <= 0:
+        return []
+    n_stuff = int(round(cfg.stuff_share / (1.0 - cfg.stuff_share) * max(n_thing, cfg.points_per_instance)))
+    stuff = sorted(stuff, key=lambda s: (-s.area, s.instance))
+    per = [n_stuff // len(stuff) + (1 if i < n_stuff % len(stuff) else 0) for i in range(len(stuff))]
+    points: list[SampledPoint] = []
+    for region, n in zip(stuff, per):
+        if n == 0:
+            continue
+        got = _mask_points(scene, region, n, cfg, rng_for(seed, key, "stuff", region.instance))
+        if not isinstance(got, str):
+            points += got
+    return points
+
+
 def sample_points(
     scene: ResolvedScene, cfg: PointConfig, *, seed: int, key: str
 ) -> tuple[list[SampledPoint], list[tuple[ResolvedInstance, str]]]:
@@ -142,7 +200,6 @@ def sample_points(
         (points, skipped): ``skipped`` pairs each thing instance that got no point with
         its reason (``below_min_area``, ``too_thin``, ``crowd``).
     """
-    W, H = scene.width, scene.height
     points: list[SampledPoint] = []
     skipped: list[tuple[ResolvedInstance, str]] = []
     for inst in scene.instances:
@@ -151,52 +208,9 @@ def sample_points(
         if inst.source.crowd:
             skipped.append((inst, "crowd"))
             continue
-        rng = rng_for(seed, key, inst.instance)
-        k = cfg.points_per_instance
-        if inst.mask is None:
-            x1, y1, x2, y2 = inst.bbox
-            if (x2 - x1) * W * (y2 - y1) * H < cfg.min_area_px:
-                skipped.append((inst, "below_min_area"))
-                continue
-            pts = [((x1 + x2) / 2, (y1 + y2) / 2)]
-            for _ in range(k - 1):
-                u, v = rng.uniform(0.25, 0.75, size=2)
-                pts.append((x1 + u * (x2 - x1), y1 + v * (y2 - y1)))
-            points += [SampledPoint(inst, px, py, "box", i) for i, (px, py) in enumerate(pts)]
-            continue
-        vis, r0, c0 = _visible(scene, inst)
-        if int(vis.sum()) < cfg.min_area_px:
-            skipped.append((inst, "below_min_area"))
-            continue
-        picks = _interior_points(vis, k, cfg, rng)
-        if isinstance(picks, str):
-            skipped.append((inst, picks))
-            continue
-        points += [
-            SampledPoint(inst, (c0 + c + 0.5) / W, (r0 + r + 0.5) / H, "mask", i)
-            for i, (r, c) in enumerate(picks)
-        ]
-
-    stuff = [
-        s for s in scene.instances
-        if s.kind == "stuff" and s.mask is not None and s.category in cfg.stuff_categories
-    ]
-    n_thing = len(points)
-    if stuff and cfg.stuff_share > 0:
-        n_stuff = int(round(cfg.stuff_share / (1.0 - cfg.stuff_share) * max(n_thing, cfg.points_per_instance)))
-        stuff = sorted(stuff, key=lambda s: (-s.area, s.instance))
-        per = [n_stuff // len(stuff) + (1 if i < n_stuff % len(stuff) else 0) for i in range(len(stuff))]
-        for region, n in zip(stuff, per):
-            if n == 0:
-                continue
-            vis, r0, c0 = _visible(scene, region)
-            if int(vis.sum()) < cfg.min_area_px:
-                continue
-            picks = _interior_points(vis, n, cfg, rng_for(seed, key, "stuff", region.instance))
-            if isinstance(picks, str):
-                continue
-            points += [
-                SampledPoint(region, (c0 + c + 0.5) / W, (r0 + r + 0.5) / H, "mask", i)
-                for i, (r, c) in enumerate(picks)
-            ]
-    return points, skipped
+        got = _thing_points(scene, inst, cfg, rng_for(seed, key, inst.instance))
+        if isinstance(got, str):
+            skipped.append((inst, got))
+        else:
+            points += got
+    return points + _stuff_points(scene, cfg, len(points), seed=seed, key=key), skipped
