@@ -36,10 +36,10 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 from owl_data.errors import FieldError
 
-__all__ = ["OutputError", "OutputKind", "CORPUS_OUT", "check_out", "spec_paths", "staged", "swap_into_place",
+__all__ = ["MANIFEST", "OutputError", "OutputKind", "CORPUS_OUT", "check_out", "spec_paths", "staged", "swap_into_place",
            "json_marker"]
 
-MANIFEST = "manifest.json"
+MANIFEST = "manifest.json"  # a corpus's marker and manifest (the one definition; owl_data.corpus re-exports it)
 
 
 class OutputError(FieldError):

@@ -1,4 +1,4 @@
-"""Corpus storage: Parquet shards, manifest, fingerprint, dataset card, reading back.
+"""Corpus storage: Parquet shards written against the schemas, split names, reading back.
 
 Layout (DESIGN.md)::
 
@@ -9,24 +9,32 @@ Layout (DESIGN.md)::
     CORPUS/rejects/part-*.parquet
     CORPUS/README.md                          dataset card with YAML ``configs:``
 
-Writers validate every batch against :mod:`schemas` (types and non-null fields), store the
-schema version in each file's metadata, bound record batches by bytes (so large images
-never overflow a batch) and return row/byte counts; a writer that wrote nothing says so.
-The fingerprint is sha256 over the sorted ``path sha256`` lines of every shard.
+:class:`ShardWriter` is the one Parquet part writer (the corpus's tables and the hub-ready
+export's): it validates every batch against :mod:`owl_data.corpus.schema` (types and
+non-null fields), stores the schema version in each file's metadata, bounds record batches
+by bytes (so large images never overflow a batch) and returns row/byte counts. The manifest,
+fingerprint and dataset card are :mod:`owl_data.corpus.manifest` (re-exported here).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from owl_data.corpus import schema as schemas
+from owl_data.corpus.manifest import (
+    MANIFEST,
+    commit_corpus,
+    fingerprint,
+    finish_corpus,
+    read_manifest,
+    shard_paths,
+    write_dataset_card,
+)
 from owl_data.corpus.schema import SchemaError
 
 __all__ = [
@@ -43,10 +51,9 @@ __all__ = [
     "corpus_splits",
 ]
 
-MANIFEST = "manifest.json"
-
 
 def _row_bytes(row: dict[str, Any]) -> int:
+    """A corpus row's size estimate in bytes: its strings and bytes, 64 per turn, 64 overhead."""
     n = 64
     for v in row.values():
         if isinstance(v, (bytes, str)):
@@ -77,19 +84,32 @@ def to_table(table: str, rows: list[dict[str, Any]]) -> pa.Table:
 class ShardWriter:
     """Writes one table's rows as ``part-NNNNN.parquet`` shards under ``folder``.
 
-    Use as a context manager; ``rows``/``bytes``/``files`` report what was written.
+    Use as a context manager; ``rows``/``bytes``/``files`` report what was written (bytes:
+    the sum of the rows' ``row_bytes`` estimates).
 
     Attributes:
         folder: destination folder (created).
-        table: table name in :data:`schemas.TABLES`.
-        max_batch_bytes: a record batch (row group) is flushed past this many bytes.
-        max_shard_bytes: a new shard file starts past this many bytes.
+        table: table name in :data:`owl_data.corpus.schema.TABLES`.
+        max_batch_bytes: the byte bound of a record batch (row group), in ``row_bytes``.
+        max_shard_bytes: a new shard file starts once a file holds this many bytes.
+        batch_rule: ``"fit"``: a batch never exceeds ``max_batch_bytes`` (the row that would
+            overflow it starts the next); ``"reach"``: a batch ends with the row that brings
+            it to ``max_batch_bytes`` or to ``max_batch_rows`` rows.
+        max_batch_rows: ``"reach"`` only: rows per batch at most (None: no bound).
+        schema: the Arrow schema of the files; None: ``table``'s corpus schema with version
+            metadata, every batch checked by :func:`to_table` (:class:`SchemaError`). Another
+            schema (the hub-ready export's) is applied by Arrow alone.
+        row_bytes: row -> its size estimate in bytes.
     """
 
     folder: Path
     table: str
     max_batch_bytes: int = 64 << 20
     max_shard_bytes: int = 512 << 20
+    batch_rule: Literal["fit", "reach"] = "fit"
+    max_batch_rows: int | None = None
+    schema: pa.Schema | None = None
+    row_bytes: Callable[[dict[str, Any]], int] = _row_bytes
     rows: int = 0
     bytes: int = 0
     files: list[Path] = field(default_factory=list)
@@ -103,24 +123,38 @@ class ShardWriter:
         return self
 
     def write(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Buffer ``rows``; a batch that is full (``batch_rule``) is written first."""
         for row in rows:
-            b = _row_bytes(row)
-            if self._pending and self._pending_bytes + b > self.max_batch_bytes:
+            b = self.row_bytes(row)
+            if self._pending and self._batch_full(b):
                 self._flush()
             self._pending.append(row)
             self._pending_bytes += b
 
+    def _batch_full(self, next_bytes: int) -> bool:
+        """Whether the pending batch ends before a row of ``next_bytes`` (``batch_rule``)."""
+        if self.batch_rule == "fit":
+            return self._pending_bytes + next_bytes > self.max_batch_bytes
+        rows_full = self.max_batch_rows is not None and len(self._pending) >= self.max_batch_rows
+        return rows_full or self._pending_bytes >= self.max_batch_bytes
+
+    def _to_table(self) -> pa.Table:
+        if self.schema is None:
+            return to_table(self.table, self._pending)
+        return pa.Table.from_pylist(self._pending, schema=self.schema)
+
     def _flush(self) -> None:
+        """Write the pending batch as one row group, in a new shard when the current one is full."""
         if not self._pending:
             return
-        t = to_table(self.table, self._pending)
+        t = self._to_table()
         if self._writer is None or self._shard_bytes >= self.max_shard_bytes:
             self._close_file()
             path = self.folder / f"part-{len(self.files):05d}.parquet"
             self._writer = pq.ParquetWriter(path, t.schema, compression="zstd")
             self.files.append(path)
             self._shard_bytes = 0
-        self._writer.write_table(t)
+        self._writer.write_table(t, row_group_size=min(len(self._pending), 1 << 20))  # Arrow's own cap
         self.rows += t.num_rows
         self._shard_bytes += self._pending_bytes
         self.bytes += self._pending_bytes
@@ -135,105 +169,6 @@ class ShardWriter:
         if exc_type is None:
             self._flush()
         self._close_file()
-
-
-def shard_paths(corpus: Path) -> list[Path]:
-    """Every Parquet shard of a corpus, sorted by relative path."""
-    corpus = Path(corpus)
-    return sorted(corpus.rglob("*.parquet"), key=lambda p: p.relative_to(corpus).as_posix())
-
-
-def fingerprint(corpus: Path) -> str:
-    """sha256 over the sorted ``relative/path sha256`` lines of every shard."""
-    corpus = Path(corpus)
-    h = hashlib.sha256()
-    for p in shard_paths(corpus):
-        h.update(f"{p.relative_to(corpus).as_posix()} {hashlib.sha256(p.read_bytes()).hexdigest()}\n".encode())
-    return h.hexdigest()
-
-
-def read_manifest(corpus: Path) -> dict[str, Any]:
-    """Load ``manifest.json``.
-
-    Raises:
-        FileNotFoundError: not a corpus (no manifest).
-        SchemaError: a manifest of another schema major version.
-    """
-    path = Path(corpus) / MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(f"{corpus} is not an Owl-VL corpus: {MANIFEST} is missing")
-    m = json.loads(path.read_text())
-    if str(m.get("schema_version", "")).split(".")[0] != schemas.SCHEMA_VERSION.split(".")[0]:
-        raise SchemaError(
-            f"{corpus}: schema version {m.get('schema_version')!r}, this owl-data reads {schemas.SCHEMA_VERSION}"
-        )
-    return m
-
-
-def write_dataset_card(corpus: Path, manifest: dict[str, Any]) -> None:
-    """Write ``README.md`` with Hugging Face YAML ``configs:`` (one per non-empty task)."""
-    lines = ["---", "configs:"]
-    tables = manifest.get("rows", {})
-    first = True
-    for task in schemas.TASK_TABLES:
-        splits = sorted(s for s, n in tables.get(task, {}).items() if n > 0)
-        if not splits:
-            continue
-        lines.append(f"- config_name: {task}")
-        if first:
-            lines.append("  default: true")
-            first = False
-        lines.append("  data_files:")
-        for s in splits:
-            lines += [f"  - split: {s}", f"    path: \"{task}/{s}/*.parquet\""]
-    lines += ["---", "", "# Owl-VL corpus", ""]
-    present = [t for t in schemas.TASK_TABLES if any(tables.get(t, {}).values())]
-    lines.append(
-        f"Tasks: {', '.join(present) or 'none'}; built by `owl-data` "
-        f"(schema {manifest.get('schema_version')}). Images are not a config: join a task's "
-        "`image_id` with `images/*.parquet` (column `bytes`), or export with "
-        "`owl-data export --format hf` for embedded images. Points and boxes are normalised to [0, 1] "
-        "in the stored upright image's frame (x right, y down); images are in `images/` keyed "
-        "by `image_id` (sha256 of the stored bytes)."
-    )
-    lines += ["", "| table | split | rows |", "|---|---|---|"]
-    for task, per in sorted(tables.items()):
-        for s, n in sorted(per.items()):
-            lines.append(f"| {task} | {s} | {n} |")
-    sources = manifest.get("sources", {})
-    if sources:
-        lines += ["", "| source | synthetic | items read | kept | rejected |", "|---|---|---|---|---|"]
-        for name, s in sorted(sources.items()):
-            lines.append(
-                f"| {name} | {s.get('synthetic', False)} | {s['items_read']} | {s['items_kept']} | {s['items_rejected']} |"
-            )
-    lines.append(f"\nFingerprint: `{manifest.get('fingerprint')}`\n")
-    (Path(corpus) / "README.md").write_text("\n".join(lines))
-
-
-def finish_corpus(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Complete a written corpus folder: fingerprint into ``manifest``, ``manifest.json``, card.
-
-    Returns:
-        the manifest with its ``fingerprint`` set.
-    """
-    folder = Path(folder)
-    manifest = {**manifest, "fingerprint": fingerprint(folder)}
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    write_dataset_card(folder, manifest)
-    return manifest
-
-
-def commit_corpus(staging: Path, out: Path) -> None:
-    """Move a finished ``staging`` folder to ``out`` atomically (an old ``out`` is replaced).
-
-    Readers see the old corpus or the new one, never a mix: the old folder is renamed aside,
-    the new one renamed into place, then the old one removed
-    (:func:`owl_data.fs.swap_into_place`).
-    """
-    from owl_data.fs import swap_into_place
-
-    swap_into_place(staging, out)
 
 
 def check_split(split: str) -> str:

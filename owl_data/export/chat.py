@@ -38,7 +38,8 @@ from owl_data.corpus.schema import SchemaError
 from owl_data.corpus import writer as corpus_mod
 from owl_data.conventions.coords import BOX_END, BOX_START, REF_END, REF_START, CoordError, Convention, \
     get_convention, render_box, render_point, render_text, restore_text
-from owl_data.export.rows import ExportError, ExportSettingError, image_filename, image_info, iter_batches, task_parts
+from owl_data.export.rows import ExportError, ExportSettingError, image_filename, image_info, iter_batches, iter_part_rows, \
+    task_parts
 from owl_data.fs import OutputError, OutputKind, check_out, json_marker, staged
 from owl_data.conventions.placeholders import placeholder_problem
 from owl_data.records import SPLIT_NAME
@@ -284,18 +285,13 @@ def export_chat(corpus: Path, out: Path, layout: Layout, coords: str | Conventio
             name = f"{part.task}_{part.split}.json"
             w = _JsonList(staging / name)
             try:
-                for batch in iter_batches(part.files):
-                    for row in batch.to_pylist():
-                        iid = row["image_id"]
-                        if iid not in info:
-                            raise ExportError(f"{part.task} row {row['id']}: image {iid} is not stored in images/")
-                        fmt, width, height = info[iid]
-                        done = render_row(part.task, row, conv, (width, height))
-                        if done is None:
-                            skipped["ambiguous_text"].append(row["id"])
-                            continue
-                        fname = needed.setdefault(iid, image_filename(iid, fmt))
-                        w.write(layout.to_record(row["id"], f"images/{fname}", *done))
+                for row, (fmt, width, height) in iter_part_rows(part, info):
+                    done = render_row(part.task, row, conv, (width, height))
+                    if done is None:
+                        skipped["ambiguous_text"].append(row["id"])
+                        continue
+                    fname = needed.setdefault(row["image_id"], image_filename(row["image_id"], fmt))
+                    w.write(layout.to_record(row["id"], f"images/{fname}", *done))
             finally:
                 w.close()
             files[name] = {"task": part.task, "split": part.split, "rows": w.n}

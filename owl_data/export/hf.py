@@ -28,7 +28,7 @@ from owl_data.corpus import schema as schemas
 from owl_data.corpus import writer as corpus_mod
 from owl_data.export.chat import EXPORT_OUT, ExportReport, prepare_out, write_sidecar
 from owl_data.fs import staged
-from owl_data.export.rows import ExportError, ImageIndex, image_filename, image_info, iter_batches, task_parts
+from owl_data.export.rows import ExportError, ImageIndex, image_filename, image_info, iter_part_rows, task_parts
 
 __all__ = ["export_hf", "hf_features", "write_card"]
 
@@ -56,43 +56,13 @@ def _schema(task: str) -> pa.Schema:
     return s.with_metadata(meta)
 
 
-class _PartWriter:
-    """Row groups of <= ROWS_PER_GROUP rows / MAX_GROUP_BYTES, shards of ~MAX_SHARD_BYTES."""
-
-    def __init__(self, folder: Path, schema: pa.Schema) -> None:
-        self.folder, self.schema = folder, schema
-        folder.mkdir(parents=True, exist_ok=True)
-        self.rows, self.files = 0, []
-        self._pending: list[dict[str, Any]] = []
-        self._pending_bytes = self._shard_bytes = 0
-        self._writer: pq.ParquetWriter | None = None
-
-    def write(self, row: dict[str, Any]) -> None:
-        self._pending.append(row)
-        self._pending_bytes += len(row["image"]["bytes"]) + 1024
-        if len(self._pending) >= ROWS_PER_GROUP or self._pending_bytes >= MAX_GROUP_BYTES:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        t = pa.Table.from_pylist(self._pending, schema=self.schema)
-        if self._writer is None or self._shard_bytes >= MAX_SHARD_BYTES:
-            if self._writer is not None:
-                self._writer.close()
-            path = self.folder / f"part-{len(self.files):05d}.parquet"
-            self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
-            self.files.append(path)
-            self._shard_bytes = 0
-        self._writer.write_table(t, row_group_size=len(self._pending))
-        self.rows += t.num_rows
-        self._shard_bytes += self._pending_bytes
-        self._pending, self._pending_bytes = [], 0
-
-    def close(self) -> None:
-        self._flush()
-        if self._writer is not None:
-            self._writer.close()
+def _part_writer(folder: Path, task: str) -> corpus_mod.ShardWriter:
+    """The Parquet part writer of one exported task and split: row groups of at most
+    ROWS_PER_GROUP rows, a group ends with the row that brings its image bytes (+1 KiB per row)
+    to MAX_GROUP_BYTES, shards of about MAX_SHARD_BYTES."""
+    return corpus_mod.ShardWriter(folder, task, max_batch_bytes=MAX_GROUP_BYTES, max_shard_bytes=MAX_SHARD_BYTES,
+                                  batch_rule="reach", max_batch_rows=ROWS_PER_GROUP, schema=_schema(task),
+                                  row_bytes=lambda row: len(row["image"]["bytes"]) + 1024)
 
 
 def write_card(folder: Path, manifest: dict[str, Any], rows: dict[str, dict[str, int]]) -> None:
@@ -156,18 +126,12 @@ def export_hf(corpus: Path, out: Path) -> ExportReport:
         files: dict[str, dict[str, Any]] = {}
         used: set[str] = set()
         for part in parts:
-            w = _PartWriter(staging / part.task / part.split, _schema(part.task))
-            try:
-                for batch in iter_batches(part.files):
-                    for row in batch.to_pylist():
-                        iid = row["image_id"]
-                        if iid not in info:
-                            raise ExportError(f"{part.task} row {row['id']}: image {iid} is not stored in images/")
-                        row["image"] = {"bytes": index.get(iid), "path": image_filename(iid, info[iid][0])}
-                        used.add(iid)
-                        w.write(row)
-            finally:
-                w.close()
+            with _part_writer(staging / part.task / part.split, part.task) as w:
+                for row, (fmt, _, _) in iter_part_rows(part, info):
+                    iid = row["image_id"]
+                    row["image"] = {"bytes": index.get(iid), "path": image_filename(iid, fmt)}
+                    used.add(iid)
+                    w.write([row])
             report.rows.setdefault(part.task, {})[part.split] = w.rows
             for f in w.files:
                 files[f.relative_to(staging).as_posix()] = {"task": part.task, "split": part.split,

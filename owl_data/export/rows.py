@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,7 +20,8 @@ from owl_data.corpus import schema as schemas
 from owl_data.corpus import writer as corpus_mod
 from owl_data.errors import FieldError
 
-__all__ = ["ExportError", "ExportSettingError", "Part", "task_parts", "iter_batches", "image_info", "ImageIndex", "image_filename"]
+__all__ = ["ExportError", "ExportSettingError", "Part", "task_parts", "iter_batches", "iter_part_rows", "image_info",
+           "ImageIndex", "image_filename"]
 
 
 class ExportError(ValueError):
@@ -70,6 +71,22 @@ def iter_batches(files: tuple[Path, ...] | list[Path], batch_size: int = 512,
     """Record batches of ``files`` in order."""
     for f in files:
         yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns)
+
+
+def iter_part_rows(part: Part, info: dict[str, tuple[str, int, int]]
+                   ) -> Iterator[tuple[dict[str, Any], tuple[str, int, int]]]:
+    """Every row of ``part`` (a dict of the task's columns) with its image's ``(format, width,
+    height)`` from ``info`` (:func:`image_info`), in corpus order.
+
+    Raises:
+        ExportError: a row whose image is not stored in ``images/``.
+    """
+    for batch in iter_batches(part.files):
+        for row in batch.to_pylist():
+            iid = row["image_id"]
+            if iid not in info:
+                raise ExportError(f"{part.task} row {row['id']}: image {iid} is not stored in images/")
+            yield row, info[iid]
 
 
 def image_info(corpus: Path) -> dict[str, tuple[str, int, int]]:

@@ -1,0 +1,162 @@
+"""The corpus manifest: ``manifest.json`` (one writer for builds and imports), the content
+fingerprint, the dataset card, and reading a manifest back.
+
+``manifest.json`` holds the schema version, the version of owl-data, what made the corpus
+(``build_config`` and code versions of a build, ``imported_from`` of an import), per source
+its counts (``items_read`` = ``items_kept`` + ``items_rejected``, rejects per reason, rows
+per task), rows per table and split, rejects per reason, and the ``fingerprint``: sha256
+over the sorted ``relative/path sha256`` lines of every shard. It is written with sorted
+keys, after every shard, by :func:`finish_corpus`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any, Mapping
+
+from owl_data.corpus import schema as schemas
+from owl_data.corpus.schema import SchemaError
+from owl_data.fs import MANIFEST, swap_into_place
+
+__all__ = [
+    "MANIFEST",
+    "shard_paths",
+    "fingerprint",
+    "read_manifest",
+    "source_entry",
+    "corpus_manifest",
+    "write_dataset_card",
+    "finish_corpus",
+    "commit_corpus",
+]
+
+
+def shard_paths(corpus: Path) -> list[Path]:
+    """Every Parquet shard of a corpus, sorted by relative path."""
+    corpus = Path(corpus)
+    return sorted(corpus.rglob("*.parquet"), key=lambda p: p.relative_to(corpus).as_posix())
+
+
+def fingerprint(corpus: Path) -> str:
+    """sha256 over the sorted ``relative/path sha256`` lines of every shard."""
+    corpus = Path(corpus)
+    h = hashlib.sha256()
+    for p in shard_paths(corpus):
+        h.update(f"{p.relative_to(corpus).as_posix()} {hashlib.sha256(p.read_bytes()).hexdigest()}\n".encode())
+    return h.hexdigest()
+
+
+def read_manifest(corpus: Path) -> dict[str, Any]:
+    """Load ``manifest.json``.
+
+    Raises:
+        FileNotFoundError: not a corpus (no manifest).
+        SchemaError: a manifest of another schema major version.
+    """
+    path = Path(corpus) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{corpus} is not an Owl-VL corpus: {MANIFEST} is missing")
+    m = json.loads(path.read_text())
+    if str(m.get("schema_version", "")).split(".")[0] != schemas.SCHEMA_VERSION.split(".")[0]:
+        raise SchemaError(
+            f"{corpus}: schema version {m.get('schema_version')!r}, this owl-data reads {schemas.SCHEMA_VERSION}"
+        )
+    return m
+
+
+def source_entry(spec: str, synthetic: bool, items_read: int, items_kept: int, items_rejected: int,
+                 reasons: Mapping[str, int], rows: Mapping[str, int]) -> dict[str, Any]:
+    """One source of the manifest's ``sources``: its spec, whether it is synthetic, items
+    read/kept/rejected, ``rejects`` per reason (sorted) and ``rows`` per task (non-zero only)."""
+    return {"spec": spec, "synthetic": synthetic, "items_read": items_read, "items_kept": items_kept,
+            "items_rejected": items_rejected, "rejects": dict(sorted(reasons.items())),
+            "rows": {t: n for t, n in rows.items() if n}}
+
+
+def corpus_manifest(provenance: Mapping[str, Any], sources: Mapping[str, dict[str, Any]],
+                    rows: Mapping[str, Mapping[str, int]], reasons: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
+    """The manifest of a written corpus, before :func:`finish_corpus` adds its fingerprint.
+
+    Args:
+        provenance: what made the corpus, placed after the versions (a build: ``build_config``,
+            ``prompt_pools``, ``code``; an import: ``build_config`` None, ``imported_from``).
+        sources: source name -> :func:`source_entry`.
+        rows: table -> split -> rows written (``images`` and ``image_refs`` under ``all``).
+        reasons: source -> reject reason -> reject rows written.
+    """
+    return {
+        "schema_version": schemas.SCHEMA_VERSION,
+        "owl_data_version": __import__("owl_data").__version__,
+        **provenance,
+        "sources": dict(sources),
+        "rows": {t: dict(sorted(c.items())) for t, c in sorted(rows.items())},
+        "rejects": {"total": sum(sum(c.values()) for c in reasons.values()),
+                    "by_reason": dict(sorted(sum((Counter(c) for c in reasons.values()), Counter()).items()))},
+    }
+
+
+def write_dataset_card(corpus: Path, manifest: dict[str, Any]) -> None:
+    """Write ``README.md`` with Hugging Face YAML ``configs:`` (one per non-empty task)."""
+    lines = ["---", "configs:"]
+    tables = manifest.get("rows", {})
+    first = True
+    for task in schemas.TASK_TABLES:
+        splits = sorted(s for s, n in tables.get(task, {}).items() if n > 0)
+        if not splits:
+            continue
+        lines.append(f"- config_name: {task}")
+        if first:
+            lines.append("  default: true")
+            first = False
+        lines.append("  data_files:")
+        for s in splits:
+            lines += [f"  - split: {s}", f"    path: \"{task}/{s}/*.parquet\""]
+    lines += ["---", "", "# Owl-VL corpus", ""]
+    present = [t for t in schemas.TASK_TABLES if any(tables.get(t, {}).values())]
+    lines.append(
+        f"Tasks: {', '.join(present) or 'none'}; built by `owl-data` "
+        f"(schema {manifest.get('schema_version')}). Images are not a config: join a task's "
+        "`image_id` with `images/*.parquet` (column `bytes`), or export with "
+        "`owl-data export --format hf` for embedded images. Points and boxes are normalised to [0, 1] "
+        "in the stored upright image's frame (x right, y down); images are in `images/` keyed "
+        "by `image_id` (sha256 of the stored bytes)."
+    )
+    lines += ["", "| table | split | rows |", "|---|---|---|"]
+    for task, per in sorted(tables.items()):
+        for s, n in sorted(per.items()):
+            lines.append(f"| {task} | {s} | {n} |")
+    sources = manifest.get("sources", {})
+    if sources:
+        lines += ["", "| source | synthetic | items read | kept | rejected |", "|---|---|---|---|---|"]
+        for name, s in sorted(sources.items()):
+            lines.append(
+                f"| {name} | {s.get('synthetic', False)} | {s['items_read']} | {s['items_kept']} | {s['items_rejected']} |"
+            )
+    lines.append(f"\nFingerprint: `{manifest.get('fingerprint')}`\n")
+    (Path(corpus) / "README.md").write_text("\n".join(lines))
+
+
+def finish_corpus(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Complete a written corpus folder: fingerprint into ``manifest``, ``manifest.json``, card.
+
+    Returns:
+        the manifest with its ``fingerprint`` set.
+    """
+    folder = Path(folder)
+    manifest = {**manifest, "fingerprint": fingerprint(folder)}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    write_dataset_card(folder, manifest)
+    return manifest
+
+
+def commit_corpus(staging: Path, out: Path) -> None:
+    """Move a finished ``staging`` folder to ``out`` atomically (an old ``out`` is replaced).
+
+    Readers see the old corpus or the new one, never a mix: the old folder is renamed aside,
+    the new one renamed into place, then the old one removed
+    (:func:`owl_data.fs.swap_into_place`).
+    """
+    swap_into_place(staging, out)
