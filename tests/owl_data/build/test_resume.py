@@ -51,12 +51,48 @@ def test_killed_build_leaves_no_corpus_and_resumes(tmp_path, scenes, monkeypatch
     assert not (tmp_path / ".corpus.partial").exists()
 
 
-def test_changed_config_does_not_reuse_chunks(tmp_path, scenes):
+def _stopped_build(spec, out: Path, cfg: BuildConfig, monkeypatch, after: int) -> None:
+    """Run a build that is killed while processing scene ``after + 1``: ``after`` chunks stay in its partial."""
+    real = build_mod.process_scene
+    calls = []
+
+    def dying(scene, c):
+        calls.append(scene)
+        if len(calls) > after:
+            raise Killed("simulated kill")
+        return real(scene, c)
+
+    monkeypatch.setattr(build_mod, "process_scene", dying)
+    with pytest.raises(Killed):
+        run_build(spec, out, cfg)
+    monkeypatch.setattr(build_mod, "process_scene", real)
+    assert len(list((out.parent / f".{out.name}.partial" / "chunks").iterdir())) == after
+
+
+def _counted_build(spec, out: Path, cfg: BuildConfig, monkeypatch) -> tuple[dict, int]:
+    """(manifest, number of scenes processed) of a build that runs to the end."""
+    real = build_mod.process_scene
+    calls = []
+    monkeypatch.setattr(build_mod, "process_scene", lambda s, c: (calls.append(s), real(s, c))[1])
+    m = run_build(spec, out, cfg).manifest
+    monkeypatch.setattr(build_mod, "process_scene", real)
+    return m, len(calls)
+
+
+def test_changed_config_does_not_reuse_chunks(tmp_path, scenes, monkeypatch):
+    """A stopped build's chunks are reused by the same config only: a changed seed rebuilds all 5 scenes."""
     spec = [SourceSpec("cityscapes", str(scenes), synthetic=True)]
-    a = run_build(spec, tmp_path / "a", BuildConfig(seed=0)).manifest
-    b = run_build(spec, tmp_path / "a", BuildConfig(seed=1)).manifest
-    assert a["fingerprint"] != b["fingerprint"]
-    assert json.loads((tmp_path / "a" / "manifest.json").read_text())["build_config"]["seed"] == 1
+    seed0, seed1 = BuildConfig(seed=0, chunk_scenes=1), BuildConfig(seed=1, chunk_scenes=1)
+    clean1 = run_build(spec, tmp_path / "clean1", seed1).manifest
+    out = tmp_path / "a"
+    _stopped_build(spec, out, seed0, monkeypatch, after=2)
+    b, processed = _counted_build(spec, out, seed1, monkeypatch)
+    assert processed == 5                                      # none of seed 0's 2 chunks reused
+    assert b["fingerprint"] == clean1["fingerprint"]
+    assert json.loads((out / "manifest.json").read_text())["build_config"]["seed"] == 1
+    _stopped_build(spec, out, seed0, monkeypatch, after=2)
+    _, processed = _counted_build(spec, out, seed0, monkeypatch)
+    assert processed == 3                                      # the same config: 2 chunks reused
 
 
 def test_default_build_fills_both_splits_and_is_marked_synthetic(tmp_path, scenes):
