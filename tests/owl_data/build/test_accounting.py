@@ -1,0 +1,83 @@
+"""owl_data.build.chunks and owl_data.build.accounting on hand-made scene results (no image decoding)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from owl_data.build.accounting import consolidate
+from owl_data.build.chunks import batches, chunk_folder, chunk_reusable, read_rows, row_items, save_chunk
+from owl_data.build.driver import SourceSpec
+from owl_data.build.rows import ImageFrame, caption_row, conversation
+from owl_data.build.scene import SceneResult
+from owl_data.config import BuildConfig
+from owl_data.records import ImageRef, Reject, Scene
+
+FRAME = ImageFrame(source="s", source_path="a.png", image_id="img1", split="train", declared=(4, 4), raw=(4, 4),
+                   orientation=1, rotate=True)
+
+
+def _result(items: list[str], rows: dict[str, str], rejects: list[Reject] = ()) -> SceneResult:
+    """A scene of ``items`` whose caption rows are ``row id -> item``."""
+    caps = [caption_row(FRAME, rid, conversation("<image>Describe.", f"caption {rid}"), it) for rid, it in rows.items()]
+    for r in caps:
+        r.pop("_item")
+    return SceneResult(
+        source="s", items=items, rows={"caption": caps}, row_items={"caption": list(rows.values())},
+        rejects=list(rejects), kept=set(rows.values()),
+        image={"image_id": "img1", "bytes": b"x", "format": "png", "width": 4, "height": 4, "split": "train"},
+        ref={"image_id": "img1", "source": "s", "source_path": "a.png", "group": "g"})
+
+
+def _scene(n: int) -> Scene:
+    return Scene(ref=ImageRef("s", Path(f"/x/{n}.png"), f"{n}.png", "g"))
+
+
+def test_batches_count_scenes_and_carry_rejects_along():
+    recs = [_scene(0), Reject("s", "r", "read", "bad"), _scene(1), _scene(2)]
+    assert [len(b) for b in batches(iter(recs), 2)] == [3, 1]
+
+
+def test_a_chunk_reads_back_and_is_reused_only_under_its_key(tmp_path):
+    folder = chunk_folder(tmp_path, 0)
+    folder.parent.mkdir(parents=True)
+    save_chunk(folder, [_result(["a"], {"r1": "a"})], [Reject("s", "z", "read", "bad")], key="k1")
+    assert chunk_reusable(folder, "k1") and not chunk_reusable(folder, "k2")
+    assert [r["id"] for r in read_rows(folder, "caption")] == ["r1"]
+    assert row_items(folder, "caption", 1) == ["a"]
+    assert row_items(folder, "caption", 2) == [None, None]  # a count that does not match: unknown
+    assert {r["item"] for r in read_rows(folder, "rejects")} == {"z"}
+    assert json.loads((folder / "accounting.json").read_text()) == {"s": {"read": ["a", "z"], "kept": ["a"]}}
+
+
+def _consolidate(tmp_path: Path, chunks: list[list[SceneResult]]) -> tuple[dict, dict[str, str]]:
+    partial = tmp_path / ".out.partial"
+    for i, results in enumerate(chunks):
+        folder = chunk_folder(partial, i)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        save_chunk(folder, results, [], key=str(i))
+    out = tmp_path / "out"
+    m = consolidate(partial, len(chunks), out, [SourceSpec("s", "/x")], BuildConfig())
+    rejects = {r["item"]: r["reason"] for f in (out / "rejects").rglob("*.parquet") for r in pq.read_table(f).to_pylist()}
+    assert not partial.exists()
+    return m, rejects
+
+
+def test_an_item_whose_every_row_is_a_duplicate_is_rejected_duplicate_row(tmp_path):
+    m, rejects = _consolidate(tmp_path, [[_result(["a"], {"r1": "a"})], [_result(["b", "c"], {"r1": "b", "r2": "c"})]])
+    s = m["sources"]["s"]
+    assert rejects == {"b": "duplicate_row"}
+    assert (s["items_read"], s["items_kept"], s["items_rejected"]) == (3, 2, 1)
+    assert m["rows"]["caption"] == {"train": 2} and s["rows"] == {"caption": 2}
+    assert m["rejects"] == {"total": 1, "by_reason": {"duplicate_row": 1}}
+    assert m["prompt_pools"] == m["code"]["prompt_pools"]
+
+
+def test_an_item_kept_in_one_chunk_and_rejected_in_another_leaves_no_reject_row(tmp_path):
+    rejected = SceneResult(source="s", items=["a", "d"], rejects=[Reject("s", "a", "rows", "no_rows"),
+                                                                  Reject("s", "d", "rows", "no_rows")])
+    m, rejects = _consolidate(tmp_path, [[_result(["a"], {"r1": "a"})], [rejected]])
+    assert rejects == {"d": "no_rows"}
+    assert (m["sources"]["s"]["items_kept"], m["sources"]["s"]["items_rejected"]) == (1, 1)
