@@ -205,28 +205,30 @@ class OwlVLConfig:
                 "sliding-window attention is not implemented; set it to false")
         text_names = {f.name for f in fields(TextConfig)}
         tkw = {k: t[k] for k in text_names if k in t and t[k] is not None}
-        tkw["rope_theta"] = float(rope.get("rope_theta", t.get("rope_theta", 1000000.0)))
-        tkw["mrope_section"] = tuple(rope.get("mrope_section", (16, 24, 24)))
+        td, vd, od = TextConfig, VisionConfig, cls  # the field defaults: what a key left out means
+        tkw["rope_theta"] = float(rope.get("rope_theta", t.get("rope_theta", td.rope_theta)))
+        tkw["mrope_section"] = tuple(rope.get("mrope_section", td.mrope_section))
         v = dict(d.get("vision_config") or {})
         vkw = {
-            "depth": v.get("depth", 32), "embed_dim": v.get("embed_dim", 1280),
-            "num_heads": v.get("num_heads", 16), "mlp_ratio": float(v.get("mlp_ratio", 4)),
-            "hidden_act": v.get("hidden_act", "quick_gelu"),
-            "in_channels": v.get("in_channels", v.get("in_chans", 3)),
-            "patch_size": v.get("patch_size", v.get("spatial_patch_size", 14)),
-            "temporal_patch_size": v.get("temporal_patch_size", 2),
-            "spatial_merge_size": v.get("spatial_merge_size", 2),
-            "out_dim": v.get("hidden_size", tkw.get("hidden_size", 3584)),
-            "rope_theta": float((v.get("rope_parameters") or {}).get("rope_theta", 10000.0)),
+            "depth": v.get("depth", vd.depth), "embed_dim": v.get("embed_dim", vd.embed_dim),
+            "num_heads": v.get("num_heads", vd.num_heads), "mlp_ratio": float(v.get("mlp_ratio", vd.mlp_ratio)),
+            "hidden_act": v.get("hidden_act", vd.hidden_act),
+            "in_channels": v.get("in_channels", v.get("in_chans", vd.in_channels)),
+            "patch_size": v.get("patch_size", v.get("spatial_patch_size", vd.patch_size)),
+            "temporal_patch_size": v.get("temporal_patch_size", vd.temporal_patch_size),
+            "spatial_merge_size": v.get("spatial_merge_size", vd.spatial_merge_size),
+            "out_dim": v.get("hidden_size", tkw.get("hidden_size", td.hidden_size)),
+            "rope_theta": float((v.get("rope_parameters") or {}).get("rope_theta", vd.rope_theta)),
         }
-        tie = d.get("tie_word_embeddings", t.get("tie_word_embeddings", False))
+        tie = d.get("tie_word_embeddings", t.get("tie_word_embeddings", od.tie_word_embeddings))
         return cls(
             vision=VisionConfig(**vkw), text=TextConfig(**tkw),
-            image_token_id=d.get("image_token_id", 151655), video_token_id=d.get("video_token_id", 151656),
-            vision_start_token_id=d.get("vision_start_token_id", 151652),
-            vision_end_token_id=d.get("vision_end_token_id", 151653),
+            image_token_id=d.get("image_token_id", od.image_token_id),
+            video_token_id=d.get("video_token_id", od.video_token_id),
+            vision_start_token_id=d.get("vision_start_token_id", od.vision_start_token_id),
+            vision_end_token_id=d.get("vision_end_token_id", od.vision_end_token_id),
             tie_word_embeddings=bool(tie), point_token_id=d.get("point_token_id"),
-            point_fourier_bands=d.get("point_fourier_bands", 8),
+            point_fourier_bands=d.get("point_fourier_bands", od.point_fourier_bands),
             dtype=str(d.get("dtype") or d.get("torch_dtype") or t.get("dtype") or "float32"),
             crop_token_id=d.get("crop_token_id"),
             **{k: d.get(k, v) for k, v in POINT_OPTIONS.items()},
