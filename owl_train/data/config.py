@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from owl_data.conventions.coords import CONVENTIONS
+from owl_data.errors import FieldError
 from owl_train.model.config import VisionConfig
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,8 +34,10 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 
 
 def _check(cond: bool, name: str, value: object, fix: str) -> None:
+    """:func:`owl_data.errors.require`'s check with this class's own (older) wording, kept as users
+    see it: ``"DataConfig.<name>=<value!r> is invalid: <fix>"`` (a :class:`FieldError` on ``name``)."""
     if not cond:
-        raise ValueError(f"DataConfig.{name}={value!r} is invalid: {fix}")
+        raise FieldError(name, f"DataConfig.{name}={value!r} is invalid: {fix}")
 
 
 @dataclass(frozen=True)
