@@ -21,7 +21,7 @@ import types
 import typing
 from typing import Any, Union
 
-__all__ = ["FieldError", "RejectError", "check_field_types", "require"]
+__all__ = ["FieldError", "RejectError", "check_field_types", "require", "short_repr"]
 
 
 class RejectError(ValueError):
@@ -45,10 +45,21 @@ class FieldError(ValueError):
         self.field = field
 
 
+def short_repr(v: Any, limit: int = 60) -> str:
+    """``repr(v)`` cut to ``limit`` characters; an int past Python's digit limit (whose repr raises
+    ``ValueError``) is shown as ``<int of N bits>``."""
+    try:
+        r = repr(v)
+    except ValueError:
+        return f"<int of {v.bit_length()} bits>"
+    return r if len(r) <= limit else r[: limit - 3] + "..."
+
+
 def require(cond: bool, field: str, value: Any, fix: str, what: str = "config field") -> None:
-    """Raise :class:`FieldError` ``"<what> <field>=<value!r> is invalid: <fix>"`` unless ``cond``."""
+    """Raise :class:`FieldError` ``"<what> <field>=<value> is invalid: <fix>"`` unless ``cond``
+    (the value as :func:`short_repr`)."""
     if not cond:
-        raise FieldError(field, f"{what} {field}={value!r} is invalid: {fix}")
+        raise FieldError(field, f"{what} {field}={short_repr(value)} is invalid: {fix}")
 
 
 def _is_int(v: Any) -> bool:
