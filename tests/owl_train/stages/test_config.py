@@ -12,16 +12,29 @@ from owl_train.config import TrainConfig, load_train_config, parse_overrides
 ROOT = Path(__file__).resolve().parents[3]
 
 
-@pytest.mark.parametrize("name,stage", [("stage1.yaml", "stage1"), ("stage2.yaml", "stage2")])
-def test_shipped_yaml_loads(name, stage):
+# values each shipped YAML sets that differ from TrainConfig's defaults (a YAML ignored would fail)
+SHIPPED = {
+    "stage1.yaml": {"stage": "stage1", "max_length": 2048, "num_workers": 2, "grad_accum": 4, "point_variant": "cde",
+                    "log_every": 10, "save_every": 500},
+    "stage2.yaml": {"stage": "stage2", "out": "runs/stage2", "max_length": 2048, "num_workers": 2, "batch_size": 8,
+                    "lr": 1e-3, "log_every": 10, "save_every": 500},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_yaml_loads(name):
     cfg = load_train_config(ROOT / "pipelines" / name)
-    assert cfg.stage == stage and cfg.warmup_ratio == 0.03
-    if stage == "stage1":
+    default = TrainConfig()
+    for field, value in SHIPPED[name].items():
+        assert getattr(cfg, field) == value, field
+        assert getattr(default, field) != value or field == "stage", field  # the YAML is what sets it
+    assert cfg.warmup_ratio == 0.03
+    if cfg.stage == "stage1":
         assert cfg.freeze_vision and cfg.train_projector and cfg.tune == "full"
 
 
 def test_zero2_json_is_the_builtin_default():
-    from owl_train.stages.loop import DEFAULT_ZERO2, _ds_config
+    from owl_train.stages.engine import DEFAULT_ZERO2, _ds_config
 
     data = json.loads((ROOT / "pipelines" / "zero2.json").read_text())
     assert data == DEFAULT_ZERO2 and data["zero_optimization"]["stage"] == 2
@@ -48,8 +61,12 @@ def test_bad_values_name_field_and_fix(kw, match):
 
 def test_unknown_key_suggests_the_field(tmp_path):
     p = tmp_path / "t.yaml"
-    p.write_text("train:\n  lerning_rate: 1\n  warmup_ratoi: 0.1\n")
-    with pytest.raises(ValueError, match="warmup_ratio"):
+    p.write_text("train:\n  warmup_ratoi: 0.1\n")  # one swapped letter: warmup_ratio is the close match
+    with pytest.raises(ValueError) as e:
+        load_train_config(p)
+    assert str(e.value).endswith("train config has no field 'warmup_ratoi'; did you mean 'warmup_ratio'?"), e.value
+    p.write_text("train:\n  lerning_rate: 1\n")  # no close field: every field is listed instead
+    with pytest.raises(ValueError, match="no field 'lerning_rate'; fields: stage, "):
         load_train_config(p)
 
 
