@@ -52,7 +52,9 @@ from cityscapesscripts.helpers.labels import name2label
 from PIL import Image, ImageDraw
 
 from owl_data.errors import require
-from owl_data.sources.synthetic.layout import CAR_COLOURS, CAR_WINDOWS, CLOTHES, SKIN, WHEEL, Obj, street_layout
+from owl_data.sources.synthetic.layout import Obj, street_layout
+from owl_data.sources.synthetic.palette import CAR_COLOURS, CAR_WINDOWS, CLOTHES, SKIN, WHEEL
+from owl_data.sources.synthetic.tasks import write_task_files
 
 __all__ = ["DEFAULT_SOURCE_NAME", "CITIES", "DRAWING_VERSION", "DefaultScenes", "CAR_COLOURS", "CAR_WINDOWS",
            "WHEEL", "CLOTHES", "SKIN", "write_default_scenes", "write_default_sources"]
@@ -156,8 +158,6 @@ def write_default_sources(root: Path, seed: int = 0, *, train: int = 3, val: int
     from the drawn objects (:mod:`owl_data.sources.synthetic.tasks`), read by ``vqav2``,
     ``coco_captions`` and ``refcoco``. Everything written is synthetic; mark the sources so.
     """
-    from owl_data.sources.synthetic.tasks import write_task_files
-
     root = write_default_scenes(root, seed=seed, train=train, val=val, width=width, height=height)
     return [(DEFAULT_SOURCE_NAME, str(root)), *write_task_files(root)]
 

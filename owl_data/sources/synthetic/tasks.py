@@ -35,12 +35,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from owl_data.sources.synthetic.scenes import CAR_COLOURS, CAR_WINDOWS, CLOTHES, SKIN, WHEEL
+from owl_data.sources.synthetic.palette import CAR_COLOUR_NAMES, CAR_PAINTS, CLOTHES_NAMES, CLOTHES_PAINTS, SKIN, WHEEL
 
 __all__ = ["write_task_files", "CAR_COLOUR_NAMES", "CLOTHES_NAMES"]
 
-CAR_COLOUR_NAMES = ("red", "blue", "white", "black", "yellow", "green")
-CLOTHES_NAMES = ("dark blue", "red", "black", "white", "green", "brown")
 _TRAFFIC_LIGHT, _TRAFFIC_SIGN, _POLE, _BUILDING, _VEGETATION, _SKY = 19, 20, 17, 11, 21, 23  # Cityscapes ids
 _NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _COCO_CATEGORY = {"person": 1, "car": 3}
@@ -75,8 +73,8 @@ def _colour(pixels: np.ndarray, palette: list[tuple[tuple[int, int, int], str | 
 
 
 def _objects(rgb: np.ndarray, inst: np.ndarray) -> list[_Object]:
-    car_pal = [(c, n) for c, n in zip(CAR_COLOURS + CAR_WINDOWS, CAR_COLOUR_NAMES * 2)] + [(WHEEL, None)]
-    person_pal = [(c, n) for c, n in zip(CLOTHES, CLOTHES_NAMES)] + [(SKIN, None)]
+    car_pal = [(p.body, p.name) for p in CAR_PAINTS] + [(p.window, p.name) for p in CAR_PAINTS] + [(WHEEL, None)]
+    person_pal = [(p.rgb, p.name) for p in CLOTHES_PAINTS] + [(SKIN, None)]
     out = []
     for v in np.unique(inst):
         if v < 1000 or v // 1000 not in (24, 26):  # Cityscapes ids: person 24, car 26
