@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -60,9 +61,30 @@ def test_every_prefix_within_one_sample(weights, sizes, n, seed):
     exact = [parse_weight(w) for w in weights]
     worst = _worst(labels, exact)
     assert worst <= tijdeman_bound(len(weights)) < 1, (weights, worst)
-    # realised counts are the exact shares rounded one way or the other
-    counts = np.bincount(labels, minlength=len(weights))
-    assert counts.sum() == n
+    # realised counts are the exact shares rounded one way or the other; exact at whole periods
+    counts = np.bincount(labels, minlength=len(weights)).tolist()
+    total = sum(exact)
+    assert all(math.floor(w * n / total) <= c <= math.ceil(w * n / total) for w, c in zip(exact, counts))
+    iw = integer_weights(exact)
+    if n % sum(iw) == 0:
+        assert counts == [w * n // sum(iw) for w in iw]
+
+
+@pytest.mark.parametrize("weights,n,labels", [
+    # two equal children: t=1 both eligible with deadline 1, tie to the lower; t=2 only child 1 is
+    # eligible (p t - c = 1 - 1 = 0 < 1/2 for child 0); then again
+    ([1, 1], 5, [0, 1, 0, 1, 0]),
+    ([1], 3, [0, 0, 0]),
+])
+def test_picks_by_hand(weights, n, labels):
+    spec = MixSpec.create({f"t{i}": 50 for i in range(len(weights))}, weights, seed=0)
+    assert _task_labels(spec, n) == labels
+
+
+@pytest.mark.parametrize("n,counts", [(10, [5, 1, 2, 2]), (70, [35, 7, 14, 14]), (100, [50, 10, 20, 20])])
+def test_task_counts_at_whole_periods_are_the_exact_shares(n, counts):
+    spec = MixSpec.create({"vqa": 1000, "caption": 1000, "grounding": 1000, "point_vqa": 1000}, [5, 1, 2, 2])
+    assert np.bincount(_task_labels(spec, n), minlength=4).tolist() == counts
 
 
 def test_periodic_table_equals_simulation():
