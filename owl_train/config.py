@@ -9,29 +9,55 @@ overridden with ``--set key=value`` (the value is read as YAML: ``--set lr=1e-4`
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
+import typing
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import yaml
 
+from owl_data.errors import FieldError, check_field_types, require
 from owl_train.data.config import DataConfig
 from owl_train.model.variants import VARIANTS
 
-__all__ = ["TrainConfig", "load_train_config", "parse_overrides", "DECODER_LINEARS"]
+__all__ = ["TrainConfig", "load_train_config", "parse_overrides", "DECODER_LINEARS", "DATA_FIELDS",
+           "MissingPathError"]
 
 # The decoder's linear layers (owl_train.model.decoder): LoRA targets by default.
 DECODER_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# The DataConfig fields a training run sets (same names, types and defaults as DataConfig's).
+DATA_FIELDS = ("min_pixels", "max_pixels", "max_length", "box_format", "pack", "pad_to_multiple_of")
+WHAT = "train config field"
 
 
-def _check(cond: bool, name: str, value: Any, fix: str) -> None:
-    if not cond:
-        raise ValueError(f"train config field {name}={value!r} is invalid: {fix}")
+class MissingPathError(FieldError, FileNotFoundError):
+    """A setting that names a file or folder which is not there (a FieldError and a FileNotFoundError)."""
+
+
+def _data_fields_after(anchor: str):
+    """Class decorator (under ``@dataclass``): insert :data:`DATA_FIELDS` after field ``anchor``,
+    with DataConfig's annotations and defaults, so the data settings have one declaration."""
+    data = {f.name: f for f in fields(DataConfig)}
+
+    def insert(cls: type) -> type:
+        ann: dict[str, Any] = {}
+        for name, tp in cls.__dict__["__annotations__"].items():
+            ann[name] = tp
+            if name == anchor:
+                for d in DATA_FIELDS:
+                    assert data[d].default is not dataclasses.MISSING, d  # a plain default, no factory
+                    ann[d] = data[d].type
+                    setattr(cls, d, data[d].default)
+        cls.__annotations__ = ann
+        return cls
+    return insert
 
 
 @dataclass(frozen=True)
+@_data_fields_after("out")
 class TrainConfig:
     """Everything a stage-1 or stage-2 run needs (see README, "Training").
 
@@ -44,13 +70,7 @@ class TrainConfig:
     mix: str | None = None  # stage 1: required; stage 2: optional (built from the corpus when None)
     split: str = "train"  # split of the on-the-fly stage-2 mix
     out: str = "runs/stage1"
-    # data (owl_train.data.DataConfig)
-    min_pixels: int = DataConfig.min_pixels
-    max_pixels: int = DataConfig.max_pixels
-    max_length: int = DataConfig.max_length
-    box_format: str = DataConfig.box_format
-    pack: bool = DataConfig.pack
-    pad_to_multiple_of: int | None = DataConfig.pad_to_multiple_of
+    # here: the data fields DATA_FIELDS (min_pixels ... pad_to_multiple_of), declared by DataConfig
     num_workers: int = 0  # DataLoader workers decoding rows
     # optimisation
     batch_size: int = 4  # rows per micro-batch per process
@@ -86,82 +106,69 @@ class TrainConfig:
     save_every: int = 0  # 0: only at the end (and at stop_at_step)
     keep_checkpoints: int = 2
     tensorboard: bool = True
-    progress: bool = True
+    progress: bool = True  # show the caller's progress display (owl-train: a Rich bar on stderr)
     deepspeed: str | None = None  # a DeepSpeed JSON (pipelines/zero2.json)
     resume: str | None = None  # "latest" or a checkpoint folder
 
     def __post_init__(self) -> None:
-        self._check_types()
-        _check(self.stage in ("stage1", "stage2"), "stage", self.stage, "use stage1 or stage2")
+        # types from the annotations; the pair adam_betas and pad_to_multiple_of have their own messages
+        check_field_types(self, what=WHAT, skip=("adam_betas", "pad_to_multiple_of"))
+        self._check_pair_and_padding()
+        self._check_values()
+
+    def _check_pair_and_padding(self) -> None:
+        """pad_to_multiple_of is null or a positive integer, adam_betas a list of finite floats (their
+        messages predate the annotation-driven check)."""
+        v = self.pad_to_multiple_of
+        require(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1), "pad_to_multiple_of", v,
+                "use null or a positive integer such as 8", what=WHAT)
+        b = self.adam_betas
+        require(isinstance(b, tuple) and all(isinstance(x, float) for x in b), "adam_betas", b,
+                "use a list of float values", what=WHAT)
+        require(all(math.isfinite(x) for x in b), "adam_betas", b, "use finite values", what=WHAT)
+
+    def _check_values(self) -> None:
+        """Ranges and choices of the typed fields."""
+        def check(cond: bool, name: str, fix: str) -> None:
+            require(cond, name, getattr(self, name), fix, what=WHAT)
+
+        check(self.stage in ("stage1", "stage2"), "stage", "use stage1 or stage2")
         for name in ("min_pixels", "max_pixels", "max_length", "batch_size", "grad_accum", "log_every",
                      "keep_checkpoints", "lora_r", "lora_alpha"):
-            v = getattr(self, name)
-            _check(isinstance(v, int) and not isinstance(v, bool) and v >= 1, name, v, "use a positive integer")
+            check(getattr(self, name) >= 1, name, "use a positive integer")
         for name in ("max_steps", "stop_at_step", "save_every", "num_workers", "prompt_hidden", "seed"):
-            v = getattr(self, name)
-            _check(isinstance(v, int) and not isinstance(v, bool) and v >= 0, name, v,
-                   "use an integer >= 0 (0 means: see the field's comment)")
-        _check(self.max_steps == 0 or self.stop_at_step <= self.max_steps, "stop_at_step", self.stop_at_step,
-               f"must be <= max_steps ({self.max_steps})")
-        _check(self.lr > 0, "lr", self.lr, "use a positive learning rate, e.g. 2e-5 (stage 1) or 1e-3 (stage 2)")
-        _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "use a value >= 0")
-        _check(len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas), "adam_betas",
-               self.adam_betas, "use two values in [0, 1), e.g. [0.9, 0.999]")
-        _check(self.adam_eps > 0, "adam_eps", self.adam_eps, "use a small positive value such as 1e-8")
-        _check(0 <= self.warmup_ratio < 1, "warmup_ratio", self.warmup_ratio, "use a fraction in [0, 1), e.g. 0.03")
-        _check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", self.min_lr_ratio, "use a fraction in [0, 1]")
-        _check(self.max_grad_norm >= 0, "max_grad_norm", self.max_grad_norm, "use a value >= 0 (0: no clipping)")
-        _check(self.precision in ("auto", "fp32", "bf16"), "precision", self.precision, "use auto, fp32 or bf16")
-        _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"), "device",
-               self.device, "use auto, cpu, cuda or cuda:N")
-        _check(self.tune in ("full", "lora"), "tune", self.tune, "use full or lora")
-        _check(0 <= self.lora_dropout < 1, "lora_dropout", self.lora_dropout, "use a fraction in [0, 1)")
-        _check(len(self.lora_targets) > 0 and all(t in DECODER_LINEARS for t in self.lora_targets),
-               "lora_targets", self.lora_targets, f"use names among {', '.join(DECODER_LINEARS)}")
-        _check(self.num_virtual_tokens >= 1, "num_virtual_tokens", self.num_virtual_tokens,
-               "use a small positive count such as 8")
-        _check(self.pad_to_multiple_of is None or self.pad_to_multiple_of >= 1, "pad_to_multiple_of",
-               self.pad_to_multiple_of, "use null or a positive integer such as 8")
-        _check(bool(self.out), "out", self.out, "name the run folder (checkpoints, logs, the final model)")
-        _check(self.point_variant is None or self.point_variant in VARIANTS, "point_variant", self.point_variant,
-               f"use one of the presets {', '.join(VARIANTS)} (or leave it unset to keep the model's options)")
-        _check(self.point_variant is None or self.stage == "stage1", "point_variant", self.point_variant,
-               "only stage 1 applies a preset; stage 2 keeps its init model's options (leave it unset)")
-
-    def _check_types(self) -> None:
-        """Every field has its declared type (a wrong type is a one-line error, never a TypeError later);
-        numbers are finite."""
-        for name in _INTS:
-            v = getattr(self, name)
-            _check(isinstance(v, int) and not isinstance(v, bool), name, v, "use an integer")
-        for name in _FLOATS:
-            v = getattr(self, name)
-            _check(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v), name, v,
-                   "use a finite number")
-        for name in _BOOLS:
-            v = getattr(self, name)
-            _check(isinstance(v, bool), name, v, "use true or false")
-        for name in _STRS:
-            v = getattr(self, name)
-            _check(isinstance(v, str), name, v, "use a string")
-        for name in _OPT_STRS:
-            v = getattr(self, name)
-            _check(v is None or isinstance(v, str), name, v, "use a string (or leave it unset)")
-        v = self.pad_to_multiple_of
-        _check(v is None or (isinstance(v, int) and not isinstance(v, bool)), "pad_to_multiple_of", v,
-               "use null or a positive integer such as 8")
-        for name, kind in _TUPLES.items():
-            v = getattr(self, name)
-            _check(isinstance(v, tuple) and all(isinstance(x, kind) and not isinstance(x, bool) for x in v), name, v,
-                   f"use a list of {kind.__name__} values")
-        _check(all(math.isfinite(b) for b in self.adam_betas), "adam_betas", self.adam_betas, "use finite values")
+            check(getattr(self, name) >= 0, name, "use an integer >= 0 (0 means: see the field's comment)")
+        check(self.max_steps == 0 or self.stop_at_step <= self.max_steps, "stop_at_step",
+              f"must be <= max_steps ({self.max_steps})")
+        check(self.lr > 0, "lr", "use a positive learning rate, e.g. 2e-5 (stage 1) or 1e-3 (stage 2)")
+        check(self.weight_decay >= 0, "weight_decay", "use a value >= 0")
+        check(len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas), "adam_betas",
+              "use two values in [0, 1), e.g. [0.9, 0.999]")
+        check(self.adam_eps > 0, "adam_eps", "use a small positive value such as 1e-8")
+        check(0 <= self.warmup_ratio < 1, "warmup_ratio", "use a fraction in [0, 1), e.g. 0.03")
+        check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "use a fraction in [0, 1]")
+        check(self.max_grad_norm >= 0, "max_grad_norm", "use a value >= 0 (0: no clipping)")
+        check(self.precision in ("auto", "fp32", "bf16"), "precision", "use auto, fp32 or bf16")
+        check(self.device in ("auto", "cpu") or self.device.startswith("cuda"), "device",
+              "use auto, cpu, cuda or cuda:N")
+        check(self.tune in ("full", "lora"), "tune", "use full or lora")
+        check(0 <= self.lora_dropout < 1, "lora_dropout", "use a fraction in [0, 1)")
+        check(len(self.lora_targets) > 0 and all(t in DECODER_LINEARS for t in self.lora_targets), "lora_targets",
+              f"use names among {', '.join(DECODER_LINEARS)}")
+        check(self.num_virtual_tokens >= 1, "num_virtual_tokens", "use a small positive count such as 8")
+        check(bool(self.out), "out", "name the run folder (checkpoints, logs, the final model)")
+        check(self.point_variant is None or self.point_variant in VARIANTS, "point_variant",
+              f"use one of the presets {', '.join(VARIANTS)} (or leave it unset to keep the model's options)")
+        check(self.point_variant is None or self.stage == "stage1", "point_variant",
+              "only stage 1 applies a preset; stage 2 keeps its init model's options (leave it unset)")
 
     def check_ready(self) -> None:
         """The paths a run needs are set (checked when a run starts, not when a YAML loads)."""
-        _check(bool(self.model), "model", self.model, "give the initial model folder (--model, stage 2: --init)")
-        _check(bool(self.corpus), "corpus", self.corpus, "give the corpus folder (--corpus)")
-        _check(self.stage == "stage2" or bool(self.mix), "mix", self.mix,
-               "stage 1 trains on a mix: give --mix (made by owl-data mix)")
+        require(bool(self.model), "model", self.model, "give the initial model folder (`model`)",
+                what=WHAT)
+        require(bool(self.corpus), "corpus", self.corpus, "give the corpus folder (`corpus`)", what=WHAT)
+        require(self.stage == "stage2" or bool(self.mix), "mix", self.mix,
+                "stage 1 trains on a mix: give `mix` (made by owl-data mix)", what=WHAT)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -174,41 +181,49 @@ class TrainConfig:
 
 
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
-_TUPLES = {"adam_betas": float, "lora_targets": str}
-_FLOATS = {"lr", "weight_decay", "adam_eps", "warmup_ratio", "min_lr_ratio", "max_grad_norm", "lora_dropout"}
-_INTS = ("min_pixels", "max_pixels", "max_length", "num_workers", "batch_size", "grad_accum", "max_steps",
-         "stop_at_step", "seed", "lora_r", "lora_alpha", "num_virtual_tokens", "prompt_hidden", "log_every",
-         "save_every", "keep_checkpoints")
-_BOOLS = ("pack", "freeze_vision", "train_projector", "tensorboard", "progress")
-_STRS = ("stage", "model", "corpus", "split", "out", "box_format", "precision", "device", "tune")
-_OPT_STRS = ("mix", "deepspeed", "resume", "point_variant")
+_TYPES = typing.get_type_hints(TrainConfig)
+# Fields that name a path or a split: numbers (and, for the required ones, any scalar) read as text.
+_PATHS = ("model", "corpus", "out", "split")
+_OPT_PATHS = ("mix", "resume", "deepspeed")
+
+
+def _item_type(name: str) -> type | None:
+    """The element type of a tuple field (``adam_betas`` -> float), else None."""
+    tp = _TYPES[name]
+    return typing.get_args(tp)[0] if typing.get_origin(tp) is tuple else None
 
 
 def _coerce(d: Mapping[str, Any]) -> dict[str, Any]:
+    """YAML / ``--set`` values as the fields' types: lists (or ``"a,b"``) to tuples, ints and
+    numeric strings to floats, numbers to path strings.
+
+    Raises:
+        FieldError: an unknown key (naming the closest field) or a value that does not convert.
+    """
     out: dict[str, Any] = {}
     for k, v in d.items():
         if k not in _FIELDS:
             close = difflib.get_close_matches(k, list(_FIELDS), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; fields: {', '.join(_FIELDS)}"
-            raise ValueError(f"train config has no field {k!r}{hint}")
-        if k in _TUPLES and v is not None:
+            raise FieldError(k, f"train config has no field {k!r}{hint}")
+        item = _item_type(k)
+        if item is not None and v is not None:
             if isinstance(v, str):
                 v = [s for s in v.replace(",", " ").split()]
             if not isinstance(v, (list, tuple)):
-                raise ValueError(f"train config field {k}={v!r} is invalid: use a list, e.g. [a, b]")
+                raise FieldError(k, f"{WHAT} {k}={v!r} is invalid: use a list, e.g. [a, b]")
             try:
-                v = tuple(_TUPLES[k](x) for x in v)
+                v = tuple(item(x) for x in v)
             except (ValueError, TypeError):
-                raise ValueError(f"train config field {k}={v!r} is invalid: every item must be {_TUPLES[k].__name__}")
-        elif k in _FLOATS and isinstance(v, (int, str)) and not isinstance(v, bool):
+                raise FieldError(k, f"{WHAT} {k}={v!r} is invalid: every item must be {item.__name__}") from None
+        elif _TYPES[k] is float and isinstance(v, (int, str)) and not isinstance(v, bool):
             try:
                 v = float(v)
             except ValueError:
-                raise ValueError(f"train config field {k}={v!r} is invalid: use a number") from None
-        elif k in ("model", "corpus", "out", "split", "mix", "resume", "deepspeed") and isinstance(v, (int, float)) \
-                and not isinstance(v, bool):
+                raise FieldError(k, f"{WHAT} {k}={v!r} is invalid: use a number") from None
+        elif k in _PATHS + _OPT_PATHS and isinstance(v, (int, float)) and not isinstance(v, bool):
             v = str(v)
-        elif k in ("model", "corpus", "out", "split") and v is not None and not isinstance(v, (dict, list)):
+        elif k in _PATHS and v is not None and not isinstance(v, (dict, list)):
             v = str(v)
         out[k] = v
     return out
@@ -219,12 +234,13 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for it in items:
         if "=" not in it:
-            raise ValueError(f"--set {it!r} is invalid: use key=value, e.g. --set lr=1e-4")
+            raise FieldError("sets", f"sets {it!r} is invalid: use key=value, e.g. `sets` lr=1e-4")
         k, v = it.split("=", 1)
         try:
             out[k.strip()] = yaml.safe_load(v) if v.strip() else None
         except yaml.YAMLError:
-            raise ValueError(f"--set {it!r}: the value is not valid YAML; quote strings, e.g. --set key='a: b'") from None
+            raise FieldError("sets", f"sets {it!r}: the value is not valid YAML; quote strings, "
+                                     "e.g. `sets` key='a: b'") from None
     return out
 
 
