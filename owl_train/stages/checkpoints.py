@@ -28,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from owl_data.errors import FieldError
 from owl_train.model.checkpoint import EXTRA_FILE, INDEX_FILE, load_pretrained, save_pretrained
 from owl_train.model.config import OwlVLConfig
 from owl_train.model.model import OwlVL
@@ -196,7 +197,7 @@ def zero_to_fp32(checkpoint: str | Path, out: str | Path, tag: str | None = None
     tag_dir = ck / tag
     if (tag_dir / TRAINABLE_FILE).is_file() and not any(tag_dir.glob("*model_states.pt")):
         raise FileNotFoundError(f"{tag_dir} is a single-process checkpoint, not a DeepSpeed ZeRO one: the run's "
-                                "model/ folder is already an HF-layout model (resume it with --resume to finish)")
+                                "model/ folder is already an HF-layout model (resume the run to finish it)")
     if not (tag_dir / "config.json").is_file():
         raise FileNotFoundError(f"{tag_dir} has no config.json: not an Owl-VL DeepSpeed checkpoint")
     sd = get_fp32_state_dict_from_zero_checkpoint(str(ck), tag=tag)
@@ -230,31 +231,31 @@ RUN_ENTRIES = ("model", "checkpoints", "logs", "stage2-mix")
 
 
 def check_run_folder(out: str | Path, resume: str | None) -> None:
-    """Refuse an ``--out`` that would mix a run into other files or overwrite a previous run.
+    """Refuse an ``out`` folder that would mix a run into other files or overwrite a previous run.
 
     Fine: a missing or empty folder, one holding only ``stage2-mix/`` (a stage-2 run that stopped
     before its first step), or with ``resume`` a run folder. Nothing is written or deleted here.
 
     Raises:
-        ValueError: ``out`` is a file, holds entries other than :data:`RUN_ENTRIES`, or holds a
-            previous run (``model/``, checkpoints or logs) and ``resume`` is not set.
+        FieldError: (field ``out``) ``out`` is a file, holds entries other than :data:`RUN_ENTRIES`,
+            or holds a previous run (``model/``, checkpoints or logs) and ``resume`` is not set.
     """
     out = Path(out)
     if not out.exists():
         return
     if not out.is_dir():
-        raise ValueError(f"--out {out} is a file; name a folder for the run")
+        raise FieldError("out", f"out {out} is a file; name a folder for the run")
     foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_ENTRIES)
     if foreign:
         shown = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
-        raise ValueError(f"--out {out} is not empty and is not an Owl-VL run folder (it holds {shown}); "
-                         "choose a new or empty folder (nothing was written or deleted)")
+        raise FieldError("out", f"out {out} is not empty and is not an Owl-VL run folder (it holds {shown}); "
+                                "choose a new or empty folder (nothing was written or deleted)")
     logs = out / "logs"
     previous = (out / "model").exists() or latest_checkpoint(out) is not None or (
         logs.is_dir() and any(f.is_file() and f.stat().st_size for f in logs.rglob("*")))
     if previous and not resume:
-        raise ValueError(f"{out} already holds a run (model/, checkpoints or logs): resume with --resume latest "
-                         "or choose a new --out (nothing was overwritten)")
+        raise FieldError("out", f"out {out} already holds a run (model/, checkpoints or logs): resume with "
+                                "`resume` latest or choose a new `out` (nothing was overwritten)")
 
 
 # -- training checkpoints ------------------------------------------------------------------------

@@ -3,59 +3,42 @@
 AdamW over the trainable parameters (weight decay on matrices only), a cosine schedule with
 linear warmup over ``ceil(warmup_ratio * max_steps)`` steps (as transformers'
 ``get_cosine_schedule_with_warmup``, floored at ``min_lr_ratio``), gradient accumulation,
-clipping, bf16 autocast on CUDA; a Rich progress bar (loss, samples/s), ``logs/metrics.jsonl``
-and ``logs/samples.jsonl`` (the row ids of every step) and TensorBoard when installed;
-checkpoints every ``save_every`` steps and at the end; exact resume (trained weights,
-optimizer, scheduler, sampler state, RNG states).
+clipping, bf16 autocast on CUDA; ``logs/metrics.jsonl`` and ``logs/samples.jsonl`` (the row ids
+of every step) and TensorBoard when installed; checkpoints every ``save_every`` steps and at the
+end; exact resume (trained weights, optimizer, scheduler, sampler state, RNG states). A progress
+display (loss, samples/s) is the caller's: :class:`Progress`, none by default.
 
-DeepSpeed: with ``cfg.deepspeed`` (a JSON such as ``pipelines/zero2.json``) or when started by
-the ``deepspeed`` launcher, the same loop runs through ``deepspeed.initialize`` with our torch
-AdamW and schedule; ``"auto"`` values in the JSON are filled from the train config.
+Plain torch and DeepSpeed differ only behind :class:`owl_train.stages.engine.Backend`
+(see :mod:`owl_train.stages.engine`).
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 import torch
-from torch import Tensor, nn
 
-from owl_train.config import TrainConfig
+from owl_data.errors import FieldError
+from owl_train.config import MissingPathError, TrainConfig
 from owl_train.data import Collator
-from owl_train.stages.checkpoints import checkpoint_dir, latest_checkpoint, load_train_state, prune_checkpoints, \
-    save_train_state, write_model_meta, capture_rng, restore_rng
-from owl_train.stages.module import BATCH_TENSORS, TrainModule
+from owl_train.stages.checkpoints import checkpoint_dir, latest_checkpoint, prune_checkpoints
+from owl_train.stages.engine import DEFAULT_ZERO2, Backend, Placement, cosine_lambda, launched_by_deepspeed, \
+    make_backend, place, to_device
+from owl_train.stages.module import TrainModule
 
-__all__ = ["LoopResult", "cosine_lambda", "train", "launched_by_deepspeed",
-           "DEFAULT_ZERO2"]
+__all__ = ["LoopResult", "Progress", "cosine_lambda", "train", "launched_by_deepspeed", "DEFAULT_ZERO2",
+           "RESUME_FREE", "MAX_EMPTY_STEPS"]
 
-# What pipelines/zero2.json holds (a test keeps them equal): used under the launcher without --deepspeed.
-DEFAULT_ZERO2: dict[str, Any] = {
-    "train_micro_batch_size_per_gpu": "auto",
-    "gradient_accumulation_steps": "auto",
-    "gradient_clipping": "auto",
-    "bf16": {"enabled": "auto"},
-    "zero_optimization": {"stage": 2, "overlap_comm": True, "contiguous_gradients": True,
-                          "reduce_scatter": True, "reduce_bucket_size": 5e8, "allgather_bucket_size": 5e8},
-    "steps_per_print": 1000000,
-    "wall_clock_breakdown": False,
-}
-
-
-def cosine_lambda(total: int, warmup: int, min_ratio: float = 0.0) -> Callable[[int], float]:
-    def f(step: int) -> float:
-        if step < warmup:
-            return step / max(1, warmup)
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-    return f
+# Fields a resumed run may change: paths, logging, checkpoint cadence, where to stop (max_steps is checked apart).
+RESUME_FREE = frozenset({"model", "corpus", "mix", "out", "resume", "deepspeed", "device", "num_workers", "max_steps",
+                         "stop_at_step", "log_every", "save_every", "keep_checkpoints", "tensorboard", "progress"})
+# Consecutive optimizer steps whose rows are all dropped before the run stops with an error.
+MAX_EMPTY_STEPS = 8
 
 
 @dataclass
@@ -72,69 +55,49 @@ class LoopResult:
     resumed_from: Path | None = None
 
 
-def launched_by_deepspeed() -> bool:
-    """The ``deepspeed`` launcher sets LOCAL_RANK and LOCAL_SIZE (and CROSS_RANK) for every process
-    it starts; ``OWL_DEEPSPEED=1`` forces the DeepSpeed path under another launcher (torchrun)."""
-    return "LOCAL_RANK" in os.environ and ("LOCAL_SIZE" in os.environ or "CROSS_RANK" in os.environ
-                                          or os.environ.get("OWL_DEEPSPEED") == "1")
+class Progress(Protocol):
+    """A progress display the caller gives :func:`train` (the CLI's Rich bar); opened on rank 0
+    when ``cfg.progress``, updated after every step, closed when the steps end (or fail)."""
+
+    def open(self, desc: str, total: int, done: int) -> None: ...
+    def update(self, step: int, loss: float, samples_per_s: float) -> None: ...
+    def close(self) -> None: ...
 
 
-def _device(cfg: TrainConfig) -> torch.device:
-    if cfg.device != "auto":
-        return torch.device(cfg.device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+@dataclass(frozen=True)
+class _Plan:
+    """What a run fixed before its first step."""
+
+    cfg: TrainConfig
+    out: Path  # the run folder
+    total: int  # the schedule's steps (max_steps, or one pass over the rows)
+    stop: int  # the step this run stops at (stop_at_step, else total)
+    where: Placement
 
 
-def _bf16(cfg: TrainConfig, device: torch.device) -> bool:
-    if cfg.precision == "bf16":
-        return True
-    return cfg.precision == "auto" and device.type == "cuda"
+@dataclass
+class _State:
+    """The loop's moving counters (what a checkpoint stores besides the weights)."""
+
+    result: LoopResult  # losses, ids, task_counts, dropped, exhausted, skipped_steps
+    step: int = 0  # optimizer steps, over resumes
+    samples: int = 0  # rows trained on, over resumes
+    pulled: int = 0  # rows this process took from the source in this run
+    run_samples: int = 0  # rows trained on in this run
+    empty_steps: int = 0  # consecutive steps whose rows were all dropped
+    t0: float = field(default_factory=time.perf_counter)
+
+    def samples_per_s(self) -> float:
+        return self.run_samples / max(1e-9, time.perf_counter() - self.t0)
 
 
-def _param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    decay, no_decay = [], []
-    for _, p in module.named_parameters():
-        if p.requires_grad:
-            (decay if p.dim() >= 2 else no_decay).append(p)
-    return [g for g in ({"params": decay, "weight_decay": weight_decay},
-                        {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+@dataclass
+class _StepRows:
+    """One optimizer step's micro-batches: their losses (non-empty ones), row ids and row count."""
 
-
-def _ds_config(cfg: TrainConfig, world: int, bf16: bool) -> dict[str, Any]:
-    if cfg.deepspeed:
-        path = Path(cfg.deepspeed)
-        if not path.is_file():
-            raise FileNotFoundError(f"--deepspeed {path}: no such file (e.g. pipelines/zero2.json)")
-        ds = json.loads(path.read_text())
-    else:
-        ds = json.loads(json.dumps(DEFAULT_ZERO2))
-    for key in ("optimizer", "scheduler"):
-        if key in ds:
-            raise ValueError(f"{cfg.deepspeed}: remove the '{key}' section; the trainer builds AdamW and the "
-                             "cosine schedule from the train config (lr, warmup_ratio, ...)")
-    fill = {"train_micro_batch_size_per_gpu": cfg.batch_size, "gradient_accumulation_steps": cfg.grad_accum,
-            "gradient_clipping": cfg.max_grad_norm}
-    for k, v in fill.items():
-        if ds.get(k, "auto") == "auto":
-            ds[k] = v
-    ds["train_batch_size"] = ds["train_micro_batch_size_per_gpu"] * ds["gradient_accumulation_steps"] * world
-    for k in ("bf16", "fp16"):
-        if isinstance(ds.get(k), dict) and ds[k].get("enabled") == "auto":
-            ds[k]["enabled"] = bf16 if k == "bf16" else False
-    return ds
-
-
-def _init_deepspeed_dist() -> None:
-    """Process group for DeepSpeed; a plain single process gets a one-rank group (gloo on CPU)."""
-    if not torch.cuda.is_available():
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    for k, v in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "127.0.0.1"),
-                 ("MASTER_PORT", "29533")):
-        os.environ.setdefault(k, v)
-    import deepspeed
-
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+    losses: list[float] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    rows: int = 0
 
 
 class _Logs:
@@ -178,237 +141,238 @@ class _Logs:
             self.tb.close()
 
 
-def _progress(enabled: bool, total: int, start: int, desc: str):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
+def _schedule_steps(cfg: TrainConfig, rows: int) -> tuple[int, int]:
+    """``(total, stop)``: the schedule's length and the step this run stops at, for ``rows`` rows
+    left for this rank.
 
-    prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[sps]} samples/s"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
-                    disable=not enabled, transient=False)
-    task = prog.add_task(desc, total=total, completed=start, loss="-", sps="-")
-    return prog, task
-
-
-def _to(batch: dict[str, Any], device: torch.device, pixel_dtype: torch.dtype | None = None) -> dict[str, Any]:
-    out = {k: (batch[k].to(device) if isinstance(batch[k], Tensor) else batch[k]) for k in BATCH_TENSORS}
-    if pixel_dtype is not None and out["pixel_values"] is not None:  # DeepSpeed bf16 casts the weights
-        out["pixel_values"] = out["pixel_values"].to(pixel_dtype)
-    return out
+    Raises:
+        ValueError: with ``max_steps`` 0, fewer rows than one step takes.
+    """
+    per_step = cfg.batch_size * cfg.grad_accum
+    total = cfg.max_steps or max(1, rows // per_step)
+    if not cfg.max_steps and rows < per_step:
+        raise ValueError(f"the mix gives this rank {rows} rows, fewer than one step's {per_step}; "
+                         "make a longer mix or lower batch_size/grad_accum")
+    return total, cfg.stop_at_step or total
 
 
-# Fields a resumed run may change: paths, logging, checkpoint cadence, where to stop (max_steps is checked apart).
-RESUME_FREE = frozenset({"model", "corpus", "mix", "out", "resume", "deepspeed", "device", "num_workers", "max_steps",
-                         "stop_at_step", "log_every", "save_every", "keep_checkpoints", "tensorboard", "progress"})
-# Consecutive optimizer steps whose rows are all dropped before the run stops with an error.
-MAX_EMPTY_STEPS = 8
+def _resume_dir(cfg: TrainConfig, out: Path, note: Callable[[str], None]) -> Path | None:
+    """The checkpoint to resume from (None: start at step 0), decided before anything is built.
+
+    Raises:
+        MissingPathError: ``resume`` names a folder without ``state.json``.
+        FieldError: no ``resume`` while ``out`` holds checkpoints.
+    """
+    if not cfg.resume:
+        if latest_checkpoint(out) is not None:
+            raise FieldError("out", f"out {out} already holds checkpoints: resume with `resume` latest or "
+                                    "choose a new `out`")
+        return None
+    resume_dir = latest_checkpoint(out) if cfg.resume == "latest" else Path(cfg.resume)
+    if cfg.resume == "latest" and resume_dir is None:
+        note(f"`resume` latest: no checkpoint in {out / 'checkpoints'}; starting from step 0")
+    elif resume_dir is not None and not (resume_dir / "state.json").is_file():
+        raise MissingPathError("resume", f"resume {resume_dir}: not a training checkpoint (no state.json)")
+    return resume_dir
 
 
 def _check_resume_config(resume_dir: Path, saved: dict[str, Any], cfg: TrainConfig) -> None:
-    """The checkpoint's config equals this run's on every field that changes what is trained."""
+    """The checkpoint's config equals this run's on every field that changes what is trained.
+
+    Raises:
+        FieldError: (field ``resume``) the fields that differ, with both values.
+    """
     now = json.loads(json.dumps(cfg.to_dict()))
     diff = [k for k in now if k not in RESUME_FREE and k in saved and saved[k] != now[k]]
     if diff:
         was = ", ".join(f"{k}={saved[k]!r}" for k in diff)
         has = ", ".join(f"{k}={now[k]!r}" for k in diff)
-        raise ValueError(f"checkpoint {resume_dir} was made with {was}; this run has {has}: resume with the "
-                         "checkpoint's settings, or start a new run in a new --out")
+        raise FieldError("resume", f"checkpoint {resume_dir} was made with {was}; this run has {has}: resume "
+                                   "with the checkpoint's settings, or start a new run in a new `out`")
+
+
+def _restore(backend: Backend, resume_dir: Path, plan: _Plan, source: Any, state: _State) -> None:
+    """Load the checkpoint into ``backend``, ``source`` and ``state``.
+
+    Raises:
+        ValueError: the checkpoint has another ``max_steps`` or differs on a trained-on field.
+    """
+    saved = backend.load(resume_dir)
+    if saved["max_steps"] != plan.total:
+        raise ValueError(f"checkpoint {resume_dir} was made with max_steps={saved['max_steps']}, this run has "
+                         f"{plan.total}; resume with the same max_steps (the schedule depends on it)")
+    _check_resume_config(resume_dir, saved.get("config", {}), plan.cfg)
+    state.step = int(saved["step"])
+    state.result.task_counts = Counter(saved["task_counts"])
+    state.samples = int(saved["samples"])
+    where = plan.where
+    source.load_state_dict(saved["data"] if where.world == 1 else saved["data_ranks"][str(where.rank)])
+
+
+def _save_checkpoint(plan: _Plan, backend: Backend, source: Any, state: _State, tokenizer_src: Path) -> None:
+    """Checkpoint at ``state.step``: the backend's files plus ``state.json`` (step, schedule length,
+    counters, every rank's sampler state, config); rank 0 prunes to ``keep_checkpoints``."""
+    folder = checkpoint_dir(plan.out, state.step)
+    data = source.state_dict(state.pulled)
+    saved = {"step": state.step, "max_steps": plan.total, "task_counts": dict(state.result.task_counts),
+             "samples": state.samples, "data": data, "config": plan.cfg.to_dict()}
+    if plan.where.world > 1:
+        gathered: list[Any] = [None] * plan.where.world
+        torch.distributed.all_gather_object(gathered, data)
+        saved["data_ranks"] = {str(r): d for r, d in enumerate(gathered)}
+    backend.save(folder, saved, tokenizer_src)
+    if plan.where.rank == 0:
+        prune_checkpoints(plan.out, plan.cfg.keep_checkpoints)
+
+
+def _take_rows(it: Iterator[dict[str, Any]], n: int, state: _State) -> list[dict[str, Any]]:
+    """Up to ``n`` rows from ``it`` (fewer when it runs out), counted in ``state.pulled``."""
+    rows = []
+    for row in it:
+        state.pulled += 1
+        rows.append(row)
+        if len(rows) == n:
+            break
+    return rows
+
+
+def _accumulate(cfg: TrainConfig, backend: Backend, it: Iterator[dict[str, Any]], collator: Collator,
+                state: _State) -> _StepRows | None:
+    """Forward and backward of one step's ``grad_accum`` micro-batches; None when the rows run out
+    (``state.result.exhausted`` is then set)."""
+    got = _StepRows()
+    for _ in range(cfg.grad_accum):
+        rows = _take_rows(it, cfg.batch_size, state)
+        if len(rows) < cfg.batch_size:
+            state.result.exhausted = True
+            return None
+        batch = collator(rows)
+        state.result.dropped.update(batch["dropped"])
+        tensors = to_device(batch, backend.device, backend.pixel_dtype)
+        empty = batch["input_ids"].shape[0] == 0  # every row dropped (reasons in result.dropped)
+        loss = backend.micro_step(tensors, empty)
+        if loss is not None:
+            got.losses.append(loss)
+        got.ids += batch["ids"]
+        state.result.task_counts.update(batch["tasks"])
+        got.rows += len(batch["ids"])
+    return got
+
+
+def _all_dropped(backend: Backend, state: _State, note: Callable[[str], None]) -> bool:
+    """A step whose rows were all dropped: counted; True when it is skipped.
+
+    Raises:
+        ValueError: the :data:`MAX_EMPTY_STEPS`-th such step in a row.
+    """
+    state.empty_steps += 1
+    state.result.skipped_steps += 1
+    skipped = backend.drop_step()
+    if state.empty_steps >= MAX_EMPTY_STEPS:
+        reasons = ", ".join(f"{k} {v}" for k, v in state.result.dropped.most_common()) or "none counted"
+        raise ValueError(f"every row of {state.empty_steps} steps in a row was dropped ({reasons}); "
+                         "fix the data or the config (max_length, max_pixels, box_format)")
+    if skipped:
+        note(f"step {state.step + 1}: every row was dropped ({dict(state.result.dropped)}); skipping it")
+    return skipped
+
+
+def _record(plan: _Plan, backend: Backend, got: _StepRows, grad_norm: float | None, state: _State, logs: _Logs,
+            progress: Progress | None) -> None:
+    """Count a taken step and log it (metrics every ``log_every`` steps and at the last one)."""
+    state.step += 1
+    state.samples += got.rows
+    state.run_samples += got.rows
+    sps = state.samples_per_s()
+    loss_value = sum(got.losses) / len(got.losses) if got.losses else float("nan")
+    state.result.losses.append(loss_value)
+    state.result.ids.append(got.ids)
+    rec = {"step": state.step, "loss": loss_value, "lr": backend.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+           "samples": state.samples, "samples_per_s": sps}
+    logs.step(rec, got.ids, metrics=state.step % plan.cfg.log_every == 0 or state.step == plan.stop)
+    if progress is not None:
+        progress.update(state.step, loss_value, sps)
+
+
+def _run_steps(plan: _Plan, backend: Backend, source: Any, collator: Collator, state: _State, logs: _Logs,
+               progress: Progress | None, tokenizer_src: Path, note: Callable[[str], None]) -> None:
+    """Steps from ``state.step`` to ``plan.stop`` (or until the rows run out), checkpointing on
+    ``save_every`` and at the stop."""
+    cfg = plan.cfg
+    it: Iterator[dict[str, Any]] = iter(source)
+    while state.step < plan.stop:
+        got = _accumulate(cfg, backend, it, collator, state)
+        if got is None:
+            note(f"the rows ran out after {state.step} steps (of {plan.total}); stopping")
+            return
+        if not got.rows:
+            if _all_dropped(backend, state, note):
+                continue
+        else:
+            state.empty_steps = 0
+        grad_norm = backend.step()
+        _record(plan, backend, got, grad_norm, state, logs, progress)
+        if (cfg.save_every and state.step % cfg.save_every == 0) or state.step == plan.stop:
+            _save_checkpoint(plan, backend, source, state, tokenizer_src)
+
+
+def _finish(plan: _Plan, module: TrainModule, state: _State, save_final: Callable[[TrainModule, Path], Path]) -> None:
+    """Rank 0 writes the final model folder and its ``train_summary.json``; ranks meet after."""
+    result, cfg = state.result, plan.cfg
+    if plan.where.rank == 0:
+        result.model_dir = save_final(module, plan.out / "model")
+        (plan.out / "model" / "train_summary.json").write_text(json.dumps({
+            "stage": cfg.stage, "steps": state.step, "samples": state.samples,
+            "task_counts": dict(result.task_counts), "dropped": dict(result.dropped), "config": cfg.to_dict()},
+            indent=2) + "\n")
+    if plan.where.world > 1:
+        torch.distributed.barrier()
 
 
 def train(cfg: TrainConfig, module: TrainModule, source: Any, collator: Collator, *,
           tokenizer_src: Path, save_final: Callable[[TrainModule, Path], Path],
-          note: Callable[[str], None] = lambda s: None) -> LoopResult:
+          note: Callable[[str], None] = lambda s: None, progress: Progress | None = None) -> LoopResult:
     """Train ``module``'s trainable parameters on ``source``'s rows; see the module docstring.
 
     ``source`` has ``__iter__`` (rows), ``__len__`` (rows left for this rank),
     ``state_dict(pulled)`` and ``load_state_dict``. ``save_final(module, folder)`` writes the
-    final model folder (on rank 0).
+    final model folder (on rank 0). ``progress`` is shown on rank 0 when ``cfg.progress``.
+
+    Raises:
+        FieldError: ``out`` holds checkpoints and ``resume`` is unset; ``resume``/``deepspeed``
+            name a missing checkpoint or file (:class:`~owl_train.config.MissingPathError`).
+        ValueError: too few rows, nothing to train, a checkpoint made with other settings, or
+            :data:`MAX_EMPTY_STEPS` steps in a row whose rows were all dropped.
     """
     out = Path(cfg.out)
-    use_ds = bool(cfg.deepspeed) or launched_by_deepspeed()
-    if use_ds:
-        _init_deepspeed_dist()
-    rank = torch.distributed.get_rank() if use_ds else 0
-    world = torch.distributed.get_world_size() if use_ds else 1
-    device = _device(cfg)
-    if use_ds and device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    bf16 = _bf16(cfg, device)
-    per_step = cfg.batch_size * cfg.grad_accum
-    total = cfg.max_steps or max(1, len(source) // per_step)
-    if not cfg.max_steps and len(source) < per_step:
-        raise ValueError(f"the mix gives this rank {len(source)} rows, fewer than one step's {per_step}; "
-                         "make a longer mix or lower batch_size/grad_accum")
-    stop = cfg.stop_at_step or total
-
-    # resume: decided before anything is built from the checkpoint
-    resume_dir: Path | None = None
-    if cfg.resume:
-        resume_dir = latest_checkpoint(out) if cfg.resume == "latest" else Path(cfg.resume)
-        if cfg.resume == "latest" and resume_dir is None:
-            note(f"--resume latest: no checkpoint in {out / 'checkpoints'}; starting from step 0")
-        elif resume_dir is not None and not (resume_dir / "state.json").is_file():
-            raise FileNotFoundError(f"--resume {resume_dir}: not a training checkpoint (no state.json)")
-    elif latest_checkpoint(out) is not None:
-        raise ValueError(f"{out} already holds checkpoints: resume with --resume latest or choose a new --out")
-
+    where = place(cfg)
+    total, stop = _schedule_steps(cfg, len(source))
+    plan = _Plan(cfg=cfg, out=out, total=total, stop=stop, where=where)
+    resume_dir = _resume_dir(cfg, out, note)
     torch.manual_seed(cfg.seed)  # LoRA dropout; the data order never depends on it
-    module.to(device)
-    groups = _param_groups(module, cfg.weight_decay)
-    if not groups:
-        raise ValueError("nothing to train: every parameter is frozen")
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
-    warmup = math.ceil(cfg.warmup_ratio * total)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_lambda(total, warmup, cfg.min_lr_ratio))
-    engine = None
-    if use_ds:
-        import deepspeed
-
-        engine, optimizer, _, scheduler = deepspeed.initialize(model=module, optimizer=optimizer,
-                                                               lr_scheduler=scheduler,
-                                                               config=_ds_config(cfg, world, bf16))
-        device = engine.device
-
-    step, task_counts, samples_total = 0, Counter(), 0
+    backend = make_backend(cfg, where, module, total)
+    state = _State(result=LoopResult(steps=0, losses=[], ids=[], resumed_from=resume_dir))
     if resume_dir is not None:
-        if engine is not None:
-            engine.load_checkpoint(str(resume_dir.parent), tag=resume_dir.name)
-            restore_rng(torch.load(resume_dir / f"rng_rank{rank}.pt", weights_only=False))
-            state = json.loads((resume_dir / "state.json").read_text())
-        else:
-            state = load_train_state(resume_dir, module=module, optimizer=optimizer, scheduler=scheduler)
-        if state["max_steps"] != total:
-            raise ValueError(f"checkpoint {resume_dir} was made with max_steps={state['max_steps']}, this run has "
-                             f"{total}; resume with the same max_steps (the schedule depends on it)")
-        _check_resume_config(resume_dir, state.get("config", {}), cfg)
-        step = int(state["step"])
-        task_counts = Counter(state["task_counts"])
-        samples_total = int(state["samples"])
-        data_state = state["data"] if world == 1 else state["data_ranks"][str(rank)]
-        source.load_state_dict(data_state)
-        note(f"resumed from {resume_dir} at step {step}")
-
-    logs = _Logs(out, step, rank, world, cfg.tensorboard, note)
-    train_module = engine if engine is not None else module
-    params = [p for g in groups for p in g["params"]]
-    it: Iterator[dict[str, Any]] = iter(source)
-    pulled = 0
-    result = LoopResult(steps=step, losses=[], ids=[], task_counts=task_counts, resumed_from=resume_dir)
-    t0, run_samples = time.perf_counter(), 0
-    empty_steps = 0  # consecutive steps whose rows were all dropped
+        _restore(backend, resume_dir, plan, source, state)
+        note(f"resumed from {resume_dir} at step {state.step}")
+    logs = _Logs(out, state.step, where.rank, where.world, cfg.tensorboard, note)
+    state.t0 = time.perf_counter()
     module.train()
-
-    def save(at: int) -> None:
-        folder = checkpoint_dir(out, at)
-        data = source.state_dict(pulled)
-        state = {"step": at, "max_steps": total, "task_counts": dict(task_counts), "samples": samples_total,
-                 "data": data, "config": cfg.to_dict()}
-        if world > 1:
-            gathered: list[Any] = [None] * world
-            torch.distributed.all_gather_object(gathered, data)
-            state["data_ranks"] = {str(r): d for r, d in enumerate(gathered)}
-        if engine is not None:
-            engine.save_checkpoint(str(folder.parent), tag=folder.name, client_state={"owl_step": at})
-            torch.save(capture_rng(), folder / f"rng_rank{rank}.pt")
-            if rank == 0:
-                write_model_meta(folder, module.model, tokenizer_src, module.prompt)
-                (folder / "state.json").write_text(json.dumps(state, indent=2) + "\n")
-        else:
-            save_train_state(folder, module=module, optimizer=optimizer, scheduler=scheduler, state=state)
-            write_model_meta(folder, module.model, tokenizer_src, module.prompt)
-        if rank == 0:
-            prune_checkpoints(out, cfg.keep_checkpoints)
-
-    prog, task = _progress(cfg.progress and rank == 0, stop, step, f"{cfg.stage}")
-    with prog:
-        while step < stop:
-            step_losses, step_ids, step_rows = [], [], 0
-            for _ in range(cfg.grad_accum):
-                rows = []
-                for row in it:
-                    pulled += 1
-                    rows.append(row)
-                    if len(rows) == cfg.batch_size:
-                        break
-                if len(rows) < cfg.batch_size:
-                    result.exhausted = True
-                    break
-                batch = collator(rows)
-                result.dropped.update(batch["dropped"])
-                tensors = _to(batch, device, torch.bfloat16 if engine is not None and bf16 else None)
-                empty = batch["input_ids"].shape[0] == 0  # every row dropped (reasons in result.dropped)
-                if empty and engine is None:
-                    continue  # nothing to learn from; a step with no rows at all is skipped below
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and engine is None
-                                    and device.type == "cuda"):
-                    if empty:  # DeepSpeed: keep ranks in step with a zero loss
-                        loss = sum(p.sum() for p in params) * 0.0
-                    else:
-                        loss = train_module(**tensors)
-                if engine is not None:
-                    engine.backward(loss)
-                    engine.step()
-                else:
-                    (loss / cfg.grad_accum).backward()
-                if not empty:
-                    step_losses.append(float(loss.detach()))
-                step_ids += batch["ids"]
-                task_counts.update(batch["tasks"])
-                step_rows += len(batch["ids"])
-            if result.exhausted:
-                note(f"the rows ran out after {step} steps (of {total}); stopping")
-                break
-            if not step_rows:
-                empty_steps += 1
-                result.skipped_steps += 1
-                if engine is None:
-                    optimizer.zero_grad(set_to_none=True)
-                if empty_steps >= MAX_EMPTY_STEPS:
-                    reasons = ", ".join(f"{k} {v}" for k, v in result.dropped.most_common()) or "none counted"
-                    raise ValueError(f"every row of {empty_steps} steps in a row was dropped ({reasons}); "
-                                     "fix the data or the config (max_length, max_pixels, box_format)")
-                if engine is None:
-                    note(f"step {step + 1}: every row was dropped ({dict(result.dropped)}); skipping it")
-                    continue
-            else:
-                empty_steps = 0
-            grad_norm = None
-            if engine is None:
-                if cfg.max_grad_norm > 0:
-                    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            else:
-                gn = engine.get_global_grad_norm()
-                grad_norm = None if gn is None else float(gn)
-            step += 1
-            samples_total += step_rows
-            run_samples += step_rows
-            sps = run_samples / max(1e-9, time.perf_counter() - t0)
-            loss_value = sum(step_losses) / len(step_losses) if step_losses else float("nan")
-            result.losses.append(loss_value)
-            result.ids.append(step_ids)
-            rec = {"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
-                   "samples": samples_total, "samples_per_s": sps}
-            logs.step(rec, step_ids, metrics=step % cfg.log_every == 0 or step == stop)
-            prog.update(task, completed=step, loss=f"{loss_value:.4f}", sps=f"{sps:.1f}")
-            if (cfg.save_every and step % cfg.save_every == 0) or step == stop:
-                save(step)
+    shown = progress if cfg.progress and where.rank == 0 else None
+    if shown is not None:
+        shown.open(cfg.stage, stop, state.step)
+    try:
+        _run_steps(plan, backend, source, collator, state, logs, shown, tokenizer_src, note)
+    finally:
+        if shown is not None:
+            shown.close()
     logs.close()
-    result.steps = step
-    result.samples_per_s = run_samples / max(1e-9, time.perf_counter() - t0)
-    if result.exhausted and step > 0 and (latest_checkpoint(out) is None or latest_checkpoint(out).name
-                                          != checkpoint_dir(out, step).name):
-        save(step)
-    if step >= total or result.exhausted:
-        if rank == 0:
-            result.model_dir = save_final(module, out / "model")
-            (out / "model" / "train_summary.json").write_text(json.dumps({
-                "stage": cfg.stage, "steps": step, "samples": samples_total, "task_counts": dict(task_counts),
-                "dropped": dict(result.dropped), "config": cfg.to_dict()}, indent=2) + "\n")
-        if world > 1:
-            torch.distributed.barrier()
+    result = state.result
+    result.steps = state.step
+    result.samples_per_s = state.samples_per_s()
+    latest = latest_checkpoint(out)
+    if result.exhausted and state.step > 0 and (latest is None or latest.name != checkpoint_dir(out, state.step).name):
+        _save_checkpoint(plan, backend, source, state, tokenizer_src)
+    if state.step >= total or result.exhausted:
+        _finish(plan, module, state, save_final)
     return result

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from owl_train.cli.app import app
+from owl_data.errors import FieldError
+from owl_train.cli.app import app, flag_message
 from owl_train.stages.checkpoints import check_run_folder
 
 runner = CliRunner()
@@ -26,8 +27,11 @@ def test_out_refuses_a_foreign_or_previous_folder(world, tmp_path):
     assert (foreign / "logs" / "metrics.jsonl").read_text() == '{"x": 1}\n'
     prev = tmp_path / "prev"
     (prev / "model").mkdir(parents=True)
-    with pytest.raises(ValueError, match="--resume latest"):
+    with pytest.raises(FieldError, match="resume with `resume` latest") as exc:
         check_run_folder(prev, None)
+    assert exc.value.field == "out" and flag_message(exc.value) == (
+        f"--out {prev} already holds a run (model/, checkpoints or logs): resume with --resume latest or choose "
+        "a new --out (nothing was overwritten)")
     check_run_folder(prev, "latest")
     (tmp_path / "s2" / "stage2-mix").mkdir(parents=True)
     check_run_folder(tmp_path / "s2", None)  # a stage-2 run that stopped before its first step

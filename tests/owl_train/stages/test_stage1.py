@@ -54,7 +54,7 @@ def test_resume_is_exact(world, tmp_path):
 
 def test_out_with_checkpoints_needs_resume(world, tmp_path):
     run_stage1(stage1_config(world, tmp_path / "c", max_steps=2, stop_at_step=1))
-    with pytest.raises(ValueError, match="--resume latest"):
+    with pytest.raises(ValueError, match="resume with `resume` latest"):
         run_stage1(stage1_config(world, tmp_path / "c", max_steps=2))
 
 
