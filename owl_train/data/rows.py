@@ -6,6 +6,8 @@
   point-VQA descriptions without a question), decided from the corpus's text columns before any
   image is decoded; sharded by rank like the mix (kept position ``i`` goes to rank ``i % world``)
   and resumable from the count of kept positions consumed.
+- :func:`description_mix` (stage 2 without a mix): a point_vqa-only mix of one split, written
+  with :func:`owl_data.mix.io.write_mix` and reused while its stamp matches.
 - :func:`corpus_rows`: a split's rows of one task straight from the corpus (evaluation, held-out
   losses), in the same dict form as the mix's rows plus the task's own columns.
 
@@ -16,6 +18,9 @@ bbox [x0, y0, x1, y1] | None`` (normalised to [0, 1], stored upright frame).
 from __future__ import annotations
 
 import io
+import json
+import math
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterator, Mapping
 
@@ -28,10 +33,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from owl_train.data.mix_dataset import MixIterableDataset, MixRows
-from owl_data.mix.io import MIX_PARQUET
+from owl_data.mix.io import MIX_PARQUET, MixConfig, write_mix
 
 __all__ = ["MixStream", "FilteredMix", "corpus_rows", "corpus_images", "is_stage2_row", "description_mask",
-           "dist_rank_world"]
+           "description_mix", "dist_rank_world"]
 
 NO_QUESTION = "<image><point>"
 
@@ -137,6 +142,33 @@ class FilteredMix:
                 or state.get("fingerprint") != self.rows.meta["fingerprint"]):
             raise ValueError("sampler state belongs to another mix or filter (kept rows, filter or corpus differ)")
         self.consumed = int(state["consumed"])
+
+
+def description_mix(corpus: Path, out: Path, split: str, rows_needed: int,
+                    note: Callable[[str], None] = lambda s: None) -> Path:
+    """A mix of ``split``'s point_vqa rows in ``out``, with enough epochs that its no-question
+    descriptions (:func:`description_mask`) give ``rows_needed`` rows (one epoch when 0).
+
+    ``out/owl-stage2.json`` stamps the epochs, split and row count; a matching stamp reuses the
+    mix already there.
+
+    Raises:
+        ValueError: the split has no no-question description rows.
+    """
+    files = sorted((corpus / "point_vqa" / split).glob("*.parquet"))
+    n_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    n_keep = sum(int(description_mask(pq.read_table(f, columns=["kind", "conversations"])).sum()) for f in files)
+    if not n_keep:
+        raise ValueError(f"{corpus} has no point_vqa description rows without a question in split {split!r}; "
+                         "stage 2 trains on those")
+    epochs = max(1, math.ceil(rows_needed / n_keep)) if rows_needed else 1
+    want = {"epochs": epochs, "split": split, "rows": n_rows}
+    stamp = out / "owl-stage2.json"
+    if not (stamp.is_file() and json.loads(stamp.read_text()) == want):
+        write_mix(corpus, out, MixConfig(ratio=(Fraction(1),), tasks=("point_vqa",), epochs=epochs, split=split))
+        stamp.write_text(json.dumps(want) + "\n")
+        note(f"stage-2 mix: {epochs} epoch(s) of point_vqa/{split} ({n_keep} no-question descriptions) in {out}")
+    return out
 
 
 def _images(corpus: Path, ids: set[str]) -> dict[str, bytes]:

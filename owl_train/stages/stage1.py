@@ -19,31 +19,22 @@ import dataclasses
 from pathlib import Path
 from typing import Callable
 
-from owl_train.config import TrainConfig
-from owl_train.data import Collator, DataConfig, data_config_for_model
-from owl_train.model.config import OwlVLConfig
+from owl_data.errors import FieldError, require
+from owl_train.config import WHAT, TrainConfig
+from owl_train.data import Collator
+from owl_train.data.rows import MixStream
 from owl_train.model.model import EXTRA_WEIGHTS, OwlVL
 from owl_train.model.point import FocusSampler
 from owl_train.model.variants import VARIANTS
-from owl_train.stages.checkpoints import check_run_folder, load_model_dir, save_model_dir
 from owl_train.stages.lora import apply_lora
-from owl_train.stages.loop import LoopResult, train
+from owl_train.stages.loop import LoopResult, Progress
 from owl_train.stages.module import TrainModule
-from owl_train.data.rows import MixStream
+from owl_train.stages.run import data_config, open_run, train_stage
 
 __all__ = ["data_config", "set_stage1_trainable", "apply_point_variant", "run_stage1", "VARIANT_SWITCHES"]
 
 # The options a preset switches on loaded weights (the foveal crop's size and fraction stay the model's).
 VARIANT_SWITCHES = ("point_placement", "mrope_interleaved", "point_focus", "point_patch_code", "foveal_crop")
-
-
-def data_config(cfg: TrainConfig, model: OwlVLConfig, num_virtual_tokens: int = 0,
-                padding_side: str = "right") -> DataConfig:
-    """The training run's :class:`DataConfig`, with point placement and foveal crop from ``model``."""
-    dc = DataConfig(min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels, max_length=cfg.max_length,
-                    box_format=cfg.box_format, pack=cfg.pack, pad_to_multiple_of=cfg.pad_to_multiple_of,
-                    num_virtual_tokens=num_virtual_tokens, padding_side=padding_side)
-    return data_config_for_model(dc, model)
 
 
 def set_stage1_trainable(model: OwlVL, cfg: TrainConfig) -> OwlVL:
@@ -73,12 +64,10 @@ def apply_point_variant(model: OwlVL, name: str, *, seed: int = 0,
       weights; the crop keeps the model's ``foveal_crop_fraction``/``foveal_crop_pixels``).
 
     Raises:
-        ValueError: an unknown preset, or options the model cannot take (e.g. ``point_focus``
+        FieldError: an unknown preset, or options the model cannot take (e.g. ``point_focus``
             without a ``<|point|>`` token, ``foveal_crop`` without ``crop_token_id``).
     """
-    if name not in VARIANTS:
-        raise ValueError(f"train config field point_variant={name!r} is invalid: use one of the presets "
-                         f"{', '.join(VARIANTS)}")
+    require(name in VARIANTS, "point_variant", name, f"use one of the presets {', '.join(VARIANTS)}", what=WHAT)
     old = model.config
     want = {k: VARIANTS[name][k] for k in VARIANT_SWITCHES}
     if want["mrope_interleaved"] != old.mrope_interleaved:
@@ -88,7 +77,7 @@ def apply_point_variant(model: OwlVL, name: str, *, seed: int = 0,
     try:
         new = dataclasses.replace(old, **want)
     except ValueError as exc:
-        raise ValueError(f"train config field point_variant={name!r} does not fit the model: {exc}") from None
+        raise FieldError("point_variant", f"{WHAT} point_variant={name!r} does not fit the model: {exc}") from None
     changed = [k for k in VARIANT_SWITCHES if getattr(new, k) != getattr(old, k)]
     if not changed:
         return model
@@ -104,22 +93,18 @@ def apply_point_variant(model: OwlVL, name: str, *, seed: int = 0,
     return model
 
 
-def run_stage1(cfg: TrainConfig, note: Callable[[str], None] = lambda s: None) -> LoopResult:
-    """Train stage 1 from ``cfg.model`` on ``cfg.mix`` over ``cfg.corpus``; the model lands in ``cfg.out/model``."""
-    if cfg.stage != "stage1":
-        raise ValueError(f"train config field stage={cfg.stage!r} is invalid here: run stage 2 with owl-train stage2")
-    cfg.check_ready()
-    check_run_folder(cfg.out, cfg.resume)
-    loaded = load_model_dir(cfg.model, merge_lora_weights=True)
+def run_stage1(cfg: TrainConfig, note: Callable[[str], None] = lambda s: None,
+               progress: Progress | None = None) -> LoopResult:
+    """Train stage 1 from ``cfg.model`` on ``cfg.mix`` over ``cfg.corpus``; the model lands in ``cfg.out/model``.
+
+    ``note`` takes one-line messages, ``progress`` shows the steps (see :func:`owl_train.stages.loop.train`).
+    """
+    loaded = open_run(cfg, "stage1")
     model = loaded.model
     if cfg.point_variant is not None:  # before the trainable set, so new weights train (and resume the same)
         model = apply_point_variant(model, cfg.point_variant, seed=cfg.seed, note=note)
     model = set_stage1_trainable(model, cfg)
     collator = Collator(loaded.tokenizer, data_config(cfg, model.config))
     source = MixStream(Path(cfg.corpus), Path(cfg.mix), num_workers=cfg.num_workers)
-
-    def save_final(module: TrainModule, folder: Path) -> Path:
-        return save_model_dir(module.model, folder, loaded.path, prompt=loaded.prompt)
-
-    return train(cfg, TrainModule(model), source, collator, tokenizer_src=loaded.path, save_final=save_final,
-                 note=note)
+    return train_stage(cfg, loaded, TrainModule(model), source, collator, prompt=loaded.prompt, note=note,
+                       progress=progress)
