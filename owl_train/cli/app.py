@@ -1,14 +1,97 @@
-"""The ``owl-train`` Typer app with its ``version`` and ``init-tiny`` commands; the stage, eval and
-infer commands register on :data:`app` from :mod:`owl_train.cli.train`."""
+"""The ``owl-train`` Typer app with its ``version`` and ``init-tiny`` commands, its consoles, the
+field -> flag table, the one error exit and the training progress bar; the stage, eval and infer
+commands register on :data:`app` from :mod:`owl_train.cli.train`.
+
+Library errors name config fields, never flags (:class:`owl_data.errors.FieldError`); the error
+exit and the notes show them in the CLI's words through :data:`FLAGS` (:func:`flag_message`).
+"""
 
 from __future__ import annotations
 
-import typer
+import re
+from typing import NoReturn
 
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from owl_data.errors import FieldError
 from owl_train.model.variants import DEFAULT_VARIANT
+
+__all__ = ["app", "err", "out", "FLAGS", "STAGE2_FLAGS", "flag_message", "fail", "note", "RichProgress"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Owl-VL trainer: a compact M-RoPE vision-language model with a point token, and its training stages.")
+err = Console(stderr=True)
+out = Console()
+
+# config field (of TrainConfig, and ``sets`` of load_train_config) -> the flag that sets it
+FLAGS: dict[str, str] = {
+    "model": "--model",
+    "corpus": "--corpus",
+    "mix": "--mix",
+    "out": "--out",
+    "max_steps": "--max-steps",
+    "resume": "--resume",
+    "deepspeed": "--deepspeed",
+    "sets": "--set",
+}
+# owl-train stage2 names the init model --init
+STAGE2_FLAGS: dict[str, str] = {**FLAGS, "model": "--init"}
+_QUOTED = re.compile(r"`([a-z_]+)`")
+
+
+def flag_message(msg: str | BaseException, flags: dict[str, str] = FLAGS) -> str:
+    """``msg`` in the CLI's words: a :class:`FieldError`'s leading field name, and the fields it (or
+    a note, a plain string) names in backquotes (```resume```), become their flags from ``flags``;
+    any other exception is unchanged.
+
+    >>> flag_message(FieldError("out", "out runs/a is a file; name a folder for the run"))
+    '--out runs/a is a file; name a folder for the run'
+    >>> flag_message("`resume` latest: no checkpoint in runs/a/checkpoints")
+    '--resume latest: no checkpoint in runs/a/checkpoints'
+    """
+    text = str(msg)
+    if isinstance(msg, BaseException) and not isinstance(msg, FieldError):
+        return text
+    if isinstance(msg, FieldError) and msg.field in flags and text.startswith(msg.field):
+        text = flags[msg.field] + text[len(msg.field):]
+    return _QUOTED.sub(lambda m: flags.get(m.group(1), m.group(0)), text)
+
+
+def fail(msg: str | BaseException, flags: dict[str, str] = FLAGS) -> NoReturn:
+    """Print one red ``error:`` line (in the CLI's words, :func:`flag_message`) and exit with status 2."""
+    err.print(f"[bold red]error:[/] {flag_message(msg, flags)}", soft_wrap=True, markup=True, highlight=False)
+    raise typer.Exit(code=2)
+
+
+def note(msg: str, flags: dict[str, str] = FLAGS) -> None:
+    """Print one dim line on stderr (in the CLI's words)."""
+    err.print(f"[dim]{flag_message(msg, flags)}[/]", soft_wrap=True, highlight=False)
+
+
+class RichProgress:
+    """The stages' progress bar on stderr: steps done of the run's, loss, samples/s, elapsed, left
+    (:class:`owl_train.stages.loop.Progress`)."""
+
+    def __init__(self) -> None:
+        self._bar: Progress | None = None
+        self._task = None
+
+    def open(self, desc: str, total: int, done: int) -> None:
+        self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[sps]} samples/s"),
+                             TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+                             transient=False)
+        self._task = self._bar.add_task(desc, total=total, completed=done, loss="-", sps="-")
+        self._bar.start()
+
+    def update(self, step: int, loss: float, samples_per_s: float) -> None:
+        self._bar.update(self._task, completed=step, loss=f"{loss:.4f}", sps=f"{samples_per_s:.1f}")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
 
 
 @app.callback()

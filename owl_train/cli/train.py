@@ -8,34 +8,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from owl_train.cli.app import app
-
-err = Console(stderr=True)
-out = Console()
-
-
-def _fail(msg: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {msg}", soft_wrap=True, markup=True, highlight=False)
-    raise typer.Exit(code=2)
-
-
-def _note(msg: str) -> None:
-    err.print(f"[dim]{msg}[/]", soft_wrap=True, highlight=False)
-
+from owl_train.cli.app import FLAGS, STAGE2_FLAGS, RichProgress, app, fail, note, out
 
 _CONFIG = typer.Option(None, "--config", "-c", help="Training YAML (pipelines/stage1.yaml, pipelines/stage2.yaml).")
 _SET = typer.Option([], "--set", "-s", help="Override any config field: key=value (value read as YAML), repeatable.")
+_CORPUS = typer.Option(None, "--corpus", help="Corpus folder.")
+_OUT = typer.Option(None, "--out", "-o", help="Run folder: model/, checkpoints/, logs/.")
+_RESUME = typer.Option(None, "--resume", help="'latest' or a checkpoint folder.")
+_DEEPSPEED = typer.Option(None, "--deepspeed", help="DeepSpeed JSON, e.g. pipelines/zero2.json.")
 
 
 def _train(stage: str, config: Optional[Path], sets: list[str], flags: dict) -> None:
+    """Build the stage's config (YAML, then ``--set``, then the flags), run the stage, report."""
     from owl_train.config import load_train_config, parse_overrides
 
+    words = STAGE2_FLAGS if stage == "stage2" else FLAGS
     try:
         cfg = load_train_config(config, flags, sets=parse_overrides(sets), stage=stage, out=f"runs/{stage}")
         if cfg.stage != stage:
@@ -45,9 +37,9 @@ def _train(stage: str, config: Optional[Path], sets: list[str], flags: dict) -> 
             from owl_train.stages.stage1 import run_stage1 as run
         else:
             from owl_train.stages.stage2 import run_stage2 as run
-        res = run(cfg, note=_note)
+        res = run(cfg, note=lambda m: note(m, words), progress=RichProgress())
     except (ValueError, OSError, ImportError) as exc:
-        _fail(str(exc))
+        fail(exc, words)
     last = f"{res.losses[-1]:.4f}" if res.losses else "-"
     out.print(f"{stage}: {res.steps} steps, last loss {last}, {res.samples_per_s:.1f} samples/s; "
               f"rows per task {dict(res.task_counts)}" + (f"; dropped {dict(res.dropped)}" if res.dropped else ""))
@@ -57,38 +49,34 @@ def _train(stage: str, config: Optional[Path], sets: list[str], flags: dict) -> 
         out.print(f"stopped at step {res.steps}; resume with --resume latest")
 
 
-@app.command("stage1")
-def stage1(
-    config: Optional[Path] = _CONFIG,
-    sets: list[str] = _SET,
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Initial model folder (HF layout + tokenizer)."),
-    corpus: Optional[str] = typer.Option(None, "--corpus", help="Corpus folder."),
-    mix: Optional[str] = typer.Option(None, "--mix", help="Mix folder (owl-data mix)."),
-    out_dir: Optional[str] = typer.Option(None, "--out", "-o", help="Run folder: model/, checkpoints/, logs/."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Optimizer steps (0: one pass over the mix)."),
-    resume: Optional[str] = typer.Option(None, "--resume", help="'latest' or a checkpoint folder."),
-    deepspeed: Optional[str] = typer.Option(None, "--deepspeed", help="DeepSpeed JSON, e.g. pipelines/zero2.json."),
-) -> None:
-    """Stage 1: continued pretraining on the mix (vision frozen; projector + LM, full or LoRA)."""
-    _train("stage1", config, sets, {"model": model, "corpus": corpus, "mix": mix, "out": out_dir,
-                                    "max_steps": max_steps, "resume": resume, "deepspeed": deepspeed})
+def _stage_command(stage: str, model_flag: str, model_help: str, mix_help: str, max_steps_help: str,
+                   doc: str) -> None:
+    """Register ``owl-train STAGE``: the options both stages take (the init model under ``model_flag``)."""
+    def command(
+        config: Optional[Path] = _CONFIG,
+        sets: list[str] = _SET,
+        model: Optional[str] = typer.Option(None, *model_flag.split(","), help=model_help),
+        corpus: Optional[str] = _CORPUS,
+        mix: Optional[str] = typer.Option(None, "--mix", help=mix_help),
+        out_dir: Optional[str] = _OUT,
+        max_steps: Optional[int] = typer.Option(None, "--max-steps", help=max_steps_help),
+        resume: Optional[str] = _RESUME,
+        deepspeed: Optional[str] = _DEEPSPEED,
+    ) -> None:
+        _train(stage, config, sets, {"model": model, "corpus": corpus, "mix": mix, "out": out_dir,
+                                     "max_steps": max_steps, "resume": resume, "deepspeed": deepspeed})
+
+    command.__doc__ = doc
+    command.__name__ = stage
+    app.command(stage)(command)
 
 
-@app.command("stage2")
-def stage2(
-    config: Optional[Path] = _CONFIG,
-    sets: list[str] = _SET,
-    init: Optional[str] = typer.Option(None, "--init", help="The stage-1 model (or run) folder."),
-    corpus: Optional[str] = typer.Option(None, "--corpus", help="Corpus folder."),
-    mix: Optional[str] = typer.Option(None, "--mix", help="Mix folder; default: built from the corpus's point_vqa rows."),
-    out_dir: Optional[str] = typer.Option(None, "--out", "-o", help="Run folder: model/, checkpoints/, logs/."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Optimizer steps (0: one pass)."),
-    resume: Optional[str] = typer.Option(None, "--resume", help="'latest' or a checkpoint folder."),
-    deepspeed: Optional[str] = typer.Option(None, "--deepspeed", help="DeepSpeed JSON, e.g. pipelines/zero2.json."),
-) -> None:
-    """Stage 2: P-tuning (only a prompt encoder trains) on the no-question descriptions."""
-    _train("stage2", config, sets, {"model": init, "corpus": corpus, "mix": mix, "out": out_dir,
-                                    "max_steps": max_steps, "resume": resume, "deepspeed": deepspeed})
+_stage_command("stage1", "--model,-m", "Initial model folder (HF layout + tokenizer).", "Mix folder (owl-data mix).",
+               "Optimizer steps (0: one pass over the mix).",
+               "Stage 1: continued pretraining on the mix (vision frozen; projector + LM, full or LoRA).")
+_stage_command("stage2", "--init", "The stage-1 model (or run) folder.",
+               "Mix folder; default: built from the corpus's point_vqa rows.", "Optimizer steps (0: one pass).",
+               "Stage 2: P-tuning (only a prompt encoder trains) on the no-question descriptions.")
 
 
 @app.command("merge")
@@ -102,7 +90,7 @@ def merge_cmd(
     try:
         path = merge(model, out_dir)
     except (ValueError, OSError) as exc:
-        _fail(str(exc))
+        fail(exc)
     out.print(f"merged model: {path}")
 
 
@@ -118,7 +106,7 @@ def zero_to_fp32_cmd(
     try:
         path = zero_to_fp32(checkpoint, out_dir, tag=tag)
     except (ValueError, OSError, ImportError) as exc:
-        _fail(str(exc))
+        fail(exc)
     out.print(f"fp32 model: {path}")
 
 
@@ -156,15 +144,15 @@ def infer_cmd(
     from owl_train.infer import InferConfig, answer_picked, infer, trained_image_budget
 
     if corpus is not None and pick <= 0:
-        _fail(f"--pick {pick}: give a positive number of points to pick from --corpus")
+        fail(f"--pick {pick}: give a positive number of points to pick from --corpus")
     if (corpus is None) != (pick == 0):
-        _fail("give --corpus and --pick together (or neither, with --image and --point)")
+        fail("give --corpus and --pick together (or neither, with --image and --point)")
     if corpus is None and (image is None or not point):
-        _fail("give --image and at least one --point (or --corpus C --pick N)")
+        fail("give --image and at least one --point (or --corpus C --pick N)")
     if corpus is not None and (image is not None or point):
-        _fail("--corpus/--pick choose the image and points themselves: drop --image/--point")
+        fail("--corpus/--pick choose the image and points themselves: drop --image/--point")
     if pick < 0:
-        _fail(f"--pick {pick}: give a positive number of points")
+        fail(f"--pick {pick}: give a positive number of points")
     try:
         budget = _image_budget(trained_image_budget(model), max_pixels)
         cfg = InferConfig(**budget, max_new_tokens=max_new_tokens)
@@ -173,7 +161,7 @@ def infer_cmd(
         else:
             res = infer(model, image, point, question, pixels, cfg)
     except (ValueError, OSError) as exc:
-        _fail(str(exc))
+        fail(exc)
     if corpus is not None:
         for p, ans, ok in picked:
             ans = ans or "(empty answer)"
@@ -211,15 +199,15 @@ def eval_cmd(
     from owl_train.infer import trained_image_budget
 
     if json_out is not None and (json_out.is_dir() or not json_out.parent.is_dir()):
-        _fail(f"--json {json_out}: " + ("is a folder; name a file" if json_out.is_dir()
+        fail(f"--json {json_out}: " + ("is a folder; name a file" if json_out.is_dir()
                                         else f"its folder {json_out.parent} does not exist"))
     try:
         budget = _image_budget(trained_image_budget(model), max_pixels)
         cfg = EvalConfig(split=split, limit=limit, tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),
                          batch_size=batch_size, max_new_tokens=max_new_tokens, controls=controls, **budget)
-        rep = evaluate(model, corpus, cfg, progress=_note)
+        rep = evaluate(model, corpus, cfg, progress=note)
     except (ValueError, OSError) as exc:
-        _fail(str(exc))
+        fail(exc)
     t = Table(title=f"eval on {corpus} ({split})")
     for c in ("task", "rows", "metric", "value", "n"):
         t.add_column(c)
@@ -235,10 +223,10 @@ def eval_cmd(
             first = False
     out.print(t)
     for n in rep.notes:
-        _note(n)
+        note(n)
     if json_out is not None:
         try:
             json_out.write_text(json.dumps({"split": rep.split, "metrics": rep.metrics, "notes": rep.notes,
                                             "examples": rep.examples}, indent=2) + "\n")
         except OSError as exc:
-            _fail(f"--json {json_out}: cannot write it ({exc.strerror or exc})")
+            fail(f"--json {json_out}: cannot write it ({exc.strerror or exc})")

@@ -30,7 +30,7 @@ def captured(monkeypatch):
     import owl_train.stages.stage1 as stage1
 
     got = []
-    monkeypatch.setattr(stage1, "run_stage1", lambda cfg, note=None: got.append(cfg) or _Done())
+    monkeypatch.setattr(stage1, "run_stage1", lambda cfg, note=None, progress=None: got.append(cfg) or _Done())
     return got
 
 
