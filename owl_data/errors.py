@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from typing import Any, Union
 
-__all__ = ["FieldError", "RejectError", "check_field_types", "require", "short_repr"]
+__all__ = ["FieldError", "RejectError", "check_field_types", "flag_message", "require", "short_repr"]
 
 
 class RejectError(ValueError):
@@ -43,6 +44,25 @@ class FieldError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+_QUOTED = re.compile(r"`([a-z_]+)`")
+
+
+def flag_message(msg: str | BaseException, flags: typing.Mapping[str, str]) -> str:
+    """``msg`` in a CLI's words (its ``FLAGS`` table, field -> flag): a :class:`FieldError`'s
+    leading field name, and the fields it (or a plain string) names in backquotes
+    (```tasks```), become their flags; any other exception is ``str(msg)`` unchanged.
+
+    >>> flag_message(FieldError("num_samples", "num_samples and `epochs` both set"), {"num_samples": "-n", "epochs": "-e"})
+    '-n and -e both set'
+    """
+    text = str(msg)
+    if isinstance(msg, BaseException) and not isinstance(msg, FieldError):
+        return text
+    if isinstance(msg, FieldError) and msg.field in flags and text.startswith(msg.field):
+        text = flags[msg.field] + text[len(msg.field):]
+    return _QUOTED.sub(lambda m: flags.get(m.group(1), m.group(0)), text)
 
 
 def short_repr(v: Any, limit: int = 60) -> str:

@@ -9,12 +9,10 @@ error exit shows them in the CLI's words through :data:`FLAGS` (:func:`flag_mess
 
 from __future__ import annotations
 
-import re
-
 import typer
 from rich.console import Console
 
-from owl_data.errors import FieldError
+from owl_data import errors
 
 __all__ = ["app", "console", "out_console", "FLAGS", "flag_message"]
 
@@ -41,30 +39,21 @@ FLAGS: dict[str, str] = {
     "repo": "--repo",
     "out": "--out",
 }
-_QUOTED = re.compile(r"`(%s)`" % "|".join(map(re.escape, FLAGS)))
 
 
-def flag_message(exc: BaseException) -> str:
-    """``str(exc)`` in the CLI's words: for a :class:`FieldError`, its leading field name and
-    every other field it names in backquotes (```tasks```) become their flags from :data:`FLAGS`;
-    any other error is unchanged.
+def flag_message(msg: str | BaseException) -> str:
+    """``msg`` in ``owl-data``'s words (:func:`owl_data.errors.flag_message` with :data:`FLAGS`):
+    a :class:`~owl_data.errors.FieldError`'s leading field name and the fields it names in backquotes become flags.
 
-    >>> flag_message(FieldError("tasks", "tasks: unknown task(s) x; tasks: vqa"))
+    >>> flag_message(errors.FieldError("tasks", "tasks: unknown task(s) x; tasks: vqa"))
     '--tasks: unknown task(s) x; tasks: vqa'
-    >>> flag_message(FieldError("num_samples", "num_samples and `epochs` both set; give one"))
+    >>> flag_message(errors.FieldError("num_samples", "num_samples and `epochs` both set; give one"))
     '--num-samples and --epochs both set; give one'
     """
-    msg = str(exc)
-    if not isinstance(exc, FieldError):
-        return msg
-    flag = FLAGS.get(exc.field)
-    if flag is not None and msg.startswith(exc.field):
-        msg = flag + msg[len(exc.field):]
-    return _QUOTED.sub(lambda m: FLAGS[m.group(1)], msg)
+    return errors.flag_message(msg, FLAGS)
 
 
 def _fail(msg: str | BaseException) -> None:
-    """Print one red ``error:`` line and exit with status 2 (an exception: :func:`flag_message`)."""
-    text = msg if isinstance(msg, str) else flag_message(msg)
-    console.print(f"[bold red]error:[/] {text}", soft_wrap=True)
+    """Print one red ``error:`` line (:func:`flag_message`) and exit with status 2."""
+    console.print(f"[bold red]error:[/] {flag_message(msg)}", soft_wrap=True)
     raise typer.Exit(code=2)

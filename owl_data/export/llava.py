@@ -15,11 +15,9 @@ are ignored by LLaVA's loader.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from owl_data.export.chat import ExportReport, Layout, ReadBack, export_chat, read_chat_export
-from owl_data.conventions.coords import DEFAULT_CONVENTION, Convention
+from owl_data.export.chat import Layout
 
 __all__ = ["LLAVA", "export_llava", "read_llava_export"]
 
@@ -55,16 +53,5 @@ def _from_record(rec: dict[str, Any]) -> tuple[str, list[str], list[dict[str, st
 LLAVA = Layout("llava", _to_record, _from_record)
 
 
-def export_llava(corpus: Path, out: Path, coords: str | Convention = DEFAULT_CONVENTION) -> ExportReport:
-    """Write ``corpus`` as LLaVA JSON (one ``<task>_<split>.json`` each) plus ``images/``.
-
-    Raises:
-        FileNotFoundError: not a corpus. ExportError: ``out`` holds something else.
-        CoordError: an unknown convention.
-    """
-    return export_chat(corpus, out, LLAVA, coords)
-
-
-def read_llava_export(folder: Path) -> ReadBack:
-    """Read an LLaVA export back as corpus rows (same ids, tasks, texts with placeholders)."""
-    return read_chat_export(folder, LLAVA)
+export_llava = LLAVA.export  # (corpus, out, coords="qwen") -> ExportReport: chat.Layout.export
+read_llava_export = LLAVA.read  # (folder) -> ReadBack: chat.Layout.read

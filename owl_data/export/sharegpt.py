@@ -18,8 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from owl_data.export.chat import ExportReport, Layout, ReadBack, export_chat, read_chat_export
-from owl_data.conventions.coords import DEFAULT_CONVENTION, Convention
+from owl_data.export.chat import Layout
 
 __all__ = ["SHAREGPT", "export_sharegpt", "read_sharegpt_export"]
 
@@ -55,17 +54,5 @@ def _dataset_info(folder: Path, files: dict[str, dict[str, Any]]) -> None:
 SHAREGPT = Layout("sharegpt", _to_record, _from_record, _dataset_info)
 
 
-def export_sharegpt(corpus: Path, out: Path, coords: str | Convention = DEFAULT_CONVENTION) -> ExportReport:
-    """Write ``corpus`` as ShareGPT JSON (one ``<task>_<split>.json`` each), ``images/`` and
-    LLaMA-Factory's ``dataset_info.json``.
-
-    Raises:
-        FileNotFoundError: not a corpus. ExportError: ``out`` holds something else.
-        CoordError: an unknown convention.
-    """
-    return export_chat(corpus, out, SHAREGPT, coords)
-
-
-def read_sharegpt_export(folder: Path) -> ReadBack:
-    """Read a ShareGPT export back as corpus rows."""
-    return read_chat_export(folder, SHAREGPT)
+export_sharegpt = SHAREGPT.export  # (corpus, out, coords="qwen") -> ExportReport: chat.Layout.export
+read_sharegpt_export = SHAREGPT.read  # (folder) -> ReadBack: chat.Layout.read
