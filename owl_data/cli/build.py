@@ -20,6 +20,8 @@ from rich.table import Table
 from owl_data.cli.app import _fail, app, console, out_console
 
 if TYPE_CHECKING:
+    from owl_data.build.driver import BuildReport, SourceSpec
+    from owl_data.config import BuildConfig
     from owl_data.sources.synthetic.scenes import DefaultScenes
 
 
@@ -65,30 +67,52 @@ def build(
         None, "--scene-size", help="WIDTHxHEIGHT of the embedded default's frames (default 512x256; ignored with --source)."),
 ) -> None:
     """Build a corpus from annotated sources (layout: README, "Corpus layout")."""
-    from owl_data.build.driver import SourceSpec, run_build
-    from owl_data.config import load_build_config
-    from owl_data.sources import SourceError
-
     try:
-        cfg = load_build_config(config, {"seed": seed, "workers": workers, "val_percent": val_percent})
-        counts = _int_pair(scenes, ":", "--scenes", "80:20")
-        size = _int_pair(scene_size, "x", "--scene-size", "512x256")
-        specs = [SourceSpec.parse(s) for s in source]
-        if counts or size:
-            d = cfg.default_scenes
-            (tr, va), (w, h) = counts or (d.train, d.val), size or (d.width, d.height)
-            flagged = dataclasses.replace(d, train=tr, val=va, width=w, height=h)  # checked even when ignored
-            if not specs:  # with --source they are ignored: the config (manifest, resume key) stays as it was
-                cfg = dataclasses.replace(cfg, default_scenes=flagged)
-        if not specs:
-            specs = [SourceSpec(n, s, synthetic=True) for n, s in _default_scenes(cfg.seed, cfg.default_scenes)]
-            d = cfg.default_scenes
-            console.print(f"[cyan]no --source given: building the embedded default (synthetic street scenes: "
-                          f"{d.train} train and {d.val} val frames of {d.width}x{d.height})[/]")
-        elif counts or size:
-            console.print("[yellow]--scenes/--scene-size apply to the embedded default only: ignored with --source[/]")
+        cfg, specs = _build_inputs(source, config, {"seed": seed, "workers": workers, "val_percent": val_percent},
+                                   scenes, scene_size)
     except (ValueError, OSError) as exc:
         _fail(exc)
+    report = _run_with_progress(specs, out, cfg)
+    _print_report(out, report.manifest)
+
+
+def _build_inputs(source: list[str], config: Optional[Path], overrides: dict[str, Optional[int]],
+                  scenes: Optional[str], scene_size: Optional[str]) -> tuple[BuildConfig, list[SourceSpec]]:
+    """The build config (YAML + flag overrides) and the source specs; without ``--source``,
+    the embedded default drawn into its cache (``--scenes``/``--scene-size`` apply to it only,
+    and are checked even when ignored).
+
+    Raises:
+        ValueError: a bad config, source spec or flag value. OSError: the cache not writable.
+    """
+    from owl_data.build.driver import SourceSpec
+    from owl_data.config import load_build_config
+
+    cfg = load_build_config(config, overrides)
+    counts = _int_pair(scenes, ":", "--scenes", "80:20")
+    size = _int_pair(scene_size, "x", "--scene-size", "512x256")
+    specs = [SourceSpec.parse(s) for s in source]
+    if counts or size:
+        d = cfg.default_scenes
+        (tr, va), (w, h) = counts or (d.train, d.val), size or (d.width, d.height)
+        flagged = dataclasses.replace(d, train=tr, val=va, width=w, height=h)  # checked even when ignored
+        if not specs:  # with --source they are ignored: the config (manifest, resume key) stays as it was
+            cfg = dataclasses.replace(cfg, default_scenes=flagged)
+    if not specs:
+        specs = [SourceSpec(n, s, synthetic=True) for n, s in _default_scenes(cfg.seed, cfg.default_scenes)]
+        d = cfg.default_scenes
+        console.print(f"[cyan]no --source given: building the embedded default (synthetic street scenes: "
+                      f"{d.train} train and {d.val} val frames of {d.width}x{d.height})[/]")
+    elif counts or size:
+        console.print("[yellow]--scenes/--scene-size apply to the embedded default only: ignored with --source[/]")
+    return cfg, specs
+
+
+def _run_with_progress(specs: list[SourceSpec], out: Path, cfg: BuildConfig) -> BuildReport:
+    """:func:`owl_data.build.driver.run_build` under a transient progress bar; errors exit."""
+    from owl_data.build.driver import run_build
+    from owl_data.sources import SourceError
+
     with Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True) as bar:
         task = bar.add_task("building (scenes)", total=None)
@@ -97,10 +121,13 @@ def build(
             bar.update(task, advance=n, description=f"building ({stage})")
 
         try:
-            report = run_build(specs, out, cfg, progress=progress)
+            return run_build(specs, out, cfg, progress=progress)
         except (SourceError, ValueError, OSError) as exc:
             _fail(exc)
-    m = report.manifest
+
+
+def _print_report(out: Path, m: dict) -> None:
+    """The sources table, a warning per source that kept nothing, row counts and the fingerprint."""
     t = Table(title=f"corpus {out}")
     for col in ("source", "items read", "kept", "rejected", "top reject reasons"):
         t.add_column(col)

@@ -19,6 +19,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pyarrow.parquet as pq
 
@@ -76,22 +77,12 @@ def row_problems(task: str, r: dict) -> list[str]:
     return out
 
 
-def validate_corpus(corpus: Path, *, max_problems: int = 50) -> ValidationReport:
-    """Validate ``corpus``; never raises on a bad corpus, reports instead.
+Problem = Callable[[str], None]  # records one problem (the report keeps the first ``max_problems``)
 
-    Raises:
-        FileNotFoundError: ``corpus`` has no manifest.
-    """
-    corpus = Path(corpus)
-    rep = ValidationReport()
-    manifest = corpus_mod.read_manifest(corpus)
 
-    def problem(msg: str) -> None:
-        if len(rep.problems) < max_problems:
-            rep.problems.append(msg)
-
-    for table in schemas.TABLES:
-        want = schemas.TABLES[table]
+def _check_schemas(corpus: Path, problem: Problem) -> None:
+    """Every shard's schema equals its table's and carries the schema version."""
+    for table, want in schemas.TABLES.items():
         for f in _files(corpus, table):
             s = pq.read_schema(f)
             meta = s.metadata or {}
@@ -100,6 +91,10 @@ def validate_corpus(corpus: Path, *, max_problems: int = 50) -> ValidationReport
             if not s.remove_metadata().equals(want.remove_metadata()):
                 problem(f"{f.relative_to(corpus)}: schema differs from {table} {schemas.SCHEMA_VERSION}")
 
+
+def _check_images(corpus: Path, problem: Problem) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+    """Images stored once with a positive size; every ref resolvable. Returns (image_id ->
+    split, the row counts of ``images`` and ``image_refs``)."""
     image_split: dict[str, str] = {}
     for f in _files(corpus, "images"):
         t = pq.read_table(f, columns=["image_id", "split", "width", "height"])
@@ -109,35 +104,42 @@ def validate_corpus(corpus: Path, *, max_problems: int = 50) -> ValidationReport
             if not (w and h and w > 0 and h > 0):
                 problem(f"images: {iid} has size {w}x{h}")
             image_split[iid] = sp
-    counts: dict[str, dict[str, int]] = {"images": {"all": len(image_split)}}
     for f in _files(corpus, "image_refs"):
         for iid in pq.read_table(f, columns=["image_id"]).column("image_id").to_pylist():
             if iid not in image_split:
                 problem(f"image_refs: {iid} not in images")
-    counts["image_refs"] = {"all": sum(pq.read_metadata(f).num_rows for f in _files(corpus, "image_refs"))}
+    counts = {"images": {"all": len(image_split)},
+              "image_refs": {"all": sum(pq.read_metadata(f).num_rows for f in _files(corpus, "image_refs"))}}
+    return image_split, counts
 
-    for task in schemas.TASK_TABLES:
-        ids: set[str] = set()
-        per_split: dict[str, int] = {}
-        for f in _files(corpus, task):
-            split_dir = f.parent.name
-            rows = pq.read_table(f).to_pylist()
-            per_split[split_dir] = per_split.get(split_dir, 0) + len(rows)
-            for r in rows:
-                rep.checked_rows += 1
-                where = f"{task}/{split_dir} row {r['id']}"
-                if r["id"] in ids:
-                    problem(f"{where}: duplicate id")
-                ids.add(r["id"])
-                if r["image_id"] not in image_split:
-                    problem(f"{where}: image_id {r['image_id']} not in images")
-                elif image_split[r["image_id"]] != r["split"] or r["split"] != split_dir:
-                    problem(f"{where}: split {r['split']} vs image {image_split[r['image_id']]} / folder {split_dir}")
-                for why in row_problems(task, r):
-                    problem(f"{where}: {why}")
-        if per_split:
-            counts[task] = dict(sorted(per_split.items()))
 
+def _check_task(corpus: Path, task: str, image_split: dict[str, str], rep: ValidationReport,
+                problem: Problem) -> dict[str, int]:
+    """Every row of ``task``: unique id, a stored image of the same split as the row and its
+    folder, :func:`row_problems`. Returns split -> rows."""
+    ids: set[str] = set()
+    per_split: dict[str, int] = {}
+    for f in _files(corpus, task):
+        split_dir = f.parent.name
+        rows = pq.read_table(f).to_pylist()
+        per_split[split_dir] = per_split.get(split_dir, 0) + len(rows)
+        for r in rows:
+            rep.checked_rows += 1
+            where = f"{task}/{split_dir} row {r['id']}"
+            if r["id"] in ids:
+                problem(f"{where}: duplicate id")
+            ids.add(r["id"])
+            if r["image_id"] not in image_split:
+                problem(f"{where}: image_id {r['image_id']} not in images")
+            elif image_split[r["image_id"]] != r["split"] or r["split"] != split_dir:
+                problem(f"{where}: split {r['split']} vs image {image_split[r['image_id']]} / folder {split_dir}")
+            for why in row_problems(task, r):
+                problem(f"{where}: {why}")
+    return per_split
+
+
+def _check_manifest(corpus: Path, manifest: dict, counts: dict[str, dict[str, int]], problem: Problem) -> None:
+    """Row counts and the fingerprint equal the manifest's; per source, read = kept + rejected."""
     want_counts = {t: c for t, c in manifest.get("rows", {}).items() if any(c.values())}
     have_counts = {t: c for t, c in counts.items() if any(c.values())}
     if want_counts != have_counts:
@@ -148,6 +150,11 @@ def validate_corpus(corpus: Path, *, max_problems: int = 50) -> ValidationReport
     for name, s in manifest.get("sources", {}).items():
         if s["items_read"] != s["items_kept"] + s["items_rejected"]:
             problem(f"source {name}: items read {s['items_read']} != kept {s['items_kept']} + rejected {s['items_rejected']}")
+
+
+def _check_rejects(corpus: Path, manifest: dict, problem: Problem) -> None:
+    """The rejects table: its total, per source its rows = items rejected = the per-reason
+    sum, one row per item, no source the manifest does not list."""
     n_rej = sum(pq.read_metadata(f).num_rows for f in _files(corpus, "rejects"))
     if n_rej != manifest.get("rejects", {}).get("total", 0):
         problem(f"rejects table has {n_rej} rows, manifest says {manifest.get('rejects', {}).get('total')}")
@@ -168,4 +175,29 @@ def validate_corpus(corpus: Path, *, max_problems: int = 50) -> ValidationReport
                     f"rejects table holds {rej_rows[name]} rows")
     for name in sorted(set(rej_rows) - set(sources)):
         problem(f"rejects table has {rej_rows[name]} rows of source {name!r}, which the manifest does not list")
+
+
+def validate_corpus(corpus: Path, *, max_problems: int = 50) -> ValidationReport:
+    """Validate ``corpus``; never raises on a bad corpus, reports instead (the first
+    ``max_problems`` problems, in the order of the module docstring's checks).
+
+    Raises:
+        FileNotFoundError: ``corpus`` has no manifest.
+    """
+    corpus = Path(corpus)
+    rep = ValidationReport()
+    manifest = corpus_mod.read_manifest(corpus)
+
+    def problem(msg: str) -> None:
+        if len(rep.problems) < max_problems:
+            rep.problems.append(msg)
+
+    _check_schemas(corpus, problem)
+    image_split, counts = _check_images(corpus, problem)
+    for task in schemas.TASK_TABLES:
+        per_split = _check_task(corpus, task, image_split, rep, problem)
+        if per_split:
+            counts[task] = dict(sorted(per_split.items()))
+    _check_manifest(corpus, manifest, counts, problem)
+    _check_rejects(corpus, manifest, problem)
     return rep
