@@ -132,6 +132,7 @@ def _walk(images: Path) -> Iterator[tuple[str, str, str]]:
 
 
 def _read_frames(root: Path, frames: list[tuple[str, str, str]], source: str, max_pixels: int) -> Iterator[Record]:
+    """Each frame's records; a frame that cannot be used is one Reject keyed by its source_path."""
     for split, city, name in frames:
         source_path = f"leftImg8bit/{split}/{city}/{name}"
         try:

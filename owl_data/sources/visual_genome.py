@@ -53,6 +53,7 @@ def _one(root: Path, opts: dict[str, str], key: str, pattern: str) -> Path | Non
 
 
 def _entries(doc: Any, path: Path) -> list:
+    """The top-level list of a VG file (one entry per image); SourceError when it is not a list."""
     if not isinstance(doc, list):
         raise SourceError(f"visual_genome: {path} is not a list of images")
     return doc

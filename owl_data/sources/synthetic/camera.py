@@ -84,11 +84,13 @@ def project(cam: Camera, pts3: list[tuple[float, float, float]], W: int, H: int)
 
 
 def ground_polygon(cam: Camera, a0: float, a1: float, b0: float, b1: float, W: int, H: int) -> list[Point] | None:
+    """The ground rectangle a0..a1 across by b0..b1 along the street (m) in a W x H frame, or None."""
     corners = [cam.to_cam(a, b) for a, b in ((a0, b0), (a1, b0), (a1, b1), (a0, b1))]
     return project(cam, [(x, cam.height, z) for x, z in corners], W, H)
 
 
 def facade_polygon(cam: Camera, a: float, b0: float, b1: float, height: float, W: int, H: int) -> list[Point] | None:
+    """A vertical facade ``height`` m high on the line ``a``, from b0 to b1 along the street, or None."""
     (x0, z0), (x1, z1) = cam.to_cam(a, b0), cam.to_cam(a, b1)
     top = cam.height - height
     return project(cam, [(x0, cam.height, z0), (x1, cam.height, z1), (x1, top, z1), (x0, top, z0)], W, H)
