@@ -1,9 +1,10 @@
 """Versioned Arrow schemas of the Owl-VL corpus (DESIGN.md "Corpus layout").
 
-This package is the single source of truth for the corpus tables: writers validate every
+This module is the single source of truth for the corpus tables: writers validate every
 batch against these schemas and store :data:`SCHEMA_VERSION` in each Parquet file's
 metadata (key ``owl.schema_version``, plus ``owl.table``). A change of any field is a new
-version.
+version. The repository's top-level ``schemas/`` folder publishes them as JSON, one file per
+version (:func:`schema_document`), written by ``python -m owl_data.corpus.schema schemas``.
 
 Geometry fields are normalised to [0, 1] in the stored upright image's frame, x right,
 y down; boxes are xyxy.
