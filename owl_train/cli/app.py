@@ -42,9 +42,8 @@ _QUOTED = re.compile(r"`([a-z_]+)`")
 
 
 def flag_message(msg: str | BaseException, flags: dict[str, str] = FLAGS) -> str:
-    """``msg`` in the CLI's words: a :class:`FieldError`'s leading field name, and the fields it (or
-    a note, a plain string) names in backquotes (```resume```), become their flags from ``flags``;
-    any other exception is unchanged.
+    """``msg`` (an error or a note) in the CLI's words: a :class:`FieldError`'s leading field name,
+    and any field named in backquotes (```resume```), become their flags from ``flags``.
 
     >>> flag_message(FieldError("out", "out runs/a is a file; name a folder for the run"))
     '--out runs/a is a file; name a folder for the run'
@@ -52,9 +51,7 @@ def flag_message(msg: str | BaseException, flags: dict[str, str] = FLAGS) -> str
     '--resume latest: no checkpoint in runs/a/checkpoints'
     """
     text = str(msg)
-    if isinstance(msg, BaseException) and not isinstance(msg, FieldError):
-        return text
-    if isinstance(msg, FieldError) and msg.field in flags and text.startswith(msg.field):
+    if isinstance(msg, FieldError) and msg.field in flags and re.match(rf"{re.escape(msg.field)}\b", text):
         text = flags[msg.field] + text[len(msg.field):]
     return _QUOTED.sub(lambda m: flags.get(m.group(1), m.group(0)), text)
 

@@ -197,7 +197,7 @@ def zero_to_fp32(checkpoint: str | Path, out: str | Path, tag: str | None = None
     tag_dir = ck / tag
     if (tag_dir / TRAINABLE_FILE).is_file() and not any(tag_dir.glob("*model_states.pt")):
         raise FileNotFoundError(f"{tag_dir} is a single-process checkpoint, not a DeepSpeed ZeRO one: the run's "
-                                "model/ folder is already an HF-layout model (resume the run to finish it)")
+                                "model/ folder is already an HF-layout model (resume it with `resume` to finish)")
     if not (tag_dir / "config.json").is_file():
         raise FileNotFoundError(f"{tag_dir} has no config.json: not an Owl-VL DeepSpeed checkpoint")
     sd = get_fp32_state_dict_from_zero_checkpoint(str(ck), tag=tag)

@@ -61,3 +61,25 @@ def test_stage_flags_override_the_yaml(world, tmp_path):
     assert "stage1: 1 steps" in res.stdout and (tmp_path / "r" / "model" / "config.json").is_file()
     bad = runner.invoke(app, ["stage1", "--config", "pipelines/stage1.yaml", "--set", "tune=qlora"])
     assert bad.exit_code == 2 and "tune='qlora'" in bad.output
+
+
+def test_run_folder_and_resume_errors_name_the_flags(world, tmp_path):
+    """The library raises FieldErrors naming out/resume/model; the CLI shows the flags as before."""
+    base = ["stage1", "--model", str(world["tiny"]), "--corpus", str(world["corpus"]), "--mix", str(world["mix"]),
+            "--max-steps", "1", "--set", "progress=false", "--set", "tensorboard=false"]
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "prev" / "model").mkdir(parents=True)
+    cases = [
+        (["--out", str(tmp_path / "a"), "--resume", str(tmp_path / "nope")],
+         f"error: --resume {tmp_path / 'nope'}: not a training checkpoint (no state.json)"),
+        (["--out", str(tmp_path / "file")], f"error: --out {tmp_path / 'file'} is a file; name a folder for the run"),
+        (["--out", str(tmp_path / "prev")], "resume with --resume latest or choose a new --out (nothing was overwritten)"),
+    ]
+    for extra, want in cases:
+        res = runner.invoke(app, base + extra)
+        assert res.exit_code == 2 and want in " ".join(res.output.split()), res.output
+    res = runner.invoke(app, ["stage2", "--corpus", str(world["corpus"]), "--out", str(tmp_path / "s2")])
+    assert res.exit_code == 2 and "give the initial model folder (--init)" in res.output
+    res = runner.invoke(app, base + ["--out", str(tmp_path / "b"), "--resume", "latest"])
+    assert res.exit_code == 0 and f"--resume latest: no checkpoint in {tmp_path / 'b' / 'checkpoints'}" in \
+        " ".join(res.output.split())
