@@ -537,6 +537,7 @@ def test_descriptions_depend_on_the_target_not_the_point(request, name):
     assert not shared, shared
 
 
+@pytest.mark.realdata  # builds the "real" corpus (request.getfixturevalue)
 def test_families_covered_across_corpora(request):
     total: Counter = Counter()
     for name in ("synthetic", "real"):  # the default builds alone

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from owl_train.model.attention import rotary_inv_freq
@@ -42,3 +43,24 @@ def test_bf16_model_angles_match_fp32_at_long_positions():
     stale, _ = mrope_cos_sin(pos, m.decoder.inv_freq, (2, 3, 3), torch.float32)
     assert torch.equal(cos16, cos32)
     assert (stale - cos32).abs().max() > 1e-3  # what the bf16 buffer alone would give
+
+
+@pytest.mark.gpu
+def test_bf16_model_on_cuda_recomputes_float32_frequencies_on_the_device():
+    """The same on a CUDA device: the recomputed frequencies are float32 on the buffer's device (no
+    device mix in the angle computation) and the angles stay near the fp32 ones where the bf16 buffer's
+    are far off (CUDA's pow may differ from the CPU's by an ulp, so near, not equal)."""
+    from owl_train.model.decoder import mrope_cos_sin
+
+    m = _tiny().cuda()
+    ref_text = 1.0 / 1e6 ** (torch.arange(0, 16, 2, dtype=torch.float32) / 16)
+    pos = torch.full((3, 1, 1), 30000, dtype=torch.long, device="cuda")
+    cos32, _ = mrope_cos_sin(pos, m.decoder.inv_freq, (2, 3, 3), torch.float32)
+    m = m.to(torch.bfloat16)
+    got = rotary_inv_freq(m.decoder.inv_freq, 1e6, 16)
+    assert got.dtype == torch.float32 and got.device.type == "cuda"
+    assert torch.allclose(got.cpu(), ref_text, rtol=1e-6, atol=0)
+    cos16, _ = mrope_cos_sin(pos, got, (2, 3, 3), torch.float32)
+    stale, _ = mrope_cos_sin(pos, m.decoder.inv_freq, (2, 3, 3), torch.float32)
+    assert cos16.device.type == "cuda"
+    assert (cos16 - cos32).abs().max() < 1e-2 < (stale - cos32).abs().max()
