@@ -1,4 +1,4 @@
-"""Project structure: the import graph, shipped configs, console scripts."""
+"""Project structure: shipped configs load, unknown config keys are named (the import graph: test_imports.py)."""
 
 from __future__ import annotations
 
