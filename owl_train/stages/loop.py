@@ -43,6 +43,8 @@ MAX_EMPTY_STEPS = 8
 
 @dataclass
 class LoopResult:
+    """What :func:`train` returns: this process's view of the run."""
+
     steps: int  # optimizer steps done (in total, over resumes)
     losses: list[float]  # per step of this process's run
     ids: list[list[str]]  # row ids per step of this run
@@ -73,6 +75,7 @@ class _Plan:
     total: int  # the schedule's steps (max_steps, or one pass over the rows)
     stop: int  # the step this run stops at (stop_at_step, else total)
     where: Placement
+    tokenizer_src: Path  # the init model folder, whose tokenizer every checkpoint carries
 
 
 @dataclass
@@ -209,7 +212,7 @@ def _restore(backend: Backend, resume_dir: Path, plan: _Plan, source: Any, state
     source.load_state_dict(saved["data"] if where.world == 1 else saved["data_ranks"][str(where.rank)])
 
 
-def _save_checkpoint(plan: _Plan, backend: Backend, source: Any, state: _State, tokenizer_src: Path) -> None:
+def _save_checkpoint(plan: _Plan, backend: Backend, source: Any, state: _State) -> None:
     """Checkpoint at ``state.step``: the backend's files plus ``state.json`` (step, schedule length,
     counters, every rank's sampler state, config); rank 0 prunes to ``keep_checkpoints``."""
     folder = checkpoint_dir(plan.out, state.step)
@@ -220,7 +223,7 @@ def _save_checkpoint(plan: _Plan, backend: Backend, source: Any, state: _State, 
         gathered: list[Any] = [None] * plan.where.world
         torch.distributed.all_gather_object(gathered, data)
         saved["data_ranks"] = {str(r): d for r, d in enumerate(gathered)}
-    backend.save(folder, saved, tokenizer_src)
+    backend.save(folder, saved, plan.tokenizer_src)
     if plan.where.rank == 0:
         prune_checkpoints(plan.out, plan.cfg.keep_checkpoints)
 
@@ -295,7 +298,7 @@ def _record(plan: _Plan, backend: Backend, got: _StepRows, grad_norm: float | No
 
 
 def _run_steps(plan: _Plan, backend: Backend, source: Any, collator: Collator, state: _State, logs: _Logs,
-               progress: Progress | None, tokenizer_src: Path, note: Callable[[str], None]) -> None:
+               progress: Progress | None, note: Callable[[str], None]) -> None:
     """Steps from ``state.step`` to ``plan.stop`` (or until the rows run out), checkpointing on
     ``save_every`` and at the stop."""
     cfg = plan.cfg
@@ -313,7 +316,7 @@ def _run_steps(plan: _Plan, backend: Backend, source: Any, collator: Collator, s
         grad_norm = backend.step()
         _record(plan, backend, got, grad_norm, state, logs, progress)
         if (cfg.save_every and state.step % cfg.save_every == 0) or state.step == plan.stop:
-            _save_checkpoint(plan, backend, source, state, tokenizer_src)
+            _save_checkpoint(plan, backend, source, state)
 
 
 def _finish(plan: _Plan, module: TrainModule, state: _State, save_final: Callable[[TrainModule, Path], Path]) -> None:
@@ -347,7 +350,7 @@ def train(cfg: TrainConfig, module: TrainModule, source: Any, collator: Collator
     out = Path(cfg.out)
     where = place(cfg)
     total, stop = _schedule_steps(cfg, len(source))
-    plan = _Plan(cfg=cfg, out=out, total=total, stop=stop, where=where)
+    plan = _Plan(cfg=cfg, out=out, total=total, stop=stop, where=where, tokenizer_src=Path(tokenizer_src))
     resume_dir = _resume_dir(cfg, out, note)
     torch.manual_seed(cfg.seed)  # LoRA dropout; the data order never depends on it
     backend = make_backend(cfg, where, module, total)
@@ -362,7 +365,7 @@ def train(cfg: TrainConfig, module: TrainModule, source: Any, collator: Collator
     if shown is not None:
         shown.open(cfg.stage, stop, state.step)
     try:
-        _run_steps(plan, backend, source, collator, state, logs, shown, tokenizer_src, note)
+        _run_steps(plan, backend, source, collator, state, logs, shown, note)
     finally:
         if shown is not None:
             shown.close()
@@ -372,7 +375,7 @@ def train(cfg: TrainConfig, module: TrainModule, source: Any, collator: Collator
     result.samples_per_s = state.samples_per_s()
     latest = latest_checkpoint(out)
     if result.exhausted and state.step > 0 and (latest is None or latest.name != checkpoint_dir(out, state.step).name):
-        _save_checkpoint(plan, backend, source, state, tokenizer_src)
+        _save_checkpoint(plan, backend, source, state)
     if state.step >= total or result.exhausted:
         _finish(plan, module, state, save_final)
     return result
