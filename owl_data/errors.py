@@ -60,7 +60,7 @@ def flag_message(msg: str | BaseException, flags: typing.Mapping[str, str]) -> s
     text = str(msg)
     if isinstance(msg, BaseException) and not isinstance(msg, FieldError):
         return text
-    if isinstance(msg, FieldError) and msg.field in flags and text.startswith(msg.field):
+    if isinstance(msg, FieldError) and msg.field in flags and re.match(rf"{re.escape(msg.field)}\b", text):
         text = flags[msg.field] + text[len(msg.field):]
     return _QUOTED.sub(lambda m: flags.get(m.group(1), m.group(0)), text)
 

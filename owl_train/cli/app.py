@@ -8,14 +8,14 @@ exit and the notes show them in the CLI's words through :data:`FLAGS` (:func:`fl
 
 from __future__ import annotations
 
-import re
 from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from owl_data.errors import FieldError
+from owl_data import errors
+from owl_data.errors import FieldError  # noqa: F401  (the doctests build one)
 from owl_train.model.variants import DEFAULT_VARIANT
 
 __all__ = ["app", "err", "out", "FLAGS", "STAGE2_FLAGS", "flag_message", "fail", "note", "RichProgress"]
@@ -38,22 +38,18 @@ FLAGS: dict[str, str] = {
 }
 # owl-train stage2 names the init model --init
 STAGE2_FLAGS: dict[str, str] = {**FLAGS, "model": "--init"}
-_QUOTED = re.compile(r"`([a-z_]+)`")
 
 
 def flag_message(msg: str | BaseException, flags: dict[str, str] = FLAGS) -> str:
-    """``msg`` (an error or a note) in the CLI's words: a :class:`FieldError`'s leading field name,
-    and any field named in backquotes (```resume```), become their flags from ``flags``.
+    """``msg`` (an error or a note) in the CLI's words: :func:`owl_data.errors.flag_message` with
+    this CLI's table.
 
     >>> flag_message(FieldError("out", "out runs/a is a file; name a folder for the run"))
     '--out runs/a is a file; name a folder for the run'
     >>> flag_message("`resume` latest: no checkpoint in runs/a/checkpoints")
     '--resume latest: no checkpoint in runs/a/checkpoints'
     """
-    text = str(msg)
-    if isinstance(msg, FieldError) and msg.field in flags and re.match(rf"{re.escape(msg.field)}\b", text):
-        text = flags[msg.field] + text[len(msg.field):]
-    return _QUOTED.sub(lambda m: flags.get(m.group(1), m.group(0)), text)
+    return errors.flag_message(msg, flags)
 
 
 def fail(msg: str | BaseException, flags: dict[str, str] = FLAGS) -> NoReturn:
