@@ -1,6 +1,6 @@
 """``owl-data export | import-llava | push``: corpora out to other tools and to the Hub.
 
-Registered on the ``owl-data`` Typer app by the import at the bottom of ``owl_data/cli.py``.
+Registered on :data:`owl_data.cli.app.app` (imported by ``owl_data/cli/__init__.py``).
 Errors end in one red line and exit status 2, never a traceback.
 """
 

@@ -45,7 +45,7 @@ def knn_vote(train_xy: np.ndarray, train_labels: np.ndarray, query_xy: np.ndarra
     Raises:
         ValueError: empty training set, mismatched lengths, k < 1, or arrays of the wrong shape.
 
-    Worked example (pinned by tests/owl_data/test_layout_prior.py): four training points at
+    Worked example (pinned by tests/owl_data/corpus/test_layout_prior.py): four training points at
     distance 0.5 from the centre, labels 2, 0, 1, 1::
 
         train (0, .5)->2  (1, .5)->0  (.5, 0)->1  (.5, 1)->1;  query (.5, .5)

@@ -142,5 +142,6 @@ if __name__ == "__main__":  # pragma: no cover  (python -m owl_data.corpus.schem
     from pathlib import Path
 
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "schemas") / schema_file_name()
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(schema_document(), indent=2) + "\n")
     print(out)

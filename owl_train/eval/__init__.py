@@ -1,2 +1,2 @@
-"""Evaluation: metrics per task, the point-grounding controls and the category lexicon.
+"""Evaluation: metrics per task, the point-grounding controls and the evaluate driver.
 """

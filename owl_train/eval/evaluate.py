@@ -12,13 +12,11 @@
   (:mod:`owl_data.conventions.coords`, the model's ``box_format``); no parsable box counts as a miss.
 - **point_vqa**: description BLEU-4 and CIDEr (above), and the grounding figures of
   :mod:`owl_train.eval.grounding`: ``hit`` (the category the answer names *first*, by the category
-  lexicon of :mod:`owl_train.eval.lexicon`, is the target's; rows whose question names a category are
+  lexicon of :mod:`owl_train.data.lexicon`, is the target's; rows whose question names a category are
   left out and counted), ``reasoning_hit`` apart, and the controls computed in the same run
   (``layout_prior``, ``point_swap``, ``image_swap``, ``blank``), each with its ``_n``.
 
-The metrics are :mod:`owl_train.eval.metrics`; the model answers through :mod:`owl_train.runner`
-(whose :func:`~owl_train.runner.heldout_loss`, the mean LM loss of a model on rows, stage 2's
-acceptance, is importable here as before).
+The metrics are :mod:`owl_train.eval.metrics`; the model answers through :mod:`owl_train.runner`.
 """
 
 from __future__ import annotations
@@ -35,11 +33,10 @@ from owl_train.data import DataConfig
 from owl_train.data.lexicon import load_lexicon
 from owl_train.data.rows import corpus_images, corpus_rows, is_stage2_row
 from owl_train.eval.grounding import grounding_eval
-from owl_train.eval.metrics import box_iou, caption_scores, vqa_accuracy, vqa_normalize
-from owl_train.runner import LoadedModel, answer_rows, heldout_loss, load_model
+from owl_train.eval.metrics import box_iou, caption_scores, vqa_accuracy
+from owl_train.runner import LoadedModel, answer_rows, load_model
 
-__all__ = ["EvalConfig", "EvalReport", "vqa_normalize", "vqa_accuracy", "caption_scores", "box_iou",
-           "heldout_loss", "answer_rows", "corpus_images", "grounding_metrics", "evaluate", "TASKS"]
+__all__ = ["EvalConfig", "EvalReport", "grounding_metrics", "evaluate", "TASKS"]
 
 TASKS = ("vqa", "caption", "grounding", "point_vqa")
 

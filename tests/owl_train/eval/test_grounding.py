@@ -20,7 +20,7 @@ from PIL import Image
 from owl_data.corpus.layout_prior import fit_layout_prior
 from owl_train.eval.grounding import (SWAP_RADIUS, blank_image, grounding_eval, image_swap_pairs, point_swap_pairs,
                                       question_text, select_rows)
-from owl_train.eval.lexicon import load_lexicon
+from owl_train.data.lexicon import load_lexicon
 
 RED, GREEN, BLUE = (200, 0, 0), (0, 160, 0), (0, 0, 200)
 W = H = 32

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from owl_train.data import Collator, DataConfig
-from owl_train.eval.evaluate import heldout_loss
+from owl_train.runner import heldout_loss
 from owl_train.stages import generate_batch, load_model_dir
 from owl_train.data.rows import corpus_rows, is_stage2_row
 

@@ -204,7 +204,7 @@ def test_car_pixels_carry_body_colour(many):
 
 
 def test_palette_names_agree_with_the_colour_namer():
-    # the names synthetic_tasks gives the palettes are what the description generator reads
+    # the names owl_data.sources.synthetic.palette gives the paints are what the description generator reads
     assert len(CAR_COLOURS) == len(CAR_COLOUR_NAMES) == len(set(CAR_COLOURS))
     assert len(CLOTHES) == len(CLOTHES_NAMES) == len(set(CLOTHES))
     assert [rgb_colour_name(c) for c in CAR_COLOURS] == list(CAR_COLOUR_NAMES)
