@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from owl_data.build.driver import SourceSpec, run_build
-from owl_data.config import BuildConfig
+from owl_data.build.config import BuildConfig
 from owl_data.records import Scene
 from owl_data.sources import SourceOptions, get_reader
 from owl_data.sources.synthetic.scenes import write_default_scenes

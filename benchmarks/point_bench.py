@@ -48,7 +48,7 @@ def build_corpus(root: Path, train: int, val: int, width: int, height: int, seed
                  max_reasoning: int) -> Path:
     """Draw the scenes and build a point_vqa-only corpus under ``root`` (reused when present)."""
     from owl_data.build.driver import SourceSpec, run_build
-    from owl_data.config import BuildConfig
+    from owl_data.build.config import BuildConfig
     from owl_data.sources.synthetic.scenes import DEFAULT_SOURCE_NAME, write_default_scenes
 
     corpus = root / "corpus"
@@ -81,7 +81,7 @@ def eval_rows(corpus: Path, limit: int) -> list[dict[str, Any]]:
 
 def run_variant(name: str, root: Path, corpus: Path, mix: Path, steps: int, max_pixels: int, seed: int,
                 eval_limit: int, freeze_vision: bool, options: dict[str, Any], lr: float) -> dict[str, Any]:
-    from owl_train.config import TrainConfig
+    from owl_train.stages.config import TrainConfig
     from owl_train.eval.evaluate import EvalConfig, grounding_metrics
     from owl_train.infer import trained_image_budget
     from owl_train.model.tiny import init_tiny
@@ -167,9 +167,9 @@ def check_args(a: argparse.Namespace, names: list[str], options: dict[str, Any])
     import math
     import re
 
-    from owl_data.config import BuildConfig
+    from owl_data.build.config import BuildConfig
     from owl_data.sources.synthetic.scenes import DefaultScenes
-    from owl_train.config import TrainConfig
+    from owl_train.stages.config import TrainConfig
     from owl_train.model.tiny import tiny_config
     from owl_train.model.tokenizer import SPECIAL_TOKENS
     from owl_train.model.variants import VARIANTS

@@ -70,7 +70,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def build_inputs(root: Path, samples: int, seed: int = 0) -> tuple[Path, Path, Path]:
     """Corpus, mix and tiny model/tokenizer folders under ``root`` (reused when present)."""
     from owl_data.build.driver import SourceSpec, run_build
-    from owl_data.config import BuildConfig
+    from owl_data.build.config import BuildConfig
     from owl_data.mix.io import MixConfig, write_mix
     from owl_data.sources.synthetic.scenes import write_default_sources
     from owl_train.model.tiny import init_tiny
@@ -113,7 +113,7 @@ def stage1_throughput(root: Path, corpus: Path, mix: Path, model: Path, *, pack:
     (rows, collation, forward, backward, AdamW); samples/s and real tokens/s from the run's log."""
     import json
 
-    from owl_train.config import TrainConfig
+    from owl_train.stages.config import TrainConfig
     from owl_train.stages import run_stage1
 
     out = root / f"stage1-{'packed' if pack else 'padded'}-{time.time_ns()}"
@@ -426,7 +426,7 @@ def run_gpu_bench(*, dry_run: bool, rows: int, max_length: int | None, steps: in
     ``backends``: the two columns (default flash then sdpa on CUDA, sdpa twice in the dry run)."""
     import torch
 
-    from owl_train.config import TrainConfig
+    from owl_train.stages.config import TrainConfig
     from owl_train.model.model import OwlVL
     from owl_train.stages.stage1 import set_stage1_trainable
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from owl_data.build.chunks import chunk_folder, read_accounting, read_rows, reject_row, row_items
 from owl_data.build.content_key import code_versions
-from owl_data.config import BuildConfig
+from owl_data.build.config import BuildConfig
 from owl_data.corpus import schema as schemas
 from owl_data.corpus import writer as corpus_mod
 from owl_data.records import Reject

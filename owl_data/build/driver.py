@@ -44,7 +44,7 @@ from owl_data.build.chunks import batches, chunk_folder, chunk_reusable, save_ch
 from owl_data.build.content_key import code_versions, records_key
 from owl_data.build.rows import row_id
 from owl_data.build.scene import SceneResult, process_scene, split_for_group
-from owl_data.config import BuildConfig
+from owl_data.build.config import BuildConfig
 from owl_data.corpus import schema as schemas
 from owl_data.errors import FieldError
 from owl_data.fs import check_out

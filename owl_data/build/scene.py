@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from owl_data.config import BuildConfig
+from owl_data.build.config import BuildConfig
 from owl_data.ingest.geometry import GeometryError, ResolvedInstance, ResolvedScene, annotation_frame, transform_mask
 from owl_data.ingest.images import ImageError, DecodedImage, load_image
 from owl_data.conventions.placeholders import check_placeholders

@@ -21,7 +21,7 @@ from owl_data.cli.app import _fail, app, console, out_console
 
 if TYPE_CHECKING:
     from owl_data.build.driver import BuildReport, SourceSpec
-    from owl_data.config import BuildConfig
+    from owl_data.build.config import BuildConfig
     from owl_data.sources.synthetic.scenes import DefaultScenes
 
 
@@ -86,7 +86,7 @@ def _build_inputs(source: list[str], config: Optional[Path], overrides: dict[str
         ValueError: a bad config, source spec or flag value. OSError: the cache not writable.
     """
     from owl_data.build.driver import SourceSpec
-    from owl_data.config import load_build_config
+    from owl_data.build.config import load_build_config
 
     cfg = load_build_config(config, overrides)
     counts = _int_pair(scenes, ":", "--scenes", "80:20")

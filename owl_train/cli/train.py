@@ -25,7 +25,7 @@ _DEEPSPEED = typer.Option(None, "--deepspeed", help="DeepSpeed JSON, e.g. pipeli
 
 def _train(stage: str, config: Optional[Path], sets: list[str], flags: dict) -> None:
     """Build the stage's config (YAML, then ``--set``, then the flags), run the stage, report."""
-    from owl_train.config import load_train_config, parse_overrides
+    from owl_train.stages.config import load_train_config, parse_overrides
 
     words = STAGE2_FLAGS if stage == "stage2" else FLAGS
     try:

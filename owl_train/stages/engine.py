@@ -29,7 +29,7 @@ from typing import Any, Callable, Protocol
 import torch
 from torch import Tensor, nn
 
-from owl_train.config import MissingPathError, TrainConfig
+from owl_train.stages.config import MissingPathError, TrainConfig
 from owl_train.stages.checkpoints import capture_rng, load_train_state, restore_rng, save_train_state, \
     write_model_meta
 from owl_train.stages.module import BATCH_TENSORS, TrainModule

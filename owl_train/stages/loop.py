@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator, Protocol
 import torch
 
 from owl_data.errors import FieldError
-from owl_train.config import MissingPathError, TrainConfig
+from owl_train.stages.config import MissingPathError, TrainConfig
 from owl_train.data import Collator
 from owl_train.stages.checkpoints import checkpoint_dir, latest_checkpoint, prune_checkpoints
 from owl_train.stages.engine import DEFAULT_ZERO2, Backend, Placement, cosine_lambda, launched_by_deepspeed, \
@@ -343,7 +343,7 @@ def train(cfg: TrainConfig, module: TrainModule, source: Any, collator: Collator
 
     Raises:
         FieldError: ``out`` holds checkpoints and ``resume`` is unset; ``resume``/``deepspeed``
-            name a missing checkpoint or file (:class:`~owl_train.config.MissingPathError`).
+            name a missing checkpoint or file (:class:`~owl_train.stages.config.MissingPathError`).
         ValueError: too few rows, nothing to train, a checkpoint made with other settings, or
             :data:`MAX_EMPTY_STEPS` steps in a row whose rows were all dropped.
     """

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from owl_data.errors import FieldError
-from owl_train.config import WHAT, TrainConfig
+from owl_train.stages.config import WHAT, TrainConfig
 from owl_train.data import Collator, DataConfig, data_config_for_model
 from owl_train.model.config import OwlVLConfig
 from owl_train.stages.checkpoints import LoadedModel, check_run_folder, load_model_dir, save_model_dir

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from owl_data.errors import FieldError, require
-from owl_train.config import WHAT, TrainConfig
+from owl_train.stages.config import WHAT, TrainConfig
 from owl_train.data import Collator
 from owl_train.data.rows import MixStream
 from owl_train.model.model import EXTRA_WEIGHTS, OwlVL

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from owl_train.config import TrainConfig
+from owl_train.stages.config import TrainConfig
 from owl_train.data import Collator
 from owl_train.data.rows import FilteredMix, description_mix, dist_rank_world
 from owl_train.stages.lora import ADAPTER_FILE

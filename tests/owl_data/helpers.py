@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from owl_data.build.driver import SourceSpec, run_build
-from owl_data.config import BuildConfig
+from owl_data.build.config import BuildConfig
 from owl_data.corpus.validate import validate_corpus
 
 

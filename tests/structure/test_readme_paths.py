@@ -44,3 +44,13 @@ def test_resolver_rejects_a_missing_name():
         _resolve("owl_data.corpus.writer.no_such_function")
     with pytest.raises((AttributeError, ModuleNotFoundError)):
         _resolve("owl_data.scene")  # the pre-refactor flat module path
+
+
+FILES = re.compile(r"\b((?:owl_data|owl_train|pipelines|benchmarks|schemas)/[\w./-]*\w)")
+
+
+def test_readme_file_paths_exist():
+    named = sorted(set(FILES.findall((ROOT / "README.md").read_text())))
+    assert named  # the README points at files
+    missing = [p for p in named if not (ROOT / p).exists()]
+    assert not missing, f"README names files that are not there: {missing}"

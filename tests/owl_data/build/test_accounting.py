@@ -12,7 +12,7 @@ from owl_data.build.chunks import batches, chunk_folder, chunk_reusable, read_ro
 from owl_data.build.driver import SourceSpec
 from owl_data.build.rows import ImageFrame, caption_row, conversation
 from owl_data.build.scene import SceneResult
-from owl_data.config import BuildConfig
+from owl_data.build.config import BuildConfig
 from owl_data.records import ImageRef, Reject, Scene
 
 FRAME = ImageFrame(source="s", source_path="a.png", image_id="img1", split="train", declared=(4, 4), raw=(4, 4),

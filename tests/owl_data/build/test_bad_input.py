@@ -16,7 +16,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from owl_data.build.driver import SourceSpec, run_build
-from owl_data.config import BuildConfig
+from owl_data.build.config import BuildConfig
 from tests.conftest import need_shared_data
 
 

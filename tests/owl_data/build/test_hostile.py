@@ -20,7 +20,7 @@ from PIL import Image
 
 import owl_data.build.driver as build_mod
 from owl_data.build.driver import SourceSpec, run_build
-from owl_data.config import BuildConfig, load_build_config
+from owl_data.build.config import BuildConfig, load_build_config
 from owl_data.corpus.validate import validate_corpus
 from owl_data.fs import OutputError
 from owl_data.ingest.geometry import decode_rle_counts

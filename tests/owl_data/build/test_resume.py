@@ -9,7 +9,7 @@ import pytest
 
 import owl_data.build.driver as build_mod
 from owl_data.build.driver import SourceSpec, run_build
-from owl_data.config import BuildConfig
+from owl_data.build.config import BuildConfig
 from owl_data.sources.synthetic.scenes import write_default_scenes
 
 

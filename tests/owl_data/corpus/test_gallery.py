@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from owl_data.build.driver import SourceSpec, run_build
 from owl_data.cli.app import app
-from owl_data.config import BuildConfig
+from owl_data.build.config import BuildConfig
 from owl_data.corpus.gallery import (POINT_COLOUR, GalleryConfig, GalleryError, _sandbox, first_thumb_origin,
                                      write_gallery)
 from owl_data.fs import OutputError

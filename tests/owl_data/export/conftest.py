@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from owl_data.build.driver import SourceSpec, run_build
-from owl_data.config import BuildConfig
+from owl_data.build.config import BuildConfig
 from owl_data.sources.synthetic.scenes import write_default_scenes
 from tests.conftest import need_shared_data
 

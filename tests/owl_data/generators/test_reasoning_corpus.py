@@ -54,7 +54,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from owl_data.build.driver import SourceSpec, run_build
-from owl_data.config import BuildConfig
+from owl_data.build.config import BuildConfig
 from owl_data.generators.reasoning import ADVICE  # wording only; the lookup key is computed here
 from owl_data.generators.scene_facts import (
     CONTACT_FRACTION,

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from owl_data.build.driver import run_build
-from owl_data.config import BuildConfig
+from owl_data.build.config import BuildConfig
 from owl_data.corpus.validate import validate_corpus
 from owl_data.records import RLE, Box, Polygons
 from owl_data.sources import SourceError, SourceOptions, get_reader

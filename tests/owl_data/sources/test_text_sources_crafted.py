@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from owl_data.build.driver import SourceSpec, run_build
-from owl_data.config import BuildConfig
+from owl_data.build.config import BuildConfig
 from owl_data.generators.prompts import CAPTION_PROMPTS, POOL_VERSION, relation_expressions
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._common import majority_answer, parse_spec

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from owl_data.build.driver import SourceSpec, run_build
-from owl_data.config import BuildConfig
+from owl_data.build.config import BuildConfig
 from owl_data.corpus.validate import validate_corpus
 from tests.conftest import need_shared_data
 

@@ -31,7 +31,7 @@ def test_init_tiny_refuses_a_non_empty_folder(tmp_path):
 
 def test_bad_train_yaml_is_one_line_naming_the_place(tmp_path):
 
-    from owl_train.config import load_train_config, parse_overrides
+    from owl_train.stages.config import load_train_config, parse_overrides
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  a: [1,\n b: : :\n")

@@ -6,7 +6,7 @@ import pytest
 
 from owl_data.errors import FieldError
 from owl_train.cli.app import FLAGS, STAGE2_FLAGS, flag_message
-from owl_train.config import MissingPathError, TrainConfig, parse_overrides
+from owl_train.stages.config import MissingPathError, TrainConfig, parse_overrides
 from owl_train.stages.engine import _ds_config
 
 

@@ -15,7 +15,7 @@ def setup(tmp_path_factory):
     from transformers import AutoTokenizer
 
     from owl_data.build.driver import SourceSpec, run_build
-    from owl_data.config import BuildConfig
+    from owl_data.build.config import BuildConfig
     from owl_train.data.mix_dataset import MixDataset
     from owl_data.mix.io import MixConfig, write_mix
     from owl_data.sources.synthetic.scenes import write_default_sources

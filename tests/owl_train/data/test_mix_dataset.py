@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from owl_data.build.driver import SourceSpec, run_build
 from owl_data.cli.app import app
-from owl_data.config import BuildConfig
+from owl_data.build.config import BuildConfig
 from owl_data.mix.io import CorpusChangedError, MixConfig, parse_within, write_mix
 from owl_train.data.mix_dataset import MixDataset, MixIterableDataset
 

@@ -236,7 +236,7 @@ def test_crop_needs_the_crop_token():
 @pytest.mark.parametrize("variant, placement, crop_px", [("a_text", "text", 0), ("e_fovea", "image", 56)])
 def test_training_eval_and_infer_use_the_models_settings(tmp_path, monkeypatch, variant, placement, crop_px):
     from owl_train import runner
-    from owl_train.config import TrainConfig
+    from owl_train.stages.config import TrainConfig
     from owl_train.infer import answer
     from owl_train.stages.checkpoints import load_model_dir
     from owl_train.stages.stage1 import data_config

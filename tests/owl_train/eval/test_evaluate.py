@@ -49,7 +49,7 @@ def test_iou():
 @pytest.fixture(scope="module")
 def tiny_world(tmp_path_factory):
     from owl_data.build.driver import SourceSpec, run_build
-    from owl_data.config import BuildConfig
+    from owl_data.build.config import BuildConfig
     from owl_data.sources.synthetic.scenes import write_default_sources
     from owl_train.model.tiny import init_tiny
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from owl_train.config import TrainConfig
+from owl_train.stages.config import TrainConfig
 
 SMALL = dict(max_pixels=28 * 28 * 16, max_length=512, progress=False, tensorboard=False)
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from owl_data.build.driver import SourceSpec, run_build
-from owl_data.config import BuildConfig
+from owl_data.build.config import BuildConfig
 from owl_data.mix.io import MixConfig, parse_ratio, write_mix
 from owl_data.sources.synthetic.scenes import write_default_sources
-from owl_train.config import TrainConfig
+from owl_train.stages.config import TrainConfig
 from owl_train.model.tiny import init_tiny
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from owl_train.config import TrainConfig, load_train_config, parse_overrides
+from owl_train.stages.config import TrainConfig, load_train_config, parse_overrides
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from owl_train.config import TrainConfig, load_train_config
+from owl_train.stages.config import TrainConfig, load_train_config
 from owl_train.data import Collator
 from owl_train.model.config import OwlVLConfig
 from owl_train.model.tiny import init_tiny

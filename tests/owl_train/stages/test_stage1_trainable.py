@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[1] / "model"))
 from _model_helpers import our_config  # noqa: E402
 
-from owl_train.config import load_train_config, parse_overrides
+from owl_train.stages.config import load_train_config, parse_overrides
 from owl_train.model.model import OwlVL
 from owl_train.stages.stage1 import set_stage1_trainable
 

@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from owl_data.build.driver import SourceSpec, run_build
-from owl_data.config import BuildConfig, load_build_config
+from owl_data.build.config import BuildConfig, load_build_config
 from owl_data.generators.scene_facts import rgb_colour_name
 from owl_data.corpus.layout_prior import description_pairs, fit_layout_prior
 from owl_data.records import Reject, Scene
