@@ -77,9 +77,11 @@ def short_repr(v: Any, limit: int = 60) -> str:
 
 def require(cond: bool, field: str, value: Any, fix: str, what: str = "config field") -> None:
     """Raise :class:`FieldError` ``"<what> <field>=<value> is invalid: <fix>"`` unless ``cond``
-    (the value as :func:`short_repr`)."""
+    (the value as :func:`short_repr`). A ``what`` ending in ``.`` is a class name joined to the
+    field without a space (``what="DataConfig."`` -> ``"DataConfig.max_length=4 is invalid: …"``)."""
     if not cond:
-        raise FieldError(field, f"{what} {field}={short_repr(value)} is invalid: {fix}")
+        name = f"{what}{field}" if what.endswith(".") else f"{what} {field}"
+        raise FieldError(field, f"{name}={short_repr(value)} is invalid: {fix}")
 
 
 def _is_int(v: Any) -> bool:

@@ -9,13 +9,14 @@ import typer
 from rich.table import Table
 
 from owl_data.cli.app import _fail, app, out_console
+from owl_data.corpus.schema import TASK_ORDER
 
 
 @app.command("mix")
 def mix(
     corpus: Path = typer.Argument(..., help="Corpus folder."),
     ratio: str = typer.Option(..., "--ratio", "-r", help="Task weights in --tasks order, e.g. 5:1:2:2 or 0.5:0.1:0.2:0.2."),
-    tasks: str = typer.Option("vqa,caption,grounding,point_vqa", "--tasks", "-t",
+    tasks: str = typer.Option(",".join(TASK_ORDER), "--tasks", "-t",
                               help="Comma-separated tasks (default: general VQA, captioning, grounding, point VQA)."),
     within: list[str] = typer.Option([], "--within", "-w",
                                      help="Nested ratio over a task's sources, repeatable: vqa=vqav2:3,gqa:1."),

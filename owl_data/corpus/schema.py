@@ -24,6 +24,7 @@ __all__ = [
     "GROUNDING",
     "REJECTS",
     "TASK_TABLES",
+    "TASK_ORDER",
     "TABLES",
     "SchemaError",
     "with_metadata",
@@ -98,6 +99,10 @@ TASK_TABLES: dict[str, pa.Schema] = {
     "caption": CAPTION,
     "grounding": GROUNDING,
 }
+
+# The tasks in the order of the paper's stage-1 ratio (5:1:2:2 = general VQA : captioning :
+# grounding : point VQA): the default order of a mix's weights and of eval's tasks.
+TASK_ORDER: tuple[str, ...] = ("vqa", "caption", "grounding", "point_vqa")
 
 TABLES: dict[str, pa.Schema] = {
     "images": IMAGES,

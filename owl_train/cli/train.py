@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from owl_data.corpus.schema import TASK_ORDER
 from owl_train.cli.app import FLAGS, STAGE2_FLAGS, RichProgress, app, fail, note, out
 
 _CONFIG = typer.Option(None, "--config", "-c", help="Training YAML (pipelines/stage1.yaml, pipelines/stage2.yaml).")
@@ -184,7 +185,7 @@ def eval_cmd(
     corpus: Path = typer.Argument(..., help="Corpus folder."),
     split: str = typer.Option("val", "--split", help="Corpus split to evaluate on."),
     limit: int = typer.Option(64, "--limit", help="Rows per task (0: all)."),
-    tasks: str = typer.Option("vqa,caption,grounding,point_vqa", "--tasks", help="Comma-separated tasks."),
+    tasks: str = typer.Option(",".join(TASK_ORDER), "--tasks", help="Comma-separated tasks."),
     batch_size: int = typer.Option(8, "--batch-size", help="Rows generated together."),
     max_new_tokens: int = typer.Option(48, "--max-new-tokens", help="Longest answer in tokens."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels",

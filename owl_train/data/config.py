@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from owl_data.conventions.coords import CONVENTIONS
-from owl_data.errors import FieldError
+from owl_data.errors import require
 from owl_train.model.config import VisionConfig
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,10 +34,8 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 
 
 def _check(cond: bool, name: str, value: object, fix: str) -> None:
-    """:func:`owl_data.errors.require`'s check with this class's own (older) wording, kept as users
-    see it: ``"DataConfig.<name>=<value!r> is invalid: <fix>"`` (a :class:`FieldError` on ``name``)."""
-    if not cond:
-        raise FieldError(name, f"DataConfig.{name}={value!r} is invalid: {fix}")
+    """:func:`owl_data.errors.require` with this class's wording, ``"DataConfig.<name>=<value> is invalid: <fix>"``."""
+    require(cond, name, value, fix, what="DataConfig.")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from owl_data.conventions.coords import CoordError, restore_text
 from owl_data.errors import require
+from owl_data.corpus.schema import TASK_ORDER
 from owl_data.corpus.layout_prior import LayoutPrior, fit_layout_prior, read_description_rows
 from owl_train.data import DataConfig
 from owl_train.data.lexicon import load_lexicon
@@ -38,7 +39,7 @@ from owl_train.runner import LoadedModel, answer_rows, load_model
 
 __all__ = ["EvalConfig", "EvalReport", "grounding_metrics", "evaluate", "TASKS"]
 
-TASKS = ("vqa", "caption", "grounding", "point_vqa")
+TASKS = TASK_ORDER  # the paper's ratio order (owl_data.corpus.schema)
 
 
 @dataclass(frozen=True)
