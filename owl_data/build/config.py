@@ -63,11 +63,13 @@ class BuildConfig:
                 "use a mapping of point settings, e.g. {points_per_instance: 2, min_area_px: 24}")
         require(isinstance(self.default_scenes, DefaultScenes), "default_scenes", self.default_scenes,
                 "use a mapping, e.g. {train: 3, val: 2, width: 512, height: 256}")
-        check_field_types(self)
-        for name, (lo, hi) in _RANGES.items():
+        for name, (lo, hi) in _RANGES.items():  # type and range in one message, with the type found
             v = getattr(self, name)
-            require(lo <= v and (hi is None or v <= hi), name, v,
-                    f"use an integer in {lo}..{hi}" if hi is not None else f"use an integer >= {lo}")
+            whole = isinstance(v, int) and not isinstance(v, bool)
+            rng = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
+            require(whole and lo <= v and (hi is None or v <= hi), name, v,
+                    f"use an integer {rng}" + ("" if whole else f" (got {type(v).__name__})"))
+        check_field_types(self, skip=tuple(_RANGES))
         require(self.reencode_format in ("png", "jpeg"), "reencode_format", self.reencode_format,
                 "use 'png' or 'jpeg'")
 

@@ -54,12 +54,14 @@ def read_manifest(corpus: Path) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: not a corpus (no manifest).
-        SchemaError: a manifest of another schema major version.
+        SchemaError: a manifest that is not a JSON object, or of another schema major version.
     """
     path = Path(corpus) / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"{corpus} is not an Owl-VL corpus: {MANIFEST} is missing")
     m = json.loads(path.read_text())
+    if not isinstance(m, dict):
+        raise SchemaError(f"{path}: not an Owl-VL manifest (a JSON {type(m).__name__}, not an object)")
     if str(m.get("schema_version", "")).split(".")[0] != schemas.SCHEMA_VERSION.split(".")[0]:
         raise SchemaError(
             f"{corpus}: schema version {m.get('schema_version')!r}, this owl-data reads {schemas.SCHEMA_VERSION}"
