@@ -19,7 +19,7 @@ task's shards are opened with pyarrow and registered as the table ``t`` on a fre
 connection, then ``enable_external_access`` is switched off and the configuration locked
 before the predicate is evaluated. ``read_text``, ``read_csv``, ``glob``, ``COPY``,
 ``ATTACH``, ``INSTALL`` and ``LOAD`` in ``--where`` fail with a one-line
-:class:`GalleryError`.
+:class:`GalleryError`, and so do settings functions (:mod:`owl_data.corpus.predicate`).
 
 The output folder holds ``.owl-gallery`` (its marker); ``show`` replaces only an empty
 folder or an earlier gallery holding nothing else (:func:`owl_data.fs.check_out`),
@@ -47,6 +47,7 @@ import pyarrow.dataset as ds
 from PIL import Image, ImageOps
 
 from owl_data.corpus import schema as schemas
+from owl_data.corpus.predicate import predicate_problem
 from owl_data.errors import FieldError
 from owl_data.fs import OutputKind, check_out, json_marker, staged
 
@@ -187,6 +188,8 @@ def _query_rows(corpus: Path, cfg: GalleryConfig, report: GalleryReport) -> list
     if cfg.task and not present:
         raise GalleryError(f"{corpus}: the corpus has no {cfg.task} rows")
     out: list[tuple[str, dict[str, Any]]] = []
+    if cfg.where is not None and (why := predicate_problem(cfg.where)):
+        raise GallerySettingError("where", why)
     errors: dict[str, str] = {}
     names = _COLUMNS.split(", ")
     for task, files in present.items():

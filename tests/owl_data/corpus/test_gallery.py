@@ -283,3 +283,21 @@ def test_show_out_refusals_and_stale_thumbnails(tiny, tmp_path, monkeypatch):
     out = one_line_error(runner.invoke(app, ["show", str(tiny), "--out", str(g)]))
     assert "notes.txt" in out and (g / "notes.txt").read_text() == "mine"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_where_cannot_read_settings(tiny, tmp_path):
+    """No yes/no oracle on the session: settings and introspection functions are refused by name."""
+    for where, name in (("current_setting('home_directory') = '/root'", "current_setting"),
+                        ("(SELECT value FROM duckdb_settings() WHERE name = 'home_directory') = '/root'",
+                         "duckdb_settings"),
+                        ("getenv('HOME') = '/root'", "getenv"),
+                        ("(SELECT count(*) FROM pragma_version()) > 0", "pragma_version")):
+        res = runner.invoke(app, ["show", str(tiny), "--out", str(tmp_path / "g"), "--task", "vqa", "--where", where])
+        out = one_line_error(res)
+        assert f"may not call {name}()" in out and "--where" in out
+        assert not (tmp_path / "g").exists()
+    res = runner.invoke(app, ["show", str(tiny), "--out", str(tmp_path / "g"), "--task", "vqa", "--where",
+                              "(SELECT count(*) FROM duckdb_tables) > 0"])
+    assert "may read only the task table (t), not 'duckdb_tables'" in one_line_error(res)
+    rep = write_gallery(tiny, tmp_path / "g", GalleryConfig(task="vqa", where="lower(source) = 'gqa'"))
+    assert rep.rows == {"vqa": 4}
