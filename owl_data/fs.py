@@ -22,6 +22,11 @@ there. :func:`check_out` refuses, before anything is created:
 place when the command succeeds (the old output renamed aside, the new one renamed in, the
 old one removed: no stale file survives, readers never see a mix); on any exception,
 ``KeyboardInterrupt`` included, the staging folder is removed and ``--out`` is untouched.
+
+Inside an output, :func:`inside` builds every path whose name comes from data (an export's
+``images/<image_id>.<ext>``) and refuses one that would leave the folder. State files of a
+resumable command are written by :func:`write_atomic` (whole or absent) and read by
+:func:`read_state`, which discards a damaged one with a :class:`DamagedStateWarning`.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +43,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 from owl_data.errors import FieldError
 
 __all__ = ["MANIFEST", "OutputError", "OutputKind", "CORPUS_OUT", "check_out", "spec_paths", "staged", "swap_into_place",
-           "json_marker"]
+           "json_marker", "PathEscapeError", "inside", "write_atomic", "DamagedStateWarning", "read_state"]
 
 MANIFEST = "manifest.json"  # a corpus's marker and manifest (the one definition; owl_data.corpus re-exports it)
 
@@ -186,4 +192,67 @@ def staged(out: Path, tag: str = "partial") -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     swap_into_place(staging, Path(out))
+
+
+# --- paths written inside an output, and state files ------------------------------------
+
+class PathEscapeError(ValueError):
+    """A file a command was about to write whose path would leave its output folder."""
+
+
+def inside(root: Path, rel: str | Path) -> Path:
+    """``root / rel``, checked to stay inside ``root``: every path a command writes under its
+    output is built through here, so a name taken from data (an ``image_id``, a split) can
+    never write elsewhere.
+
+    Raises:
+        PathEscapeError: ``rel`` is empty, absolute, has a ``..`` part, or resolves (through a
+            symbolic link) outside ``root``; nothing is written.
+    """
+    root, relp = Path(root), Path(rel)
+    path = root / relp
+    real_root = Path(os.path.realpath(root))
+    if (str(rel) in ("", ".") or relp.is_absolute() or ".." in relp.parts
+            or real_root not in Path(os.path.realpath(path)).parents):
+        raise PathEscapeError(f"refusing to write {str(rel)!r}: the path leaves the output folder {root}")
+    return path
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (a temporary file beside it, flushed,
+    then ``os.replace``): a kill or a full disk leaves the old file or the new one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class DamagedStateWarning(UserWarning):
+    """A resume state file that could not be read was discarded (that part starts over)."""
+
+
+def read_state(path: Path, check: Callable[[object], bool], what: str = "resume state"):
+    """The JSON value of a state file, or None when it is absent; a file that does not read,
+    parse or pass ``check`` (the expected shape) is discarded with one
+    :class:`DamagedStateWarning` naming it, and None returned (start that part over)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+        ok = check(value)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        value, ok = None, False
+    if ok:
+        return value
+    warnings.warn(f"{path}: damaged {what} (empty, truncated or not of the expected shape) discarded; "
+                  "that part starts over", DamagedStateWarning, stacklevel=2)
+    return None
 

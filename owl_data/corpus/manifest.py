@@ -25,6 +25,8 @@ __all__ = [
     "MANIFEST",
     "shard_paths",
     "fingerprint",
+    "CorpusChangedError",
+    "check_fingerprint",
     "read_manifest",
     "source_entry",
     "corpus_manifest",
@@ -47,6 +49,25 @@ def fingerprint(corpus: Path) -> str:
     for p in shard_paths(corpus):
         h.update(f"{p.relative_to(corpus).as_posix()} {hashlib.sha256(p.read_bytes()).hexdigest()}\n".encode())
     return h.hexdigest()
+
+
+class CorpusChangedError(ValueError):
+    """The corpus's content no longer matches the fingerprint its manifest (or a mix) recorded."""
+
+
+def check_fingerprint(corpus: Path, manifest: Mapping[str, Any] | None = None) -> str:
+    """Recompute the fingerprint of ``corpus``; it must equal its manifest's. Returns it.
+
+    Raises:
+        FileNotFoundError / SchemaError: not a corpus (:func:`read_manifest`).
+        CorpusChangedError: the content changed since the corpus was built.
+    """
+    m = read_manifest(corpus) if manifest is None else manifest
+    fp = fingerprint(corpus)
+    if fp != m.get("fingerprint"):
+        raise CorpusChangedError(f"{corpus}: content fingerprint {fp[:12]}… differs from the manifest's "
+                                 f"{str(m.get('fingerprint'))[:12]}…; the corpus changed since it was built: rebuild it")
+    return fp
 
 
 def read_manifest(corpus: Path) -> dict[str, Any]:

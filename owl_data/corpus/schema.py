@@ -12,6 +12,8 @@ y down; boxes are xyxy.
 
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
 
 __all__ = [
@@ -28,6 +30,8 @@ __all__ = [
     "TABLES",
     "SchemaError",
     "with_metadata",
+    "IMAGE_ID",
+    "is_image_id",
 ]
 
 SCHEMA_VERSION = "1.0.0"
@@ -35,6 +39,15 @@ SCHEMA_VERSION = "1.0.0"
 
 class SchemaError(ValueError):
     """A table or file that does not match its schema."""
+
+
+IMAGE_ID = re.compile(r"[0-9a-f]{64}")
+"""An ``image_id``: the sha256 of the stored bytes, 64 lowercase hex digits (also a safe file name)."""
+
+
+def is_image_id(value: object) -> bool:
+    """True for a sha256 hex digest (:data:`IMAGE_ID`)."""
+    return isinstance(value, str) and IMAGE_ID.fullmatch(value) is not None
 
 
 _TURN = pa.struct([("role", pa.string()), ("content", pa.string())])

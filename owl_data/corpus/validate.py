@@ -1,8 +1,8 @@
 """``owl-data validate``: a corpus checked against its schemas and invariants.
 
 Checks: every shard's schema equals :mod:`schemas` and carries the schema version; points
-inside [0, 1]; bboxes of 4 values, ordered and inside [0, 1]; every ``image_id`` of every
-row resolvable in ``images``; row ids unique per table; splits of rows equal their image's
+inside [0, 1]; bboxes of 4 values, ordered and inside [0, 1]; every stored ``image_id`` a
+sha256 hex (exports use it as a file name); every ``image_id`` of every row resolvable in ``images``; row ids unique per table; splits of rows equal their image's
 split; row counts and the fingerprint equal the manifest's; per source, items read = kept
 + rejected, and the per-reason reject counts, items rejected and the source's rows in the
 rejects table are one number; no item has two reject rows; every task row obeys the
@@ -99,6 +99,8 @@ def _check_images(corpus: Path, problem: Problem) -> tuple[dict[str, str], dict[
     for f in _files(corpus, "images"):
         t = pq.read_table(f, columns=["image_id", "split", "width", "height"])
         for iid, sp, w, h in zip(*(t.column(c).to_pylist() for c in ("image_id", "split", "width", "height"))):
+            if not schemas.is_image_id(iid):
+                problem(f"images: image_id {str(iid)[:80]!r} is not a sha256 hex (64 lowercase hex digits)")
             if iid in image_split:
                 problem(f"images: image_id {iid} stored twice")
             if not (w and h and w > 0 and h > 0):

@@ -33,12 +33,13 @@ from typing import Any, Callable
 
 from owl_data.corpus import schema as schemas
 from owl_data.corpus import writer as corpus_mod
+from owl_data.corpus.manifest import check_fingerprint
 from owl_data.conventions.coords import DEFAULT_CONVENTION, Convention, get_convention
 from owl_data.export.rows import ExportSettingError, Part, image_filename, image_info, iter_batches, \
     iter_part_rows, task_parts
 from owl_data.export.readback import SIDECAR, ReadBack, load_export_json, read_chat_export
 from owl_data.export.text import render_row, restore_row
-from owl_data.fs import OutputError, OutputKind, check_out, json_marker, staged
+from owl_data.fs import OutputError, OutputKind, check_out, inside, json_marker, staged
 
 __all__ = ["SIDECAR", "EXPORT_OUT", "load_export_json", "Layout", "ExportReport", "ReadBack", "export_chat",
            "read_chat_export", "prepare_out",
@@ -165,7 +166,7 @@ def _write_part(staging: Path, part: Part, info: dict[str, tuple[str, int, int]]
     ``skipped``), the images it needs into ``needed`` (image_id -> file name). Returns
     (file name, records written)."""
     name = f"{part.task}_{part.split}.json"
-    w = _JsonList(staging / name)
+    w = _JsonList(inside(staging, name))
     try:
         for row, (fmt, width, height) in iter_part_rows(part, info):
             done = render_row(part.task, row, conv, (width, height))
@@ -186,7 +187,7 @@ def _copy_images(corpus: Path, folder: Path, needed: dict[str, str]) -> None:
                               columns=["image_id", "bytes"]):
         for iid, data in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
             if iid in needed:
-                (folder / needed[iid]).write_bytes(data)
+                inside(folder, needed[iid]).write_bytes(data)
 
 
 def export_chat(corpus: Path, out: Path, layout: Layout, coords: str | Convention) -> ExportReport:
@@ -194,13 +195,15 @@ def export_chat(corpus: Path, out: Path, layout: Layout, coords: str | Conventio
 
     Raises:
         FileNotFoundError: ``corpus`` is not a corpus.
+        CorpusChangedError: the corpus differs from its manifest's fingerprint.
         ExportError: ``out`` holds something else (see :func:`prepare_out`).
-        ExportError: a row whose image is not stored.
+        ExportError: a row whose image is not stored; an image_id that is not a sha256 hex.
         CoordError: an unknown convention.
     """
     corpus, out = Path(corpus), Path(out)
     conv = get_convention(coords)
     manifest = corpus_mod.read_manifest(corpus)
+    check_fingerprint(corpus, manifest)
     parts = task_parts(corpus)
     info = image_info(corpus)
     prepare_out(out, EXPORT_OUT, corpus)

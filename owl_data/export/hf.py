@@ -26,8 +26,9 @@ import pyarrow.parquet as pq
 
 from owl_data.corpus import schema as schemas
 from owl_data.corpus import writer as corpus_mod
+from owl_data.corpus.manifest import check_fingerprint
 from owl_data.export.chat import EXPORT_OUT, ExportReport, prepare_out, write_sidecar
-from owl_data.fs import staged
+from owl_data.fs import inside, staged
 from owl_data.export.rows import ExportError, ImageIndex, image_filename, image_info, iter_part_rows, task_parts
 
 __all__ = ["export_hf", "hf_features", "write_card"]
@@ -110,11 +111,13 @@ def export_hf(corpus: Path, out: Path) -> ExportReport:
 
     Raises:
         FileNotFoundError: ``corpus`` is not a corpus.
+        CorpusChangedError: the corpus differs from its manifest's fingerprint.
         ExportError: ``out`` holds something else (:func:`owl_data.export.chat.prepare_out`).
         ExportError: a row whose image is not stored; a corpus without task rows.
     """
     corpus, out = Path(corpus), Path(out)
     manifest = corpus_mod.read_manifest(corpus)
+    check_fingerprint(corpus, manifest)
     parts = task_parts(corpus)
     if not parts:
         raise ExportError(f"{corpus} has no task rows to export")
@@ -126,7 +129,7 @@ def export_hf(corpus: Path, out: Path) -> ExportReport:
         files: dict[str, dict[str, Any]] = {}
         used: set[str] = set()
         for part in parts:
-            with _part_writer(staging / part.task / part.split, part.task) as w:
+            with _part_writer(inside(staging, f"{part.task}/{part.split}"), part.task) as w:
                 for row, (fmt, _, _) in iter_part_rows(part, info):
                     iid = row["image_id"]
                     row["image"] = {"bytes": index.get(iid), "path": image_filename(iid, fmt)}

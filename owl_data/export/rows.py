@@ -8,6 +8,7 @@ both in scene order, so consecutive rows mostly hit the same row group).
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,16 +91,30 @@ def iter_part_rows(part: Part, info: dict[str, tuple[str, int, int]]
 
 
 def image_info(corpus: Path) -> dict[str, tuple[str, int, int]]:
-    """``image_id -> (format, width, height)`` without reading any image bytes."""
+    """``image_id -> (format, width, height)`` without reading any image bytes.
+
+    Raises:
+        ExportError: an ``image_id`` that is not a sha256 hex, or a ``format`` that is not a
+            short lowercase word: both become file names in an export, so a crafted or damaged
+            corpus is refused before anything is written.
+    """
     out: dict[str, tuple[str, int, int]] = {}
     for f in sorted((Path(corpus) / "images").glob("part-*.parquet")):
         t = pq.read_table(f, columns=["image_id", "format", "width", "height"])
         for iid, fmt, w, h in zip(*(t.column(c).to_pylist() for c in ("image_id", "format", "width", "height"))):
+            where = f"{Path(corpus) / 'images' / f.name}"
+            if not schemas.is_image_id(iid):
+                raise ExportError(f"{where}: image_id {str(iid)[:80]!r} is not a sha256 hex (64 lowercase hex "
+                                  "digits); the corpus is damaged or was edited: rebuild it")
+            if not isinstance(fmt, str) or _FORMAT.fullmatch(fmt) is None:
+                raise ExportError(f"{where}: image {iid} has format {str(fmt)[:40]!r}, not a lowercase image "
+                                  "format name; the corpus is damaged or was edited: rebuild it")
             out[iid] = (fmt, w, h)
     return out
 
 
 _EXT = {"jpeg": "jpg", "png": "png", "webp": "webp"}
+_FORMAT = re.compile(r"[a-z0-9]{1,16}")
 
 
 def image_filename(image_id: str, fmt: str) -> str:

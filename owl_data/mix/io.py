@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from owl_data.corpus import schema as schemas
-from owl_data.corpus.writer import fingerprint, read_manifest
+from owl_data.corpus.manifest import CorpusChangedError, check_fingerprint
 from owl_data.errors import FieldError
 from owl_data.fs import OutputKind, check_out, json_marker, staged
 from owl_data.mix.sampler import MixSampler
@@ -73,10 +73,6 @@ MIX_OUT = OutputKind(what="an Owl-VL mix", marker=MIX_JSON,
                      recognise=json_marker(lambda d: d.get("format") == MIX_FORMAT),
                      owned=lambda name: name in (MIX_JSON, MIX_PARQUET), example="mix")
 SIZE_MARGIN = 1.25  # the size estimate is scaled by this before it is compared with the free space
-
-
-class CorpusChangedError(ValueError):
-    """The corpus's content no longer matches the fingerprint a mix (or its manifest) recorded."""
 
 
 class MixSizeError(FieldError):
@@ -197,11 +193,7 @@ def check_corpus(corpus: Path, expected: str | None = None) -> str:
         FileNotFoundError: not a corpus.
         CorpusChangedError: the content changed.
     """
-    m = read_manifest(corpus)
-    fp = fingerprint(corpus)
-    if fp != m.get("fingerprint"):
-        raise CorpusChangedError(f"{corpus}: content fingerprint {fp[:12]}… differs from the manifest's "
-                                 f"{str(m.get('fingerprint'))[:12]}…; the corpus changed since it was built: rebuild it")
+    fp = check_fingerprint(corpus)
     if expected is not None and fp != expected:
         raise CorpusChangedError(f"{corpus}: fingerprint {fp[:12]}… differs from the mix's {expected[:12]}…; "
                                  "the corpus changed since the mix was made: run owl-data mix again")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from owl_data.fs import CORPUS_OUT, OutputError, check_out, staged
+from owl_data.fs import (CORPUS_OUT, DamagedStateWarning, OutputError, PathEscapeError, check_out, inside, read_state,
+                         staged, write_atomic)
 
 
 def _corpus_marker(folder: Path) -> None:
@@ -68,3 +69,28 @@ def test_staged_replaces_whole_or_not_at_all(tmp_path):
         (s / "new.txt").write_text("new")
     assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_inside_keeps_every_written_path_in_its_folder(tmp_path):
+    root = tmp_path / "out"
+    (root / "images").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (root / "images" / "link").symlink_to(tmp_path / "elsewhere")
+    assert inside(root, "images/ab.png") == root / "images" / "ab.png"
+    for rel in ("../evil", "images/../../evil", "/etc/passwd", "", ".", "images/link/x.png"):
+        with pytest.raises(PathEscapeError, match="leaves the output folder"):
+            inside(root, rel)
+
+
+def test_state_files_are_written_whole_and_a_damaged_one_is_discarded(tmp_path):
+    path = tmp_path / "state.json"
+    write_atomic(path, json.dumps({"hash": "a"}))
+    assert read_state(path, lambda v: isinstance(v, dict)) == {"hash": "a"}
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temporary file left
+    assert read_state(tmp_path / "absent.json", lambda v: True) is None
+    for text in ("", '{"hash": "a', "[]", "\xff"):
+        path.write_text(text)
+        with pytest.warns(DamagedStateWarning, match=f"{path}: damaged resume state") as rec:
+            assert read_state(path, lambda v: isinstance(v, dict)) is None
+        assert len(rec) == 1
+

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from owl_data.cli.app import app
 from owl_data.conventions.coords import unit
+from owl_data.corpus.manifest import finish_corpus, read_manifest
 from owl_data.corpus.validate import validate_corpus
 from owl_data.export import (ExportError, export_llava, export_sharegpt, import_export, read_llava_export,
                              read_sharegpt_export)
@@ -133,6 +134,7 @@ def test_rows_whose_text_looks_like_coordinates_are_skipped_not_garbled(drive_co
     rows = t.to_pylist()
     rows[0]["conversations"][0]["content"] += " Hint: not at (3,4)."
     pq.write_table(pa.Table.from_pylist(rows, schema=t.schema), f)
+    finish_corpus(corpus, read_manifest(corpus))  # the edit made a new corpus (export checks the fingerprint)
     rep = export_llava(corpus, tmp_path / "l", coords="qwen")
     assert rep.skipped == {"ambiguous_text": [rows[0]["id"]]}
     assert rep.rows["grounding"]["train"] == len(rows) - 1
