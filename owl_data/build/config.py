@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from owl_data.errors import FieldError, check_field_types, require
+from owl_data.ingest.files import DEFAULT_MAX_FILE_BYTES
 from owl_data.ingest.points import PointConfig
 from owl_data.sources.synthetic.scenes import DefaultScenes
 
@@ -31,6 +32,8 @@ class BuildConfig:
         workers: decoding/generation processes (the corpus does not depend on it).
         chunk_scenes: scenes per resumable work unit.
         max_image_pixels: header width * height limit; bigger images are rejected.
+        max_file_bytes: size limit of an image file (frames and label maps), checked before
+            it is read; a bigger file is rejected (``file_too_large``). Default 256 MiB.
         reencode_format: ``png`` (lossless) or ``jpeg`` for images that must change.
         points: point sampler settings.
         description_no_question: also write the description without a question
@@ -46,6 +49,7 @@ class BuildConfig:
     workers: int = 1
     chunk_scenes: int = 16
     max_image_pixels: int = 64_000_000
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     reencode_format: str = "png"
     points: PointConfig = field(default_factory=PointConfig)
     description_no_question: bool = True
@@ -96,7 +100,7 @@ class BuildConfig:
 
 _RANGES: dict[str, tuple[int, int | None]] = {
     "seed": (0, None), "val_percent": (0, 100), "workers": (1, None), "chunk_scenes": (1, None),
-    "max_image_pixels": (1, None), "max_reasoning": (0, None),
+    "max_image_pixels": (1, None), "max_file_bytes": (1, None), "max_reasoning": (0, None),
 }
 """Integer fields of :class:`BuildConfig` -> (lowest, highest or None) allowed value."""
 

@@ -129,7 +129,8 @@ def _records(sources: list[SourceSpec], cfg: BuildConfig) -> Iterator[Scene | Re
     for s in sources:
         reader = get_reader(s.name)
         yield from reader(s.spec, SourceOptions(name=s.name, synthetic=s.synthetic,
-                                                max_image_pixels=cfg.max_image_pixels))
+                                                max_image_pixels=cfg.max_image_pixels,
+                                                max_file_bytes=cfg.max_file_bytes))
 
 
 def _check_sources(sources: list[SourceSpec]) -> None:

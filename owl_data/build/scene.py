@@ -106,7 +106,8 @@ def _open(scene: Scene, cfg: BuildConfig) -> _Opened:
         SplitError: the split is not a plain name (stage ``read``).
     """
     ref = scene.ref
-    img = load_image(ref.path, max_pixels=cfg.max_image_pixels, reencode_format=cfg.reencode_format)
+    img = load_image(ref.path, max_pixels=cfg.max_image_pixels, max_bytes=cfg.max_file_bytes,
+                     reencode_format=cfg.reencode_format)
     rotate = annotation_frame(ref.declared_size, img.raw_size, img.orientation)
     split = ref.split or split_for_group(ref.group, cfg.val_percent)
     if not SPLIT_NAME.fullmatch(split):  # a folder name of the corpus: never a path

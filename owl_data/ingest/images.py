@@ -16,7 +16,10 @@ Conventions:
     - Alpha is dropped (RGBA -> RGB, no compositing); palette and grayscale images are
       expanded to RGB; CMYK is converted by Pillow.
     - Width x height is read from the header before any decoding; images over
-      ``max_pixels`` are rejected (``too_large``), which defuses decompression bombs.
+      ``max_pixels`` are rejected (``too_large``), which defuses decompression bombs; a file
+      over ``max_bytes`` is rejected (``file_too_large``) from its size, before it is read.
+    - Every pixel is decoded (``LOAD_TRUNCATED_IMAGES`` off) before the image is stored; pixel
+      data that does not decode is ``unreadable_image``, never stored as blank pixels.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from owl_data.errors import RejectError
+from owl_data.ingest.files import DEFAULT_MAX_FILE_BYTES, FileProblem, read_regular
 from owl_data.ingest.orientation import transform_mask
 
 __all__ = ["ImageError", "DecodedImage", "load_image", "read_header", "STORE_AS_IS_FORMATS"]
@@ -147,6 +151,7 @@ def load_image(
     path: Path,
     *,
     max_pixels: int = 64_000_000,
+    max_bytes: int | None = DEFAULT_MAX_FILE_BYTES,
     reencode_format: str = "png",
     jpeg_quality: int = 95,
 ) -> DecodedImage:
@@ -155,28 +160,31 @@ def load_image(
     Args:
         path: the image file.
         max_pixels: header width * height limit (``too_large`` beyond it).
+        max_bytes: file size limit, checked before reading (``file_too_large``); None: none.
         reencode_format: ``png`` (lossless, default) or ``jpeg`` for images that must change.
         jpeg_quality: quality when ``reencode_format`` is ``jpeg``.
 
     Raises:
-        ImageError: ``missing_image``, ``unreadable_image`` (corrupt, truncated, not an
-            image), ``too_large``.
+        ImageError: ``missing_image``, ``unreadable_image`` (corrupt, truncated, pixel data
+            that does not decode, not an image), ``too_large``, ``file_too_large``,
+            ``not_a_regular_file`` (a FIFO, folder or device).
     """
     try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ImageError("missing_image", str(path)) from None
-    except OSError as exc:
-        raise ImageError("unreadable_image", f"{type(exc).__name__}: {exc}") from None
+        data = read_regular(path, max_bytes=max_bytes, what="image")  # stat before read: regular, small enough
+    except FileProblem as exc:
+        raise ImageError(exc.reason, exc.detail) from None
     img, w, h = read_header(data, max_pixels)
     fmt = (img.format or "").upper()
-    deep = _deep_samples(img)  # before getexif(), which can load the PNG and drop its tiles
-    orientation = _orientation(img)
+    deep = _deep_samples(img)  # before load(), which drops the tiles
     try:
+        # every pixel decoded before anything else touches the image: getexif() on a PNG
+        # loads it too, and a second load() after a failed one returns blank pixels
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
         img.load()
         arr = _to_rgb_array(img)
     except _DECODE_ERRORS as exc:
         raise ImageError("unreadable_image", f"{type(exc).__name__}: {exc}") from None
+    orientation = _orientation(img)
     if arr.ndim != 3 or arr.shape[:2] != (h, w):
         raise ImageError("unreadable_image", f"decoded shape {arr.shape} for header {w}x{h}")
     as_is = fmt in STORE_AS_IS_FORMATS and img.mode == "RGB" and orientation == 1 and not deep

@@ -17,6 +17,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from owl_data.ingest.files import DEFAULT_MAX_FILE_BYTES
 from owl_data.records import Record
 
 __all__ = ["SourceOptions", "SOURCES", "get_reader", "SourceError"]
@@ -36,11 +37,14 @@ class SourceOptions:
         max_image_pixels: header width * height limit of the build; a reader that decodes
             pixels itself (Cityscapes' label maps) rejects a bigger frame (``too_large``)
             from its header, before decoding anything.
+        max_file_bytes: size limit of an image file the reader opens itself (Cityscapes'
+            frames and label maps: ``file_too_large``), checked before reading.
     """
 
     name: str
     synthetic: bool = False
     max_image_pixels: int = 64_000_000
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
 
 
 # name -> "module:function" (imported lazily so a missing optional dependency only

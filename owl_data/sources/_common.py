@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, TypeVar, Union
 
+from owl_data.ingest.files import FileProblem, open_regular, read_regular
 from owl_data.records import ImageRef, Record, Reject, Scene, TextRow
 from owl_data.sources import SourceError
 from owl_data.sources._paths import UnsafePath, resolve_inside
@@ -91,11 +92,12 @@ def load_json(path: Path, source: str) -> Any:
         SourceError: missing, unparsable or nested too deeply for the parser (the message
             names the file).
     """
-    if not path.is_file():
-        raise SourceError(f"{source}: {path} does not exist")
     try:
-        with open(path, "rb") as f:
+        with open_regular(path, what="annotation") as f:
             return json.load(f)
+    except FileProblem as exc:
+        missing = exc.reason == "missing_annotation"
+        raise SourceError(f"{source}: {path} does not exist" if missing else f"{source}: cannot read {exc.detail}") from None
     except (OSError, ValueError) as exc:  # ValueError: bad JSON, a 5000-digit integer
         raise SourceError(f"{source}: cannot read {path}: {exc}") from None
     except RecursionError:
@@ -112,9 +114,9 @@ def load_jsonl(path: Path, source: str) -> list[tuple[int, Any, str]]:
         SourceError: the file is missing or unreadable.
     """
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise SourceError(f"{source}: cannot read {path}: {exc}") from None
+        data = read_regular(path, what="annotation")
+    except FileProblem as exc:
+        raise SourceError(f"{source}: cannot read {exc.detail}") from None
     out = []
     for n, raw in enumerate(data.split(b"\n"), 1):
         try:
@@ -147,18 +149,19 @@ def source_id(v: Any) -> int | str | None:
 
 
 def read_text_file(path: Path) -> str | tuple[str, str]:
-    """The UTF-8 text of an annotation file, or ``("unreadable_annotation", detail naming it)``.
+    """The UTF-8 text of an annotation file, or ``("unreadable_annotation", detail naming it)``
+    (``not_a_regular_file`` for a FIFO, folder or device).
 
     One undecodable or unreadable file becomes rejects of its own items, never the end of
     the whole run.
     """
     try:
-        return path.read_text(encoding="utf-8")
+        return read_regular(path, what="annotation").decode("utf-8")
     except UnicodeDecodeError as exc:
         bad = exc.object[exc.start:exc.start + 1]
         return "unreadable_annotation", f"{path.name}: not UTF-8 (byte {bad!r} at offset {exc.start})"
-    except OSError as exc:
-        return "unreadable_annotation", f"{path.name}: {exc.strerror or exc}"
+    except FileProblem as exc:  # a FIFO or folder keeps its own reason
+        return ("unreadable_annotation" if exc.reason == "missing_annotation" else exc.reason), exc.detail
 
 
 def first_existing(candidates: Iterable[Path], *, is_dir: bool = True) -> Path | None:

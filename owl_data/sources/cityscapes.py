@@ -43,7 +43,9 @@ A frame that cannot be used is one Reject with item = its ``source_path`` and st
 whose size differs from the image header), ``unreadable_image`` (the image header cannot
 be read), ``too_large`` (the image or a label map's header is over the build's
 ``max_image_pixels``, or Pillow calls it a decompression bomb), ``path_outside_source`` (a
-symlink leading out of the root). Every header is checked before any label map is decoded,
+symlink leading out of the root), ``not_a_regular_file`` (a FIFO, folder or device named
+like a frame or annotation), ``file_too_large`` (a frame or label map over the build's
+``max_file_bytes``, refused from its size before it is read). Every header is checked before any label map is decoded,
 so an oversized frame costs no memory.
 
 Memory: every mask is a full-frame bool array (2 MB on a 2048x1024 frame), so a crowded
@@ -66,6 +68,7 @@ from PIL import Image
 from scipy import ndimage
 
 from owl_data.errors import RejectError
+from owl_data.ingest.files import FileProblem, open_regular, read_regular
 from owl_data.ingest.numbers import pixel_int
 from owl_data.records import ImageRef, Instance, MaskArray, Record, Reject, Scene
 from owl_data.sources import SourceError, SourceOptions
@@ -119,7 +122,7 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
     frames = list(_walk(images))
     if not frames:
         raise SourceError(f"cityscapes: no *{IMAGE_SUFFIX} under {str(images)!r} (expected leftImg8bit/<split>/<city>/)")
-    return _read_frames(root, frames, options.name, options.max_image_pixels)
+    return _read_frames(root, frames, options.name, options.max_image_pixels, options.max_file_bytes)
 
 
 def _walk(images: Path) -> Iterator[tuple[str, str, str]]:
@@ -131,23 +134,32 @@ def _walk(images: Path) -> Iterator[tuple[str, str, str]]:
                     yield split_dir.name, city_dir.name, name
 
 
-def _read_frames(root: Path, frames: list[tuple[str, str, str]], source: str, max_pixels: int) -> Iterator[Record]:
+def _read_frames(root: Path, frames: list[tuple[str, str, str]], source: str, max_pixels: int,
+                 max_bytes: int) -> Iterator[Record]:
     """Each frame's records; a frame that cannot be used is one Reject keyed by its source_path."""
     for split, city, name in frames:
         source_path = f"leftImg8bit/{split}/{city}/{name}"
         try:
-            yield from _read_frame(root, split, city, name, source_path, source, max_pixels)
-        except (_FrameError, UnsafePath) as err:
+            yield from _read_frame(root, split, city, name, source_path, source, (max_pixels, max_bytes))
+        except (_FrameError, UnsafePath, FileProblem) as err:
             yield Reject(source, source_path, "read", err.reason, err.detail)
 
 
-def _open_header(path: Path, rel: str, reason: str, max_pixels: int) -> tuple[int, int]:
-    """(W, H) from a PNG header (no pixel decoded); ``too_large`` over ``max_pixels``."""
+def _open_header(path: Path, rel: str, reason: str, limits: tuple[int, int]) -> tuple[int, int]:
+    """(W, H) from a PNG header (no pixel decoded); ``too_large`` over ``max_pixels``.
+
+    ``limits`` is (max_pixels, max_bytes); the file is opened by
+    :func:`~owl_data.ingest.files.open_regular` (``not_a_regular_file``, ``file_too_large``).
+    """
+    max_pixels, max_bytes = limits
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with open_regular(path, max_bytes=max_bytes, what=reason.removeprefix("unreadable_")) as f, \
+                    Image.open(f) as im:
                 size = im.size
+    except FileProblem:  # a ValueError too: keeps its own reason
+        raise
     except Image.DecompressionBombError as exc:
         raise _FrameError("too_large", f"{rel}: {exc}") from None
     except _PIL_ERRORS as exc:
@@ -158,9 +170,9 @@ def _open_header(path: Path, rel: str, reason: str, max_pixels: int) -> tuple[in
 
 
 def _read_frame(root: Path, split: str, city: str, name: str, source_path: str, source: str,
-                max_pixels: int) -> Iterator[Record]:
+                limits: tuple[int, int]) -> Iterator[Record]:
     image_path, _ = resolve_inside(root, root / "leftImg8bit" / split / city, name)
-    width, height = _open_header(image_path, source_path, "unreadable_image", max_pixels)
+    width, height = _open_header(image_path, source_path, "unreadable_image", limits)
 
     stem = name[: -len(IMAGE_SUFFIX)]
     gt_dir = root / "gtFine" / split / city
@@ -168,14 +180,14 @@ def _read_frame(root: Path, split: str, city: str, name: str, source_path: str, 
     if not (gt_dir / f"{stem}{INSTANCE_SUFFIX}").is_file():
         raise _FrameError("missing_annotation", f"no {inst_rel}")
     inst_path, _ = resolve_inside(root, gt_dir, f"{stem}{INSTANCE_SUFFIX}")
-    inst = _read_map(inst_path, inst_rel, (width, height), max_pixels)
+    inst = _read_map(inst_path, inst_rel, (width, height), limits)
     if not np.issubdtype(inst.dtype, np.integer) or inst.min() < 0:
         raise _FrameError("unreadable_annotation", f"{inst_rel}: not a map of non-negative integer ids ({inst.dtype})")
 
     label_rel = f"gtFine/{split}/{city}/{stem}{LABEL_SUFFIX}"
     if (gt_dir / f"{stem}{LABEL_SUFFIX}").is_file():
         label_path, _ = resolve_inside(root, gt_dir, f"{stem}{LABEL_SUFFIX}")
-        semantic = _read_map(label_path, label_rel, (width, height), max_pixels)
+        semantic = _read_map(label_path, label_rel, (width, height), limits)
         if semantic.dtype != np.uint8:
             raise _FrameError("unreadable_annotation", f"{label_rel}: expected 8-bit label ids, got {semantic.dtype}")
     else:
@@ -192,20 +204,22 @@ def _read_frame(root: Path, split: str, city: str, name: str, source_path: str, 
     yield from rejects
 
 
-def _read_map(path: Path, rel: str, size: tuple[int, int], max_pixels: int) -> np.ndarray:
+def _read_map(path: Path, rel: str, size: tuple[int, int], limits: tuple[int, int]) -> np.ndarray:
     """Decode a single-channel annotation PNG as a (H, W) array, dtype kept (uint16 stays).
 
     The header is checked first (size equal to the image's, within ``max_pixels``), so a
     map that does not fit is rejected without being decoded.
     """
-    header = _open_header(path, rel, "unreadable_annotation", max_pixels)
+    header = _open_header(path, rel, "unreadable_annotation", limits)
     if header != size:
         raise _FrameError("size_mismatch", f"{rel} is {header[0]}x{header[1]}, image is {size[0]}x{size[1]}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with open_regular(path, max_bytes=limits[1], what="annotation") as f, Image.open(f) as im:
                 arr = np.array(im)
+    except FileProblem:  # a ValueError too: keeps its own reason
+        raise
     except Image.DecompressionBombError as exc:
         raise _FrameError("too_large", f"{rel}: {exc}") from None
     except _PIL_ERRORS as exc:
@@ -219,8 +233,10 @@ def _read_map(path: Path, rel: str, size: tuple[int, int], max_pixels: int) -> n
 
 def _check_polygon_size(path: Path, rel: str, size: tuple[int, int]) -> None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_regular(path, what="annotation").decode("utf-8"))
         declared = (pixel_int(data["imgWidth"], "imgWidth"), pixel_int(data["imgHeight"], "imgHeight"))
+    except FileProblem:
+        raise
     except (OSError, ValueError, KeyError, TypeError) as exc:  # ValueError: JSON, NumberError
         raise _FrameError("unreadable_annotation", f"{rel}: {type(exc).__name__}: {exc}") from None
     except RecursionError:

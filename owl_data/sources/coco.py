@@ -40,6 +40,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
+from owl_data.ingest.files import FileProblem, open_regular
 from owl_data.ingest.numbers import NumberError, finite_float, pixel_int
 from owl_data.records import RLE, Box, Instance, Polygons, Record, Reject, Scene, TextRow
 from owl_data.sources import SourceError, SourceOptions
@@ -80,11 +81,13 @@ def _pixel_size(v: Any) -> int | None:
 
 
 def _load(ann_path: Path) -> dict:
-    if not ann_path.is_file():
-        raise SourceError(f"COCO annotation file {ann_path} does not exist")
     try:
-        with open(ann_path, "rb") as f:
+        with open_regular(ann_path, what="annotation") as f:  # a FIFO or folder: refused, never waited on
             data = json.load(f)
+    except FileProblem as exc:
+        if exc.reason == "missing_annotation":
+            raise SourceError(f"COCO annotation file {ann_path} does not exist") from None
+        raise SourceError(f"cannot read COCO annotation file {exc.detail}") from None
     except (OSError, ValueError) as exc:  # ValueError: bad JSON, a 5000-digit integer
         raise SourceError(f"cannot read COCO annotation file {ann_path}: {exc}") from None
     except RecursionError:

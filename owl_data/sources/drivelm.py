@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from owl_data.ingest.files import FileProblem, open_regular
 from owl_data.ingest.numbers import NumberError, finite_float
 from owl_data.records import Box, ImageRef, Instance, Record, Reject, Scene, SourceQA
 from owl_data.sources import SourceError, SourceOptions
@@ -121,8 +122,10 @@ class _Camera:
 def _load(path: Path) -> tuple[dict | None, str]:
     """(data, "") for a DriveLM file, else (None, why it is not one)."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path, what="annotation") as f:
             data = json.load(f)
+    except FileProblem as exc:
+        return None, f"cannot be read: {exc.detail}"
     except (OSError, ValueError) as exc:  # ValueError: bad JSON, a 5000-digit integer
         return None, f"cannot be parsed: {type(exc).__name__}: {exc}"
     except RecursionError:

@@ -30,6 +30,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Iterator
 
+from owl_data.ingest.files import FileProblem, read_regular
 from owl_data.records import Box, Record, Reject, Scene, TextRow
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._common import (
@@ -117,8 +118,8 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
         text = read_text_file(f)
         if isinstance(text, tuple):  # one bad file rejects its own sentences, not the run
             try:
-                n = max(1, len(f.read_bytes().splitlines()))
-            except OSError:
+                n = max(1, len(read_regular(f, what="annotation").splitlines()))
+            except FileProblem:
                 n = 1
             yield from reject_items(name, (f"{iid}:{i}" for i in range(n)), *text)
             continue

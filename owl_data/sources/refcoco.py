@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from owl_data.ingest.files import FileProblem, read_regular
 from owl_data.ingest.numbers import is_finite_number
 from owl_data.records import Box, Record, Reject, TextRow
 from owl_data.sources import SourceError, SourceOptions
@@ -81,13 +82,11 @@ def load_refs(path: Path) -> Any:
         SourceError: the file is missing or not a pickle.
     """
     try:
-        size = path.stat().st_size
-        if size > MAX_PICKLE_BYTES:
-            raise SourceError(f"refcoco: {path} is {size / 2**30:.1f} GiB, above the {MAX_PICKLE_BYTES >> 30} GiB "
-                              "limit of a refs pickle; is it the right file?")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise SourceError(f"refcoco: cannot read {path}: {exc}") from None
+        data = read_regular(path, max_bytes=MAX_PICKLE_BYTES, what="annotation")
+    except FileProblem as exc:
+        hint = f" (the limit of a refs pickle is {MAX_PICKLE_BYTES >> 30} GiB; is it the right file?)" \
+            if exc.reason == "file_too_large" else ""
+        raise SourceError(f"refcoco: cannot read {exc.detail}{hint}") from None
     last: Exception | None = None
     for encoding in ("utf-8", "latin1"):
         try:

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from owl_data.records import Box
+from owl_data.records import Box, Scene
 from owl_data.sources import SourceError, SourceOptions, get_reader
 from owl_data.sources.drivelm import TAG_RE, object_phrase, parse_tag, read
 from tests.conftest import need_shared_data, split_records as _split
@@ -20,7 +20,7 @@ OPTS = SourceOptions(name="drivelm")
 
 
 def _accounted(scenes, rejects):
-    keys = [k for s in scenes for k in s.items] + [r.item for r in rejects]
+    keys = [k for s in scenes for k in s.items + [tr.item for tr in s.rows]] + [r.item for r in rejects]
     assert len(keys) == len(set(keys)), "an item was accounted twice"
     return set(keys)
 
@@ -200,3 +200,66 @@ def test_duplicate_frames_read_once_and_other_files_rejected(crafted, tmp_path):
 def test_registered():
     assert get_reader("drivelm") is read
     assert re.fullmatch(TAG_RE, T1)
+
+
+def _with_question_only_file(tmp_path):
+    """The real sample plus ``data/test_eval.json``: the same scene and frames, question-only
+    (every QA of the training file, the first key frame's perception list cut to 5, and
+    ``image_paths``; no ``key_object_infos``). Sorted, the question-only file comes first."""
+    import shutil
+
+    real = need_shared_data("drivelm")
+    root = tmp_path / "drivelm"
+    shutil.copytree(real, root)
+    raw = json.loads((root / "data" / "train_sample.json").read_text())
+    q_only = {}
+    for scene, body in raw.items():
+        frames = {}
+        for n, (frame, kf) in enumerate(body["key_frames"].items()):
+            qa = {fam: list(qs) for fam, qs in kf["QA"].items()}
+            if n == 0:
+                qa["perception"] = qa["perception"][:5]
+            frames[frame] = {"QA": qa, "image_paths": kf["image_paths"]}
+        q_only[scene] = {"scene_description": body["scene_description"], "key_frames": frames}
+    (root / "data" / "test_eval.json").write_text(json.dumps(q_only))
+    return root, raw, q_only
+
+
+@pytest.mark.realdata
+def test_question_only_file_beside_the_training_file(tmp_path):
+    import pyarrow.parquet as pq
+
+    from owl_data.build.config import BuildConfig
+    from owl_data.build.driver import SourceSpec, run_build
+    from owl_data.corpus.validate import validate_corpus
+
+    root, raw, q_only = _with_question_only_file(tmp_path)
+    scenes, rejects = _split(list(read(str(root), OPTS)))
+    train_items = {f"{f}:{t}" for b in raw.values() for f, kf in b["key_frames"].items() for t in kf["key_object_infos"]}
+    train_items |= {f"{f}:{fam}:{i}" for b in raw.values() for f, kf in b["key_frames"].items()
+                    for fam, qs in kf["QA"].items() for i in range(len(qs))}
+    eval_items = {f"{f}@data/test_eval.json:{fam}:{i}" for b in q_only.values() for f, kf in b["key_frames"].items()
+                  for fam, qs in kf["QA"].items() for i in range(len(qs))}
+    assert len(train_items) == 323 and len(eval_items) == 323 - 12 - 30  # 12 key objects, 30 QA cut
+    assert _accounted(scenes, rejects) == train_items | eval_items  # every item of both files, once
+    assert {s.ref.split for s in scenes} == {"test"}  # the scene is held out, from both files
+    # a question-only QA has the outcome of its training twin: the same tags, the same key objects
+    twin = {r.item.replace("@data/test_eval.json", ""): r.reason for r in rejects if "@" in r.item}
+    assert twin == {r.item: r.reason for r in rejects if "@" not in r.item and r.item in twin}
+
+    single = run_build([SourceSpec("drivelm", str(need_shared_data("drivelm")))], tmp_path / "one", BuildConfig())
+    both = run_build([SourceSpec("drivelm", str(root))], tmp_path / "two", BuildConfig())
+    s1, s2 = single.manifest["sources"]["drivelm"], both.manifest["sources"]["drivelm"]
+    assert s2["items_read"] == len(train_items | eval_items) == s2["items_kept"] + s2["items_rejected"]
+    rej = {r["item"]: r["reason"] for r in pq.read_table(tmp_path / "two" / "rejects").to_pylist()}
+    rej1 = {r["item"]: r["reason"] for r in pq.read_table(tmp_path / "one" / "rejects").to_pylist()}
+    assert {k: v for k, v in rej.items() if "@" not in k} == rej1  # the training file as alone
+    assert s2["items_kept"] == s1["items_kept"] + (len(eval_items) - (len(rej) - len(rej1)))
+    assert set(both.manifest["rows"]["point_vqa"]) == set(both.manifest["rows"]["grounding"]) == {"test"}
+    rep = validate_corpus(tmp_path / "two")
+    assert rep.ok, rep.problems
+    assert both.manifest["rows"]["point_vqa"]["test"] == sum(single.manifest["rows"]["point_vqa"].values()) + (
+        len(eval_items) - (len(rej) - len(rej1)))  # one reasoning row per kept question-only QA
+    with pytest.raises(SourceError, match="eval_split"):
+        list(read(f"{root}?eval_split=../x", OPTS))
+    assert {s.ref.split for s in read(f"{root}?eval_split=val", OPTS) if isinstance(s, Scene)} == {"val"}

@@ -1,0 +1,95 @@
+"""Opening input files: regular files only, size checked by ``fstat`` before any byte is read.
+
+Every reader opens every file it reads (images, label maps, annotation JSON/JSONL/text,
+pickles) through :func:`open_regular` or :func:`read_regular`, so a FIFO, a device or a folder
+named like a data file is refused at once instead of blocking the build, and a file over the
+size limit is refused before it is read.
+
+Conventions:
+    - The file is opened with ``O_NONBLOCK`` (opening a FIFO that has no writer then returns at
+      once) and checked on the open descriptor (``fstat``), so there is no window between
+      the check and the read; the flag is cleared before reading a regular file.
+    - Reasons (``what`` is ``image``, ``annotation``, ...): ``missing_<what>``,
+      ``unreadable_<what>``, ``not_a_regular_file``, ``file_too_large``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import stat
+from pathlib import Path
+from typing import BinaryIO
+
+from owl_data.errors import RejectError
+
+__all__ = ["FileProblem", "open_regular", "read_regular", "DEFAULT_MAX_FILE_BYTES"]
+
+DEFAULT_MAX_FILE_BYTES = 256 * 2**20
+"""Default size limit of an image file (the build's ``max_file_bytes``): 256 MiB."""
+
+
+class FileProblem(RejectError):
+    """A file that cannot be opened for reading; ``reason`` as in the module docstring."""
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a folder"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def open_regular(path: Path | str, *, max_bytes: int | None = None, what: str = "file") -> BinaryIO:
+    """Open ``path`` for binary reading if it is a regular file of at most ``max_bytes`` bytes.
+
+    Args:
+        path: the file (symlinks followed; callers check containment first).
+        max_bytes: size limit checked from ``fstat`` before reading; None for no limit.
+        what: the word in the reasons ``missing_<what>`` and ``unreadable_<what>``.
+
+    Raises:
+        FileProblem: ``missing_<what>`` (absent), ``not_a_regular_file`` (FIFO, folder,
+            device, socket), ``file_too_large`` (over ``max_bytes``), ``unreadable_<what>``
+            (any other OS error, e.g. permission denied).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise FileProblem(f"missing_{what}", f"{path} not found") from None
+    except IsADirectoryError:
+        raise FileProblem("not_a_regular_file", f"{path} is a folder, not a regular file") from None
+    except OSError as exc:
+        raise FileProblem(f"unreadable_{what}", f"{path}: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise FileProblem("not_a_regular_file", f"{path} is {_kind(st.st_mode)}, not a regular file")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise FileProblem("file_too_large", f"{path} is {st.st_size} bytes, over the limit of {max_bytes} "
+                                                "(max_file_bytes)")
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path: Path | str, *, max_bytes: int | None = None, what: str = "file") -> bytes:
+    """The bytes of a regular file of at most ``max_bytes`` bytes (see :func:`open_regular`).
+
+    A file that grows past ``max_bytes`` between the check and the read is refused too: at
+    most ``max_bytes + 1`` bytes are ever read.
+
+    Raises:
+        FileProblem: as :func:`open_regular`; ``unreadable_<what>`` for an error while reading.
+    """
+    with open_regular(path, max_bytes=max_bytes, what=what) as f:
+        try:
+            data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+        except OSError as exc:
+            raise FileProblem(f"unreadable_{what}", f"{path}: {exc.strerror or exc}") from None
+    if max_bytes is not None and len(data) > max_bytes:
+        raise FileProblem("file_too_large", f"{path} grew over the limit of {max_bytes} bytes while read")
+    return data
