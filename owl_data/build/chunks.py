@@ -4,7 +4,8 @@ A chunk holds what a run of ``chunk_scenes`` scenes produced, so a killed build 
 where it stopped: one Arrow IPC file per table (``images``, ``image_refs``, the task tables,
 ``rejects``), ``row_items.json`` (the item key of each task row), ``accounting.json`` (per
 source: the items read and kept) and ``content_key.txt`` (:mod:`owl_data.build.content_key`).
-A folder is written under ``NNNNNN.tmp`` and renamed, so a chunk is whole or absent.
+A folder is written under ``NNNNNN.tmp`` and renamed, so a chunk is whole or absent; one whose
+key matches but whose files do not read back (a disk fault) is discarded with a warning and redone.
 
 Why chunks are not corpus shards (:class:`owl_data.corpus.writer.ShardWriter`), though rows
 go through the same schema check (:func:`owl_data.corpus.writer.to_table`): a shard is the
@@ -20,14 +21,17 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from owl_data.corpus import schema as schemas
 from owl_data.corpus.writer import to_table
+from owl_data.fs import DamagedStateWarning, read_state
 from owl_data.records import Reject, Scene
 
 if TYPE_CHECKING:
@@ -105,12 +109,40 @@ def save_chunk(folder: Path, results: list["SceneResult"], source_rejects: list[
     tmp.rename(folder)
 
 
-def chunk_reusable(folder: Path, key: str) -> bool:
-    """A finished chunk folder built from the same records by the same code."""
+def _is_row_items(v: object) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, list) for k, x in v.items())
+
+
+def _is_accounting(v: object) -> bool:
+    return isinstance(v, dict) and all(isinstance(a, dict) and isinstance(a.get("read"), list)
+                                       and isinstance(a.get("kept"), list) for a in v.values())
+
+
+def _table_ok(path: Path, table: str) -> bool:
+    """An IPC file that opens (its footer reads) with the table's schema."""
     try:
-        return (folder / CHUNK_KEY).read_text() == key
-    except OSError:
+        with ipc.open_file(path) as r:
+            return r.schema.remove_metadata().equals(schemas.TABLES[table].remove_metadata())
+    except (OSError, pa.ArrowException):
         return False
+
+
+def chunk_reusable(folder: Path, key: str) -> bool:
+    """A finished chunk folder built from the same records by the same code, whose files read
+    back; a chunk of the right key with a damaged file is discarded with one
+    :class:`~owl_data.fs.DamagedStateWarning` naming the file (its scenes are processed again)."""
+    try:
+        if (folder / CHUNK_KEY).read_text() != key:
+            return False
+    except (OSError, UnicodeDecodeError):
+        return False
+    for table in ("images", "image_refs", *schemas.TASK_TABLES, "rejects"):
+        if not _table_ok(folder / f"{table}.arrow", table):
+            warnings.warn(f"{folder / f'{table}.arrow'}: damaged build chunk (truncated or unreadable) discarded; "
+                          "its scenes are processed again", DamagedStateWarning, stacklevel=2)
+            return False
+    return (read_state(folder / "row_items.json", _is_row_items, "build chunk") is not None
+            and read_state(folder / "accounting.json", _is_accounting, "build chunk") is not None)
 
 
 def read_rows(folder: Path, table: str) -> list[dict[str, Any]]:

@@ -47,7 +47,7 @@ from owl_data.build.scene import SceneResult, process_scene, split_for_group
 from owl_data.build.config import BuildConfig
 from owl_data.corpus import schema as schemas
 from owl_data.errors import FieldError
-from owl_data.fs import check_out
+from owl_data.fs import check_out, read_state, write_atomic
 from owl_data.records import Reject, Scene
 from owl_data.sources import SourceOptions, get_reader
 
@@ -150,6 +150,9 @@ def _open_partial(out: Path, sources: list[SourceSpec], cfg: BuildConfig) -> tup
 
     The spec (schema version, sources, content config, code versions) is hashed; a partial
     folder left by a build of another spec is removed, so only the same build resumes.
+    ``spec.json`` is written atomically; an empty, truncated or ill-shaped one (a kill or a
+    full disk) is discarded with a :class:`~owl_data.fs.DamagedStateWarning` and rewritten
+    (every chunk is still checked against its own content key, which includes the spec hash).
     """
     spec = {
         "schema_version": schemas.SCHEMA_VERSION,
@@ -159,12 +162,12 @@ def _open_partial(out: Path, sources: list[SourceSpec], cfg: BuildConfig) -> tup
     }
     spec_hash = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
     partial = out.parent / f".{out.name}.partial"
-    if (partial / "spec.json").is_file():
-        old = json.loads((partial / "spec.json").read_text())
-        if old.get("hash") != spec_hash:
-            shutil.rmtree(partial)
+    old = read_state(partial / "spec.json", lambda v: isinstance(v, dict) and isinstance(v.get("hash"), str),
+                     "build spec")  # a damaged one is discarded with a warning; chunks keep their own keys
+    if old is not None and old["hash"] != spec_hash:
+        shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
-    (partial / "spec.json").write_text(json.dumps({"hash": spec_hash, **spec}, sort_keys=True))
+    write_atomic(partial / "spec.json", json.dumps({"hash": spec_hash, **spec}, sort_keys=True))
     (partial / "chunks").mkdir(exist_ok=True)
     return partial, spec_hash
 

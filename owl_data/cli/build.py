@@ -10,11 +10,13 @@ import dataclasses
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 from rich.table import Table
 
 from owl_data.cli.app import _fail, app, console, out_console
@@ -111,6 +113,7 @@ def _build_inputs(source: list[str], config: Optional[Path], overrides: dict[str
 def _run_with_progress(specs: list[SourceSpec], out: Path, cfg: BuildConfig) -> BuildReport:
     """:func:`owl_data.build.driver.run_build` under a transient progress bar; errors exit."""
     from owl_data.build.driver import run_build
+    from owl_data.fs import DamagedStateWarning
     from owl_data.sources import SourceError
 
     with Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
@@ -121,7 +124,11 @@ def _run_with_progress(specs: list[SourceSpec], out: Path, cfg: BuildConfig) -> 
             bar.update(task, advance=n, description=f"building ({stage})")
 
         try:
-            return run_build(specs, out, cfg, progress=progress)
+            with warnings.catch_warnings():  # a discarded resume state: one yellow line naming its file
+                warnings.simplefilter("always", DamagedStateWarning)
+                warnings.showwarning = lambda msg, *_a, **_k: console.print(
+                    f"[bold yellow]warning:[/] {escape(str(msg))}", soft_wrap=True)
+                return run_build(specs, out, cfg, progress=progress)
         except (SourceError, ValueError, OSError) as exc:
             _fail(exc)
 
