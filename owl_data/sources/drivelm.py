@@ -14,9 +14,12 @@ nuScenes): a JSON object ``scene_token -> {scene_description, key_frames: {frame
 
 Every ``*.json`` under ``DIR`` (recursively, sorted by path) is read as such a file; one
 that is not (unparsable, another layout) is rejected as an item of its own
-(``not_a_drivelm_file``). A frame token met again in a later file is the same nuScenes
-sample and is not read twice; met again under another scene of the same file, it is a
-conflict and its items are rejected (``duplicate_frame``).
+(``not_a_drivelm_file``). Every item of every file is counted: a frame token met again with
+key objects (in a later file, or under another scene of the same file) is read once, the
+items of its repeats are rejected (``duplicate_frame``). A question-only frame (an evaluation
+file's: ``QA`` and ``image_paths``, no ``key_object_infos``) resolves its tags against the
+key objects of the same frame in another file; its scene is held out: every row of it, from
+every file, goes to split ``test`` (``DIR?eval_split=S`` names another).
 
 Records: one :class:`~owl_data.records.Scene` per (frame, camera) with at least one usable
 key object on that camera (``group`` = the scene token, ``declared_size`` = (1600, 900),
@@ -42,81 +45,19 @@ object was rejected gets that object's reason. The builder adds ``point_outside_
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from owl_data.ingest.files import FileProblem, open_regular
-from owl_data.ingest.numbers import NumberError, finite_float
-from owl_data.records import Box, ImageRef, Instance, Record, Reject, Scene, SourceQA
+from owl_data.records import SPLIT_NAME, Record, Reject, Scene, SourceQA, TextRow
 from owl_data.sources import SourceError, SourceOptions
+from owl_data.sources._common import parse_spec
+from owl_data.sources._drivelm_frame import (
+    CAMERA_SIZE, STAGE, TAG_RE, _camera, _frame, _key_object, _qa, object_phrase, parse_tag,
+)
 from owl_data.sources._paths import UnsafePath, resolve_inside
 
 __all__ = ["read", "parse_tag", "object_phrase", "CAMERA_SIZE", "TAG_RE"]
-
-STAGE = "read"
-CAMERA_SIZE = (1600, 900)
-"""(W, H) in pixels of every nuScenes camera image, the frame DriveLM tags refer to."""
-
-_NUM = r"-?\d+(?:\.\d+)?"
-TAG_RE = re.compile(rf"<c(\d+),(CAM_[A-Z_]+),({_NUM}),({_NUM})>")
-"""The full DriveLM tag grammar ``<cN,CAM_X,x,y>`` (x, y in pixels)."""
-_MENTION_RE = re.compile(r"<c\d+,[^<>]*>")
-"""Anything that looks like a tag in QA text (well-formed or not)."""
-_ARTICLES = ("a ", "an ", "the ")
-
-
-def parse_tag(tag: str) -> tuple[str, float, float] | None:
-    """``"<c1,CAM_BACK,1088.3,497.5>"`` -> ``("CAM_BACK", 1088.3, 497.5)``; None if malformed."""
-    m = TAG_RE.fullmatch(tag)
-    if m is None:
-        return None
-    return m.group(2), float(m.group(3)), float(m.group(4))
-
-
-def object_phrase(description: str, category: str = "") -> str:
-    """A short noun phrase for an object, from its DriveLM ``Visual_description``.
-
-    The trailing period is dropped, a leading article replaced by "the", and the first
-    letter lower-cased unless the first word is an acronym (``"SUV parked."`` keeps
-    ``SUV``). Falls back to the category, then to "the object".
-    """
-    text = (description or "").strip().rstrip(".").strip()
-    if not text:
-        text = (category or "").strip()
-    if not text:
-        return "the object"
-    low = text.lower()
-    for art in _ARTICLES:
-        if low.startswith(art):
-            text = text[len(art):].lstrip()
-            break
-    first = text.split(" ", 1)[0]
-    if not (len(first) > 1 and first.isupper()):
-        text = text[:1].lower() + text[1:]
-    return f"the {text}"
-
-
-@dataclass
-class _KeyObject:
-    tag: str
-    item: str
-    info: Any
-    camera: str | None = None
-    instance: Instance | None = None
-    reason: str = ""  # reject reason, "" when usable
-    detail: str = ""
-    phrase: str = "the object"
-
-
-@dataclass
-class _Camera:
-    ref: ImageRef | None = None
-    reason: str = ""
-    detail: str = ""
-    instances: list[Instance] = field(default_factory=list)
-    qa: list[SourceQA] = field(default_factory=list)
 
 
 def _load(path: Path) -> tuple[dict | None, str]:
@@ -137,179 +78,80 @@ def _load(path: Path) -> tuple[dict | None, str]:
     return data, ""
 
 
-def _key_object(frame: str, tag: str, info: Any) -> _KeyObject:
-    ko = _KeyObject(tag=tag, item=f"{frame}:{tag}", info=info)
-    if isinstance(info, dict):
-        ko.phrase = object_phrase(
-            info.get("Visual_description") if isinstance(info.get("Visual_description"), str) else "",
-            info.get("Category") if isinstance(info.get("Category"), str) else "",
-        )
-    parsed = parse_tag(tag)
-    if parsed is None:
-        ko.reason, ko.detail = "bad_tag", f"tag {tag!r} is not <cN,CAM_X,x,y>"
-        return ko
-    ko.camera, x, y = parsed
-    bbox = info.get("2d_bbox") if isinstance(info, dict) else None
-    if not isinstance(info, dict) or not isinstance(info.get("Category"), str):
-        ko.reason, ko.detail = "malformed_key_object", "not an object with a string Category"
-        return ko
-    if not (isinstance(bbox, list) and len(bbox) == 4):
-        ko.reason, ko.detail = "malformed_key_object", f"2d_bbox {str(bbox)[:80]} is not [x1, y1, x2, y2]"
-        return ko
-    try:
-        box = Box(*(finite_float(v, "2d_bbox value") for v in bbox))
-    except NumberError as exc:
-        ko.reason = "non_finite" if exc.reason == "non_finite" else "malformed_key_object"
-        ko.detail = exc.detail
-        return ko
-    status, desc = info.get("Status"), info.get("Visual_description")
-    ko.instance = Instance(
-        instance=tag,
-        category=info["Category"],
-        kind="thing",
-        geometry=box,
-        item=ko.item,
-        point=(x, y),
-        attributes={
-            "status": status if isinstance(status, str) else "",
-            "visual_description": desc if isinstance(desc, str) else "",
-        },
-    )
-    return ko
+def _question_only(kf: Any) -> bool:
+    """A key frame of a question-only (evaluation) file: QA and image paths, no key objects."""
+    return isinstance(kf, dict) and "key_object_infos" not in kf
 
 
-def _camera(root: Path, folder: Path, scene: str, camera: str, paths: Any, name: str) -> _Camera:
-    rel = paths.get(camera) if isinstance(paths, dict) else None
-    if not isinstance(rel, str) or not rel:
-        return _Camera(reason="missing_image", detail=f"no image path for {camera}")
-    try:
-        path, source_path = resolve_inside(root, folder, rel)
-    except UnsafePath as exc:
-        return _Camera(reason=exc.reason, detail=exc.detail)
-    if not path.is_file():
-        return _Camera(reason="missing_image", detail=f"{source_path} not found")
-    ref = ImageRef(
-        source=name, path=path, source_path=source_path, group=scene, split=None,
-        declared_size=CAMERA_SIZE,
-    )
-    return _Camera(ref=ref)
+def _plan(docs: list[tuple[str, Path, dict]]) -> tuple[dict[str, Any], set[str]]:
+    """Across every file: frame -> the key objects of its first full occurrence, and the scenes
+    held out for evaluation (those a question-only frame belongs to, closed over shared frames
+    so that no image and no scene straddles splits)."""
+    objects: dict[str, Any] = {}
+    scenes_of: dict[str, set[str]] = {}
+    frames_of: dict[str, set[str]] = {}
+    held: set[str] = set()
+    for _, _, data in docs:
+        for scene, body in data.items():
+            for frame, kf in body["key_frames"].items():
+                scenes_of.setdefault(frame, set()).add(scene)
+                frames_of.setdefault(scene, set()).add(frame)
+                if _question_only(kf):
+                    held.add(frame)
+                elif isinstance(kf, dict) and frame not in objects:
+                    objects[frame] = kf.get("key_object_infos")
+    scenes: set[str] = set()
+    while held:
+        new = {s for f in held for s in scenes_of[f]} - scenes
+        scenes |= new
+        held = {f for s in new for f in frames_of[s]} - held
+    return objects, scenes
 
 
-def _rewrite(text: str, objects: dict[str, _KeyObject], target: str | None) -> str:
-    """Replace the first mention of ``target`` by ``<point>``, every other tag by its phrase."""
-    done = target is None
-
-    def sub(m: re.Match) -> str:
-        nonlocal done
-        tag = m.group(0)
-        if not done and tag == target:
-            done = True
-            return "<point>"
-        phrase = objects[tag].phrase
-        start = m.start()
-        before = text[:start].rstrip()
-        if start == 0 or before.endswith((".", "?", "!")):
-            phrase = phrase[:1].upper() + phrase[1:]
-        return phrase
-
-    return _MENTION_RE.sub(sub, text)
-
-
-def _qa(
-    frame: str, family: str, index: int, entry: Any, objects: dict[str, _KeyObject],
-    cameras: dict[str, _Camera],
-) -> tuple[str, SourceQA | tuple[str, str]]:
-    """Return (camera, SourceQA) for a usable QA, else ("", (reason, detail))."""
-    item = f"{frame}:{family}:{index}"
-    if not isinstance(entry, dict) or not isinstance(entry.get("Q"), str) or not isinstance(entry.get("A"), str):
-        return "", ("malformed_qa", "Q and A must be strings")
-    q, a = entry["Q"], entry["A"]
-    mentions = _MENTION_RE.findall(q) + _MENTION_RE.findall(a)
-    if not mentions:
-        return "", ("no_point_tag", "mentions no object tag")
-    for tag in mentions:
-        if tag not in objects:
-            return "", ("unknown_tag", f"{tag!r} is not a key object of frame {frame}")
-    target = objects[mentions[0]]
-    if target.reason:
-        return "", (target.reason, f"target {target.tag}: {target.detail}")
-    cam = cameras[target.camera]
-    if cam.ref is None:
-        return "", (cam.reason, f"target {target.tag}: {cam.detail}")
-    in_question = target.tag in _MENTION_RE.findall(q)
-    qa = SourceQA(
-        item=item,
-        question=_rewrite(q, objects, target.tag if in_question else None),
-        answer=_rewrite(a, objects, None),
-        target=target.tag,
-        family=family,
-    )
-    return target.camera, qa
-
-
-def _frame(
-    root: Path, folder: Path, scene: str, frame: str, kf: Any, name: str
+def _question_frame(
+    root: Path, folder: Path, scene: str, prefix: str, kf: dict, infos: Any, name: str, split: str
 ) -> Iterator[Record]:
-    def reject(item: str, reason: str, detail: str = "") -> Reject:
-        return Reject(source=name, item=item, stage=STAGE, reason=reason, detail=detail)
-
-    if not isinstance(kf, dict):
-        yield reject(frame, "malformed_frame", f"key frame of type {type(kf).__name__}")
-        return
-    infos = kf.get("key_object_infos", {})
-    if not isinstance(infos, dict):
-        yield reject(f"{frame}:key_object_infos", "malformed_key_object", "not an object")
-        infos = {}
+    """The QA items of a question-only frame (keyed ``<frame>@<file>:<family>:<index>``): tags
+    resolve against ``infos``, the key objects another file gives for the same frame; each
+    usable QA is a point_vqa TextRow on its target's camera, in ``split``."""
+    frame = prefix.split("@", 1)[0]
+    objects = {tag: _key_object(frame, tag, info) for tag, info in (infos if isinstance(infos, dict) else {}).items()}
     paths = kf.get("image_paths", {})
-
-    objects = {tag: _key_object(frame, tag, info) for tag, info in infos.items()}
-    order = list(paths) if isinstance(paths, dict) else []
-    order += sorted({o.camera for o in objects.values() if o.camera and o.camera not in order})
-    cameras = {c: _camera(root, folder, scene, c, paths, name) for c in order
-               if any(o.camera == c for o in objects.values())}
-
+    cameras = {c: _camera(root, folder, scene, c, paths, name, split)
+               for c in dict.fromkeys(o.camera for o in objects.values() if o.camera)}
     for ko in objects.values():
         if not ko.reason and cameras[ko.camera].ref is None:
             ko.reason, ko.detail = cameras[ko.camera].reason, cameras[ko.camera].detail
-        if ko.reason:
-            yield reject(ko.item, ko.reason, ko.detail)
-        else:
-            cameras[ko.camera].instances.append(ko.instance)
-
+    rows: dict[str, list[TextRow]] = {}
     qas = kf.get("QA", {})
     if not isinstance(qas, dict):
-        yield reject(f"{frame}:QA", "malformed_qa", "QA is not an object")
+        yield Reject(name, f"{prefix}:QA", STAGE, "malformed_qa", "QA is not an object")
         qas = {}
     for family, entries in qas.items():
         if not isinstance(entries, list):
-            yield reject(f"{frame}:{family}", "malformed_qa", "QA family is not a list")
+            yield Reject(name, f"{prefix}:{family}", STAGE, "malformed_qa", "QA family is not a list")
             continue
         for index, entry in enumerate(entries):
-            camera, result = _qa(frame, family, index, entry, objects, cameras)
-            if isinstance(result, SourceQA):
-                cameras[camera].qa.append(result)
-            else:
-                yield reject(f"{frame}:{family}:{index}", *result)
-
-    for cam in cameras.values():
-        if cam.ref is None or not cam.instances:
-            continue
-        yield Scene(
-            ref=cam.ref,
-            instances=cam.instances,
-            items=[i.item for i in cam.instances] + [qa.item for qa in cam.qa],
-            qa=cam.qa,
-            sample_points=False,
-            grounding_from_attributes=True,
-        )
+            camera, qa = _qa(prefix, family, index, entry, objects, cameras)
+            if not isinstance(qa, SourceQA):
+                yield Reject(name, f"{prefix}:{family}:{index}", STAGE, *qa)
+                continue
+            inst = objects[qa.target].instance
+            rows.setdefault(camera, []).append(TextRow(
+                task="point_vqa", item=qa.item, question=qa.question, answer=qa.answer,
+                category=inst.category, box=inst.geometry, instance=inst.instance, point=inst.point,
+                kind="reasoning", generator=f"source-qa/{name}/{family}"))
+    for camera, trs in rows.items():
+        yield Scene(ref=cameras[camera].ref, rows=trs, sample_points=False)
 
 
 def read(spec: str, options: SourceOptions) -> Iterator[Record]:
     """Read every DriveLM JSON under ``spec``; yield Scenes per (frame, camera) and Rejects.
 
     Args:
-        spec: ``DIR``, the source root. Annotation files are ``DIR/**/*.json``; image paths
-            in them are relative to each file's folder and must resolve inside ``DIR``.
+        spec: ``DIR[?eval_split=S]``, the source root. Annotation files are ``DIR/**/*.json``;
+            image paths in them are relative to each file's folder and must resolve inside
+            ``DIR``. ``eval_split`` (default ``test``) is the split of held-out scenes.
         options: reader options; ``options.name`` becomes ``ImageRef.source``.
 
     Yields:
@@ -321,13 +163,22 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
         Reject (item = its path relative to ``DIR``, reason ``not_a_drivelm_file``). A frame
         token met a second time in the same file (under another scene) is a conflict: each
         item of that second occurrence is rejected (``duplicate_frame``, items keyed
-        ``<frame>@<scene>:<tag>`` and ``<frame>@<scene>:<family>:<index>``).
+        ``<frame>@<scene>:<tag>`` and ``<frame>@<scene>:<family>:<index>``); met again with
+        key objects in a later file, likewise (keyed ``<frame>@<file>:...``).
+
+        A question-only key frame (``QA`` and ``image_paths``, no ``key_object_infos``: an
+        evaluation file) gives QA items keyed ``<frame>@<file>:<family>:<index>``, their tags
+        resolved against the key objects of the same frame in another file; its scene, and
+        every scene sharing a frame with it, goes to ``eval_split`` (rows from every file).
 
     Raises:
-        SourceError: ``DIR`` missing, a JSON file linking outside it, or no DriveLM file
-            under it at all (raised once every file has been looked at).
+        SourceError: ``DIR`` missing, a bad option, a JSON file linking outside it, or no
+            DriveLM file under it at all (raised once every file has been looked at).
     """
-    root = Path(spec)
+    root, opts = parse_spec("drivelm", spec, {"eval_split": "split of scenes a question-only file asks about"})
+    eval_split = opts.get("eval_split", "test")
+    if not SPLIT_NAME.fullmatch(eval_split):
+        raise SourceError(f"drivelm spec {spec!r}: eval_split {eval_split[:40]!r} is not a plain name")
     if not root.is_dir():
         raise SourceError(f"DriveLM folder {root} does not exist")
     files = sorted(p for p in root.rglob("*.json") if p.is_file())
@@ -339,8 +190,7 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
     if not files:
         raise SourceError(f"no DriveLM *.json file under {root}")
     name = options.name
-    seen_frames: set[str] = set()
-    n_drivelm = 0
+    docs: list[tuple[str, Path, dict]] = []
     problems: list[str] = []
     for path in files:
         rel = path.relative_to(root).as_posix()
@@ -348,29 +198,43 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
         if data is None:
             problems.append(f"{rel}: {why}")
             yield Reject(name, rel, STAGE, "not_a_drivelm_file", why)
-            continue
-        n_drivelm += 1
-        in_file: dict[str, str] = {}
-        for scene, body in data.items():
-            for frame, kf in body["key_frames"].items():
-                if frame in in_file:
-                    yield from _duplicate(frame, scene, in_file[frame], kf, name)
-                    continue
-                in_file[frame] = scene
-                if frame in seen_frames:
-                    continue  # the same nuScenes sample, already read from an earlier file
-                seen_frames.add(frame)
-                yield from _frame(root, path.parent, scene, frame, kf, name)
-    if n_drivelm == 0:
+        else:
+            docs.append((rel, path, data))
+    if not docs:
         raise SourceError(
             f"no DriveLM file under {root}: none of its {len(files)} *.json files has the DriveLM "
             "layout (scene_token -> {scene_description, key_frames}); " + "; ".join(problems[:3]))
+    objects, held = _plan(docs)
+    seen_frames: dict[str, str] = {}
+    for rel, path, data in docs:
+        yield from _file(root, rel, path.parent, data, name, objects, held, eval_split, seen_frames)
 
 
-def _duplicate(frame: str, scene: str, first_scene: str, kf: Any, name: str) -> Iterator[Reject]:
-    """Rejects for every item of a frame met again, in the same file, under ``scene``."""
-    detail = f"frame {frame} already read under scene {first_scene}"
-    prefix = f"{frame}@{scene}"
+def _file(root: Path, rel: str, folder: Path, data: dict, name: str, objects: dict[str, Any],
+          held: set[str], eval_split: str, seen_frames: dict[str, str]) -> Iterator[Record]:
+    """The records of one DriveLM file (``seen_frames``: frame -> the file that read it fully)."""
+    in_file: dict[str, str] = {}
+    for scene, body in data.items():
+        split = eval_split if scene in held else None
+        for frame, kf in body["key_frames"].items():
+            if frame in in_file:
+                detail = f"frame {frame} already read under scene {in_file[frame]}"
+                yield from _duplicate(f"{frame}@{scene}", detail, kf, name)
+                continue
+            in_file[frame] = scene
+            if _question_only(kf):
+                yield from _question_frame(root, folder, scene, f"{frame}@{rel}", kf, objects.get(frame),
+                                           name, eval_split)
+            elif frame in seen_frames:
+                detail = f"frame {frame} already read from {seen_frames[frame]}"
+                yield from _duplicate(f"{frame}@{rel}", detail, kf, name)
+            else:
+                seen_frames[frame] = rel
+                yield from _frame(root, folder, scene, frame, kf, name, split)
+
+
+def _duplicate(prefix: str, detail: str, kf: Any, name: str) -> Iterator[Reject]:
+    """Rejects (``duplicate_frame``) for every item of a frame met again, keyed under ``prefix``."""
     items: list[str] = []
     if isinstance(kf, dict):
         if isinstance(kf.get("key_object_infos"), dict):
