@@ -30,9 +30,11 @@ instead of ending the build.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import multiprocessing
+import shlex
 import shutil
 from dataclasses import dataclass, field
 from multiprocessing.pool import Pool
@@ -52,7 +54,7 @@ from owl_data.records import Reject, Scene
 from owl_data.sources import SourceOptions, get_reader
 
 __all__ = ["SourceSpec", "BuildReport", "run_build", "process_scene", "guarded_process_scene",
-           "split_for_group", "row_id", "SCENE_ERRORS"]
+           "split_for_group", "row_id", "SCENE_ERRORS", "DiskFullError", "partial_folder"]
 
 Progress = Callable[[str, int], None]
 
@@ -145,6 +147,25 @@ def _check_sources(sources: list[SourceSpec]) -> None:
         get_reader(s.name)  # fail fast on unknown names
 
 
+class DiskFullError(OSError):
+    """A build that ran out of disk space; its message names the partial folder it leaves."""
+
+    def __init__(self, partial: Path) -> None:
+        super().__init__(errno.ENOSPC, "no space left on device")
+        self.partial = partial
+
+    def __str__(self) -> str:
+        if not self.partial.exists():
+            return f"no space left on device (before {self.partial} was made): free space and rerun"
+        return (f"no space left on device: the unfinished build is left in {self.partial}; free space and "
+                f"rerun the same command to resume from it, or remove it: rm -rf {shlex.quote(str(self.partial))}")
+
+
+def partial_folder(out: Path) -> Path:
+    """``.<name>.partial`` beside ``out``: where a build of ``out`` works and resumes."""
+    return out.parent / f".{out.name}.partial"
+
+
 def _open_partial(out: Path, sources: list[SourceSpec], cfg: BuildConfig) -> tuple[Path, str]:
     """The partial folder beside ``out`` and the build's spec hash.
 
@@ -161,7 +182,7 @@ def _open_partial(out: Path, sources: list[SourceSpec], cfg: BuildConfig) -> tup
         "code": code_versions(),
     }
     spec_hash = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
-    partial = out.parent / f".{out.name}.partial"
+    partial = partial_folder(out)
     old = read_state(partial / "spec.json", lambda v: isinstance(v, dict) and isinstance(v.get("hash"), str),
                      "build spec")  # a damaged one is discarded with a warning; chunks keep their own keys
     if old is not None and old["hash"] != spec_hash:
@@ -230,10 +251,16 @@ def run_build(
             that cannot be read at all.
         OutputError: an ``out`` the build must not replace (:func:`owl_data.fs.check_out`).
         SchemaError: rows that do not match the schemas (a bug, never bad input).
+        DiskFullError: the disk filled while writing (the partial folder is kept for a resume).
     """
     _check_sources(sources)
     out = check_out(out, [s.spec for s in sources])  # before anything is created
-    partial, spec_hash = _open_partial(out, sources, cfg)
-    n_chunks = _build_chunks(sources, cfg, partial, spec_hash, progress)
-    manifest = _consolidate(partial, n_chunks, out, sources, cfg)
+    try:
+        partial, spec_hash = _open_partial(out, sources, cfg)
+        n_chunks = _build_chunks(sources, cfg, partial, spec_hash, progress)
+        manifest = _consolidate(partial, n_chunks, out, sources, cfg)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC or "No space left on device" in str(exc):  # pyarrow's carry no errno
+            raise DiskFullError(partial_folder(out)) from exc
+        raise
     return BuildReport(out=out, manifest=manifest)
