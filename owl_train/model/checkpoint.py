@@ -19,13 +19,13 @@ import re
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from owl_train.model.config import OwlVLConfig
 from owl_train.model.model import EXTRA_WEIGHTS, OwlVL
 
-__all__ = ["WEIGHT_TABLE", "DROPPED", "PREFIX_ALIASES", "EXTRA_FILE", "CheckpointError",
+__all__ = ["WEIGHT_TABLE", "DROPPED", "PREFIX_ALIASES", "EXTRA_FILE", "CheckpointError", "read_safetensors",
            "load_pretrained", "save_pretrained", "hf_to_ours", "ours_to_hf"]
 
 EXTRA_FILE = "owl_extra.safetensors"
@@ -62,7 +62,29 @@ PREFIX_ALIASES: tuple[tuple[str, str], ...] = (("model.language_model.", "model.
 
 
 class CheckpointError(ValueError):
-    """A checkpoint key that nothing maps, a weight that nothing fills, or a shape mismatch."""
+    """A checkpoint key that nothing maps, a weight that nothing fills, a shape mismatch, or a training
+    checkpoint file that is damaged or not weights-only."""
+
+
+def damaged(path: Path, exc: BaseException, what: str = "weights file") -> CheckpointError:
+    """The one-line error for a file that could not be read: the file, the reader's first line."""
+    first = ([ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__])[0][:200]
+    return CheckpointError(f"{what} {path} is damaged ({type(exc).__name__}: {first}); copy or write it again")
+
+
+def read_safetensors(path: Path, what: str = "weights file") -> dict[str, torch.Tensor]:
+    """Every tensor of the safetensors file ``path``.
+
+    Raises:
+        CheckpointError: the file is missing, truncated, empty or its header is damaged.
+    """
+    if not Path(path).is_file():
+        raise CheckpointError(f"{what} {path} is missing")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as sf:
+            return {k: sf.get_tensor(k) for k in sf.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise damaged(Path(path), exc, what) from None
 
 
 def _regex(template: str) -> re.Pattern:
@@ -124,30 +146,35 @@ def load_pretrained(path: str | Path, dtype: torch.dtype = torch.float32,
     state: dict[str, torch.Tensor] = {}
     unknown: list[str] = []
     for f in _weight_files(path):
-        with safe_open(str(f), framework="pt", device="cpu") as sf:
-            for key in sf.keys():
-                try:
-                    ours = hf_to_ours(key)
-                except CheckpointError:
-                    unknown.append(key)
-                    continue
-                if ours is None or (ours == "lm_head.weight" and config.tie_word_embeddings):
-                    continue  # dropped; a tied head is the embedding
-                state[ours] = sf.get_tensor(key)
+        try:
+            with safe_open(str(f), framework="pt", device="cpu") as sf:
+                for key in sf.keys():
+                    try:
+                        ours = hf_to_ours(key)
+                    except CheckpointError:
+                        unknown.append(key)
+                        continue
+                    if ours is None or (ours == "lm_head.weight" and config.tie_word_embeddings):
+                        continue  # dropped; a tied head is the embedding
+                    state[ours] = sf.get_tensor(key)
+        except (SafetensorError, OSError) as exc:
+            raise damaged(f, exc) from None
     if unknown:
         raise CheckpointError(f"{len(unknown)} checkpoint keys are neither mapped nor dropped: {unknown[:8]}")
     if (path / EXTRA_FILE).exists():
-        with safe_open(str(path / EXTRA_FILE), framework="pt", device="cpu") as sf:
-            for key in sf.keys():
-                if not key.startswith(EXTRA_WEIGHTS) or key not in own:
-                    raise CheckpointError(f"{EXTRA_FILE} holds unknown key {key!r}")
-                state[key] = sf.get_tensor(key)
+        for key, v in read_safetensors(path / EXTRA_FILE).items():
+            if not key.startswith(EXTRA_WEIGHTS) or key not in own:
+                raise CheckpointError(f"{EXTRA_FILE} holds unknown key {key!r}")
+            state[key] = v
     missing = [k for k in own if k not in state and not k.startswith(EXTRA_WEIGHTS)]
     if missing:
         raise CheckpointError(f"{len(missing)} weights are missing from {path}: {missing[:8]}")
     for k, v in state.items():
         if k not in own:
             raise CheckpointError(f"checkpoint weight {k!r} does not exist in this configuration")
+        if not v.is_floating_point():
+            raise CheckpointError(f"{k}: checkpoint dtype {str(v.dtype).removeprefix('torch.')} is not a float "
+                                  f"type (a damaged header in {path}?)")
         if v.shape != own[k].shape:
             raise CheckpointError(f"{k}: checkpoint shape {tuple(v.shape)} != model shape {tuple(own[k].shape)}")
     model.load_state_dict(state, strict=False)

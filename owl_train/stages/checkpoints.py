@@ -7,7 +7,7 @@ final model), ``checkpoints/step-NNNNNNNN/`` and ``logs/``.
 
 A **training checkpoint** (single process) is a folder with ``trainable.safetensors`` (the
 trained parameters under the training module's names), ``optimizer.pt``, ``scheduler.pt``,
-``rng.pt`` (torch, CUDA, Python and NumPy generator states) and ``state.json`` (step, sampler
+``rng.pt`` (torch, CUDA, Python and NumPy generator states, in plain types) and ``state.json`` (step, sampler
 state, counters, config). Under DeepSpeed the engine writes its own files into the same tag
 folder and ``state.json``/``rng_rank{r}.pt`` sit beside them. Each folder also holds the
 model's ``config.json`` and tokenizer, so ``zero-to-fp32`` needs nothing else.
@@ -17,18 +17,18 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from owl_data.errors import FieldError
+from owl_train.stages.checkpoint_files import capture_rng, check_pickles, deepspeed_allow, load_optimizer, \
+    load_rng, load_scheduler, load_tensors, read_state, restore_rng, tensor_specs
 from owl_train.model.checkpoint import EXTRA_FILE, INDEX_FILE, load_pretrained, save_pretrained
 from owl_train.model.config import OwlVLConfig
 from owl_train.model.model import OwlVL
@@ -183,6 +183,7 @@ def zero_to_fp32(checkpoint: str | Path, out: str | Path, tag: str | None = None
 
     Raises:
         FileNotFoundError: not a DeepSpeed checkpoint folder.
+        CheckpointError: a ``.pt`` file that is damaged or not weights-only (opened weights-only first).
         ValueError: keys that do not fit the model.
     """
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
@@ -200,6 +201,7 @@ def zero_to_fp32(checkpoint: str | Path, out: str | Path, tag: str | None = None
                                 "model/ folder is already an HF-layout model (resume it with `resume` to finish)")
     if not (tag_dir / "config.json").is_file():
         raise FileNotFoundError(f"{tag_dir} has no config.json: not an Owl-VL DeepSpeed checkpoint")
+    check_pickles(tag_dir, deepspeed_allow())  # DeepSpeed's reader unpickles them fully
     sd = get_fp32_state_dict_from_zero_checkpoint(str(ck), tag=tag)
     model = OwlVL(OwlVLConfig.from_pretrained(tag_dir))
     if (tag_dir / ADAPTER_CONFIG).is_file():
@@ -278,19 +280,6 @@ def prune_checkpoints(run: str | Path, keep: int) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
-def capture_rng() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def restore_rng(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    if state.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def write_model_meta(folder: Path, model: OwlVL, tokenizer_src: str | Path, prompt: PromptEncoder | None) -> None:
     """config.json, tokenizer, adapter config and prompt-encoder shape: what zero-to-fp32 rebuilds from."""
     (folder / "config.json").write_text(json.dumps(model.config.to_hf_dict(), indent=2) + "\n")
@@ -324,21 +313,21 @@ def load_train_state(folder: Path, *, module: nn.Module, optimizer: torch.optim.
                      scheduler: Any) -> dict[str, Any]:
     """Restore a single-process checkpoint into ``module``/``optimizer``/``scheduler`` and the RNGs.
 
+    Every file is read weights-only and checked (:mod:`owl_train.stages.checkpoint_files`) before
+    the parameters are touched.
+
     Raises:
-        ValueError: the trained parameters do not match the module's.
+        CheckpointError: (a ValueError) a file is missing, damaged, not weights-only, or does not fit
+            the run (other trained parameters, dtypes or shapes), named in the message.
     """
     folder = Path(folder)
-    got = load_file(str(folder / TRAINABLE_FILE))
-    want = {n for n, p in module.named_parameters() if p.requires_grad}
-    if set(got) != want:
-        raise ValueError(f"checkpoint {folder} trained other parameters than this run "
-                         f"(missing {sorted(want - set(got))[:3]}, unexpected {sorted(set(got) - want)[:3]}); "
-                         "resume with the same stage, tune and freeze settings")
-    params = dict(module.named_parameters())
+    state = read_state(folder)
+    params = tensor_specs(module)
+    got = load_tensors(folder / TRAINABLE_FILE, params)
     with torch.no_grad():
         for n, v in got.items():
             params[n].copy_(v)
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=False))
-    scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=False))
-    restore_rng(torch.load(folder / "rng.pt", weights_only=False))
-    return json.loads((folder / STATE_JSON).read_text())
+    load_optimizer(folder / "optimizer.pt", optimizer)
+    load_scheduler(folder / "scheduler.pt", scheduler)
+    load_rng(folder / "rng.pt")
+    return state

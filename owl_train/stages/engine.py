@@ -30,8 +30,8 @@ import torch
 from torch import Tensor, nn
 
 from owl_train.stages.config import MissingPathError, TrainConfig
-from owl_train.stages.checkpoints import capture_rng, load_train_state, restore_rng, save_train_state, \
-    write_model_meta
+from owl_train.stages.checkpoint_files import check_pickles, deepspeed_allow, load_rng, read_state
+from owl_train.stages.checkpoints import capture_rng, load_train_state, save_train_state, write_model_meta
 from owl_train.stages.module import BATCH_TENSORS, TrainModule
 
 __all__ = ["Backend", "Placement", "place", "make_backend", "cosine_lambda", "launched_by_deepspeed",
@@ -254,9 +254,12 @@ class DeepSpeedBackend:
             (folder / "state.json").write_text(json.dumps(state, indent=2) + "\n")
 
     def load(self, folder: Path) -> dict[str, Any]:
+        """Every ``.pt`` of the tag folder is opened weights-only first (DeepSpeed's loader unpickles)."""
+        state = read_state(folder)
+        check_pickles(folder, deepspeed_allow())
         self.engine.load_checkpoint(str(folder.parent), tag=folder.name)
-        restore_rng(torch.load(folder / f"rng_rank{self.rank}.pt", weights_only=False))
-        return json.loads((folder / "state.json").read_text())
+        load_rng(folder / f"rng_rank{self.rank}.pt")
+        return state
 
 
 def make_backend(cfg: TrainConfig, where: Placement, module: TrainModule, total: int) -> Backend:

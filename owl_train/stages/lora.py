@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
+
+from owl_train.model.checkpoint import read_safetensors
 
 __all__ = ["ADAPTER_FILE", "ADAPTER_CONFIG", "apply_lora", "has_lora", "lora_state", "base_state",
            "merge_lora", "save_adapter", "load_adapter"]
@@ -96,7 +98,7 @@ def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
     c = json.loads((path / ADAPTER_CONFIG).read_text())
     apply_lora(model, int(c["r"]), int(c["lora_alpha"]), float(c["lora_dropout"]), c["target_modules"])
     want = {_strip(k): k for k in model.state_dict() if "lora_" in k}
-    got = load_file(str(path / ADAPTER_FILE))
+    got = read_safetensors(path / ADAPTER_FILE, "adapter file")
     if set(got) != set(want):
         missing, extra = sorted(set(want) - set(got))[:4], sorted(set(got) - set(want))[:4]
         raise ValueError(f"{path / ADAPTER_FILE} does not match the model: missing {missing}, unexpected {extra}")

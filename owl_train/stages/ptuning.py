@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from owl_train.model.checkpoint import CheckpointError, read_safetensors
 from owl_train.model.generate import generate
 from owl_train.model.model import OwlVL
 
@@ -122,5 +123,9 @@ def load_prompt_encoder(path: str | Path) -> PromptEncoder | None:
         return None
     d = json.loads((path / PROMPT_JSON).read_text())
     p = PromptEncoder(int(d["num_virtual_tokens"]), int(d["dim"]), int(d["hidden"]))
-    p.load_state_dict(load_file(str(path / PROMPT_FILE)))
+    try:
+        p.load_state_dict(read_safetensors(path / PROMPT_FILE, "prompt encoder file"))
+    except RuntimeError as exc:  # other names or shapes than prompt_encoder.json describes
+        raise CheckpointError(f"{path / PROMPT_FILE} does not fit {path / PROMPT_JSON}: "
+                              f"{str(exc).splitlines()[0][:200]}") from None
     return p
