@@ -12,6 +12,7 @@ dtype or shape, a state that does not fit the run) is a :class:`CheckpointError`
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import pickle
 import random
@@ -26,7 +27,8 @@ from torch import nn
 from owl_train.model.checkpoint import CheckpointError, read_safetensors
 
 __all__ = ["RNG_ALLOW", "deepspeed_allow", "load_pt", "check_pickles", "load_tensors", "read_state",
-           "capture_rng", "restore_rng", "load_rng", "load_optimizer", "load_scheduler", "tensor_specs"]
+           "capture_rng", "restore_rng", "load_rng", "load_optimizer", "load_scheduler", "tensor_specs",
+           "file_hashes", "verify_hashes"]
 
 
 
@@ -119,6 +121,37 @@ def load_tensors(path: Path, want: dict[str, torch.Tensor]) -> dict[str, torch.T
                                   f"{tuple(v.shape)}, the run's is {str(want[k].dtype).removeprefix('torch.')} "
                                   f"{tuple(want[k].shape)} (a damaged header?)")
     return got
+
+
+def file_hashes(folder: Path, names: Sequence[str]) -> dict[str, str]:
+    """The sha256 of each file ``names`` in ``folder`` (recorded in ``state.json`` when it is written)."""
+    out = {}
+    for name in names:
+        h = hashlib.sha256()
+        with open(folder / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        out[name] = h.hexdigest()
+    return out
+
+
+def verify_hashes(folder: Path, state: dict[str, Any], names: Sequence[str]) -> None:
+    """Each of ``names`` has the sha256 ``state["files"]`` records (a checkpoint written before has none).
+
+    Raises:
+        CheckpointError: a file is missing or its bytes changed (a flip inside tensor data loads silently else).
+    """
+    want = state.get("files")
+    if want is None:
+        return
+    if not isinstance(want, dict):
+        raise CheckpointError(f"checkpoint file {folder / 'state.json'} is damaged: field files is not an object")
+    for name in (n for n in names if n in want):
+        if not (folder / name).is_file():
+            raise CheckpointError(f"checkpoint file {folder / name} is missing")
+        if file_hashes(folder, [name])[name] != want[name]:
+            raise CheckpointError(f"checkpoint file {folder / name} is damaged: its sha256 is not the one "
+                                  "state.json records; resume from an earlier checkpoint")
 
 
 def read_state(folder: Path) -> dict[str, Any]:

@@ -7,9 +7,9 @@ final model), ``checkpoints/step-NNNNNNNN/`` and ``logs/``.
 
 A **training checkpoint** (single process) is a folder with ``trainable.safetensors`` (the
 trained parameters under the training module's names), ``optimizer.pt``, ``scheduler.pt``,
-``rng.pt`` (torch, CUDA, Python and NumPy generator states, in plain types) and ``state.json`` (step, sampler
-state, counters, config). Under DeepSpeed the engine writes its own files into the same tag
-folder and ``state.json``/``rng_rank{r}.pt`` sit beside them. Each folder also holds the
+``rng.pt`` (torch, CUDA, Python and NumPy generator states, in plain types) and ``state.json``
+(step, sampler state, counters, config, and the sha256 of the four other files, checked on resume).
+Under DeepSpeed the engine writes its own files into the same tag folder and ``state.json``/``rng_rank{r}.pt`` sit beside them. Each folder also holds the
 model's ``config.json`` and tokenizer, so ``zero-to-fp32`` needs nothing else.
 """
 
@@ -27,8 +27,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from owl_data.errors import FieldError
-from owl_train.stages.checkpoint_files import capture_rng, check_pickles, deepspeed_allow, load_optimizer, \
-    load_rng, load_scheduler, load_tensors, read_state, restore_rng, tensor_specs
+from owl_train.stages.checkpoint_files import capture_rng, check_pickles, deepspeed_allow, file_hashes, \
+    load_optimizer, load_rng, load_scheduler, load_tensors, read_state, restore_rng, tensor_specs, verify_hashes
 from owl_train.model.checkpoint import EXTRA_FILE, INDEX_FILE, load_pretrained, save_pretrained
 from owl_train.model.config import OwlVLConfig
 from owl_train.model.model import OwlVL
@@ -45,6 +45,7 @@ __all__ = ["TOKENIZER_FILES", "LoadedModel", "resolve_model_dir", "load_tokenize
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 STATE_JSON = "state.json"
 TRAINABLE_FILE = "trainable.safetensors"
+HASHED = (TRAINABLE_FILE, "optimizer.pt", "scheduler.pt", "rng.pt")  # their sha256 in state.json ("files")
 
 
 @dataclass
@@ -303,7 +304,7 @@ def save_train_state(folder: Path, *, module: nn.Module, optimizer: torch.optim.
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     torch.save(capture_rng(), tmp / "rng.pt")
-    (tmp / STATE_JSON).write_text(json.dumps(state, indent=2) + "\n")
+    (tmp / STATE_JSON).write_text(json.dumps({**state, "files": file_hashes(tmp, HASHED)}, indent=2) + "\n")
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
     return folder
@@ -322,6 +323,7 @@ def load_train_state(folder: Path, *, module: nn.Module, optimizer: torch.optim.
     """
     folder = Path(folder)
     state = read_state(folder)
+    verify_hashes(folder, state, HASHED)
     params = tensor_specs(module)
     got = load_tensors(folder / TRAINABLE_FILE, params)
     with torch.no_grad():

@@ -3,6 +3,7 @@ damaged file is one error naming it (owl_train.stages.checkpoint_files)."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 from owl_train.cli.app import app
 from owl_train.model.checkpoint import CheckpointError
 from owl_train.stages import run_stage1
-from owl_train.stages.checkpoint_files import check_pickles, load_pt, load_rng
+from owl_train.stages.checkpoint_files import check_pickles, file_hashes, load_pt, load_rng
 from _stage_helpers import stage1_config
 
 runner = CliRunner()
@@ -45,12 +46,19 @@ def _cli_resume(world, out):
                                "--set", "progress=false", "--set", "tensorboard=false"])
 
 
+def _rehash(ck):
+    state = json.loads((ck / "state.json").read_text())
+    state["files"] = file_hashes(ck, list(state["files"]))
+    (ck / "state.json").write_text(json.dumps(state))
+
+
 def test_a_crafted_pickle_is_refused_and_never_runs(world, run_copy, tmp_path):
     out, ck = run_copy
     for i, make in enumerate((lambda m: _Payload(open, str(m), "w"),
                               lambda m: _Payload(os.system, f"touch {m}"))):
         marker = tmp_path / f"pwned{i}"
         torch.save({"base_lrs": [0.01], "x": make(marker)}, ck / "scheduler.pt")
+        _rehash(ck)  # an attacker rewrites state.json too: the weights-only load is what refuses it
         res = _cli_resume(world, out)
         assert res.exit_code == 2 and "Traceback" not in res.output, res.output
         line = " ".join(res.output.split())
@@ -59,6 +67,7 @@ def test_a_crafted_pickle_is_refused_and_never_runs(world, run_copy, tmp_path):
         assert not marker.exists()
     marker = tmp_path / "pwned-opt"
     torch.save(_Payload(open, str(marker), "w"), ck / "optimizer.pt")
+    _rehash(ck)
     with pytest.raises(CheckpointError, match="optimizer.pt is refused"):
         run_stage1(stage1_config(world, out, resume="latest"))
     assert not marker.exists()
@@ -102,16 +111,31 @@ DAMAGE = [
 ]
 
 
+def _resume_error(world, out) -> str:
+    with pytest.raises(CheckpointError) as exc:
+        run_stage1(stage1_config(world, out, resume="latest"))
+    return str(exc.value)
+
+
 def test_a_damaged_checkpoint_is_one_error_naming_the_file(world, run_copy):
     out, ck = run_copy
-    for name, damage, words in DAMAGE:
-        good = (ck / name).read_bytes()
-        (ck / name).write_bytes(damage(good))
-        with pytest.raises(CheckpointError) as exc:
-            run_stage1(stage1_config(world, out, resume="latest"))
-        msg = str(exc.value)
-        assert f"checkpoint file {ck / name}" in msg and words in msg and "\n" not in msg, (name, msg)
-        (ck / name).write_bytes(good)
+    state = json.loads((ck / "state.json").read_text())
+    assert set(state["files"]) == {"trainable.safetensors", "optimizer.pt", "scheduler.pt", "rng.pt"}
+    for hashed in (True, False):  # the recorded sha256 catches any change; without it each reader's own check
+        (ck / "state.json").write_text(json.dumps(state if hashed else {k: v for k, v in state.items()
+                                                                       if k != "files"}))
+        for name, damage, words in DAMAGE:
+            good = (ck / name).read_bytes()
+            (ck / name).write_bytes(damage(good))
+            msg = _resume_error(world, out)
+            words = "its sha256 is not the one state.json records" if hashed and name != "state.json" else words
+            assert f"checkpoint file {ck / name}" in msg and words in msg and "\n" not in msg, (name, msg)
+            (ck / name).write_bytes(good)
+    (ck / "state.json").write_text(json.dumps(state))
+    b = bytearray((ck / "optimizer.pt").read_bytes())
+    b[len(b) // 2] ^= 0xFF  # inside tensor data: torch would load it
+    (ck / "optimizer.pt").write_bytes(bytes(b))
+    assert "optimizer.pt is damaged: its sha256" in _resume_error(world, out)
     (ck / "optimizer.pt").write_bytes((ck / "optimizer.pt").read_bytes()[:100])
     res = _cli_resume(world, out)
     assert res.exit_code == 2 and "Traceback" not in res.output
