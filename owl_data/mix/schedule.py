@@ -10,11 +10,13 @@ every k, for any weights (one child: always it, deviation 0). Weights are exact 
 (ints, decimal strings, ``Fraction``; a float is taken at its exact binary value) scaled to
 integers, so the rule runs in integer arithmetic.
 
-Memory and time: the scheduler's state is the ``n`` counts. With integer weights of sum
-``W <= PERIOD_CAP`` the schedule repeats with period ``W`` (every lag is 0 at multiples of
-``W``), so one period is tabulated and pick ``g`` costs O(1) (vectorised over blocks). Larger
-``W`` (e.g. float weights) is simulated: O(n) per pick, O(n) memory, and jumping to pick ``g``
-replays from 0 in O(g * n).
+Memory and time: the scheduler's state is the ``n`` counts. With integer weights of sum ``W``
+the schedule repeats with period ``W`` (every lag is 0 at multiples of ``W``, and the rule
+depends on the lags only). For ``W <= PERIOD_CAP`` one period is tabulated and pick ``g`` costs
+O(1) (vectorised over blocks). Larger ``W`` (a dominant weight, float weights) is simulated in
+runs -- one child served ``r`` times in a row, found in O(n log r) (:meth:`Schedule._run`) --
+from the start of ``g``'s period or the cursor, in O(n) memory: ``1e6:1:1:1`` is a few runs
+per period.
 
 The spec a mix draws is :mod:`owl_data.mix.spec`; rows, sharding and resumption are
 :mod:`owl_data.mix.sampler`; realised counts and prefix deviations :mod:`owl_data.mix.stats`.
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import Sequence, Union
+from typing import Iterator, Sequence, Union
 
 import numpy as np
 
@@ -113,21 +115,69 @@ class Schedule:
         assert best_k >= 0, "Tijdeman's rule always has an eligible child"  # invariant
         return best_k
 
+    def _run(self, t: int, counts: list[int], limit: int, hint: int | None) -> tuple[int, int, int | None]:
+        """(child, r, next): the child served at step ``t`` (1-based; ``hint`` if known), the
+        steps ``r <= limit`` it is served in a row from ``t``, and the child at ``t + r`` if known.
+
+        Exact by monotonicity: while one child is served its lag only falls and its deadline
+        moves at least a step per pick, while every other lag only rises and no deadline moves,
+        so "the same child again at ``t + i``" holds for ``i < r`` and fails from ``r`` on; ``r``
+        is found by doubling then bisection, O(n log r) per run instead of O(n r).
+        """
+        k = self._step(t, counts) if hint is None else hint
+        if self.n == 1:
+            return k, limit, None
+        seen: dict[int, int] = {}
+
+        def served(i: int) -> bool:
+            c = list(counts)
+            c[k] += i
+            seen[i] = self._step(t + i, c)
+            return seen[i] == k
+
+        good, step, bad = 0, 1, None
+        while bad is None:
+            i = min(good + step, limit - 1)
+            if i <= good:
+                return k, limit, None
+            if served(i):
+                good, step = i, 2 * step
+            else:
+                bad = i
+        while bad - good > 1:
+            mid = (good + bad) // 2
+            if served(mid):
+                good = mid
+            else:
+                bad = mid
+        return k, bad, seen.get(bad)
+
+    def _runs(self, done: int, counts: list[int], steps: int) -> Iterator[tuple[int, int, int]]:
+        """The ``steps`` picks after ``done`` as runs ``(child, its first occurrence index,
+        length)``; ``counts`` (the picks before ``done``) is advanced in place."""
+        hint = None
+        while steps > 0:
+            k, r, hint = self._run(done + 1, counts, steps, hint)
+            yield k, counts[k], r
+            counts[k] += r
+            done, steps = done + r, steps - r
+
     def _simulate(self, done: int, counts: list[int], steps: int) -> tuple[np.ndarray, np.ndarray]:
-        child = np.empty(steps, dtype=np.int64)
-        index = np.empty(steps, dtype=np.int64)
-        for s in range(steps):
-            k = self._step(done + s + 1, counts)
-            child[s], index[s] = k, counts[k]
-            counts[k] += 1
-        return child, index
+        runs = np.asarray(list(self._runs(done, counts, steps)), dtype=np.int64).reshape(-1, 3)
+        child = np.repeat(runs[:, 0], runs[:, 2])
+        starts = np.repeat(np.cumsum(runs[:, 2]) - runs[:, 2], runs[:, 2])
+        return child, np.repeat(runs[:, 1], runs[:, 2]) + np.arange(steps, dtype=np.int64) - starts
 
     def _advance(self, to: int) -> list[int]:
+        """The counts before position ``to``, from the cursor or from the start of ``to``'s
+        period (every count is ``m * w_k`` at position ``m * total``), whichever is nearer."""
         done, counts = self._cursor
-        if to < done:
-            done, counts = 0, [0] * self.n
+        m, p = divmod(to, self.total)
+        if to < done or to - done > p:
+            done, counts = m * self.total, [m * w for w in self.weights]
         counts = list(counts)
-        self._simulate(done, counts, to - done)
+        for _ in self._runs(done, counts, to - done):
+            pass
         self._cursor = (to, counts)
         return list(counts)
 
@@ -157,14 +207,10 @@ class Schedule:
         if self.periodic:
             m, r = divmod(j, self.weights[child])
             return m * self.total + int(self._occ[child][r])
-        done, counts = self._cursor
-        if counts[child] > j:
-            done, counts = 0, [0] * self.n
-        counts = list(counts)
-        while True:
-            k = self._step(done + 1, counts)
-            counts[k] += 1
-            done += 1
-            if k == child and counts[k] == j + 1:
-                self._cursor = (done, counts)
-                return done - 1
+        m, r = divmod(j, self.weights[child])  # the schedule repeats every `total` picks
+        done, counts = 0, [0] * self.n
+        for k, first, run in self._runs(0, counts, self.total):
+            if k == child and first + run > r:
+                return m * self.total + done + r - first
+            done += run
+        raise AssertionError("every child has its weight's picks in a period")  # invariant
