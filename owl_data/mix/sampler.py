@@ -106,9 +106,25 @@ class MixSampler:
             j = self._inner[k].position_of(leaf - self._leaf_base[k], j)
         return self._top.position_of(k, j)
 
+    def _position_floor(self, leaf: int, j: int) -> int:
+        """A lower bound on :meth:`leaf_position`: every prefix is within one pick of its share,
+        so a child of weight ``w`` in ``total`` has its ``j``-th pick at ``>= j * total // w``."""
+        k = self._leaf_task[leaf]
+        if k in self._inner:
+            inner = self._inner[k]
+            j = j * inner.total // inner.weights[leaf - self._leaf_base[k]]
+        return j * self._top.total // self._top.weights[k]
+
     def stop_length(self) -> int:
-        """Picks before the first one that would start some leaf's second epoch."""
-        return min(self.leaf_position(l, n) for l, n in enumerate(self._sizes))
+        """Picks before the first one that would start some leaf's second epoch (leaves whose
+        lower bound is past the best so far are not simulated)."""
+        best = None
+        for lb, l in sorted((self._position_floor(l, n), l) for l, n in enumerate(self._sizes)):
+            if best is not None and lb >= best:
+                break
+            p = self.leaf_position(l, self._sizes[l])
+            best = p if best is None else min(best, p)
+        return best
 
     def epochs_length(self, epochs: int) -> int:
         """The shortest length in which every leaf has all its rows picked ``epochs`` times."""

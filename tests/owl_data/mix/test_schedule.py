@@ -108,6 +108,8 @@ def test_mix_lengths_equal_step_through(data, policy, epochs, tabulated):
             mp.setattr(sampler_mod, "Schedule", lambda w: Schedule(w, period_cap=0))
         s = MixSampler(spec)
         got = s.stop_length() if policy == "stop" else s.epochs_length(epochs)
+        for leaf, n in enumerate(s._sizes):  # the bound stop_length skips leaves by
+            assert s._position_floor(leaf, n) <= s.leaf_position(leaf, n)
     assert got == _ref_length(spec, None if policy == "stop" else epochs)
 
 
