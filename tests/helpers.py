@@ -1,7 +1,9 @@
-"""Assertions shared by the CLI tests of both packages."""
+"""Assertions and guards shared by the tests of both packages."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 from pathlib import Path
 
 
@@ -15,3 +17,18 @@ def one_line_error(res) -> str:
 def snapshot(p: Path) -> dict[str, bytes | None]:
     """Every path under ``p`` (relative) -> its bytes, or None for a folder: compare before/after a refusal."""
     return {str(x.relative_to(p)): (x.read_bytes() if x.is_file() else None) for x in sorted(p.rglob("*"))}
+
+
+@contextlib.contextmanager
+def fails_after(seconds: int, what: str):
+    """Raise TimeoutError inside the block when it runs past ``seconds`` (SIGALRM), so a test of a
+    blocking input (a FIFO) fails instead of hanging the suite."""
+    def alarm(*_):
+        raise TimeoutError(f"{what} blocked for {seconds} s")
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

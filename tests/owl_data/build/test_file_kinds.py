@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
 import struct
 import zlib
 from pathlib import Path
@@ -21,20 +20,16 @@ from owl_data.build.config import BuildConfig
 from owl_data.build.driver import SourceSpec, run_build
 from owl_data.errors import FieldError
 from owl_data.sources import SourceError
+from tests.helpers import fails_after
 
 STEM = "city_000000_0000{:02d}"
 
 
 @pytest.fixture(autouse=True)
 def no_hang():
-    """Fail instead of blocking the suite: every test here must end within 60 s."""
-    def alarm(*_):
-        raise TimeoutError("the build blocked for 60 s")
-    old = signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+    """Fail instead of blocking the suite when the test runs past 60 s."""
+    with fails_after(60, "the build"):
+        yield
 
 
 def _rejects(out: Path) -> dict[str, tuple[str, str, str]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import signal
 import struct
 import tracemalloc
 import zlib
@@ -16,18 +15,14 @@ from PIL import Image
 
 from owl_data.ingest.files import DEFAULT_MAX_FILE_BYTES, FileProblem, open_regular, read_regular
 from owl_data.ingest.images import ImageError, load_image
+from tests.helpers import fails_after
 
 
 @pytest.fixture
 def no_hang():
-    """Fail (instead of blocking the suite) when the test is still running after 10 s."""
-    def alarm(*_):
-        raise TimeoutError("blocked on a file for 10 s")
-    old = signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(10)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+    """Fail instead of blocking the suite when the test runs past 10 s."""
+    with fails_after(10, "reading a file"):
+        yield
 
 
 def _pixels(h=48, w=64) -> np.ndarray:

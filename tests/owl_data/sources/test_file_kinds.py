@@ -4,24 +4,20 @@ reject naming the file, never a read that blocks forever."""
 from __future__ import annotations
 
 import os
-import signal
 
 import pytest
 
 from owl_data.sources import SourceError
 from owl_data.sources._common import load_json, load_jsonl, read_text_file
 from owl_data.sources.refcoco import MAX_PICKLE_BYTES, load_refs
+from tests.helpers import fails_after
 
 
 @pytest.fixture(autouse=True)
 def no_hang():
-    def alarm(*_):
-        raise TimeoutError("blocked on a file for 10 s")
-    old = signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(10)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+    """Fail instead of blocking the suite when the test runs past 10 s."""
+    with fails_after(10, "reading a file"):
+        yield
 
 
 @pytest.fixture
