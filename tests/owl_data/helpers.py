@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -44,3 +47,15 @@ def lcb_source(tmp: Path, lines: list[object], raw: bytes = b"") -> Path:
     text = "\n".join(json.dumps(x) for x in lines).encode() + raw
     (d / "x_caps_boxes.jsonl").write_bytes(text)
     return d
+
+
+def garbage_idat_png(arr: np.ndarray, seed: int) -> bytes:
+    """``arr`` as a PNG whose header (IHDR) is valid and whose IDAT is ``seed``'s random bytes with a
+    correct CRC: it opens, and fails only when its pixels are decoded."""
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG")
+    png = buf.getvalue()
+    i = png.index(b"IDAT")
+    n = struct.unpack(">I", png[i - 4:i])[0]
+    junk = bytes(np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8))
+    return png[:i + 4] + junk + struct.pack(">I", zlib.crc32(b"IDAT" + junk)) + png[i + 8 + n:]

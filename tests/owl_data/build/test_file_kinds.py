@@ -4,11 +4,8 @@ never a hang, a blank image or an out-of-memory end."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +18,7 @@ from owl_data.build.driver import SourceSpec, run_build
 from owl_data.errors import FieldError
 from owl_data.sources import SourceError
 from tests.helpers import fails_after
+from tests.owl_data.helpers import garbage_idat_png
 
 STEM = "city_000000_0000{:02d}"
 
@@ -79,14 +77,8 @@ def test_fifo_frames_and_maps_are_rejects_not_hangs(tmp_path):
 
 
 def _garbage_png() -> bytes:
-    """64x48 PNG with a valid IHDR and an IDAT of random bytes (correct CRC)."""
-    buf = io.BytesIO()
-    Image.fromarray(np.full((48, 64, 3), 90, np.uint8)).save(buf, "PNG")
-    png = buf.getvalue()
-    i = png.index(b"IDAT")
-    n = struct.unpack(">I", png[i - 4:i])[0]
-    junk = bytes(np.random.default_rng(3).integers(0, 256, n, dtype=np.uint8))
-    return png[:i + 4] + junk + struct.pack(">I", zlib.crc32(b"IDAT" + junk)) + png[i + 8 + n:]
+    """64x48 grey PNG with a valid IHDR and an IDAT of random bytes (correct CRC)."""
+    return garbage_idat_png(np.full((48, 64, 3), 90, np.uint8), seed=3)
 
 
 def test_garbage_pixels_and_oversized_files_are_rejected(tmp_path):

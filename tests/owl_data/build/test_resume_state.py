@@ -10,19 +10,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import owl_data.build.driver as build_mod
 from owl_data.build.config import BuildConfig
 from owl_data.build.driver import SourceSpec, run_build
 from owl_data.cli.app import app
 from owl_data.fs import DamagedStateWarning
 from owl_data.sources.synthetic.scenes import write_default_scenes
+from tests.owl_data.build.test_resume import _stopped_build
 
 DEFAULT_FINGERPRINT = "c4dfc072c0ace53a08f5d3b1830658a9e3286289cf644143a8c376a57aa80397"
 runner = CliRunner()
-
-
-class Killed(RuntimeError):
-    pass
 
 
 @pytest.fixture(scope="module")
@@ -36,28 +32,12 @@ def clean(scenes, tmp_path_factory) -> str:
     return run_build(spec, tmp_path_factory.mktemp("clean") / "corpus", BuildConfig(chunk_scenes=1)).manifest["fingerprint"]
 
 
-def _killed(spec, out: Path, cfg: BuildConfig, monkeypatch, after: int = 2) -> None:
-    """A build killed while processing scene ``after + 1``: ``after`` chunks stay in its partial folder."""
-    real, calls = build_mod.process_scene, []
-
-    def dying(scene, c):
-        calls.append(scene)
-        if len(calls) > after:
-            raise Killed("simulated kill")
-        return real(scene, c)
-
-    monkeypatch.setattr(build_mod, "process_scene", dying)
-    with pytest.raises(Killed):
-        run_build(spec, out, cfg)
-    monkeypatch.setattr(build_mod, "process_scene", real)
-
-
 @pytest.mark.parametrize("damage", ["", '{"hash": "ab', "[]", '{"config": 3}', "\xff\xfe"])
 def test_damaged_spec_json_warns_once_and_the_build_succeeds(tmp_path, scenes, clean, monkeypatch, damage):
     spec = [SourceSpec("cityscapes", str(scenes), synthetic=True)]
     cfg = BuildConfig(chunk_scenes=1)
     out = tmp_path / "corpus"
-    _killed(spec, out, cfg, monkeypatch)
+    _stopped_build(spec, out, cfg, monkeypatch, after=2)
     state = tmp_path / ".corpus.partial" / "spec.json"
     state.write_bytes(damage.encode("latin-1"))
     with pytest.warns(DamagedStateWarning) as rec:
@@ -72,7 +52,7 @@ def test_damaged_chunk_is_redone_with_a_warning(tmp_path, scenes, clean, monkeyp
     spec = [SourceSpec("cityscapes", str(scenes), synthetic=True)]
     cfg = BuildConfig(chunk_scenes=1)
     out = tmp_path / "corpus"
-    _killed(spec, out, cfg, monkeypatch)
+    _stopped_build(spec, out, cfg, monkeypatch, after=2)
     chunks = tmp_path / ".corpus.partial" / "chunks"
     arrow = chunks / "000000" / "point_vqa.arrow"
     arrow.write_bytes(arrow.read_bytes()[:50])  # truncated

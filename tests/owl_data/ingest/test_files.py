@@ -6,7 +6,6 @@ import io
 import os
 import struct
 import tracemalloc
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from PIL import Image
 from owl_data.ingest.files import DEFAULT_MAX_FILE_BYTES, FileProblem, open_regular, read_regular
 from owl_data.ingest.images import ImageError, load_image
 from tests.helpers import fails_after
+from tests.owl_data.helpers import garbage_idat_png
 
 
 @pytest.fixture
@@ -35,18 +35,9 @@ def _png(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _garbage_idat_png(arr: np.ndarray) -> bytes:
-    """A PNG whose header (IHDR) is valid and whose IDAT is random bytes with a correct CRC."""
-    png = _png(arr)
-    i = png.index(b"IDAT")
-    n = struct.unpack(">I", png[i - 4:i])[0]
-    junk = bytes(np.random.default_rng(1).integers(0, 256, n, dtype=np.uint8))
-    return png[:i + 4] + junk + struct.pack(">I", zlib.crc32(b"IDAT" + junk)) + png[i + 8 + n:]
-
-
 def test_garbage_png_pixels_with_a_valid_header_are_rejected(tmp_path):
     p = tmp_path / "garbage.png"
-    p.write_bytes(_garbage_idat_png(_pixels()))
+    p.write_bytes(garbage_idat_png(_pixels(), seed=1))
     with Image.open(p) as im:  # the header alone looks fine
         assert im.size == (64, 48)
     with pytest.raises(ImageError) as err:  # was: kept, decoded as black (the load error swallowed by getexif)
