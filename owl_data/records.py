@@ -78,9 +78,16 @@ class RLE:
 
 @dataclass(frozen=True)
 class MaskArray:
-    """A boolean (H, W) mask in the raw pixel grid of the image file (before EXIF)."""
+    """A boolean (h, w) mask in the raw pixel grid of the image file (before EXIF).
+
+    Attributes:
+        mask: bool array of shape (h, w); may be a crop of the raw grid.
+        offset: (x0, y0) in raw-grid pixels: the crop's top-left is column x0, row y0.
+            (0, 0) with a full (H, W) array is a full-frame mask.
+    """
 
     mask: np.ndarray
+    offset: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True)
