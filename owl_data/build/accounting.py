@@ -90,27 +90,37 @@ def _write_images(staging: Path, chunks: list[Path], acct: Accounting) -> dict[s
 def _write_task(staging: Path, chunks: list[Path], task: str, image_split: dict[str, str],
                 acct: Accounting) -> None:
     """Write ``task``'s rows under ``<task>/<split>/``, each id once, in the split of its image
-    (the first image row written with that id); note written and duplicated items."""
-    per_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    (the first image row written with that id); note written and duplicated items.
+
+    Rows are streamed chunk by chunk: one :class:`~owl_data.corpus.writer.ShardWriter` per
+    split, opened at its first row and kept open, closed at the end in sorted split order, so
+    memory holds one chunk's rows (plus each writer's pending batch), not the whole task.
+    """
+    writers: dict[str, corpus_mod.ShardWriter] = {}
     ids: set[str] = set()
-    for d in chunks:
-        rows_d = read_rows(d, task)
-        for row, it in zip(rows_d, row_items(d, task, len(rows_d))):
-            if row["id"] in ids:
+    try:
+        for d in chunks:
+            rows_d = read_rows(d, task)
+            for row, it in zip(rows_d, row_items(d, task, len(rows_d))):
+                if row["id"] in ids:
+                    if it is not None:
+                        acct.duplicates[row["source"]].setdefault(it, f"{task} row {row['id']} already written")
+                    continue
+                ids.add(row["id"])
                 if it is not None:
-                    acct.duplicates[row["source"]].setdefault(it, f"{task} row {row['id']} already written")
-                continue
-            ids.add(row["id"])
-            if it is not None:
-                acct.written[row["source"]].add(it)
-            row["split"] = image_split[row["image_id"]]
-            per_split[row["split"]].append(row)
-    for split, rows in sorted(per_split.items()):
-        with corpus_mod.ShardWriter(staging / task / split, task) as w:
-            w.write(rows)
+                    acct.written[row["source"]].add(it)
+                split = row["split"] = image_split[row["image_id"]]
+                if split not in writers:
+                    writers[split] = corpus_mod.ShardWriter(staging / task / split, task).__enter__()
+                writers[split].write([row])
+                acct.rows_by_source[task][row["source"]] += 1
+    except BaseException as exc:
+        for w in writers.values():  # close the files, write nothing more
+            w.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    for split, w in sorted(writers.items()):
+        w.__exit__(None, None, None)
         acct.rows[task][split] = w.rows
-        for row in rows:
-            acct.rows_by_source[task][row["source"]] += 1
 
 
 def _read_items(chunks: list[Path], acct: Accounting) -> None:
