@@ -4,9 +4,12 @@ fingerprint, the dataset card, and reading a manifest back.
 ``manifest.json`` holds the schema version, the version of owl-data, what made the corpus
 (``build_config`` and code versions of a build, ``imported_from`` of an import), per source
 its counts (``items_read`` = ``items_kept`` + ``items_rejected``, rejects per reason, rows
-per task), rows per table and split, rejects per reason, and the ``fingerprint``: sha256
-over the sorted ``relative/path sha256`` lines of every shard. It is written with sorted
-keys, after every shard, by :func:`finish_corpus`.
+per task), rows per table and split, rejects per reason, ``shards`` (the relative POSIX path
+of every shard -> ``{"sha256": hex, "bytes": n, "rows": n}``, which readers check as they open
+a shard: :mod:`owl_data.corpus.read`) and the ``fingerprint``: sha256 over the sorted
+``relative/path sha256`` lines of every shard (so it follows from ``shards``). It is written
+with sorted keys, after every shard, by :func:`finish_corpus`. A manifest written before
+``shards`` existed is still read; its readers fall back to the fingerprint alone.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from owl_data.corpus import schema as schemas
 from owl_data.corpus.schema import SchemaError
 from owl_data.fs import MANIFEST, swap_into_place
@@ -25,6 +30,8 @@ __all__ = [
     "MANIFEST",
     "shard_paths",
     "fingerprint",
+    "fingerprint_of",
+    "shard_entries",
     "CorpusChangedError",
     "check_fingerprint",
     "read_manifest",
@@ -42,17 +49,38 @@ def shard_paths(corpus: Path) -> list[Path]:
     return sorted(corpus.rglob("*.parquet"), key=lambda p: p.relative_to(corpus).as_posix())
 
 
-def fingerprint(corpus: Path) -> str:
-    """sha256 over the sorted ``relative/path sha256`` lines of every shard."""
-    corpus = Path(corpus)
+def fingerprint_of(hashes: Mapping[str, str]) -> str:
+    """sha256 over the ``relative/path sha256`` lines of ``hashes`` (relative POSIX path -> sha256
+    hex of the shard's bytes), sorted by path: the corpus fingerprint."""
     h = hashlib.sha256()
-    for p in shard_paths(corpus):
-        h.update(f"{p.relative_to(corpus).as_posix()} {hashlib.sha256(p.read_bytes()).hexdigest()}\n".encode())
+    for rel in sorted(hashes):
+        h.update(f"{rel} {hashes[rel]}\n".encode())
     return h.hexdigest()
 
 
+def fingerprint(corpus: Path) -> str:
+    """sha256 over the sorted ``relative/path sha256`` lines of every shard (:func:`fingerprint_of`)."""
+    corpus = Path(corpus)
+    return fingerprint_of({p.relative_to(corpus).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                           for p in shard_paths(corpus)})
+
+
+def shard_entries(corpus: Path) -> dict[str, dict[str, Any]]:
+    """The manifest's ``shards``: every shard's relative POSIX path -> ``{"sha256": hex of its
+    bytes, "bytes": file size, "rows": Parquet rows}``, each file read once."""
+    corpus = Path(corpus)
+    out = {}
+    for p in shard_paths(corpus):
+        data = p.read_bytes()
+        rows = pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows
+        out[p.relative_to(corpus).as_posix()] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+                                                 "rows": rows}
+    return out
+
+
 class CorpusChangedError(ValueError):
-    """The corpus's content no longer matches the fingerprint its manifest (or a mix) recorded."""
+    """The corpus's content no longer matches the fingerprint its manifest (or a mix) recorded,
+    or it was rebuilt while it was being read (:mod:`owl_data.corpus.read`)."""
 
 
 def check_fingerprint(corpus: Path, manifest: Mapping[str, Any] | None = None) -> str:
@@ -163,13 +191,16 @@ def write_dataset_card(corpus: Path, manifest: dict[str, Any]) -> None:
 
 
 def finish_corpus(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Complete a written corpus folder: fingerprint into ``manifest``, ``manifest.json``, card.
+    """Complete a written corpus folder: ``shards`` (:func:`shard_entries`) and the fingerprint
+    (from the same hashes) into ``manifest``, then ``manifest.json`` and the card.
 
     Returns:
-        the manifest with its ``fingerprint`` set.
+        the manifest with its ``shards`` and ``fingerprint`` set.
     """
     folder = Path(folder)
-    manifest = {**manifest, "fingerprint": fingerprint(folder)}
+    shards = shard_entries(folder)
+    manifest = {**manifest, "shards": shards,
+                "fingerprint": fingerprint_of({rel: e["sha256"] for rel, e in shards.items()})}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     write_dataset_card(folder, manifest)
     return manifest
