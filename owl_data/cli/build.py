@@ -197,6 +197,8 @@ def validate(corpus: Path = typer.Argument(..., help="Corpus folder.")) -> None:
         rep = validate_corpus(corpus)
     except (FileNotFoundError, ValueError) as exc:
         _fail(exc)
+    for note in rep.notes:
+        console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     if rep.ok:
         out_console.print(f"[green]valid[/]: {rep.checked_rows} task rows checked")
         return
