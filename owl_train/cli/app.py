@@ -8,6 +8,7 @@ exit and the notes show them in the CLI's words through :data:`FLAGS` (:func:`fl
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NoReturn
 
 import typer
@@ -107,19 +108,22 @@ def version() -> None:
 def init_tiny_cmd(
     out_dir: str = typer.Argument(..., help="directory to write (Hugging Face Qwen2-VL layout + tokenizer)"),
     vocab_from: str = typer.Option(None, "--vocab-from", help="UTF-8 text file to train the BPE tokenizer on"),
-    seed: int = typer.Option(0, help="seed of the random weights"),
+    seed: int = typer.Option(0, "--seed", help="seed of the random weights (0 or more)"),
     force: bool = typer.Option(False, "--force", help="write into a non-empty OUT_DIR (replacing its model files)"),
     variant: str = typer.Option(None, "--variant", help="point-grounding preset (owl_train.model.variants.VARIANTS: "
                                 "a_text, b_image, c_interleaved, d_focus, e_fovea, f_patch_code, cd, cdf, cdef, ...); "
                                 f"default: {DEFAULT_VARIANT}"),
 ) -> None:
     """Write a tiny random Owl-VL model and its byte-level BPE tokenizer to OUT_DIR."""
-    from pathlib import Path
-
     from owl_train.model.tiny import init_tiny
     from owl_train.model.variants import DEFAULT_VARIANT, VARIANTS
 
     variant = DEFAULT_VARIANT if variant is None else variant  # an empty --variant "" is an error, not the default
+    if seed < 0:
+        fail(f"--seed {seed}: give a seed of 0 or more (torch seeds are unsigned)")
+    if vocab_from is not None and not Path(vocab_from).is_file():
+        fail(f"--vocab-from {vocab_from}: no such file; give a UTF-8 text file to train the tokenizer on "
+             "(or leave it out for the built-in text)")
     if variant not in VARIANTS:
         typer.secho(f"error: unknown --variant {variant!r}: use one of {', '.join(VARIANTS)}", fg="red", err=True)
         raise typer.Exit(code=2)

@@ -29,6 +29,9 @@ def _train(stage: str, config: Optional[Path], sets: list[str], flags: dict) -> 
     from owl_train.stages.config import load_train_config, parse_overrides
 
     words = STAGE2_FLAGS if stage == "stage2" else FLAGS
+    if config is not None and not config.is_file():
+        fail(f"--config {config}: " + ("is a folder; name a training YAML file" if config.is_dir() else
+                                       f"no such file; give a training YAML such as pipelines/{stage}.yaml"))
     try:
         cfg = load_train_config(config, flags, sets=parse_overrides(sets), stage=stage, out=f"runs/{stage}")
         if cfg.stage != stage:
@@ -154,6 +157,8 @@ def infer_cmd(
         fail("--corpus/--pick choose the image and points themselves: drop --image/--point")
     if pick < 0:
         fail(f"--pick {pick}: give a positive number of points")
+    if image is not None and not image.is_file():
+        fail(f"--image {image}: " + ("is a folder; name an image file" if image.is_dir() else "no such file"))
     try:
         budget = _image_budget(trained_image_budget(model), max_pixels)
         cfg = InferConfig(**budget, max_new_tokens=max_new_tokens)

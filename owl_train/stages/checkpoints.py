@@ -187,8 +187,6 @@ def zero_to_fp32(checkpoint: str | Path, out: str | Path, tag: str | None = None
         CheckpointError: a ``.pt`` file that is damaged or not weights-only (opened weights-only first).
         ValueError: keys that do not fit the model.
     """
-    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-
     ck = Path(checkpoint)
     if tag is None and not (ck / "latest").is_file():
         if not ((ck / STATE_JSON).is_file() or any(ck.glob("*model_states.pt"))):
@@ -203,6 +201,10 @@ def zero_to_fp32(checkpoint: str | Path, out: str | Path, tag: str | None = None
     if not (tag_dir / "config.json").is_file():
         raise FileNotFoundError(f"{tag_dir} has no config.json: not an Owl-VL DeepSpeed checkpoint")
     check_pickles(tag_dir, deepspeed_allow())  # DeepSpeed's reader unpickles them fully
+    if not torch.cuda.is_available():  # as the trainer does: no "Setting accelerator to CPU" warning
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
     sd = get_fp32_state_dict_from_zero_checkpoint(str(ck), tag=tag)
     model = OwlVL(OwlVLConfig.from_pretrained(tag_dir))
     if (tag_dir / ADAPTER_CONFIG).is_file():

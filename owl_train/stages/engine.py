@@ -29,6 +29,7 @@ from typing import Any, Callable, Protocol
 import torch
 from torch import Tensor, nn
 
+from owl_data.errors import FieldError
 from owl_train.stages.config import MissingPathError, TrainConfig
 from owl_train.stages.checkpoint_files import check_pickles, deepspeed_allow, load_rng, read_state
 from owl_train.stages.checkpoints import capture_rng, load_train_state, save_train_state, write_model_meta
@@ -109,6 +110,7 @@ def place(cfg: TrainConfig) -> Placement:
     process then uses ``cuda:LOCAL_RANK``)."""
     use_ds = bool(cfg.deepspeed) or launched_by_deepspeed()
     if use_ds:
+        read_ds_json(cfg)  # a bad JSON fails here, before DeepSpeed builds its ops
         _init_deepspeed_dist()
     rank = torch.distributed.get_rank() if use_ds else 0
     world = torch.distributed.get_world_size() if use_ds else 1
@@ -129,24 +131,41 @@ def _param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]
                         {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
 
 
-def _ds_config(cfg: TrainConfig, world: int, bf16: bool) -> dict[str, Any]:
-    """The DeepSpeed JSON (``cfg.deepspeed`` or :data:`DEFAULT_ZERO2`) with its ``"auto"`` values filled.
+def read_ds_json(cfg: TrainConfig) -> dict[str, Any]:
+    """The DeepSpeed JSON as given (``cfg.deepspeed``, or a copy of :data:`DEFAULT_ZERO2`), checked
+    before DeepSpeed starts (so a bad file fails before its process group and C++ op builds).
 
     Raises:
         MissingPathError: ``cfg.deepspeed`` is not a file.
-        ValueError: the JSON has an ``optimizer`` or ``scheduler`` section.
+        FieldError (``deepspeed``): not UTF-8 JSON, not an object, or an ``optimizer`` or
+            ``scheduler`` section (the trainer builds AdamW and the schedule itself).
     """
-    if cfg.deepspeed:
-        path = Path(cfg.deepspeed)
-        if not path.is_file():
-            raise MissingPathError("deepspeed", f"deepspeed {path}: no such file (e.g. pipelines/zero2.json)")
-        ds = json.loads(path.read_text())
-    else:
-        ds = json.loads(json.dumps(DEFAULT_ZERO2))
+    if not cfg.deepspeed:
+        return json.loads(json.dumps(DEFAULT_ZERO2))
+    path = Path(cfg.deepspeed)
+    if not path.is_file():
+        raise MissingPathError("deepspeed", f"deepspeed {path}: no such file (e.g. pipelines/zero2.json)")
+    try:
+        ds = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FieldError("deepspeed", f"deepspeed {path}: not a JSON file ({exc}); see pipelines/zero2.json") from None
+    if not isinstance(ds, dict):
+        raise FieldError("deepspeed", f"deepspeed {path}: expected a JSON object like pipelines/zero2.json, "
+                         f"got {type(ds).__name__}")
     for key in ("optimizer", "scheduler"):
         if key in ds:
-            raise ValueError(f"{cfg.deepspeed}: remove the '{key}' section; the trainer builds AdamW and the "
-                             "cosine schedule from the train config (lr, warmup_ratio, ...)")
+            raise FieldError("deepspeed", f"deepspeed {path}: remove the '{key}' section; the trainer builds AdamW "
+                             "and the cosine schedule from the train config (lr, warmup_ratio, ...)")
+    return ds
+
+
+def _ds_config(cfg: TrainConfig, world: int, bf16: bool) -> dict[str, Any]:
+    """The DeepSpeed JSON (:func:`read_ds_json`) with its ``"auto"`` values filled.
+
+    Raises:
+        MissingPathError, FieldError: as :func:`read_ds_json`.
+    """
+    ds = read_ds_json(cfg)
     fill = {"train_micro_batch_size_per_gpu": cfg.batch_size, "gradient_accumulation_steps": cfg.grad_accum,
             "gradient_clipping": cfg.max_grad_norm}
     for k, v in fill.items():

@@ -348,10 +348,10 @@ def train(cfg: TrainConfig, module: TrainModule, source: Any, collator: Collator
             :data:`MAX_EMPTY_STEPS` steps in a row whose rows were all dropped.
     """
     out = Path(cfg.out)
-    where = place(cfg)
     total, stop = _schedule_steps(cfg, len(source))
-    plan = _Plan(cfg=cfg, out=out, total=total, stop=stop, where=where, tokenizer_src=Path(tokenizer_src))
     resume_dir = _resume_dir(cfg, out, note)
+    where = place(cfg)  # after the checks above: DeepSpeed's start (and its op builds) only for a run that can start
+    plan = _Plan(cfg=cfg, out=out, total=total, stop=stop, where=where, tokenizer_src=Path(tokenizer_src))
     torch.manual_seed(cfg.seed)  # LoRA dropout; the data order never depends on it
     backend = make_backend(cfg, where, module, total)
     state = _State(result=LoopResult(steps=0, losses=[], ids=[], resumed_from=resume_dir))

@@ -74,3 +74,37 @@ def test_trained_image_budget_is_read_from_the_model(tmp_path):
 def test_init_tiny_empty_variant_is_an_error_not_the_default(tmp_path):
     out = one_line_error(runner.invoke(app, ["init-tiny", str(tmp_path / "m"), "--variant", ""]))
     assert "unknown --variant ''" in out and not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["init-tiny", "{tmp}/m", "--seed", "-1"], "--seed -1: give a seed of 0 or more"),
+    (["init-tiny", "{tmp}/m", "--vocab-from", "{tmp}/absent.txt"], "--vocab-from {tmp}/absent.txt: no such file"),
+    (["stage1", "--config", "{tmp}/absent.yaml"], "--config {tmp}/absent.yaml: no such file"),
+    (["stage1", "--config", "{tmp}"], "--config {tmp}: is a folder"),
+    (["infer", "--model", "{tmp}/m", "--image", "{tmp}/absent.png", "--point", "0.5,0.5"],
+     "--image {tmp}/absent.png: no such file"),
+])
+def test_missing_inputs_are_one_line_naming_the_flag(tmp_path, args, expected):
+    res = runner.invoke(app, [a.format(tmp=tmp_path) for a in args])
+    assert expected.format(tmp=tmp_path) in one_line_error(res).replace("\n", "")
+    assert not (tmp_path / "m").exists()  # nothing written before the refusal
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("{", "not a JSON file"),
+    ("[1, 2]", "expected a JSON object"),
+    ('{"optimizer": {"type": "Adam"}}', "remove the 'optimizer' section"),
+    (b"\xff\xfe", "not a JSON file"),
+])
+def test_bad_deepspeed_json_fails_before_deepspeed_starts(tmp_path, monkeypatch, text, expected):
+    from owl_data.errors import FieldError
+    from owl_train.stages import engine
+    from owl_train.stages.config import TrainConfig
+
+    ds = tmp_path / "ds.json"
+    ds.write_bytes(text if isinstance(text, bytes) else text.encode())
+    started = []
+    monkeypatch.setattr(engine, "_init_deepspeed_dist", lambda: started.append(1))
+    with pytest.raises(FieldError, match=expected) as info:
+        engine.place(TrainConfig(deepspeed=str(ds)))
+    assert info.value.field == "deepspeed" and str(ds) in str(info.value) and not started
