@@ -33,13 +33,24 @@ def _export_layout(folder: Path) -> Layout:
     from owl_data.export.llava import LLAVA
     from owl_data.export.sharegpt import SHAREGPT
 
+    foreign = (f"a LLaVA or ShareGPT dataset from elsewhere is read as a build source instead: "
+               f"owl-data build --source llava=FILE.json --out CORPUS")
+    if folder.is_file():
+        raise ExportError(f"{folder} is a file: import-llava reads an export folder written by "
+                          f"`owl-data export --format llava|sharegpt` (it holds {SIDECAR}); {foreign}")
     side = folder / SIDECAR
-    doc = load_export_json(side) if side.is_file() else None
+    if not side.is_file():
+        raise ExportError(f"{folder} has no {SIDECAR}: not an export of `owl-data export --format llava|sharegpt`; "
+                          f"{foreign}")
+    doc = load_export_json(side)
     fmt = doc.get("format") if isinstance(doc, dict) else None
-    fmt = fmt if isinstance(fmt, str) else None
     layouts = {"llava": LLAVA, "sharegpt": SHAREGPT}
-    if fmt not in layouts:
-        raise ExportError(f"{folder} is not an Owl-VL llava or sharegpt export ({SIDECAR}: format {fmt!r})")
+    if fmt == "hf":
+        raise ExportError(f"{folder} is an hf export: its Parquet shards are a corpus already; import-llava reads "
+                          "llava and sharegpt exports")
+    if not isinstance(fmt, str) or fmt not in layouts:
+        raise ExportError(f"{folder}: {SIDECAR} names format {str(fmt)[:40]!r}; import-llava reads the llava and "
+                          "sharegpt exports of `owl-data export`")
     return layouts[fmt]
 
 

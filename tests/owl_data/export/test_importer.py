@@ -60,3 +60,26 @@ def test_import_truncated_or_malformed_json_is_one_clear_error(lcb_corpus, tmp_p
         runner.invoke(app, ["import-llava", str(ex), "--out", str(tmp_path / "back")]))
     (ex / "owl_export.json").write_text("[1, 2]")
     one_line_error(runner.invoke(app, ["import-llava", str(ex), "--out", str(tmp_path / "back")]))
+
+
+def test_import_of_something_that_is_no_export_says_what_it_expects(lcb_corpus, tmp_path):
+    llava_json = tmp_path / "llava_instruct.json"
+    llava_json.write_text(json.dumps([{"id": "1", "image": "a.jpg", "conversations": []}]))
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "data.json").write_text("[]")
+    hf = tmp_path / "hf"
+    runner.invoke(app, ["export", str(lcb_corpus), "--format", "hf", "--out", str(hf)])
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "owl_export.json").write_text(json.dumps({"format": 7}))
+    cases = {llava_json: "is a file: import-llava reads an export folder",
+             foreign: "has no owl_export.json: not an export of `owl-data export --format llava|sharegpt`",
+             hf: "is an hf export", odd: "names format '7'"}
+    for folder, expected in cases.items():
+        res = runner.invoke(app, ["import-llava", str(folder), "--out", str(tmp_path / "c")])
+        text = one_line_error(res).replace("\n", "")
+        assert expected in text, text
+        if folder in (llava_json, foreign):
+            assert "--source llava=FILE.json" in text
+        assert "format None" not in text and not (tmp_path / "c").exists()
