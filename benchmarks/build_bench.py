@@ -1,20 +1,34 @@
-"""Build throughput against decode-only throughput of the same images, in one run.
+"""Build time against decode-only time of the same files, for 1 and 2 local workers and Ray.
 
-Decoding is the physical floor of ``owl-data build``: every image must be decoded once
-(for colours and EXIF). This script times (1) Pillow decoding every image of the input to
-RGB, and (2) full builds with 1 and 2 workers, and prints images/s and the ratio
-build time / decode time (goal: <= 1.5).
+Decoding is the physical floor of ``owl-data build``: every file the build decodes (each
+photo, and for Cityscapes-layout sources its instanceIds and labelIds maps) must be decoded
+once. This script times (1) Pillow decoding every such file to arrays, (2) full builds with
+each ``--workers`` count of the local executor and, where ``BuildConfig`` has an
+``executor`` field and ray is installed, with ``executor="ray"`` on a local Ray of
+``--ray-cpus`` CPUs; it prints seconds, images/s, build/decode, ms per task row, the
+2-worker speed-up over 1 and Ray against 2 local workers (goals of issue 11: build/decode
+<= 2 with 1 worker, speed-up >= 1.7, Ray/local-2 <= 1.3).
 
     python benchmarks/build_bench.py                      # the embedded default, tiled
     python benchmarks/build_bench.py --source cityscapes=DIR --source coco=IMG:ANN.json
+    python benchmarks/build_bench.py --full-size 100      # 100 frames of 2048x1024
 
-With no --source, the drawn default scenes are written ``--copies`` times (different seeds)
-so the run holds enough images to time.
+``--full-size N`` writes N Cityscapes-layout frames of ``--frame-size`` (2048x1024) made
+from the real sample ``--sample`` (default ``../shared/data/cityscapes``): each frame is a
+sample frame (cycling through them) with the photo bicubic-upscaled plus Gaussian noise of
+sigma 3 levels drawn from ``default_rng((seed, k))`` for frame ``k``, and the instanceIds and
+labelIds maps nearest-upscaled; frame ``k`` is ``<city><k // 25:03d>_000000_<k:06d>`` so
+names and groups differ. Without the sample, the synthetic source draws the frames at that
+size (``write_default_scenes(width=, height=)``). ``--frames-dir DIR`` keeps the frames for a
+later run (reused when DIR holds the same settings), e.g. for a profile of the builds only.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,64 +36,287 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from owl_data.build.driver import SourceSpec, run_build
+from owl_data.build import driver
 from owl_data.build.config import BuildConfig
+from owl_data.build.driver import SourceSpec, run_build
+from owl_data import records as owl_records
 from owl_data.records import Scene
-from owl_data.sources import SourceOptions, get_reader
+from owl_data.sources import SOURCES, SourceOptions, get_reader
 from owl_data.sources.synthetic.scenes import write_default_scenes
 
+SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cityscapes"
+"""The real Cityscapes sample beside the project (``../shared/data/cityscapes``)."""
+FRAMES_PER_CITY = 25
+IMAGE, INSTANCE, LABEL = "_leftImg8bit.png", "_gtFine_instanceIds.png", "_gtFine_labelIds.png"
 
-def image_paths(specs: list[SourceSpec]) -> list[Path]:
-    paths = []
+
+# --- generated frames -------------------------------------------------------------------
+
+def _sample_frames(sample: Path) -> list[tuple[str, str, Path, Path, Path | None]]:
+    """(split, city, photo, instanceIds, labelIds or None) of every frame of a Cityscapes root."""
+    out = []
+    for photo in sorted(sample.glob(f"leftImg8bit/*/*/*{IMAGE}")):
+        split, city = photo.parent.parent.name, photo.parent.name
+        stem = photo.name[: -len(IMAGE)]
+        gt = sample / "gtFine" / split / city
+        if (gt / f"{stem}{INSTANCE}").is_file():
+            label = gt / f"{stem}{LABEL}"
+            out.append((split, city, photo, gt / f"{stem}{INSTANCE}", label if label.is_file() else None))
+    return out
+
+
+def _nearest(arr: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(h, w) map -> (height, width) by nearest neighbour (pixel (y, x) takes (y*h//height, x*w//width))."""
+    h, w = arr.shape
+    return arr[(np.arange(height) * h // height)[:, None], (np.arange(width) * w // width)[None, :]]
+
+
+def upscaled_frames(root: Path, n: int, size: tuple[int, int], sample: Path, seed: int = 0) -> list[list[str]]:
+    """Write ``n`` frames of ``size`` (W, H) made from the sample's frames under ``root``.
+
+    Returns:
+        Per frame, the paths (relative to ``root``) of the files written.
+
+    Raises:
+        ValueError: the sample holds no frame with an instanceIds map.
+    """
+    frames = _sample_frames(sample)
+    if not frames:
+        raise ValueError(f"no Cityscapes frame with instanceIds under {sample}")
+    width, height = size
+    bases = []
+    for split, city, photo, inst, label in frames:
+        with Image.open(photo) as im:
+            rgb = np.asarray(im.convert("RGB").resize(size, Image.Resampling.BICUBIC), dtype=np.float32)
+        with Image.open(inst) as im:
+            ids = _nearest(np.asarray(im), width, height).astype(np.uint16)
+        lab = None
+        if label is not None:
+            with Image.open(label) as im:
+                lab = _nearest(np.asarray(im), width, height).astype(np.uint8)
+        bases.append((split, city, rgb, ids, lab))
+    written = []
+    for k in range(n):
+        split, city, rgb, ids, lab = bases[k % len(bases)]
+        town = f"{city}{k // FRAMES_PER_CITY:03d}"
+        stem = f"{town}_000000_{k:06d}"
+        noise = np.random.default_rng((seed, k)).normal(0.0, 3.0, size=rgb.shape).astype(np.float32)
+        files = {f"leftImg8bit/{split}/{town}/{stem}{IMAGE}": np.clip(np.round(rgb + noise), 0, 255).astype(np.uint8),
+                 f"gtFine/{split}/{town}/{stem}{INSTANCE}": ids}
+        if lab is not None:
+            files[f"gtFine/{split}/{town}/{stem}{LABEL}"] = lab
+        for rel, arr in files.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(arr).save(root / rel)
+        written.append(sorted(files))
+    return written
+
+
+def drawn_frames(root: Path, n: int, size: tuple[int, int], seed: int = 0) -> list[list[str]]:
+    """Draw ``max(n, 2)`` synthetic frames of ``size`` (a fifth, at least one, in val); files per frame."""
+    val = max(1, n // 5)
+    train = max(1, n - val)
+    write_default_scenes(root, seed=seed, train=train, val=val, width=size[0], height=size[1])
+    written = []
+    for photo in sorted(root.glob(f"leftImg8bit/*/*/*{IMAGE}")):
+        stem = photo.name[: -len(IMAGE)]
+        gt = photo.parent.relative_to(root / "leftImg8bit")
+        written.append([str(photo.relative_to(root))] + [f"gtFine/{gt}/{stem}{s}" for s in
+                                                          (INSTANCE, LABEL, "_gtFine_polygons.json")])
+    return written
+
+
+def make_frames(folder: Path, n: int, size: tuple[int, int], sample: Path, seed: int = 0) -> tuple[Path, list[list[str]], str]:
+    """Frames under ``folder/root`` (reused when ``folder/frames.json`` records the same settings).
+
+    Returns:
+        (root, files per frame relative to root, what they are: "upscaled sample" or "drawn").
+    """
+    kind = "upscaled sample" if _sample_frames(sample) else "drawn"
+    settings = {"n": n, "size": list(size), "seed": seed, "kind": kind, "sample": str(sample)}
+    record = folder / "frames.json"
+    root = folder / "root"
+    if record.is_file():
+        saved = json.loads(record.read_text())
+        if saved["settings"] == settings:
+            return root, saved["files"], kind
+    folder.mkdir(parents=True, exist_ok=True)
+    record.unlink(missing_ok=True)
+    if kind == "drawn":
+        files = drawn_frames(root, n, size, seed)
+    else:
+        files = upscaled_frames(root, n, size, sample, seed)
+    record.write_text(json.dumps({"settings": settings, "files": files}))
+    return root, files, kind
+
+
+# --- timing -------------------------------------------------------------------------------
+
+def decoded_files(specs: list[SourceSpec]) -> list[tuple[Path, bool]]:
+    """(path, is a photo) of every file the build decodes: each Scene's photo, and a Cityscapes
+    root's instanceIds and labelIds maps (those present), found on disk for Cityscapes roots
+    so that listing them decodes nothing."""
+    paths: list[tuple[Path, bool]] = []
     for s in specs:
-        for r in get_reader(s.name)(s.spec, SourceOptions(name=s.name)):
+        if SOURCES.get(s.name) is SOURCES["cityscapes"]:
+            for _, _, photo, inst, label in _sample_frames(Path(s.spec)):
+                paths += [(photo, True), (inst, False)] + ([(label, False)] if label is not None else [])
+            continue
+        records = get_reader(s.name)(s.spec, SourceOptions(name=s.name))
+        expand = getattr(owl_records, "iter_expanded", None)  # readers that defer decoding to workers
+        for r in expand(records) if expand is not None else records:
             if isinstance(r, Scene):
-                paths.append(r.ref.path)
+                paths.append((r.ref.path, True))
     return paths
 
 
-def decode_all(paths: list[Path]) -> float:
+def decode_all(paths: list[tuple[Path, bool]]) -> float:
+    """Seconds to decode every file to a numpy array (photos to RGB, label maps as stored)."""
     t = time.perf_counter()
-    for p in paths:
+    for p, photo in paths:
         with Image.open(p) as im:
-            np.asarray(im.convert("RGB"))
+            np.asarray(im.convert("RGB") if photo else im)
     return time.perf_counter() - t
 
 
-def main() -> None:
+def task_rows(manifest: dict) -> int:
+    return sum(sum(v.values()) for k, v in manifest["rows"].items() if k not in ("images", "image_refs"))
+
+
+def pool_startup(cfg: BuildConfig) -> float | None:
+    """Seconds to start the local pool as the driver does and run one task per worker, or None
+    when the driver exposes no ``_pool`` (or uses none for this config)."""
+    make = getattr(driver, "_pool", None)
+    if make is None or cfg.workers <= 1:
+        return None
+    t = time.perf_counter()
+    pool = make(cfg)
+    if pool is None:
+        return None
+    try:
+        pool.map(abs, range(cfg.workers), chunksize=1)
+        return time.perf_counter() - t
+    finally:
+        pool.close()
+        pool.join()
+
+
+def timed_build(specs: list[SourceSpec], out: Path, cfg: BuildConfig) -> tuple[float, dict, dict]:
+    """(seconds, manifest, start-up timings the report exposes) of one build."""
+    t = time.perf_counter()
+    report = run_build(specs, out, cfg)
+    dt = time.perf_counter() - t
+    startup = {f.name: getattr(report, f.name) for f in dataclasses.fields(report) if "start" in f.name}
+    return dt, report.manifest, startup
+
+
+def line(label: str, dt: float, n: int, rows: int, t_decode: float) -> str:
+    return (f"{label:<22}: {dt:7.2f} s  {n / dt:7.2f} images/s  {rows} rows  {1000 * dt / max(rows, 1):6.2f} ms/row  "
+            f"build/decode {dt / t_decode:6.2f}")
+
+
+def ray_build(specs: list[SourceSpec], tmp: Path, cpus: int, t_decode: float, n: int) -> tuple[float, str] | None:
+    """Build with ``executor="ray"`` on a fresh local Ray of ``cpus`` CPUs (printing its start-up
+    and the build); (seconds, fingerprint), or None after printing why Ray is not available."""
+    if "executor" not in {f.name for f in dataclasses.fields(BuildConfig)}:
+        print("ray: not available (BuildConfig has no 'executor' field)")
+        return None
+    try:
+        import ray
+    except ImportError:
+        print("ray: not available (ray is not installed: pip install -e '.[ray]')")
+        return None
+    t = time.perf_counter()
+    ray.init(num_cpus=cpus, include_dashboard=False, _temp_dir=tempfile.mkdtemp(prefix="ray", dir="/tmp"),
+             log_to_driver=False)
+    print(f"ray start-up          : {time.perf_counter() - t:7.2f} s  (ray.init, num_cpus={cpus})")
+    try:
+        dt, m, startup = timed_build(specs, tmp / "out_ray", BuildConfig(workers=cpus, executor="ray"))
+    finally:
+        ray.shutdown()
+    print(line(f"build ray cpus={cpus}", dt, n, task_rows(m), t_decode))
+    for k, v in startup.items():
+        print(f"  {k}: {v}")
+    return dt, m["fingerprint"]
+
+
+# --- main -----------------------------------------------------------------------------------
+
+def _specs(args: argparse.Namespace, tmp: Path) -> tuple[list[SourceSpec], str]:
+    """The sources to build and a line saying what they are."""
+    if args.source:
+        return [SourceSpec.parse(s) for s in args.source], "given sources"
+    if args.full_size:
+        w, h = (int(v) for v in args.frame_size.lower().split("x"))
+        folder = Path(args.frames_dir) if args.frames_dir else tmp / "frames"
+        t = time.perf_counter()
+        root, files, kind = make_frames(folder, args.full_size, (w, h), Path(args.sample), args.seed)
+        what = f"{len(files)} {kind} frames of {w}x{h} under {root} (made in {time.perf_counter() - t:.1f} s)"
+        return [SourceSpec("cityscapes", str(root), synthetic=kind == "drawn")], what
+    specs = []
+    for k in range(args.copies):  # one source per copy needs distinct names: aliases of the reader
+        root = write_default_scenes(tmp / f"scenes{k}", seed=k)
+        SOURCES[f"cityscapes{k}"] = SOURCES["cityscapes"]
+        specs.append(SourceSpec(f"cityscapes{k}", str(root), synthetic=True))
+    return specs, f"{args.copies} copies of the embedded default scenes"
+
+
+def _parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--source", action="append", default=[], help="NAME=SPEC as for owl-data build")
     ap.add_argument("--copies", type=int, default=20, help="default scene sets to draw when no --source")
-    args = ap.parse_args()
+    ap.add_argument("--full-size", type=int, default=0, metavar="N", help="build N generated full-size frames")
+    ap.add_argument("--frame-size", default="2048x1024", help="WxH of the --full-size frames")
+    ap.add_argument("--sample", default=str(SAMPLE), help="Cityscapes root the frames are made from")
+    ap.add_argument("--frames-dir", default="", help="keep (and reuse) the generated frames here")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the frames' noise / drawing")
+    ap.add_argument("--workers", default="1,2", help="local worker counts to time, comma-separated")
+    ap.add_argument("--ray-cpus", type=int, default=2, help="CPUs of the local Ray (0: skip Ray)")
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = _parse()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        if args.source:
-            specs = [SourceSpec.parse(s) for s in args.source]
-        else:
-            specs = []
-            for k in range(args.copies):
-                root = write_default_scenes(tmp / f"scenes{k}", seed=k)
-                specs.append(SourceSpec("cityscapes", str(root), synthetic=True))
-            # one source per copy needs distinct names: register aliases of the reader
-            from owl_data.sources import SOURCES
-
-            for k, s in enumerate(specs):
-                SOURCES[f"cityscapes{k}"] = SOURCES["cityscapes"]
-                specs[k] = SourceSpec(f"cityscapes{k}", s.spec, synthetic=True)
-        paths = image_paths(specs)
+        specs, what = _specs(args, tmp)
+        print(what)
+        paths = decoded_files(specs)
         decode_all(paths[:2])  # warm up
         t_decode = decode_all(paths)
-        n = len(paths)
-        print(f"images: {n}")
-        print(f"decode only      : {t_decode:7.2f} s  {n / t_decode:8.1f} images/s")
-        for workers in (1, 2):
-            t = time.perf_counter()
-            m = run_build(specs, tmp / f"out{workers}", BuildConfig(workers=workers)).manifest
-            dt = time.perf_counter() - t
-            rows = sum(sum(v.values()) for k, v in m["rows"].items() if k not in ("images", "image_refs"))
-            print(f"build workers={workers}: {dt:7.2f} s  {n / dt:8.1f} images/s  {rows} rows  "
-                  f"ratio build/decode = {dt / t_decode:.2f} (goal <= 1.5: "
-                  f"{'met' if dt / t_decode <= 1.5 else 'not met'})")
+        n = sum(photo for _, photo in paths)
+        print(f"images: {n}, files decoded: {len(paths)}")
+        print(f"{'decode only':<22}: {t_decode:7.2f} s  {n / t_decode:7.2f} images/s")
+        times, prints = {}, set()
+        for workers in (int(w) for w in args.workers.split(",")):
+            cfg = BuildConfig(workers=workers)
+            start = pool_startup(cfg)
+            if start is not None:
+                print(f"{f'pool start-up w={workers}':<22}: {start:7.2f} s  (measured apart: driver._pool + one task per worker)")
+            dt, m, startup = timed_build(specs, tmp / f"out{workers}", cfg)
+            times[workers] = dt
+            prints.add(m["fingerprint"])
+            print(line(f"build workers={workers}", dt, n, task_rows(m), t_decode))
+            for k, v in startup.items():
+                print(f"  {k}: {v}")
+        ray = ray_build(specs, tmp, args.ray_cpus, t_decode, n) if args.ray_cpus > 0 else None
+        _summary(times, ray, prints, t_decode)
+
+
+def _summary(times: dict[int, float], ray: tuple[float, str] | None, prints: set[str], t_decode: float) -> None:
+    if 1 in times:
+        r = times[1] / t_decode
+        print(f"build/decode, 1 worker: {r:.2f} (goal <= 2: {'met' if r <= 2 else 'not met'})")
+    if 1 in times and 2 in times:
+        s = times[1] / times[2]
+        print(f"speed-up 2 workers / 1: {s:.2f}x (goal >= 1.7: {'met' if s >= 1.7 else 'not met'})")
+    if ray is not None and 2 in times:
+        r = ray[0] / times[2]
+        print(f"ray / 2 local workers : {r:.2f} (goal <= 1.3: {'met' if r <= 1.3 else 'not met'})")
+    if ray is not None:
+        prints.add(ray[1])
+    print(f"fingerprints: {'all equal' if len(prints) == 1 else 'DIFFER'} {sorted(prints)}")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
