@@ -15,7 +15,8 @@ Rows come from DuckDB over the Parquet shards, per task ordered by ``id`` and cu
 ``limit``; ``where`` is a DuckDB predicate over the task table's own columns
 (``source = 'cityscapes' AND target.category = 'car'``), parsed as one expression. The
 predicate is user SQL, so it never reaches a connection that can touch anything else: the
-task's shards are opened with pyarrow and registered as the table ``t`` on a fresh DuckDB
+task's shards are opened with pyarrow, each checked against the manifest's hash
+(:mod:`owl_data.corpus.read`), and registered as the table ``t`` on a fresh DuckDB
 connection, then ``enable_external_access`` is switched off and the configuration locked
 before the predicate is evaluated. ``read_text``, ``read_csv``, ``glob``, ``COPY``,
 ``ATTACH``, ``INSTALL`` and ``LOAD`` in ``--where`` fail with a one-line
@@ -42,32 +43,18 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from PIL import Image, ImageOps
 
 from owl_data.corpus import schema as schemas
 from owl_data.corpus.predicate import predicate_problem
+from owl_data.corpus.read import CorpusReader
 from owl_data.errors import FieldError
 from owl_data.fs import OutputKind, check_out, json_marker, staged
 
-__all__ = [
-    "GalleryError",
-    "GallerySettingError",
-    "GalleryConfig",
-    "GalleryReport",
-    "GALLERY_OUT",
-    "MAX_LIMIT",
-    "write_gallery",
-    "first_thumb_origin",
-    "THUMB_PX",
-    "HEADER_PX",
-    "GAP_PX",
-    "CARD_PAD_PX",
-    "CARD_BORDER_PX",
-    "POINT_COLOUR",
-    "BOX_COLOUR",
-]
+__all__ = ["GalleryError", "GallerySettingError", "GalleryConfig", "GalleryReport", "GALLERY_OUT", "MAX_LIMIT",
+           "write_gallery", "first_thumb_origin", "THUMB_PX", "HEADER_PX", "GAP_PX", "CARD_PAD_PX", "CARD_BORDER_PX",
+           "POINT_COLOUR", "BOX_COLOUR"]
 
 THUMB_PX = 320  # longer side of every thumbnail, in CSS pixels
 HEADER_PX = 56  # height of the filter bar at the top of the page
@@ -161,32 +148,32 @@ def first_thumb_origin() -> tuple[int, int]:
     return inset, HEADER_PX + inset
 
 
-def _files(corpus: Path, table: str) -> list[str]:
-    return sorted(p.as_posix() for p in (corpus / table).rglob("*.parquet"))
+def _tables(reader: CorpusReader, table: str) -> list[pa.Table]:
+    """The table's shards read whole, each checked against the manifest (:mod:`owl_data.corpus.read`)."""
+    return [reader.read_table(rel) for rel in reader.files(table)]
 
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def _sandbox(files: list[str]) -> duckdb.DuckDBPyConnection:
-    """A fresh connection holding the shards as table ``t`` and nothing else it can reach.
-
-    The shards are scanned by pyarrow; the connection itself may open no file, install or
-    load no extension, attach no database, and its configuration is locked.
+def _sandbox(tables: list[pa.Table]) -> duckdb.DuckDBPyConnection:
+    """A fresh connection holding the shards (read by pyarrow) as table ``t`` and nothing else
+    it can reach: the connection may open no file, install or load no extension, attach no
+    database, and its configuration is locked.
     """
     con = duckdb.connect()
-    con.register("t", ds.dataset(files, format="parquet"))
+    con.register("t", ds.InMemoryDataset(tables))
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
 
 
-def _query_rows(corpus: Path, cfg: GalleryConfig, report: GalleryReport) -> list[tuple[str, dict[str, Any]]]:
+def _query_rows(reader: CorpusReader, cfg: GalleryConfig, report: GalleryReport) -> list[tuple[str, dict[str, Any]]]:
     tasks = [cfg.task] if cfg.task else list(schemas.TASK_TABLES)
-    present = {t: f for t in tasks if (f := _files(corpus, t))}
+    present = {t: f for t in tasks if (f := _tables(reader, t))}
     if cfg.task and not present:
-        raise GalleryError(f"{corpus}: the corpus has no {cfg.task} rows")
+        raise GalleryError(f"{reader.root}: the corpus has no {cfg.task} rows")
     out: list[tuple[str, dict[str, Any]]] = []
     if cfg.where is not None and (why := predicate_problem(cfg.where)):
         raise GallerySettingError("where", why)
@@ -236,16 +223,15 @@ def _thumbnail(data: bytes, width: int, height: int, side: int) -> Image.Image |
     return rgb.resize(size, Image.Resampling.LANCZOS)
 
 
-def _write_thumbs(corpus: Path, ids: list[str], out: Path, side: int) -> dict[str, tuple[int, int]]:
+def _write_thumbs(reader: CorpusReader, ids: list[str], out: Path, side: int) -> dict[str, tuple[int, int]]:
     """Write ``thumbs/<image_id>.png`` for the given ids; returns id -> thumbnail (w, h)."""
-    files = _files(corpus, "images")
-    if not files or not ids:
+    if not ids:
+        return {}
+    table = reader.read_images(ids, ["image_id", "bytes", "width", "height"]).sort_by("image_id")
+    if not table.num_rows:
         return {}
     (out / "thumbs").mkdir(parents=True, exist_ok=True)
     sizes: dict[str, tuple[int, int]] = {}
-    table = ds.dataset(files, format="parquet").to_table(
-        columns=["image_id", "bytes", "width", "height"], filter=pc.field("image_id").isin(pa.array(ids, pa.string())))
-    table = table.sort_by("image_id")
     for image_id, data, w, h in zip(*(table.column(c).to_pylist() for c in ("image_id", "bytes", "width", "height"))):
         if image_id in sizes or not re.fullmatch(r"[0-9a-f]{8,128}", image_id):
             continue
@@ -368,6 +354,8 @@ def write_gallery(corpus: Path, out: Path, cfg: GalleryConfig | None = None) -> 
     """Write ``out/index.html`` and ``out/thumbs/*.png`` for the rows ``cfg`` selects.
 
     Raises:
+        DamagedShardError / CorpusChangedError: a shard that differs from the manifest's hash
+            (:mod:`owl_data.corpus.read`).
         GalleryError: ``corpus`` is not a corpus, the named task has no rows, or ``cfg.where``
             is not a valid predicate (on the named task, or on every task when none is named)
             or reaches beyond the table's columns.
@@ -379,10 +367,11 @@ def write_gallery(corpus: Path, out: Path, cfg: GalleryConfig | None = None) -> 
     if not (corpus / "manifest.json").is_file():
         raise GalleryError(f"{corpus}: not a corpus (manifest.json is missing)")
     check_out(out, kind=GALLERY_OUT, reads={"the corpus": corpus})
+    reader = CorpusReader(corpus)
     report = GalleryReport(index=out / "index.html")
-    rows = _query_rows(corpus, cfg, report)
+    rows = _query_rows(reader, cfg, report)
     with staged(out) as staging:
-        sizes = _write_thumbs(corpus, sorted({r["image_id"] for _, r in rows}), staging, cfg.thumb_px)
+        sizes = _write_thumbs(reader, sorted({r["image_id"] for _, r in rows}), staging, cfg.thumb_px)
         report.thumbnails = len(sizes)
         report.missing_images = sum(1 for _, r in rows if r["image_id"] not in sizes)
         cards = "".join(_card(t, r, sizes.get(r["image_id"]), cfg.thumb_px) for t, r in rows)

@@ -15,10 +15,12 @@ aspect ratio is not applied: the model sees the point in the same normalised fra
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
-import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from owl_data.corpus.read import CorpusReader
 
 __all__ = ["knn_vote", "LayoutPrior", "fit_layout_prior", "description_pairs", "point_xy",
            "read_description_rows", "DEFAULT_K"]
@@ -172,16 +174,20 @@ def fit_layout_prior(train_rows: Iterable[Mapping[str, Any]], k: int = DEFAULT_K
 _COLUMNS = ["id", "image_id", "kind", "point", "target"]
 
 
-def read_description_rows(corpus: str | Path, split: str) -> list[dict[str, Any]]:
+def read_description_rows(corpus: str | Path | CorpusReader, split: str) -> list[dict[str, Any]]:
     """The point_vqa description rows of ``split`` without images: ``id, image_id, kind, point
     {x, y}, target {category, instance, bbox}`` (shard then row order); [] when the split has none.
 
     Raises:
         ValueError: ``split`` is not a split name (a path such as ``../images``).
+        DamagedShardError / CorpusChangedError: a shard that differs from the manifest's hash
+            (:mod:`owl_data.corpus.read`; FileNotFoundError: no manifest).
     """
+    from owl_data.corpus.read import as_reader
     from owl_data.corpus.writer import check_split
 
+    reader = as_reader(corpus)
     rows: list[dict[str, Any]] = []
-    for f in sorted((Path(corpus) / "point_vqa" / check_split(split)).glob("*.parquet")):
-        rows += [r for r in pq.read_table(f, columns=_COLUMNS).to_pylist() if r["kind"] == "description"]
+    for rel in reader.files(f"point_vqa/{check_split(split)}"):
+        rows += [r for r in reader.read_table(rel, columns=_COLUMNS).to_pylist() if r["kind"] == "description"]
     return rows

@@ -28,11 +28,13 @@ import hashlib
 import os
 import stat
 from pathlib import Path
-from typing import Any, BinaryIO, NoReturn
+from typing import Any, BinaryIO, Iterable, NoReturn
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from owl_data.corpus import schema as schemas
 from owl_data.corpus.manifest import MANIFEST, CorpusChangedError, check_fingerprint, fingerprint_of, read_manifest
 from owl_data.corpus.schema import SchemaError
 
@@ -168,6 +170,23 @@ class CorpusReader:
     def read_table(self, path: Path | str, columns: list[str] | None = None) -> pa.Table:
         """The checked shard at ``path`` read whole (``columns``: all when None); errors of :meth:`open`."""
         return self.open(path).read(columns=columns)
+
+    def read_images(self, ids: Iterable[str], columns: list[str] | None = None) -> pa.Table:
+        """The ``images`` rows whose ``image_id`` is in ``ids`` (``columns``, default ``image_id,
+        bytes``), in shard then row order: each images shard checked (streamed) as it is
+        opened, only its row groups that hold one of ``ids`` read. Errors of :meth:`open`."""
+        want = pa.array(sorted(set(ids)), pa.string())
+        cols = list(columns or ["image_id", "bytes"])
+        parts = []
+        for rel in self.files("images") if len(want) else []:
+            pf = self.open(rel, in_memory=False)
+            for g in range(pf.num_row_groups):
+                sel = pc.is_in(pf.read_row_group(g, columns=["image_id"]).column(0), value_set=want)
+                if pc.any(sel).as_py():
+                    parts.append(pf.read_row_group(g, columns=cols).filter(sel))
+        if not parts:
+            return schemas.with_metadata("images").empty_table().select(cols)
+        return pa.concat_tables(parts)
 
     def _open_file(self, rel: str) -> BinaryIO:
         """The shard's file opened for reading: a regular file (a FIFO is never waited on)."""

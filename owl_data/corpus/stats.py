@@ -1,4 +1,5 @@
-"""``owl-data stats``: DuckDB queries over a corpus's Parquet shards."""
+"""``owl-data stats``: DuckDB queries over a corpus's Parquet shards (each read by pyarrow,
+checked against the manifest's hash as it is opened: :mod:`owl_data.corpus.read`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pyarrow.dataset as ds
 
 from owl_data.corpus import schema as schemas
+from owl_data.corpus.read import CorpusReader
 from owl_data.corpus.layout_prior import DEFAULT_K, description_pairs, fit_layout_prior, read_description_rows
 
 __all__ = ["corpus_stats", "LayoutPriorStats", "layout_prior_stats"]
@@ -31,7 +34,7 @@ class LayoutPriorStats:
     majority_accuracy: float | None
 
 
-def layout_prior_stats(corpus: Path, fit_split: str = "train", score_split: str = "val",
+def layout_prior_stats(corpus: Path | CorpusReader, fit_split: str = "train", score_split: str = "val",
                        k: int = DEFAULT_K) -> LayoutPriorStats:
     """The corpus's layout prior (train -> val by default); zeros and Nones when a split has no points."""
     val_xy, val_cats = description_pairs(read_description_rows(corpus, score_split))
@@ -43,11 +46,14 @@ def layout_prior_stats(corpus: Path, fit_split: str = "train", score_split: str 
                             prior.majority_accuracy(val_cats))
 
 
-def _glob(corpus: Path, table: str) -> list[str] | None:
-    """The table's shard files (None when it has none), passed to DuckDB as a parameter: a path
-    is never spliced into SQL nor read as a glob (a corpus folder named ``it's`` or ``run[1]``)."""
-    files = sorted(f.as_posix() for f in (corpus / table).rglob("*.parquet"))
-    return files or None
+def _register(con: duckdb.DuckDBPyConnection, reader: CorpusReader, table: str) -> str | None:
+    """Register the table's checked shards on ``con`` as view ``t_<table>``; its name, or None
+    when it has no shards (no path is ever spliced into SQL nor read as a glob)."""
+    tables = [reader.read_table(rel) for rel in reader.files(table)]
+    if not tables:
+        return None
+    con.register(f"t_{table}", ds.InMemoryDataset(tables))
+    return f"t_{table}"
 
 
 def corpus_stats(corpus: Path) -> dict[str, list[tuple]]:
@@ -60,44 +66,35 @@ def corpus_stats(corpus: Path) -> dict[str, list[tuple]]:
     Raises:
         FileNotFoundError: ``corpus`` is not a corpus (no manifest.json).
         SchemaError: a corpus of another schema major version.
+        DamagedShardError / CorpusChangedError: a shard that differs from the manifest's hash.
     """
-    from owl_data.corpus.writer import read_manifest
-
-    corpus = Path(corpus)
-    read_manifest(corpus)  # FileNotFoundError / SchemaError when it is not a corpus
+    reader = CorpusReader(corpus)  # FileNotFoundError / SchemaError when it is not a corpus
     con = duckdb.connect()
     try:
-        return _queries(con, corpus)
+        return _queries(con, reader)
     except duckdb.Error as exc:  # an unreadable shard: one line, not a traceback
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise ValueError(f"{corpus}: cannot read its Parquet shards ({first})") from None
+        raise ValueError(f"{reader.root}: cannot read its Parquet shards ({first})") from None
     finally:
         con.close()
 
 
-def _queries(con: duckdb.DuckDBPyConnection, corpus: Path) -> dict[str, list]:
+def _queries(con: duckdb.DuckDBPyConnection, reader: CorpusReader) -> dict[str, list]:
     out: dict[str, list] = {"rows": [], "categories": [], "kinds": [], "rejects": [], "layout_prior": []}
     for task in schemas.TASK_TABLES:
-        g = _glob(corpus, task)
-        if g is None:
-            continue
-        out["rows"] += con.execute(
-            f"SELECT '{task}', split, source, count(*) FROM read_parquet(?) GROUP BY ALL ORDER BY ALL", [g]
-        ).fetchall()
-    g = _glob(corpus, "point_vqa")
-    if g is not None:
+        t = _register(con, reader, task)
+        if t is not None:
+            out["rows"] += con.execute(
+                f"SELECT '{task}', split, source, count(*) FROM {t} GROUP BY ALL ORDER BY ALL").fetchall()
+    if reader.files("point_vqa"):
         out["categories"] = con.execute(
             "SELECT target.category, count(*), count(DISTINCT target.instance || image_id) "
-            "FROM read_parquet(?) GROUP BY ALL ORDER BY 2 DESC, 1", [g]
-        ).fetchall()
+            "FROM t_point_vqa GROUP BY ALL ORDER BY 2 DESC, 1").fetchall()
         out["kinds"] = con.execute(
             "SELECT kind, (conversations[1].content = '<image><point>') AS no_question, count(*) "
-            "FROM read_parquet(?) GROUP BY ALL ORDER BY ALL", [g]
-        ).fetchall()
-        out["layout_prior"] = [layout_prior_stats(corpus)]
-    g = _glob(corpus, "rejects")
-    if g is not None:
+            "FROM t_point_vqa GROUP BY ALL ORDER BY ALL").fetchall()
+        out["layout_prior"] = [layout_prior_stats(reader)]
+    if _register(con, reader, "rejects") is not None:
         out["rejects"] = con.execute(
-            "SELECT source, reason, count(*) FROM read_parquet(?) GROUP BY ALL ORDER BY ALL", [g]
-        ).fetchall()
+            "SELECT source, reason, count(*) FROM t_rejects GROUP BY ALL ORDER BY ALL").fetchall()
     return out

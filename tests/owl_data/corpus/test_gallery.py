@@ -244,7 +244,7 @@ def test_where_cannot_read_files_or_change_settings(tiny, tmp_path):
         out = one_line_error(res)
         assert "TOPSECRET" not in out and "disabled" in out
         assert not (tmp_path / "g").exists()
-    con = _sandbox([str(p) for p in (tiny / "vqa").rglob("*.parquet")])
+    con = _sandbox([pq.read_table(p) for p in (tiny / "vqa").rglob("*.parquet")])
     try:
         assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 16
         for stmt in (f"COPY t TO '{tmp_path}/leak.csv'", f"ATTACH '{tmp_path}/x.db'", "INSTALL httpfs",
