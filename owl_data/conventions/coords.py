@@ -72,10 +72,15 @@ class Convention:
     Attributes:
         name: ``qwen`` | ``norm`` | ``pixel``.
         decimals: places of ``norm`` values (ignored by the others).
+        point_space: a rendered point is followed by one space unless it ends the text
+            (``"(495,614) What is this?"`` for the corpus text ``"<point>What is this?"``), and
+            :func:`restore_text` takes that one space back. False reads exports written before
+            the space (their sidecar has no ``point_space``).
     """
 
     name: str
     decimals: int = 3
+    point_space: bool = True
 
     def __post_init__(self) -> None:
         if self.name not in CONVENTIONS:
@@ -157,6 +162,7 @@ class Convention:
         return {
             "name": self.name,
             "decimals": self.decimals if self.name == "norm" else None,
+            "point_space": self.point_space,
             "text": text,
             "frame": "stored upright image, x right, y down",
             "rounding": "q = floor(v * S + 0.5), clamped to [0, S - 1] (qwen) or [0, S]; parsed as q / S",
@@ -248,13 +254,19 @@ def render_text(content: str, conv: str | Convention, size: Size | None = None, 
                 phrase: str | None = None) -> str:
     """Replace the placeholders ``<point>`` and ``<box>`` of ``content`` by their text.
 
-    A placeholder without geometry (``point``/``box`` None) is left as it is. ``phrase``
+    A placeholder without geometry (``point``/``box`` None) is left as it is; with
+    ``conv.point_space`` a point but one ending the text is followed by one space. ``phrase``
     (``qwen`` only) is written as the object reference before each box: pass it for answer
     turns only, where it names what the box is (a question must not get its answer).
     """
     c = get_convention(conv)
     if point is not None and POINT in content:
-        content = content.replace(POINT, render_point(point, c, size))
+        text = render_point(point, c, size)
+        if c.point_space:  # one space after each point but a last one, taken back by restore_text
+            head, last = content.rsplit(POINT, 1)
+            content = head.replace(POINT, text + " ") + (text + " " if last else text) + last
+        else:
+            content = content.replace(POINT, text)
     if box is not None and BOX in content:
         content = content.replace(BOX, render_box(box, c, size, phrase if c.name == "qwen" else None))
     return content
@@ -284,4 +296,6 @@ def restore_text(text: str, conv: str | Convention, size: Size | None = None
         return POINT
 
     text = c.point_re.sub(_point, text)
+    if c.point_space:  # the one space render_text wrote after each point
+        text = text.replace(POINT + " ", POINT)
     return text, points, boxes

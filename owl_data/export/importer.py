@@ -36,21 +36,21 @@ def _export_layout(folder: Path) -> Layout:
     foreign = (f"a LLaVA or ShareGPT dataset from elsewhere is read as a build source instead: "
                f"owl-data build --source llava=FILE.json --out CORPUS")
     if folder.is_file():
-        raise ExportError(f"{folder} is a file: import-llava reads an export folder written by "
-                          f"`owl-data export --format llava|sharegpt` (it holds {SIDECAR}); {foreign}")
+        raise ExportError(f"{folder} is a file, not an Owl-VL llava or sharegpt export: import-llava reads the "
+                          f"folder `owl-data export --format llava|sharegpt` writes (with its {SIDECAR}); {foreign}")
     side = folder / SIDECAR
     if not side.is_file():
-        raise ExportError(f"{folder} has no {SIDECAR}: not an export of `owl-data export --format llava|sharegpt`; "
-                          f"{foreign}")
+        raise ExportError(f"{folder} has no {SIDECAR}: not an Owl-VL llava or sharegpt export (the folder "
+                          f"`owl-data export --format llava|sharegpt` writes); {foreign}")
     doc = load_export_json(side)
     fmt = doc.get("format") if isinstance(doc, dict) else None
     layouts = {"llava": LLAVA, "sharegpt": SHAREGPT}
     if fmt == "hf":
-        raise ExportError(f"{folder} is an hf export: its Parquet shards are a corpus already; import-llava reads "
-                          "llava and sharegpt exports")
+        raise ExportError(f"{folder} is an hf export, not an Owl-VL llava or sharegpt export: its Parquet shards "
+                          "are a corpus already")
     if not isinstance(fmt, str) or fmt not in layouts:
-        raise ExportError(f"{folder}: {SIDECAR} names format {str(fmt)[:40]!r}; import-llava reads the llava and "
-                          "sharegpt exports of `owl-data export`")
+        raise ExportError(f"{folder} is not an Owl-VL llava or sharegpt export: its {SIDECAR} names format "
+                          f"{str(fmt)[:40]!r}")
     return layouts[fmt]
 
 

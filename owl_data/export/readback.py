@@ -104,7 +104,8 @@ def _read_sidecar(folder: Path, layout: Layout) -> tuple[dict[str, Any], Convent
     if not isinstance(coords, dict) or not isinstance(files, dict):
         raise ExportError(f"{side_path}: 'coords' and 'files' must be objects")
     try:
-        conv = get_convention(Convention(coords.get("name"), coords.get("decimals") or 3))
+        conv = get_convention(Convention(coords.get("name"), coords.get("decimals") or 3,
+                                         point_space=coords.get("point_space") is True))  # absent: an older export
     except (CoordError, TypeError) as exc:
         raise ExportError(f"{side_path}: coords {coords.get('name')!r}: {exc}") from None
     return sidecar, conv, files

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -98,3 +100,45 @@ def test_errors_are_clear():
         render_point((float("nan"), 0.5), "qwen")
     with pytest.raises(CoordError, match="4 values"):
         render_box([0.1, 0.2], "qwen")
+
+
+@pytest.mark.parametrize("content, rendered", [
+    ("<image>\n<point>What is this?", "<image>\n(495,614) What is this?"),    # the case
+    ("<image>\n<point> What is this?", "<image>\n(495,614)  What is this?"),  # a space of its own is kept
+    ("Describe <point>", "Describe (495,614)"),                                # no space after a last point
+    ("<point><point>?", "(495,614) (495,614) ?"),
+])
+def test_a_point_is_separated_from_the_words_after_it_and_restored_exactly(content, rendered):
+    text = render_text(content, "qwen", point=(0.4952, 0.6143))
+    assert text == rendered
+    assert restore_text(text, "qwen")[0] == content
+    old = Convention("qwen", point_space=False)  # an export written before the space reads as it was written
+    unspaced = render_text(content, old, point=(0.4952, 0.6143))
+    assert unspaced == content.replace("<point>", "(495,614)")
+    assert restore_text(unspaced, old)[0] == content
+
+
+def test_llava_export_separates_the_point_and_an_older_export_still_imports(syn_corpus, tmp_path):
+    import json
+
+    from owl_data.export import export_llava
+    from owl_data.export.llava import LLAVA
+
+    ex = tmp_path / "ex"
+    export_llava(syn_corpus, ex)
+    side = json.loads((ex / "owl_export.json").read_text())
+    assert side["coords"]["point_space"] is True
+    recs = json.loads(next(ex.glob("point_vqa_*.json")).read_text())
+    asks = [r["conversations"][0]["value"] for r in recs]
+    assert asks and all(re.search(r"\(\d+,\d+\) \S", a) or re.search(r"\(\d+,\d+\)$", a) for a in asks), asks[:3]
+    rows = LLAVA.read(ex).rows
+    # the same export written the old way (no space, no point_space in its sidecar) reads back the same rows
+    for p in ex.glob("point_vqa_*.json"):
+        old = json.loads(p.read_text())
+        for r in old:
+            for t in r["conversations"]:
+                t["value"] = re.sub(r"(\(\d+,\d+\)) ", r"\1", t["value"])
+        p.write_text(json.dumps(old))
+    del side["coords"]["point_space"]
+    (ex / "owl_export.json").write_text(json.dumps(side))
+    assert LLAVA.read(ex).rows == rows

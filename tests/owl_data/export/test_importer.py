@@ -73,9 +73,10 @@ def test_import_of_something_that_is_no_export_says_what_it_expects(lcb_corpus, 
     odd = tmp_path / "odd"
     odd.mkdir()
     (odd / "owl_export.json").write_text(json.dumps({"format": 7}))
-    cases = {llava_json: "is a file: import-llava reads an export folder",
-             foreign: "has no owl_export.json: not an export of `owl-data export --format llava|sharegpt`",
-             hf: "is an hf export", odd: "names format '7'"}
+    cases = {llava_json: "is a file, not an Owl-VL llava or sharegpt export",
+             foreign: "has no owl_export.json: not an Owl-VL llava or sharegpt export",
+             hf: "is an hf export, not an Owl-VL llava or sharegpt export",
+             odd: "not an Owl-VL llava or sharegpt export: its owl_export.json names format '7'"}
     for folder, expected in cases.items():
         res = runner.invoke(app, ["import-llava", str(folder), "--out", str(tmp_path / "c")])
         text = one_line_error(res).replace("\n", "")
