@@ -207,10 +207,12 @@ def finish_corpus(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def commit_corpus(staging: Path, out: Path) -> None:
-    """Move a finished ``staging`` folder to ``out`` atomically (an old ``out`` is replaced).
+    """Move a finished ``staging`` folder to ``out`` atomically (an old ``out`` is replaced);
+    the caller holds the lock of ``out`` (:func:`owl_data.fs.output_lock`).
 
-    Readers see the old corpus or the new one, never a mix: the old folder is renamed aside,
-    the new one renamed into place, then the old one removed
-    (:func:`owl_data.fs.swap_into_place`).
+    Readers see the old corpus or the new one, never a mix and never no ``out``: on Linux the
+    two folders are exchanged in one step (``renameat2`` with ``RENAME_EXCHANGE``), then the
+    old one (now at ``staging``) is removed; elsewhere two renames, a half-done one repaired by
+    the next writer (:func:`owl_data.fs.swap_into_place`, :func:`owl_data.fs.repair_swap`).
     """
     swap_into_place(staging, out)

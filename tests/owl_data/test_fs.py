@@ -1,14 +1,22 @@
-"""Output folders (owl_data.fs): which ``--out`` a command refuses, and staged replacement."""
+"""Output folders (owl_data.fs): which ``--out`` a command refuses, staged replacement, the lock."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from owl_data.fs import (CORPUS_OUT, DamagedStateWarning, OutputError, PathEscapeError, check_out, inside, read_state,
-                         staged, write_atomic)
+import owl_data.fs as fs
+from owl_data.fs import (CORPUS_OUT, DamagedStateWarning, OutputBusyError, OutputError, PathEscapeError, check_out,
+                         inside, lock_path, output_lock, read_state, staged, write_atomic)
 
 
 def _corpus_marker(folder: Path) -> None:
@@ -94,3 +102,70 @@ def test_state_files_are_written_whole_and_a_damaged_one_is_discarded(tmp_path):
             assert read_state(path, lambda v: isinstance(v, dict)) is None
         assert len(rec) == 1
 
+
+
+# --- the lock of an output (output_lock) --------------------------------------------------
+
+def _dead_pid() -> int:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
+
+
+def test_the_lock_names_its_holder_refuses_a_second_writer_and_is_removed(tmp_path):
+    out = tmp_path / "sub" / "out"
+    with output_lock(out) as path:
+        assert path == tmp_path / "sub" / ".out.lock"
+        holder = json.loads(path.read_text())
+        assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+        since = datetime.strptime(holder["since"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        assert abs((datetime.now(timezone.utc) - since).total_seconds()) < 60
+        assert isinstance(holder["command"], str) and holder["command"]
+        with pytest.raises(OutputBusyError, match=rf"^out {re.escape(str(out))} is being written by pid "
+                                                  rf"{os.getpid()} on host .* since {holder['since']} \(.*\); "
+                                                  "wait for it or stop it$"):
+            with staged(out):
+                pytest.fail("a second writer never gets in")
+        assert sorted(p.name for p in path.parent.iterdir()) == [".out.lock"]  # no staging made
+    assert list(path.parent.iterdir()) == []
+
+
+def test_a_stale_lock_file_is_taken_over(tmp_path):
+    out = tmp_path / "out"
+    lock_path(out).write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname(), "command": "old",
+                                          "since": "2020-01-01T00:00:00Z"}) + "\n")
+    with staged(out) as s:
+        assert json.loads(lock_path(out).read_text())["pid"] == os.getpid()  # one line, ours
+        (s / "x").write_text("1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+class _NoFlock:
+    """An ``fcntl`` whose ``flock`` the filesystem refuses (ENOLCK, as on some network mounts)."""
+
+    LOCK_EX, LOCK_NB = 2, 4
+
+    @staticmethod
+    def flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+
+@pytest.mark.parametrize("no_flock", [None, _NoFlock])
+def test_without_flock_the_lock_is_an_exclusive_file(tmp_path, monkeypatch, no_flock):
+    monkeypatch.setattr(fs, "fcntl", no_flock)
+    out = tmp_path / "out"
+    with output_lock(out) as path:
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+        with pytest.raises(OutputBusyError, match=f"pid {os.getpid()} .* wait for it or stop it "
+                                                  rf"\(if it is not running, remove {re.escape(str(path))}\)"):
+            with output_lock(out):
+                pass
+    assert not path.exists()
+    for host, taken in ((socket.gethostname(), True), ("elsewhere", False)):
+        path.write_text(json.dumps({"pid": _dead_pid(), "host": host, "command": "c", "since": "s"}))
+        if taken:  # a dead process of this host
+            with output_lock(out):
+                assert json.loads(path.read_text())["pid"] == os.getpid()
+        else:  # another host's: cannot tell whether it runs
+            with pytest.raises(OutputBusyError, match="on host elsewhere"):
+                with output_lock(out):
+                    pass
