@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from owl_data.corpus import schema as schemas
-from owl_data.corpus import writer as corpus_mod
-from owl_data.corpus.manifest import check_fingerprint
+from owl_data.corpus.read import CorpusReader
 from owl_data.conventions.coords import DEFAULT_CONVENTION, Convention, get_convention
 from owl_data.export.rows import ExportSettingError, Part, image_filename, image_info, iter_batches, \
     iter_part_rows, task_parts
@@ -180,11 +179,10 @@ def _write_part(staging: Path, part: Part, info: dict[str, tuple[str, int, int]]
     return name, w.n
 
 
-def _copy_images(corpus: Path, folder: Path, needed: dict[str, str]) -> None:
+def _copy_images(reader: CorpusReader, folder: Path, needed: dict[str, str]) -> None:
     """The stored bytes of every needed image into ``folder`` (image_id -> file name)."""
     folder.mkdir()
-    for batch in iter_batches(sorted((corpus / "images").glob("part-*.parquet")), batch_size=64,
-                              columns=["image_id", "bytes"]):
+    for batch in iter_batches(reader, reader.files("images"), batch_size=64, columns=["image_id", "bytes"]):
         for iid, data in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
             if iid in needed:
                 inside(folder, needed[iid]).write_bytes(data)
@@ -195,17 +193,20 @@ def export_chat(corpus: Path, out: Path, layout: Layout, coords: str | Conventio
 
     Raises:
         FileNotFoundError: ``corpus`` is not a corpus.
-        CorpusChangedError: the corpus differs from its manifest's fingerprint.
+        CorpusChangedError: the corpus differs from its manifest's fingerprint (recomputed up
+            front only for a manifest without shard hashes), or was rebuilt while being read.
+        DamagedShardError: a shard that differs from the manifest's hash (named), found as
+            the shard is opened (:mod:`owl_data.corpus.read`).
         ExportError: ``out`` holds something else (see :func:`prepare_out`).
         ExportError: a row whose image is not stored; an image_id that is not a sha256 hex.
         CoordError: an unknown convention.
     """
     corpus, out = Path(corpus), Path(out)
     conv = get_convention(coords)
-    manifest = corpus_mod.read_manifest(corpus)
-    check_fingerprint(corpus, manifest)
-    parts = task_parts(corpus)
-    info = image_info(corpus)
+    reader = CorpusReader(corpus, legacy_check=True)
+    manifest = reader.manifest
+    parts = task_parts(reader)
+    info = image_info(reader)
     prepare_out(out, EXPORT_OUT, corpus)
     with staged(out, "exporting") as staging:
         report = ExportReport(out=out, format=layout.name, coords=conv.name)
@@ -216,7 +217,7 @@ def export_chat(corpus: Path, out: Path, layout: Layout, coords: str | Conventio
             name, n = _write_part(staging, part, info, layout, conv, needed, skipped)
             files[name] = {"task": part.task, "split": part.split, "rows": n}
             report.rows.setdefault(part.task, {})[part.split] = n
-        _copy_images(corpus, staging / "images", needed)
+        _copy_images(reader, staging / "images", needed)
         report.images = len(needed)
         report.skipped = dict(skipped)
         if layout.finish is not None:

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from owl_data.corpus import schema as schemas
 from owl_data.corpus import writer as corpus_mod
-from owl_data.corpus.manifest import check_fingerprint
+from owl_data.corpus.read import CorpusReader
 from owl_data.export.chat import EXPORT_OUT, ExportReport, prepare_out, write_sidecar
 from owl_data.fs import inside, staged
 from owl_data.export.rows import ExportError, ImageIndex, image_filename, image_info, iter_part_rows, task_parts
@@ -111,18 +111,21 @@ def export_hf(corpus: Path, out: Path) -> ExportReport:
 
     Raises:
         FileNotFoundError: ``corpus`` is not a corpus.
-        CorpusChangedError: the corpus differs from its manifest's fingerprint.
+        CorpusChangedError: the corpus differs from its manifest's fingerprint (recomputed up
+            front only for a manifest without shard hashes), or was rebuilt while being read.
+        DamagedShardError: a shard that differs from the manifest's hash (named), found as
+            the shard is opened (:mod:`owl_data.corpus.read`).
         ExportError: ``out`` holds something else (:func:`owl_data.export.chat.prepare_out`).
         ExportError: a row whose image is not stored; a corpus without task rows.
     """
     corpus, out = Path(corpus), Path(out)
-    manifest = corpus_mod.read_manifest(corpus)
-    check_fingerprint(corpus, manifest)
-    parts = task_parts(corpus)
+    reader = CorpusReader(corpus, legacy_check=True)
+    manifest = reader.manifest
+    parts = task_parts(reader)
     if not parts:
         raise ExportError(f"{corpus} has no task rows to export")
-    info = image_info(corpus)
-    index = ImageIndex(corpus)
+    info = image_info(reader)
+    index = ImageIndex(reader)
     prepare_out(out, EXPORT_OUT, corpus)
     with staged(out, "exporting") as staging:
         report = ExportReport(out=out, format="hf", coords=None)

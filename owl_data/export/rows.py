@@ -1,6 +1,10 @@
 """Reading a corpus for export: task parts, rows in batches, image sizes and image bytes.
 
-Everything streams: task rows are read a record batch at a time, and image bytes are fetched
+Every shard is opened through :class:`owl_data.corpus.read.CorpusReader`, which checks it
+against the manifest's hash as it opens it (a damaged shard is a :class:`DamagedShardError`
+naming it, a corpus rebuilt meanwhile a :class:`CorpusChangedError`); the functions take the
+corpus folder or the reader the export opened. Task rows are read a record batch at a time
+from a checked task shard, and image bytes are fetched
 through :class:`ImageIndex`, which knows in which shard and row group each image lives and
 keeps only a few row groups in memory. Rows and images come in corpus order (the build writes
 both in scene order, so consecutive rows mostly hit the same row group).
@@ -10,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -18,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from owl_data.corpus import schema as schemas
-from owl_data.corpus import writer as corpus_mod
+from owl_data.corpus.read import CorpusReader, as_reader
 from owl_data.errors import FieldError
 
 __all__ = ["ExportError", "ExportSettingError", "Part", "task_parts", "iter_batches", "iter_part_rows", "image_info",
@@ -35,43 +39,45 @@ class ExportSettingError(ExportError, FieldError):
 
 @dataclass(frozen=True)
 class Part:
-    """The shards of one task and split."""
+    """The shards of one task and split (``files`` relative to the corpus, read by ``reader``)."""
 
     task: str
     split: str
-    files: tuple[Path, ...]
+    files: tuple[str, ...]
+    reader: CorpusReader = field(compare=False, repr=False)
 
     @property
     def rows(self) -> int:
-        return sum(pq.read_metadata(f).num_rows for f in self.files)
+        return sum(self.reader.rows(f) for f in self.files)
 
 
-def task_parts(corpus: Path) -> list[Part]:
+def task_parts(corpus: Path | CorpusReader) -> list[Part]:
     """Every non-empty (task, split) of ``corpus``, tasks in schema order, splits sorted.
 
     Raises:
         FileNotFoundError: ``corpus`` has no manifest.
         SchemaError: a manifest of another schema version.
+        DamagedShardError / CorpusChangedError: a shard on disk the manifest does not list.
     """
-    corpus = Path(corpus)
-    corpus_mod.read_manifest(corpus)
+    reader = as_reader(corpus)
     parts = []
     for task in schemas.TASK_TABLES:
-        root = corpus / task
-        if not root.is_dir():
-            continue
-        for split_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-            files = tuple(sorted(split_dir.glob("part-*.parquet")))
-            if files and any(pq.read_metadata(f).num_rows for f in files):
-                parts.append(Part(task, split_dir.name, files))
+        by_split: dict[str, list[str]] = {}
+        for rel in reader.files(task):
+            by_split.setdefault(Path(rel).parent.name, []).append(rel)
+        for split, files in sorted(by_split.items()):
+            if any(reader.rows(f) for f in files):
+                parts.append(Part(task, split, tuple(files), reader))
     return parts
 
 
-def iter_batches(files: tuple[Path, ...] | list[Path], batch_size: int = 512,
+def iter_batches(reader: CorpusReader, files: tuple[str, ...] | list[str], batch_size: int = 512,
                  columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-    """Record batches of ``files`` in order."""
+    """Record batches of ``files`` (shards of ``reader``'s corpus) in order, each shard checked
+    as it is opened (images streamed, others read whole)."""
     for f in files:
-        yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns)
+        pf = reader.open(f, in_memory=not reader.rel(f).startswith("images/"))
+        yield from pf.iter_batches(batch_size=batch_size, columns=columns)
 
 
 def iter_part_rows(part: Part, info: dict[str, tuple[str, int, int]]
@@ -82,7 +88,7 @@ def iter_part_rows(part: Part, info: dict[str, tuple[str, int, int]]
     Raises:
         ExportError: a row whose image is not stored in ``images/``.
     """
-    for batch in iter_batches(part.files):
+    for batch in iter_batches(part.reader, part.files):
         for row in batch.to_pylist():
             iid = row["image_id"]
             if iid not in info:
@@ -90,19 +96,21 @@ def iter_part_rows(part: Part, info: dict[str, tuple[str, int, int]]
             yield row, info[iid]
 
 
-def image_info(corpus: Path) -> dict[str, tuple[str, int, int]]:
-    """``image_id -> (format, width, height)`` without reading any image bytes.
+def image_info(corpus: Path | CorpusReader) -> dict[str, tuple[str, int, int]]:
+    """``image_id -> (format, width, height)`` without parsing any image bytes (each images
+    shard is hashed as it is opened).
 
     Raises:
         ExportError: an ``image_id`` that is not a sha256 hex, or a ``format`` that is not a
             short lowercase word: both become file names in an export, so a crafted or damaged
             corpus is refused before anything is written.
     """
+    reader = as_reader(corpus)
     out: dict[str, tuple[str, int, int]] = {}
-    for f in sorted((Path(corpus) / "images").glob("part-*.parquet")):
-        t = pq.read_table(f, columns=["image_id", "format", "width", "height"])
+    for rel in reader.files("images"):
+        t = reader.open(rel, in_memory=False).read(columns=["image_id", "format", "width", "height"])
         for iid, fmt, w, h in zip(*(t.column(c).to_pylist() for c in ("image_id", "format", "width", "height"))):
-            where = f"{Path(corpus) / 'images' / f.name}"
+            where = f"{reader.root / rel}"
             if not schemas.is_image_id(iid):
                 raise ExportError(f"{where}: image_id {str(iid)[:80]!r} is not a sha256 hex (64 lowercase hex "
                                   "digits); the corpus is damaged or was edited: rebuild it")
@@ -126,15 +134,16 @@ class ImageIndex:
     """Image bytes by ``image_id``, a bounded number of row groups held in memory.
 
     Args:
-        corpus: the corpus folder.
+        corpus: the corpus folder or its reader (each images shard is checked once, when it is
+            opened, and stays open).
         cache_groups: row groups kept (each at most the writer's batch size, 64 MiB).
     """
 
-    def __init__(self, corpus: Path, cache_groups: int = 4) -> None:
+    def __init__(self, corpus: Path | CorpusReader, cache_groups: int = 4) -> None:
+        reader = as_reader(corpus)
         self._where: dict[str, tuple[int, int]] = {}
-        self._files = sorted((Path(corpus) / "images").glob("part-*.parquet"))
-        for fi, f in enumerate(self._files):
-            pf = pq.ParquetFile(f)
+        self._files: list[pq.ParquetFile] = [reader.open(rel, in_memory=False) for rel in reader.files("images")]
+        for fi, pf in enumerate(self._files):
             for g in range(pf.num_row_groups):
                 for iid in pf.read_row_group(g, columns=["image_id"]).column(0).to_pylist():
                     self._where[iid] = (fi, g)
@@ -155,7 +164,7 @@ class ImageIndex:
             raise ExportError(f"image {image_id} is referenced by a row but not stored in images/")
         group = self._cache.get(key)
         if group is None:
-            t = pq.ParquetFile(self._files[key[0]]).read_row_group(key[1], columns=["image_id", "bytes"])
+            t = self._files[key[0]].read_row_group(key[1], columns=["image_id", "bytes"])
             group = dict(zip(t.column("image_id").to_pylist(), t.column("bytes").to_pylist()))
             self._cache[key] = group
             while len(self._cache) > self._cache_groups:

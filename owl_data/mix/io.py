@@ -8,8 +8,11 @@ full :class:`~owl_data.mix.spec.MixSpec`, the options that set the length, the s
 row counts and the corpus fingerprint. A leaf's rows are the task table's rows of the split
 (filtered by source when nested) in shard order then row order.
 
-A mix refuses a corpus whose content fingerprint differs from its manifest (when mixing)
-or from the mix's (when reading rows back): :class:`CorpusChangedError`. Bad settings raise
+A mix refuses a corpus whose manifest fingerprint differs from the mix's (when reading rows
+back): :class:`CorpusChangedError`. Every shard is checked against the manifest's hash as it is
+opened (:mod:`owl_data.corpus.read`: a damaged one is :class:`DamagedShardError`, a corpus
+rebuilt meanwhile "changed while reading"); a corpus whose manifest records no shard hashes
+has its whole fingerprint recomputed up front instead. Bad settings raise
 :class:`~owl_data.errors.FieldError` naming the :class:`MixConfig` field (a later mention of
 another field is written in backquotes, e.g. `tasks`; the CLI shows both as flags).
 Realised counts and deviations of a written mix: :mod:`owl_data.mix.stats`.
@@ -30,7 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from owl_data.corpus import schema as schemas
-from owl_data.corpus.manifest import CorpusChangedError, check_fingerprint
+from owl_data.corpus.read import CorpusChangedError, CorpusReader, DamagedShardError
 from owl_data.errors import FieldError
 from owl_data.fs import OutputKind, check_out, json_marker, staged
 from owl_data.mix.sampler import MixSampler
@@ -43,6 +46,7 @@ __all__ = [
     "MIX_FORMAT",
     "DEFAULT_TASKS",
     "CorpusChangedError",
+    "DamagedShardError",
     "MixSizeError",
     "MIX_OUT",
     "MixConfig",
@@ -52,6 +56,7 @@ __all__ = [
     "write_mix",
     "read_mix",
     "check_corpus",
+    "open_corpus",
 ]
 
 MIX_PARQUET = "mix.parquet"
@@ -172,12 +177,11 @@ class MixReport:
     length: int
 
 
-def _task_rows(corpus: Path, task: str, split: str) -> pa.Table:
+def _task_rows(reader: CorpusReader, task: str, split: str) -> pa.Table:
     """The split's rows of a task table: id, source, file (relative), row (index in file)."""
     parts = []
-    for f in sorted((corpus / task / split).glob("*.parquet")):
-        t = pq.read_table(f, columns=["id", "source"])
-        rel = f.relative_to(corpus).as_posix()
+    for rel in reader.files(f"{task}/{split}"):
+        t = reader.read_table(rel, columns=["id", "source"])
         parts.append(t.append_column("file", pa.array([rel] * t.num_rows, pa.string()))
                      .append_column("row", pa.array(np.arange(t.num_rows, dtype=np.int64))))
     if not parts:
@@ -186,18 +190,27 @@ def _task_rows(corpus: Path, task: str, split: str) -> pa.Table:
     return pa.concat_tables(parts)
 
 
-def check_corpus(corpus: Path, expected: str | None = None) -> str:
-    """Recompute the corpus fingerprint; it must equal the manifest's (and ``expected``).
+def open_corpus(corpus: Path, expected: str | None = None) -> CorpusReader:
+    """The corpus opened for reading (:class:`CorpusReader`; its shards are checked as they are
+    opened, or, for a manifest without shard hashes, the whole fingerprint now); its manifest's
+    fingerprint must equal ``expected`` (a mix's) when given.
 
     Raises:
         FileNotFoundError: not a corpus.
-        CorpusChangedError: the content changed.
+        CorpusChangedError: the content or the manifest changed (since the mix was made).
+        DamagedShardError: a manifest whose shard hashes do not add up to its fingerprint.
     """
-    fp = check_fingerprint(corpus)
+    reader = CorpusReader(corpus, legacy_check=True)
+    fp = reader.fingerprint
     if expected is not None and fp != expected:
-        raise CorpusChangedError(f"{corpus}: fingerprint {fp[:12]}… differs from the mix's {expected[:12]}…; "
+        raise CorpusChangedError(f"{corpus}: fingerprint {str(fp)[:12]}… differs from the mix's {expected[:12]}…; "
                                  "the corpus changed since the mix was made: run owl-data mix again")
-    return fp
+    return reader
+
+
+def check_corpus(corpus: Path, expected: str | None = None) -> str:
+    """The corpus's fingerprint, checked as :func:`open_corpus` does; same errors."""
+    return open_corpus(corpus, expected).fingerprint
 
 
 def _free_bytes(path: Path) -> int:
@@ -250,7 +263,7 @@ def _within_rows(task: str, rows: pa.Table, within: Mapping[str, Fraction], spli
     return {s: t.num_rows for s, t in zip(want, tables)}, tables
 
 
-def _leaf_rows(corpus: Path, cfg: MixConfig) -> tuple[dict[str, Any], list[pa.Table]]:
+def _leaf_rows(reader: CorpusReader, cfg: MixConfig) -> tuple[dict[str, Any], list[pa.Table]]:
     """Every leaf's rows (tasks in order, a nested task's sources in ``within`` order):
     (task -> rows, or task -> source -> rows when nested; one table per leaf, :func:`_task_rows`).
 
@@ -260,9 +273,9 @@ def _leaf_rows(corpus: Path, cfg: MixConfig) -> tuple[dict[str, Any], list[pa.Ta
     tables: list[pa.Table] = []
     sizes: dict[str, Any] = {}
     for task in cfg.tasks:
-        rows = _task_rows(corpus, task, cfg.split)
+        rows = _task_rows(reader, task, cfg.split)
         if rows.num_rows == 0:
-            raise FieldError("tasks", f"task {task!r} has no rows in split {cfg.split!r} of {corpus}; "
+            raise FieldError("tasks", f"task {task!r} has no rows in split {cfg.split!r} of {reader.root}; "
                              "build the corpus with a source for it or leave it out of `tasks`")
         if task in cfg.within:
             sizes[task], leaf_tables = _within_rows(task, rows, cfg.within[task], cfg.split)
@@ -329,7 +342,9 @@ def write_mix(corpus: Path, out: Path, cfg: MixConfig, chunk: int = 1 << 16) -> 
 
     Raises:
         FileNotFoundError: not a corpus.
-        CorpusChangedError: the corpus's content differs from its manifest's fingerprint.
+        CorpusChangedError: the corpus's content differs from its manifest's fingerprint, or
+            it was rebuilt while being read.
+        DamagedShardError: a shard that differs from the manifest's hash (named).
         FieldError: a task (``tasks``) or within source (``within``) with no rows in the
             split (named), a within source list that does not match the task's sources.
         OutputError: an ``out`` that is not new, empty or an earlier mix holding only
@@ -342,8 +357,9 @@ def write_mix(corpus: Path, out: Path, cfg: MixConfig, chunk: int = 1 << 16) -> 
     """
     out = check_out(out, kind=MIX_OUT, reads={"the corpus": corpus})
     corpus, out = Path(corpus).resolve(), Path(out).absolute()
-    fp = check_corpus(corpus)
-    sizes, tables = _leaf_rows(corpus, cfg)
+    reader = open_corpus(corpus)
+    fp = reader.fingerprint
+    sizes, tables = _leaf_rows(reader, cfg)
     spec = MixSpec.create(sizes, list(cfg.ratio), within=cfg.within, seed=cfg.seed, on_exhausted=cfg.on_exhausted)
     length = _mix_length(spec, cfg)
     picks = _PickRows(MixSampler(spec, length=length), tables)

@@ -3,6 +3,7 @@ corpus edited after its build (fingerprint); ``validate`` names the bad ``image_
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from owl_data.cli.app import app
 from owl_data.corpus.manifest import CorpusChangedError, finish_corpus, read_manifest
+from owl_data.corpus.read import DamagedShardError
 from owl_data.corpus.validate import validate_corpus
 from owl_data.export import ExportError, export_corpus
 from tests.helpers import one_line_error, snapshot
@@ -78,15 +80,28 @@ def test_validate_names_the_bad_image_id(syn_corpus, tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["llava", "hf"])
-def test_corpus_edited_after_build_is_refused_by_fingerprint(syn_corpus, tmp_path, fmt):
+@pytest.mark.parametrize("hashed", [True, False])
+def test_corpus_edited_after_build_is_refused(syn_corpus, tmp_path, fmt, hashed):
+    """A shard edited after the build: with shard hashes in the manifest the export names the
+    shard as it opens it; a manifest without them (written before) falls back to the whole
+    fingerprint, recomputed up front."""
     corpus = tmp_path / "corpus"
     shutil.copytree(syn_corpus, corpus)
+    if not hashed:
+        m = read_manifest(corpus)
+        del m["shards"]
+        (corpus / "manifest.json").write_text(json.dumps(m))
     shard = sorted((corpus / "point_vqa").rglob("part-*.parquet"))[0]
+    rel = shard.relative_to(corpus).as_posix()
     t = pq.read_table(shard)
     pq.write_table(t.slice(1), shard)  # one row dropped, manifest untouched
     fp = read_manifest(corpus)["fingerprint"]
-    with pytest.raises(CorpusChangedError, match=f"differs from the manifest's {fp[:12]}…; the corpus changed"):
+    want = (DamagedShardError, f"shard {rel} is damaged .*; rebuild the corpus") if hashed else \
+        (CorpusChangedError, f"differs from the manifest's {fp[:12]}…; the corpus changed")
+    with pytest.raises(want[0], match=want[1]):
         export_corpus(corpus, tmp_path / "out", fmt)
     assert not (tmp_path / "out").exists()
-    out = one_line_error(runner.invoke(app, ["export", str(corpus), "--format", fmt, "--out", str(tmp_path / "o")]))
-    assert "content fingerprint" in out and "rebuild it" in out
+    res = runner.invoke(app, ["export", str(corpus), "--format", fmt, "--out", str(tmp_path / "o")])
+    out = one_line_error(res)
+    assert res.exit_code == 2 and not (tmp_path / "o").exists()
+    assert (f"shard {rel} is damaged" in out) if hashed else ("content fingerprint" in out and "rebuild it" in out)
