@@ -44,10 +44,20 @@ def _bottom_row(scene: ResolvedScene, inst: ResolvedInstance) -> int:
     """Last pixel row of the instance (mask, else box), clipped to the image."""
     c1, r1, c2, r2 = box_pixels(scene, inst)
     if inst.mask is not None:
-        rows = np.flatnonzero(inst.mask[r1:r2, c1:c2].any(axis=1))
+        rows = np.flatnonzero(inst.window(c1, r1, c2, r2).any(axis=1))
         if rows.size:
             return int(rows[-1]) + r1
     return min(max(r2 - 1, 0), scene.height - 1)
+
+
+def _road_ends(scene: ResolvedScene, r1: int, r2: int) -> tuple[int, int] | None:
+    """(leftmost, rightmost) column holding road in label-map rows [r1, r2), None when none
+    does (memoised per scene: targets standing on the same row share it)."""
+    key = ("road_ends", r1, r2)
+    if key not in scene.cache:
+        cols = np.flatnonzero((scene.semantic[r1:r2] == ROAD_ID).any(axis=0))
+        scene.cache[key] = (int(cols[0]), int(cols[-1])) if cols.size else None
+    return scene.cache[key]
 
 
 def road_side(scene: ResolvedScene, target: ResolvedInstance) -> str | None:
@@ -58,11 +68,10 @@ def road_side(scene: ResolvedScene, target: ResolvedInstance) -> str | None:
     H, W = sem.shape
     row = _bottom_row(scene, target)
     half = max(1, int(round(ROAD_BAND * H)))
-    band = sem[max(row - half, 0) : min(row + half + 1, H)]
-    cols = np.flatnonzero((band == ROAD_ID).any(axis=0))
-    if cols.size == 0:
+    ends = _road_ends(scene, max(row - half, 0), min(row + half + 1, H))
+    if ends is None:
         return None
-    middle = (cols[0] + cols[-1] + 1) / 2.0 / W
+    middle = (ends[0] + ends[1] + 1) / 2.0 / W
     cx = (target.bbox[0] + target.bbox[2]) / 2.0
     if abs(cx - middle) < ROAD_SIDE_MARGIN:
         return None
@@ -90,7 +99,7 @@ def surface_under(scene: ResolvedScene, target: ResolvedInstance) -> str | None:
     depth = max(SURFACE_BAND_MIN, int(round(SURFACE_BAND * H)))
     c1, r1, c2, r2 = box_pixels(scene, target)
     if target.mask is not None:
-        m = target.mask[r1:r2, c1:c2]
+        m = target.window(c1, r1, c2, r2)
         cols = np.flatnonzero(m.any(axis=0))
         if cols.size == 0:
             return None

@@ -32,10 +32,12 @@ Rules in one place:
 * **frame position** (:func:`frame_position`): the box centre's x in thirds (left, centre,
   right) and y in thirds (top, middle, bottom).
 * **neighbour** (:func:`nearest_neighbour`): the non-crowd ``thing`` instance (other than the
-  target) with the smallest gap to the target, the gap being the shortest pixel distance
-  between the two masks (Euclidean distance transform) when both have masks, else between
-  the two boxes; gaps above ``NEIGHBOUR_MAX_GAP`` of the diagonal mean "no neighbour";
-  ties go to the lower index in ``scene.instances``.
+  target) with the smallest gap to the target, the gap being, when both have masks, the
+  shortest Euclidean distance between a pixel centre of one mask and one of the other, minus
+  one pixel (so touching or overlapping masks give 0; the value a Euclidean distance
+  transform gives, computed on the masks' boundaries: :mod:`~owl_data.generators.distance`),
+  else the distance between the two boxes; gaps above ``NEIGHBOUR_MAX_GAP`` of the diagonal
+  mean "no neighbour"; ties go to the lower index in ``scene.instances``.
 * **relation** (:func:`relation`): where the target is relative to the other object, from
   box centres in pixels: the axis with the larger offset wins; "left of"/"right of" or
   "above"/"below". None when both offsets are below ``RELATION_MARGIN`` of the diagonal.
@@ -73,12 +75,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from owl_data.generators.colour import colour_of, region_pixels, rgb_colour_name
 from owl_data.generators.ground import (CONTACT_FRACTION, NEARER_MARGIN, ROAD_BAND, ROAD_ID, ROAD_SIDE_MARGIN,
                                         SIDEWALK_ID, SURFACE_BAND, SURFACE_BAND_MIN, SURFACE_MAJORITY, nearer,
                                         road_side, surface_under)
+from owl_data.generators.distance import min_squared_distance
 from owl_data.generators.regions import AREA_CATEGORIES, GROUNDED_CATEGORIES, box_pixels, is_area, is_grounded
 from owl_data.ingest.geometry import ResolvedInstance, ResolvedScene
 
@@ -171,22 +173,29 @@ def _box_gap_px(scene: ResolvedScene, a: ResolvedInstance, b: ResolvedInstance) 
     return math.hypot(dx, dy)
 
 
-def _distance_to(mask: np.ndarray) -> np.ndarray:
-    """Per pixel, the Euclidean pixel distance to the nearest pixel of ``mask`` (0 inside)."""
-    return ndimage.distance_transform_edt(~mask)
+def _masked(inst: ResolvedInstance) -> bool:
+    """Whether the instance has a mask with at least one pixel."""
+    return inst.mask is not None and bool(inst.mask.any())
+
+
+def _mask_gap(scene: ResolvedScene, a: ResolvedInstance, b: ResolvedInstance) -> float:
+    """Mask-to-mask gap as a fraction of the diagonal: sqrt of the least squared pixel-centre
+    distance (the float a distance transform gives) minus one pixel, at least 0 (memoised
+    per scene, for either order of the pair)."""
+    key = ("gap_sq",) + tuple(sorted((id(a), id(b))))
+    if key not in scene.cache:
+        scene.cache[key] = min_squared_distance(scene, a, b)
+    return max(math.sqrt(float(scene.cache[key])) - 1.0, 0.0) / _diag(scene)
 
 
 def gap(scene: ResolvedScene, a: ResolvedInstance, b: ResolvedInstance) -> float:
     """Gap between two instances as a fraction of the image diagonal (0 when touching).
 
-    Mask to mask when both have masks (shortest distance between pixel centres minus one
-    pixel, so adjacent pixels give 0), box to box otherwise.
+    Mask to mask when both have non-empty masks (shortest distance between pixel centres
+    minus one pixel, so adjacent pixels give 0), box to box otherwise.
     """
-    if a.mask is not None and b.mask is not None and b.mask.any():
-        (ac1, ar1, ac2, ar2), (bc1, br1, bc2, br2) = box_pixels(scene, a), box_pixels(scene, b)
-        c1, r1, c2, r2 = min(ac1, bc1), min(ar1, br1), max(ac2, bc2), max(ar2, br2)
-        d = float(_distance_to(a.mask[r1:r2, c1:c2])[b.mask[r1:r2, c1:c2]].min())
-        return max(d - 1.0, 0.0) / _diag(scene)
+    if _masked(a) and _masked(b):
+        return _mask_gap(scene, a, b)
     return _box_gap_px(scene, a, b) / _diag(scene)
 
 
@@ -215,28 +224,22 @@ def neighbours(scene: ResolvedScene, target: ResolvedInstance) -> list[Neighbour
     return list(scene.cache[key])
 
 
+def _close(scene: ResolvedScene, target: ResolvedInstance) -> list[tuple[float, int, ResolvedInstance]]:
+    """(box gap / diagonal, index, instance) of every other object whose box gap is within
+    ``NEIGHBOUR_MAX_GAP``, by box gap then index. The box gap is a lower bound of the gap."""
+    diag = _diag(scene)
+    close = [(_box_gap_px(scene, target, o) / diag, i, o) for i, o in others(scene, target)]
+    return sorted((c for c in close if c[0] <= NEIGHBOUR_MAX_GAP), key=lambda c: (c[0], c[1]))
+
+
 def _neighbours(scene: ResolvedScene, target: ResolvedInstance) -> list[Neighbour]:
     """Objects within ``NEIGHBOUR_MAX_GAP`` of the target, nearest first (ties: lower index).
 
-    The box gap is a lower bound of the mask gap, so only objects whose box gap is within
-    the limit are measured mask to mask, on a crop holding the target and all of them.
+    Only objects whose box gap (a lower bound) is within the limit are measured by :func:`gap`.
     """
-    diag = _diag(scene)
-    close = [(i, o) for i, o in others(scene, target)
-             if _box_gap_px(scene, target, o) / diag <= NEIGHBOUR_MAX_GAP]
-    masked = [(i, o) for i, o in close if o.mask is not None and o.mask.any()]
-    dist = None
-    if target.mask is not None and masked:
-        boxes = [box_pixels(scene, target)] + [box_pixels(scene, o) for _, o in masked]
-        c1, r1 = min(b[0] for b in boxes), min(b[1] for b in boxes)
-        c2, r2 = max(b[2] for b in boxes), max(b[3] for b in boxes)
-        dist = _distance_to(target.mask[r1:r2, c1:c2])
     found = []
-    for i, o in close:
-        if dist is not None and o.mask is not None and o.mask.any():
-            g = max(float(dist[o.mask[r1:r2, c1:c2]].min()) - 1.0, 0.0) / diag
-        else:
-            g = _box_gap_px(scene, target, o) / diag
+    for _, i, o in _close(scene, target):
+        g = gap(scene, target, o)
         if g <= NEIGHBOUR_MAX_GAP:
             found.append(Neighbour(i, o, g, relation(scene, target, o)))
     found.sort(key=lambda n: (n.gap, n.index))
@@ -244,9 +247,22 @@ def _neighbours(scene: ResolvedScene, target: ResolvedInstance) -> list[Neighbou
 
 
 def nearest_neighbour(scene: ResolvedScene, target: ResolvedInstance) -> Neighbour | None:
-    """The first of :func:`neighbours`, or None when no object is close enough."""
-    found = neighbours(scene, target)
-    return found[0] if found else None
+    """The first of :func:`neighbours`, or None when no object is close enough (memoised).
+
+    Measures objects in order of box gap and stops at the first whose box gap (a lower
+    bound of its gap) exceeds the best gap found, so only the few nearest are measured.
+    """
+    key = ("nearest", id(target))
+    if key not in scene.cache:
+        best: Neighbour | None = None
+        for lower, i, o in _close(scene, target):
+            if best is not None and lower > best.gap + 1e-9:  # the margin absorbs float rounding
+                break
+            g = gap(scene, target, o)
+            if g <= NEIGHBOUR_MAX_GAP and (best is None or (g, i) < (best.gap, best.index)):
+                best = Neighbour(i, o, g, relation(scene, target, o))
+        scene.cache[key] = best
+    return scene.cache[key]
 
 
 def relation(scene: ResolvedScene, target: ResolvedInstance, other: ResolvedInstance) -> str | None:

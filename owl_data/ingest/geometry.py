@@ -8,6 +8,9 @@ are transformed with the pixels; when it matches neither frame the scene is reje
 (``size_mismatch``). When both frames have the same size (orientations 1-4, or square
 images) the raw frame is assumed: that is the pixel grid the file's numbers refer to.
 
+Masks are kept as crops of their bounding boxes, with the crop's ``offset`` in the upright
+frame (:mod:`owl_data.ingest.crops`).
+
 Masks are rasterised with pycocotools (the COCO reference implementation) after every
 coordinate has been checked: on absurd coordinates that native code can run for minutes or
 crash the process (FACTS.md), so :func:`check_coords` runs first.
@@ -22,6 +25,7 @@ import numpy as np
 
 from owl_data.errors import RejectError
 from owl_data.ingest.numbers import NumberError, finite_float, pixel_int
+from owl_data.ingest.crops import mask_bbox, tight_crop, transform_crop, window
 from owl_data.ingest.orientation import transform_mask, transform_xy, upright_size
 from owl_data.records import RLE, Box, Geometry, Instance, MaskArray, Polygons
 
@@ -32,6 +36,7 @@ __all__ = [
     "annotation_frame",
     "transform_xy",
     "transform_mask",
+    "transform_crop",
     "resolve_instance",
     "mask_bbox",
     "decode_rle_counts",
@@ -51,10 +56,13 @@ class ResolvedInstance:
 
     Attributes:
         source: the :class:`~owl_data.records.Instance` it came from.
-        mask: (H, W) bool visible mask in the upright frame, or None (box-only sources).
+        mask: (h, w) bool crop of the visible mask in the upright frame, or None (box-only
+            sources); :func:`resolve_instance` crops it to the mask's bounding box. Any crop
+            that lies inside the frame is valid (a full (H, W) mask with offset (0, 0) too).
         bbox: (x1, y1, x2, y2) normalised to [0, 1], clipped to the image, x1 < x2, y1 < y2.
         point: annotated point (x, y) normalised, or None.
         area: visible area as a fraction of the image (mask pixels / (H*W), or box area).
+        offset: (x0, y0) ints: the crop's top-left pixel is column x0, row y0 of the frame.
     """
 
     source: Instance
@@ -62,6 +70,18 @@ class ResolvedInstance:
     bbox: tuple[float, float, float, float]
     point: tuple[float, float] | None = None
     area: float = 0.0
+    offset: tuple[int, int] = (0, 0)
+
+    def window(self, c1: int, r1: int, c2: int, r2: int) -> np.ndarray:
+        """(r2 - r1, c2 - c1) bool: the mask on frame columns [c1, c2) and rows [r1, r2)
+        (False outside the crop; all False for a box-only instance)."""
+        if self.mask is None:
+            return np.zeros((max(r2 - r1, 0), max(c2 - c1, 0)), bool)
+        return window(self.mask, self.offset, c1, r1, c2, r2)
+
+    def full_mask(self, width: int, height: int) -> np.ndarray | None:
+        """The (height, width) bool mask in the whole upright frame, or None (box-only)."""
+        return None if self.mask is None else self.window(0, 0, width, height)
 
     @property
     def instance(self) -> str:
@@ -159,16 +179,6 @@ def _polygon_vertices(poly: list[float]) -> np.ndarray:
     except NumberError as exc:
         raise GeometryError("non_finite" if exc.reason == "non_finite" else "bad_polygon", exc.detail) from None
     return arr.reshape(-1, 2)
-
-
-def mask_bbox(mask: np.ndarray) -> tuple[float, float, float, float] | None:
-    """Normalised xyxy box of a (H, W) bool mask (pixel edges, continuous), None if empty."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    H, W = mask.shape
-    return (cols[0] / W, rows[0] / H, (cols[-1] + 1) / W, (rows[-1] + 1) / H)
 
 
 def _rasterise_polygons(polys: list[np.ndarray], W: int, H: int) -> np.ndarray:
@@ -289,32 +299,42 @@ def _box_bbox(g: Box, o: int, declared: tuple[int, int],
     return (cx1 / uw, cy1 / uh, cx2 / uw, cy2 / uh)
 
 
-def _region(g: Geometry | None, o: int, orientation: int, declared: tuple[int, int], raw: tuple[int, int],
-            upright: tuple[int, int]) -> tuple[np.ndarray | None, tuple[float, float, float, float] | None]:
-    """(upright mask or None, normalised bbox or None) of an instance's region.
+def _mask_array(g: MaskArray, raw: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+    """(bool crop, offset) of a MaskArray, checked to be a 2-D crop inside the raw (W, H) frame."""
+    m, off = np.asarray(g.mask, dtype=bool), tuple(g.offset)
+    if m.ndim != 2 or off == (0, 0) and m.shape != (raw[1], raw[0]):
+        raise GeometryError("size_mismatch", f"mask {m.shape[::-1]} on a {raw} image")
+    ok = len(off) == 2 and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in off)
+    if not ok or min(off) < 0 or off[0] + m.shape[1] > raw[0] or off[1] + m.shape[0] > raw[1]:
+        raise GeometryError("size_mismatch", f"mask {m.shape[::-1]} at {off!r} outside a {raw} image")
+    return m, (int(off[0]), int(off[1]))
 
-    A mask's bbox is that of its pixels. Masks given as arrays are in the raw pixel grid and
-    turn with the image (``orientation``); everything else is in the declared frame and turns
-    by ``o`` (the orientation, or 1 when annotations are already upright).
+
+def _region(g: Geometry | None, o: int, orientation: int, declared: tuple[int, int], raw: tuple[int, int],
+            upright: tuple[int, int]) -> tuple[tuple[np.ndarray, tuple[int, int]] | None,
+                                               tuple[float, float, float, float] | None]:
+    """((upright mask crop, offset) or None, normalised bbox or None) of an instance's region.
+
+    A mask's bbox is that of its pixels; the crop is the mask's bounding box. Masks given as
+    arrays are in the raw pixel grid and turn with the image (``orientation``); everything
+    else is in the declared frame and turns by ``o`` (the orientation, or 1 when annotations
+    are already upright).
     """
-    mask: np.ndarray | None = None
+    mask, off = None, (0, 0)
     if isinstance(g, Polygons):
         mask = _polygons_mask(g, o, declared, upright)
     elif isinstance(g, RLE):
-        mask = np.ascontiguousarray(transform_mask(_rle_mask(g.rle, *declared), o))
+        mask = transform_mask(_rle_mask(g.rle, *declared), o)
     elif isinstance(g, MaskArray):
-        m = np.asarray(g.mask, dtype=bool)
-        if m.shape != (raw[1], raw[0]):
-            raise GeometryError("size_mismatch", f"mask {m.shape[::-1]} on a {raw} image")
-        mask = np.ascontiguousarray(transform_mask(m, orientation))
+        mask, off = transform_crop(*_mask_array(g, raw), orientation, raw)
     elif isinstance(g, Box):
         return None, _box_bbox(g, o, declared, upright)
     if mask is None:
         return None, None
-    bbox = mask_bbox(mask)
-    if bbox is None:
+    crop = tight_crop(mask, off)
+    if crop is None:
         raise GeometryError("empty_mask", "no pixel of the image is inside the region")
-    return mask, bbox
+    return crop, mask_bbox(*crop, size=upright)
 
 
 def _annotated_point(point: tuple[float, float], g: Geometry | None, o: int, declared: tuple[int, int],
@@ -364,7 +384,8 @@ def resolve_instance(
     o = orientation if rotate else 1
     upright = upright_size(raw, orientation)
     g: Geometry | None = inst.geometry
-    mask, bbox = _region(g, o, orientation, declared, raw, upright)
+    crop, bbox = _region(g, o, orientation, declared, raw, upright)
+    mask, offset = crop if crop is not None else (None, (0, 0))
     point = None if inst.point is None else _annotated_point(inst.point, g, o, declared, upright)
     if bbox is None:
         if point is None:
@@ -376,4 +397,4 @@ def resolve_instance(
         area = (bbox[2] - bbox[0]) * (bbox[3] - bbox[1])
     if not all(math.isfinite(v) for v in bbox):
         raise GeometryError("non_finite", "bbox")
-    return ResolvedInstance(source=inst, mask=mask, bbox=bbox, point=point, area=area)
+    return ResolvedInstance(source=inst, mask=mask, bbox=bbox, point=point, area=area, offset=offset)

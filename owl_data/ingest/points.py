@@ -113,18 +113,24 @@ def _interior_points(
 
 def _visible(scene: ResolvedScene, target: ResolvedInstance) -> tuple[np.ndarray, int, int]:
     """The target's mask minus pixels claimed by any other thing's mask, cropped to the
-    target's bounding rows/columns: (crop, row offset, column offset)."""
+    target's bounding rows/columns: (crop, row offset, column offset) in the upright frame.
+
+    Only the other things whose crops meet that box are read (work of the target's area)."""
     assert target.mask is not None
     rows = np.flatnonzero(target.mask.any(axis=1))
     if rows.size == 0:
         return np.zeros((0, 0), bool), 0, 0
     cols = np.flatnonzero(target.mask.any(axis=0))
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    vis = target.mask[r0:r1, c0:c1].copy()
+    x0, y0 = target.offset
+    r0, r1, c0, c1 = int(rows[0]) + y0, int(rows[-1]) + 1 + y0, int(cols[0]) + x0, int(cols[-1]) + 1 + x0
+    vis = target.mask[r0 - y0 : r1 - y0, c0 - x0 : c1 - x0].copy()
     for other in scene.instances:
-        if other is not target and other.mask is not None and other.kind == "thing":
-            vis &= ~other.mask[r0:r1, c0:c1]
-    return vis, int(r0), int(c0)
+        if other is target or other.mask is None or other.kind != "thing":
+            continue
+        (ox, oy), (oh, ow) = other.offset, other.mask.shape
+        if ox < c1 and oy < r1 and ox + ow > c0 and oy + oh > r0:
+            vis &= ~other.window(c0, r0, c1, r1)
+    return vis, r0, c0
 
 
 def _thing_points(scene: ResolvedScene, inst: ResolvedInstance, cfg: PointConfig,
@@ -191,7 +197,7 @@ def sample_points(
     """Sample points on every thing instance and a share on stuff.
 
     Args:
-        scene: the resolved scene (masks in the upright frame).
+        scene: the resolved scene (mask crops in the upright frame).
         cfg: sampler settings.
         seed: build seed.
         key: a stable key of the image (e.g. source + source_path), mixed into the seed.

@@ -69,8 +69,12 @@ def test_bad_polygons(poly, reason):
 
 def test_polygon_rasterised_in_upright_frame():
     r = _res(Instance("a", "car", geometry=Polygons([[10, 10, 40, 10, 40, 30, 10, 30]])))
-    assert r.mask.shape == (50, 100)
-    assert r.mask[20, 25] and not r.mask[5, 5]
+    full = r.full_mask(100, 50)
+    assert full.shape == (50, 100)
+    assert full[20, 25] and not full[5, 5]
+    # kept as the crop of its box: offset = the box's top-left pixel
+    assert r.offset == (int(np.flatnonzero(full.any(0))[0]), int(np.flatnonzero(full.any(1))[0]))
+    assert r.mask.shape == (int(full.any(1).sum()), int(full.any(0).sum())) and r.mask.sum() == full.sum()
     assert r.bbox == pytest.approx((0.1, 0.2, 0.4, 0.6), abs=0.011)
 
 
