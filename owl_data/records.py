@@ -13,10 +13,11 @@ lists the item keys it covers in ``items`` and the builder rejects the ones it c
 
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Union
+from typing import Any, Iterator, Literal, Union
 
 import numpy as np
 
@@ -32,6 +33,9 @@ __all__ = [
     "TextRow",
     "Scene",
     "Reject",
+    "DeferredScene",
+    "expand_deferred",
+    "iter_expanded",
     "Record",
     "SPLIT_NAME",
 ]
@@ -236,4 +240,51 @@ class Reject:
     detail: str = ""
 
 
-Record = Union[Scene, Reject]
+@dataclass(frozen=True)
+class DeferredScene:
+    """A scene whose files are read and decoded where it is processed (a build worker), not by the reader.
+
+    A reader yields one instead of a :class:`Scene` when building the Scene means decoding
+    large files (Cityscapes' label maps): what travels to a worker is then this small
+    record (paths and header facts, well under 1 MB pickled), and the worker calls
+    ``loader(*args)``, which returns the Scenes and Rejects of the frame.
+
+    Attributes:
+        source: the source name.
+        loader: ``"module:function"``, importable in the worker; called as ``loader(*args)``.
+        args: picklable positional arguments (paths, header facts, names); part of the
+            chunk's resume key, so everything the outcome depends on besides the bytes of the
+            files the loader reads must be in them.
+        item: the accounting key rejected (``processing_error``) when the loader cannot run
+            at all (it raises or its process dies every time); a Cityscapes frame's ``source_path``.
+    """
+
+    source: str
+    loader: str
+    args: tuple[Any, ...]
+    item: str
+
+
+def expand_deferred(record: DeferredScene) -> list["Scene | Reject"]:
+    """The Scenes and Rejects ``record.loader(*record.args)`` returns, in its order.
+
+    Raises:
+        ValueError: ``loader`` is not ``module:function``.
+        ImportError, AttributeError: the loader cannot be imported; else what the loader raises.
+    """
+    module, sep, func = record.loader.partition(":")
+    if not sep or not module or not func:
+        raise ValueError(f"deferred loader {record.loader!r}: expected module:function")
+    return list(getattr(importlib.import_module(module), func)(*record.args))
+
+
+def iter_expanded(records: "Iterator[Record]") -> "Iterator[Scene | Reject]":
+    """``records`` with every :class:`DeferredScene` expanded in place (in this process)."""
+    for r in records:
+        if isinstance(r, DeferredScene):
+            yield from expand_deferred(r)
+        else:
+            yield r
+
+
+Record = Union[Scene, Reject, DeferredScene]

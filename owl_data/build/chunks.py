@@ -3,7 +3,10 @@
 A chunk holds what a run of ``chunk_scenes`` scenes produced, so a killed build resumes
 where it stopped: one Arrow IPC file per table (``images``, ``image_refs``, the task tables,
 ``rejects``), ``row_items.json`` (the item key of each task row), ``accounting.json`` (per
-source: the items read and kept) and ``content_key.txt`` (:mod:`owl_data.build.content_key`).
+source: the items read and kept), ``inputs.json`` (``[path, sha256]`` of every file its scenes
+read, recorded by the worker as it read them) and ``content_key.txt``
+(:mod:`owl_data.build.content_key`). A chunk is reused when its key matches and every input
+file hashes (streaming sha256, :func:`~owl_data.ingest.files.file_digest`) as it did.
 A folder is written under ``NNNNNN.tmp`` and renamed, so a chunk is whole or absent; one whose
 key matches but whose files do not read back (a disk fault) is discarded with a warning and redone.
 
@@ -24,7 +27,7 @@ import shutil
 import warnings
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -32,25 +35,29 @@ import pyarrow.ipc as ipc
 from owl_data.corpus import schema as schemas
 from owl_data.corpus.writer import to_table
 from owl_data.fs import DamagedStateWarning, read_state
-from owl_data.records import Reject, Scene
+from owl_data.ingest.files import file_digest
+from owl_data.records import DeferredScene, Record, Reject, Scene
 
 if TYPE_CHECKING:
     from owl_data.build.scene import SceneResult
 
-__all__ = ["CHUNK_KEY", "batches", "chunk_folder", "save_chunk", "chunk_reusable", "read_rows", "row_items",
+__all__ = ["CHUNK_KEY", "INPUTS", "inputs_unchanged", "batches", "chunk_folder", "save_chunk", "chunk_reusable", "read_rows", "row_items",
            "read_accounting", "reject_row"]
 
 CHUNK_KEY = "content_key.txt"
 """The file of a chunk holding its content key."""
+INPUTS = "inputs.json"
+"""The file of a chunk listing ``[path, digest]`` of the files its scenes read."""
 
 
-def batches(records: Iterator[Scene | Reject], size: int) -> Iterator[list[Scene | Reject]]:
-    """The records in runs of ``size`` scenes (a source's Rejects ride with the scenes around them)."""
-    buf: list[Scene | Reject] = []
+def batches(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    """The records in runs of ``size`` scenes (a DeferredScene counts as one; a source's
+    Rejects ride with the scenes around them)."""
+    buf: list[Record] = []
     n_scenes = 0
     for r in records:
         buf.append(r)
-        if isinstance(r, Scene):
+        if isinstance(r, (Scene, DeferredScene)):
             n_scenes += 1
             if n_scenes >= size:
                 yield buf
@@ -87,8 +94,10 @@ def _item_sets(results: list["SceneResult"], rejects: list[Reject]) -> dict[str,
     return {name: {"read": sorted(seen[name]), "kept": sorted(kept[name])} for name in seen}
 
 
-def save_chunk(folder: Path, results: list["SceneResult"], source_rejects: list[Reject], key: str) -> None:
-    """Write one chunk: the scenes' results and the sources' own Rejects, under content ``key``.
+def save_chunk(folder: Path, results: list["SceneResult"], source_rejects: list[Reject], key: str,
+               inputs: Iterable[tuple[str, str]] = ()) -> None:
+    """Write one chunk: the scenes' results and the sources' own Rejects, under content ``key``,
+    with the ``(path, digest)`` of each file its scenes read (``inputs``, duplicates dropped).
 
     Raises:
         SchemaError: rows that do not match the schemas (a bug, never bad input).
@@ -105,6 +114,7 @@ def save_chunk(folder: Path, results: list["SceneResult"], source_rejects: list[
     items = {task: [it for r in results for it in r.row_items.get(task, [])] for task in schemas.TASK_TABLES}
     (tmp / "row_items.json").write_text(json.dumps(items))
     (tmp / "accounting.json").write_text(json.dumps(_item_sets(results, rejects)))
+    (tmp / INPUTS).write_text(json.dumps(sorted({tuple(x) for x in inputs})))
     (tmp / CHUNK_KEY).write_text(key)
     tmp.rename(folder)
 
@@ -127,10 +137,26 @@ def _table_ok(path: Path, table: str) -> bool:
         return False
 
 
-def chunk_reusable(folder: Path, key: str) -> bool:
-    """A finished chunk folder built from the same records by the same code, whose files read
-    back; a chunk of the right key with a damaged file is discarded with one
-    :class:`~owl_data.fs.DamagedStateWarning` naming the file (its scenes are processed again)."""
+def _is_inputs(v: object) -> bool:
+    return isinstance(v, list) and all(isinstance(x, list) and len(x) == 2 and all(isinstance(s, str) for s in x)
+                                       for x in v)
+
+
+def inputs_unchanged(folder: Path, max_bytes: int | None) -> bool:
+    """Whether every file in the chunk's ``inputs.json`` has the digest it had when read
+    (:func:`~owl_data.ingest.files.file_digest`, files over ``max_bytes`` not read); a
+    damaged list is discarded with a warning (False)."""
+    listed = read_state(folder / INPUTS, _is_inputs, "build chunk")
+    if listed is None:
+        return False
+    return all(file_digest(path, max_bytes=max_bytes) == digest for path, digest in listed)
+
+
+def chunk_reusable(folder: Path, key: str, max_bytes: int | None = None) -> bool:
+    """A finished chunk folder built from the same records by the same code and from the same
+    file contents (:func:`inputs_unchanged`), whose files read back; a chunk of the right key
+    with a damaged file is discarded with one :class:`~owl_data.fs.DamagedStateWarning`
+    naming the file (its scenes are processed again)."""
     try:
         if (folder / CHUNK_KEY).read_text() != key:
             return False
@@ -142,7 +168,8 @@ def chunk_reusable(folder: Path, key: str) -> bool:
                           "its scenes are processed again", DamagedStateWarning, stacklevel=2)
             return False
     return (read_state(folder / "row_items.json", _is_row_items, "build chunk") is not None
-            and read_state(folder / "accounting.json", _is_accounting, "build chunk") is not None)
+            and read_state(folder / "accounting.json", _is_accounting, "build chunk") is not None
+            and inputs_unchanged(folder, max_bytes))
 
 
 def read_rows(folder: Path, table: str) -> list[dict[str, Any]]:

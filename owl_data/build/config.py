@@ -29,7 +29,12 @@ class BuildConfig:
     Attributes:
         seed: build seed (points, template choices), an integer >= 0; same seed -> same corpus.
         val_percent: share of groups sent to ``val`` when a source has no split (0..100).
-        workers: decoding/generation processes (the corpus does not depend on it).
+        workers: decoding/generation processes (the corpus does not depend on it); with
+            ``executor: ray`` and no ``ray_address``, the CPUs of the local Ray started.
+        executor: where the per-scene work runs: ``local`` (this machine's processes) or
+            ``ray`` (Ray tasks, :mod:`owl_data.build.executor`); the corpus does not depend on it.
+        ray_address: the Ray cluster to join (``auto``, ``ray://host:10001``); None starts a
+            local Ray. Only with ``executor: ray``; the corpus does not depend on it.
         chunk_scenes: scenes per resumable work unit.
         max_image_pixels: header width * height limit; bigger images are rejected.
         max_file_bytes: size limit of an image file (frames and label maps), checked before
@@ -55,6 +60,8 @@ class BuildConfig:
     description_no_question: bool = True
     max_reasoning: int = 3
     default_scenes: DefaultScenes = field(default_factory=DefaultScenes)
+    executor: str = "local"
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         # sections first (a mapping -> its dataclass, unknown keys named), then types (a YAML
@@ -76,6 +83,9 @@ class BuildConfig:
         check_field_types(self, skip=tuple(_RANGES))
         require(self.reencode_format in ("png", "jpeg"), "reencode_format", self.reencode_format,
                 "use 'png' or 'jpeg'")
+        require(self.executor in EXECUTORS, "executor", self.executor, "use 'local' or 'ray'")
+        require(self.ray_address is None or (self.executor == "ray" and self.ray_address.strip() != ""),
+                "ray_address", self.ray_address, "give it with executor 'ray' only, e.g. auto or ray://host:10001")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -83,9 +93,10 @@ class BuildConfig:
         return d
 
     def content_dict(self) -> dict[str, Any]:
-        """The settings the corpus content depends on (``workers`` excluded)."""
+        """The settings the corpus content depends on (``workers``, ``executor``, ``ray_address`` excluded)."""
         d = self.to_dict()
-        d.pop("workers")
+        for where in ("workers", "executor", "ray_address"):
+            d.pop(where)
         return d
 
     @classmethod
@@ -97,6 +108,9 @@ class BuildConfig:
         """
         return _section(cls, "build", data)
 
+
+EXECUTORS = ("local", "ray")
+"""The values of :attr:`BuildConfig.executor`."""
 
 _RANGES: dict[str, tuple[int, int | None]] = {
     "seed": (0, None), "val_percent": (0, 100), "workers": (1, None), "chunk_scenes": (1, None),

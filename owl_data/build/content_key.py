@@ -1,13 +1,17 @@
 """Content keys of resumable build chunks: a canonical hash of the records a chunk holds.
 
 A chunk of finished scenes is reused on resume only when it was built from the same
-records by the same code: the key covers every field of every :class:`~owl_data.records.Scene`
-and :class:`~owl_data.records.Reject` (image references with the image file's size and
-modification time in nanoseconds, instances, masks, QA, text rows), the code versions
-(``owl_data.__version__`` and the generators' and prompt pools' versions) and the build's
-spec hash. Changing an annotation, an image or the code therefore recomputes the chunks
-that depend on it, never serves stale rows. (Megatron's index cache, keyed by a hash of a
-canonical description, is the model.)
+records by the same code and from the same file contents: the key covers every field of
+every :class:`~owl_data.records.Scene`, :class:`~owl_data.records.DeferredScene` and
+:class:`~owl_data.records.Reject` (image references, instances, masks, QA, text rows, a
+deferred frame's paths and header facts), the code versions (``owl_data.__version__`` and
+the generators' and prompt pools' versions) and the build's spec hash. File contents are
+not in the key: paths are hashed as names only (no size or mtime stamp, which a replaced
+file can keep); instead each chunk stores the sha256 of every file its scenes read, and a
+chunk is reused only when each still has it (:func:`owl_data.build.chunks.chunk_reusable`).
+Changing an annotation, an image or the code therefore recomputes the chunks that depend
+on it, never serves stale rows. (Megatron's index cache, keyed by a hash of a canonical
+description, is the model.)
 
 Canonical form: dataclasses by class name and fields in order, mappings by sorted key,
 sequences in order, numpy arrays by shape, dtype and sha256 of their C-ordered bytes,
@@ -18,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -49,13 +52,8 @@ def _feed(h: "hashlib._Hash", v: Any) -> None:
         a = np.ascontiguousarray(v)
         h.update(f"nd{a.shape}{a.dtype.str}".encode())
         h.update(hashlib.sha256(a.tobytes()).digest())
-    elif isinstance(v, Path):
-        try:
-            st = os.stat(v)
-            stamp = f"{st.st_size}:{st.st_mtime_ns}"
-        except OSError:
-            stamp = "missing"
-        h.update(f"path{len(str(v))}:{v}@{stamp}".encode())
+    elif isinstance(v, Path):  # the name only: contents are checked by sha256 (chunks.inputs)
+        h.update(f"path{len(str(v))}:{v}".encode())
     elif isinstance(v, dict):
         h.update(f"{{{len(v)}".encode())
         for k in sorted(v, key=repr):

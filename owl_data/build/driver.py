@@ -33,24 +33,26 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import multiprocessing
 import shlex
 import shutil
+import time
+from collections import deque
 from dataclasses import dataclass, field
-from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from owl_data.build.accounting import consolidate as _consolidate
 from owl_data.build.chunks import batches, chunk_folder, chunk_reusable, save_chunk
 from owl_data.build.content_key import code_versions, records_key
+from owl_data.build.executor import (SCENE_ERRORS, Executor, WorkResult, guarded_process_scene, in_flight_limit,
+                                     make_executor)
 from owl_data.build.rows import row_id
-from owl_data.build.scene import SceneResult, process_scene, split_for_group
+from owl_data.build.scene import process_scene, split_for_group
 from owl_data.build.config import BuildConfig
 from owl_data.corpus import schema as schemas
 from owl_data.errors import FieldError
-from owl_data.fs import check_out, read_state, write_atomic
-from owl_data.records import Reject, Scene
+from owl_data.fs import check_out, output_lock, read_state, write_atomic
+from owl_data.records import Record, Reject
 from owl_data.sources import SourceOptions, get_reader
 
 __all__ = ["SourceSpec", "BuildReport", "run_build", "process_scene", "guarded_process_scene",
@@ -82,52 +84,23 @@ class SourceSpec:
 
 @dataclass
 class BuildReport:
-    """What a build wrote: the manifest (the JSON document of ``manifest.json``) and the output folder."""
+    """What a build wrote: the manifest (the JSON document of ``manifest.json``) and the output folder.
+
+    ``timings``: ``executor`` (its name), ``workers``, ``startup_s`` (starting the pool or the
+    Ray cluster, apart from the work) and ``chunks_s`` (processing every chunk), in seconds.
+    """
 
     out: Path
     manifest: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)
 
 
-# --- one scene, guarded -------------------------------------------------------------------
-
-_CFG: BuildConfig | None = None
-
-
-def _init_worker(cfg: BuildConfig) -> None:
-    global _CFG
-    _CFG = cfg
-
-
-def _work(scene: Scene) -> SceneResult:
-    assert _CFG is not None
-    return guarded_process_scene(scene, _CFG)
-
-
-# What processing one scene can raise on input no check foresaw (numpy/Pillow/pycocotools
-# on odd data, a scene too big for memory). Bugs of other kinds (KeyError, AttributeError,
-# SchemaError raised by the writer) still stop the build.
-SCENE_ERRORS = (ValueError, TypeError, OverflowError, RecursionError, OSError, MemoryError)
-
-
-def guarded_process_scene(scene: Scene, cfg: BuildConfig) -> SceneResult:
-    """:func:`process_scene`, with the last line of defence of the driver.
-
-    Every specific fault has its own reject reason; an exception of :data:`SCENE_ERRORS`
-    that still escapes turns that scene's items into rejects (stage ``process``, reason
-    ``processing_error``, detail the exception's type and message) instead of killing the
-    build.
-    """
-    try:
-        return process_scene(scene, cfg)
-    except SCENE_ERRORS as exc:
-        detail = f"{type(exc).__name__}: {str(exc)[:300]}"
-        return SceneResult.rejected_whole(scene, "process", "processing_error", detail)
-
+# --- one scene, guarded: owl_data.build.executor (re-exported here) ----------------------
 
 # --- the driver ---------------------------------------------------------------------------
 
 
-def _records(sources: list[SourceSpec], cfg: BuildConfig) -> Iterator[Scene | Reject]:
+def _records(sources: list[SourceSpec], cfg: BuildConfig) -> Iterator[Record]:
     for s in sources:
         reader = get_reader(s.name)
         yield from reader(s.spec, SourceOptions(name=s.name, synthetic=s.synthetic,
@@ -193,42 +166,89 @@ def _open_partial(out: Path, sources: list[SourceSpec], cfg: BuildConfig) -> tup
     return partial, spec_hash
 
 
-def _pool(cfg: BuildConfig) -> Pool | None:
-    """Worker processes (forkserver where the platform has it), or None for ``workers == 1``."""
-    if cfg.workers <= 1:
-        return None
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    return multiprocessing.get_context(method).Pool(cfg.workers, _init_worker, (cfg,))
+@dataclass
+class _Chunk:
+    """A chunk whose work items are in flight: its records, and each item's result by position."""
+
+    index: int
+    folder: Path
+    key: str
+    records: list[Record]
+    waiting: int = 0
+    done: dict[int, WorkResult] = field(default_factory=dict)
+
+    def save(self) -> int:
+        """Write the chunk (records in order, each deferred item replaced by what it expanded to);
+        the number of scenes it holds."""
+        results, rejects, inputs = [], [], []
+        for pos, rec in enumerate(self.records):
+            if isinstance(rec, Reject):
+                rejects.append(rec)
+                continue
+            got = self.done[pos]
+            results += got.results
+            rejects += got.rejects
+            inputs += got.inputs
+        save_chunk(self.folder, results, rejects, self.key, inputs)
+        return len(results)
+
+
+def _take(ex: Executor, flight: deque, progress: Progress | None) -> None:
+    """Wait for the oldest item in flight; write its chunk when that was the chunk's last."""
+    chunk, pos, handle = flight.popleft()
+    chunk.done[pos] = ex.result(handle)
+    chunk.waiting -= 1
+    if chunk.waiting == 0:
+        n = chunk.save()
+        if progress:
+            progress("scenes", n)
 
 
 def _build_chunks(sources: list[SourceSpec], cfg: BuildConfig, partial: Path, spec_hash: str,
-                  progress: Progress | None) -> int:
-    """Process every scene into chunks (reusing those whose content key matches); their number."""
-    pool = _pool(cfg)
+                  progress: Progress | None, ex: Executor) -> int:
+    """Process every scene into chunks (reusing those whose content key and input files
+    match) on ``ex``, keeping at most :func:`in_flight_limit` items in flight across chunk
+    boundaries; results are taken back in order and each chunk written when complete. The
+    number of chunks."""
+    flight: deque = deque()
+    limit = in_flight_limit(ex.workers)
     n_chunks = 0
-    try:
-        for i, chunk in enumerate(batches(_records(sources, cfg), cfg.chunk_scenes)):
-            n_chunks = i + 1
-            folder = chunk_folder(partial, i)
-            scenes = [r for r in chunk if isinstance(r, Scene)]
-            key = records_key(chunk, context=spec_hash)
-            if chunk_reusable(folder, key):
-                if progress:
-                    progress("resumed", len(scenes))
-                continue
-            shutil.rmtree(folder, ignore_errors=True)  # stale: built from other records or code
-            if pool is not None:
-                results = pool.map(_work, scenes, chunksize=1)
-            else:
-                results = [guarded_process_scene(s, cfg) for s in scenes]
-            save_chunk(folder, results, [r for r in chunk if isinstance(r, Reject)], key)
+    for i, records in enumerate(batches(_records(sources, cfg), cfg.chunk_scenes)):
+        n_chunks = i + 1
+        chunk = _Chunk(i, chunk_folder(partial, i), records_key(records, context=spec_hash), records)
+        if chunk_reusable(chunk.folder, chunk.key, cfg.max_file_bytes):
             if progress:
-                progress("scenes", len(scenes))
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
+                progress("resumed", sum(not isinstance(r, Reject) for r in records))
+            continue
+        shutil.rmtree(chunk.folder, ignore_errors=True)  # stale: built from other records, files or code
+        work = [(pos, r) for pos, r in enumerate(records) if not isinstance(r, Reject)]
+        chunk.waiting = len(work)
+        if not work:
+            chunk.save()
+        for pos, rec in work:
+            while flight and (len(flight) >= limit or ex.ready(flight[0][2])):  # finished chunks written at once
+                _take(ex, flight, progress)
+            flight.append((chunk, pos, ex.submit(rec)))
+        while flight and ex.ready(flight[0][2]):
+            _take(ex, flight, progress)
+    while flight:
+        _take(ex, flight, progress)
     return n_chunks
+
+
+def _run_chunks(sources: list[SourceSpec], cfg: BuildConfig, partial: Path, spec_hash: str,
+                progress: Progress | None) -> tuple[int, dict[str, Any]]:
+    """:func:`_build_chunks` on the executor ``cfg`` names, started once and closed after;
+    (the number of chunks, the timings of :class:`BuildReport`)."""
+    ex = make_executor(cfg)
+    try:
+        t0 = time.perf_counter()
+        n_chunks = _build_chunks(sources, cfg, partial, spec_hash, progress, ex)
+        timings = {"executor": cfg.executor, "workers": ex.workers, "startup_s": round(ex.startup_s, 3),
+                   "chunks_s": round(time.perf_counter() - t0, 3)}
+    finally:
+        ex.close()
+    return n_chunks, timings
 
 
 def run_build(
@@ -249,18 +269,21 @@ def run_build(
     Raises:
         FieldError (``sources``) / SourceError: no source, a name given twice, a source spec
             that cannot be read at all.
-        OutputError: an ``out`` the build must not replace (:func:`owl_data.fs.check_out`).
+        OutputError: an ``out`` the build must not replace (:func:`owl_data.fs.check_out`);
+            :class:`~owl_data.fs.OutputBusyError` when another process is writing it (its lock,
+            :func:`owl_data.fs.output_lock`, names the holder), before anything is touched.
         SchemaError: rows that do not match the schemas (a bug, never bad input).
         DiskFullError: the disk filled while writing (the partial folder is kept for a resume).
     """
     _check_sources(sources)
     out = check_out(out, [s.spec for s in sources])  # before anything is created
     try:
-        partial, spec_hash = _open_partial(out, sources, cfg)
-        n_chunks = _build_chunks(sources, cfg, partial, spec_hash, progress)
-        manifest = _consolidate(partial, n_chunks, out, sources, cfg)
+        with output_lock(out):  # one build of `out` at a time: its partial folder and the commit
+            partial, spec_hash = _open_partial(out, sources, cfg)
+            n_chunks, timings = _run_chunks(sources, cfg, partial, spec_hash, progress)
+            manifest = _consolidate(partial, n_chunks, out, sources, cfg)
     except OSError as exc:
         if exc.errno == errno.ENOSPC or "No space left on device" in str(exc):  # pyarrow's carry no errno
             raise DiskFullError(partial_folder(out)) from exc
         raise
-    return BuildReport(out=out, manifest=manifest)
+    return BuildReport(out=out, manifest=manifest, timings=timings)

@@ -11,19 +11,28 @@ Conventions:
       the check and the read; the flag is cleared before reading a regular file.
     - Reasons (``what`` is ``image``, ``annotation``, ...): ``missing_<what>``,
       ``unreadable_<what>``, ``not_a_regular_file``, ``file_too_large``.
+    - Content digests (the resume check of build chunks): :func:`read_recorded` reads a file,
+      hashes its bytes once (sha256) and notes ``(path, digest)`` in the active
+      :func:`recording_reads` log; :func:`file_digest` computes the same digest later by
+      streaming the file, so a file whose bytes changed (same size and mtime or not) is seen.
+      A file that could not be read has a marker (``!missing``, ``!unreadable``,
+      ``!not_a_regular_file``, ``!file_too_large``) instead of a hex sha256.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import hashlib
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 from owl_data.errors import RejectError
 
-__all__ = ["FileProblem", "open_regular", "read_regular", "DEFAULT_MAX_FILE_BYTES"]
+__all__ = ["FileProblem", "open_regular", "read_regular", "read_recorded", "recording_reads", "file_digest",
+           "DEFAULT_MAX_FILE_BYTES"]
 
 DEFAULT_MAX_FILE_BYTES = 256 * 2**20
 """Default size limit of an image file (the build's ``max_file_bytes``): 256 MiB."""
@@ -93,3 +102,78 @@ def read_regular(path: Path | str, *, max_bytes: int | None = None, what: str = 
     if max_bytes is not None and len(data) > max_bytes:
         raise FileProblem("file_too_large", f"{path} grew over the limit of {max_bytes} bytes while read")
     return data
+
+
+_LOG: list[list[tuple[str, str]]] = []  # the active recording_reads logs, innermost last
+
+
+@contextlib.contextmanager
+def recording_reads() -> Iterator[list[tuple[str, str]]]:
+    """Collect ``(path, digest)`` of every file :func:`read_recorded` reads inside the block.
+
+    Yields:
+        the list being filled, in read order (``path`` as given, as a string; digest as in
+        the module docstring).
+    """
+    log: list[tuple[str, str]] = []
+    _LOG.append(log)
+    try:
+        yield log
+    finally:
+        _LOG.remove(log)
+
+
+def _marker(reason: str) -> str:
+    """The digest of a file that cannot be read: ``!missing``, ``!unreadable`` or ``!<reason>``
+    (the same whatever ``what`` the reader named it with)."""
+    for kind in ("missing", "unreadable"):
+        if reason.startswith(kind + "_"):
+            return "!" + kind
+    return "!" + reason
+
+
+def _note(path: Path | str, digest: str) -> None:
+    if _LOG:
+        _LOG[-1].append((str(path), digest))
+
+
+def read_recorded(path: Path | str, *, max_bytes: int | None = None, what: str = "file") -> tuple[bytes, str]:
+    """:func:`read_regular` plus the hex sha256 of the bytes, noted in the active log.
+
+    Returns:
+        (the bytes, their hex sha256).
+
+    Raises:
+        FileProblem: as :func:`read_regular` (noted in the log as ``!<reason>`` first).
+    """
+    try:
+        data = read_regular(path, max_bytes=max_bytes, what=what)
+    except FileProblem as exc:
+        _note(path, _marker(exc.reason))
+        raise
+    digest = hashlib.sha256(data).hexdigest()
+    _note(path, digest)
+    return data, digest
+
+
+def file_digest(path: Path | str, *, max_bytes: int | None = None, what: str = "file") -> str:
+    """The digest :func:`read_recorded` would note for ``path`` now, streaming (1 MiB blocks).
+
+    Returns:
+        the hex sha256 of the file's bytes, or the marker of its :class:`FileProblem` reason
+        (``!missing``, ``!unreadable``, ``!file_too_large``...) when it cannot be read; never raises for a missing or unreadable file.
+    """
+    h = hashlib.sha256()
+    n = 0
+    try:
+        with open_regular(path, max_bytes=max_bytes, what=what) as f:
+            while block := f.read(2**20):
+                h.update(block)
+                n += len(block)
+    except FileProblem as exc:
+        return _marker(exc.reason)
+    except OSError:  # an error while reading
+        return "!unreadable"
+    if max_bytes is not None and n > max_bytes:
+        return "!file_too_large"
+    return h.hexdigest()

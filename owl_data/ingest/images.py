@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from owl_data.errors import RejectError
-from owl_data.ingest.files import DEFAULT_MAX_FILE_BYTES, FileProblem, read_regular
+from owl_data.ingest.files import DEFAULT_MAX_FILE_BYTES, FileProblem, read_recorded
 from owl_data.ingest.orientation import transform_mask
 
 __all__ = ["ImageError", "DecodedImage", "load_image", "read_header", "STORE_AS_IS_FORMATS"]
@@ -64,6 +64,9 @@ class DecodedImage:
         pixels: (H, W, 3) uint8 RGB of the stored upright image.
         image_id: hex sha256 of ``data``.
         reencoded: True when ``data`` is not the file's own bytes.
+        file_sha256: hex sha256 of the file's bytes (equal to ``image_id`` when stored as found);
+            the file was hashed once, as it was read
+            (:func:`~owl_data.ingest.files.read_recorded`).
     """
 
     data: bytes
@@ -75,6 +78,7 @@ class DecodedImage:
     pixels: np.ndarray
     image_id: str
     reencoded: bool
+    file_sha256: str = ""
 
 
 def _orientation(img: Image.Image) -> int:
@@ -170,7 +174,8 @@ def load_image(
             ``not_a_regular_file`` (a FIFO, folder or device).
     """
     try:
-        data = read_regular(path, max_bytes=max_bytes, what="image")  # stat before read: regular, small enough
+        # stat before read (regular, small enough); hashed once, noted for the resume check
+        data, file_sha = read_recorded(path, max_bytes=max_bytes, what="image")
     except FileProblem as exc:
         raise ImageError(exc.reason, exc.detail) from None
     img, w, h = read_header(data, max_pixels)
@@ -209,6 +214,7 @@ def load_image(
         raw_size=(w, h),
         orientation=orientation,
         pixels=pixels,
-        image_id=hashlib.sha256(out).hexdigest(),
+        image_id=file_sha if as_is else hashlib.sha256(out).hexdigest(),
         reencoded=not as_is,
+        file_sha256=file_sha,
     )

@@ -48,13 +48,21 @@ like a frame or annotation), ``file_too_large`` (a frame or label map over the b
 ``max_file_bytes``, refused from its size before it is read). Every header is checked before any label map is decoded,
 so an oversized frame costs no memory.
 
+Where the work happens: :func:`read` checks every header (and the polygons' size) and yields,
+per usable frame, a small :class:`~owl_data.records.DeferredScene` (paths and header facts);
+the build worker calls :func:`load_frame`, which reads each label map once (noting its
+sha256 for the resume check), decodes it and builds the frame's Scene and Rejects. Rejects
+of the header checks come from :func:`read`, those of decoding from :func:`load_frame`.
+:func:`read_scenes` expands the frames in one process (tests, tools).
+
 Memory: every mask is a full-frame bool array (2 MB on a 2048x1024 frame), so a crowded
-frame with ~50 targets holds ~100 MB while its Scene is alive; Scenes are yielded one at a
+frame with ~50 targets holds ~100 MB while its Scene is alive; frames are expanded one at a
 time so only the frame being built is held.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import struct
@@ -68,13 +76,13 @@ from PIL import Image
 from scipy import ndimage
 
 from owl_data.errors import RejectError
-from owl_data.ingest.files import FileProblem, open_regular, read_regular
+from owl_data.ingest.files import FileProblem, open_regular, read_recorded, read_regular
 from owl_data.ingest.numbers import pixel_int
-from owl_data.records import ImageRef, Instance, MaskArray, Record, Reject, Scene
+from owl_data.records import DeferredScene, ImageRef, Instance, MaskArray, Record, Reject, Scene, iter_expanded
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._paths import UnsafePath, resolve_inside
 
-__all__ = ["read", "COMPONENT_CLASSES", "STUFF_CLASSES"]
+__all__ = ["read", "read_scenes", "load_frame", "LOADER", "COMPONENT_CLASSES", "STUFF_CLASSES"]
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 INSTANCE_SUFFIX = "_gtFine_instanceIds.png"
@@ -97,16 +105,26 @@ class _FrameError(RejectError):
     """A frame that cannot be used; ``reason`` is the reject reason (internal, always with a detail)."""
 
 
+def read_scenes(spec: str, options: SourceOptions) -> Iterator[Record]:
+    """:func:`read` with every frame's :class:`~owl_data.records.DeferredScene` expanded here
+    (its Scene, then its Rejects): the reader as one process sees it. Raises as :func:`read`."""
+    return iter_expanded(read(spec, options))
+
+
 def read(spec: str, options: SourceOptions) -> Iterator[Record]:
-    """Read a Cityscapes root into Scenes (one per frame) and Rejects.
+    """Read a Cityscapes root into deferred frames (one per usable frame) and Rejects.
+
+    Only headers (and the polygons' stated size) are checked here; each usable frame is a
+    :class:`~owl_data.records.DeferredScene` whose loader (:func:`load_frame`, run by the
+    build worker) decodes the label maps into the frame's Scene and Rejects.
 
     Args:
         spec: the dataset root folder (holding ``leftImg8bit/`` and ``gtFine/``).
         options: reader options; ``options.name`` is stored as the source name.
 
     Returns:
-        An iterator over records, frames in sorted (split, city, file name) order; a
-        frame's Scene comes before the Rejects of its group-labelled classes.
+        An iterator over records, frames in sorted (split, city, file name) order; an
+        expanded frame's Scene comes before the Rejects of its group-labelled classes.
 
     Raises:
         SourceError: (at call time) the root does not exist, has no ``leftImg8bit``
@@ -171,6 +189,8 @@ def _open_header(path: Path, rel: str, reason: str, limits: tuple[int, int]) -> 
 
 def _read_frame(root: Path, split: str, city: str, name: str, source_path: str, source: str,
                 limits: tuple[int, int]) -> Iterator[Record]:
+    """The frame's headers checked here (no pixel decoded); its label maps are decoded by
+    :func:`load_frame` where the :class:`~owl_data.records.DeferredScene` is processed."""
     image_path, _ = resolve_inside(root, root / "leftImg8bit" / split / city, name)
     width, height = _open_header(image_path, source_path, "unreadable_image", limits)
 
@@ -180,45 +200,89 @@ def _read_frame(root: Path, split: str, city: str, name: str, source_path: str, 
     if not (gt_dir / f"{stem}{INSTANCE_SUFFIX}").is_file():
         raise _FrameError("missing_annotation", f"no {inst_rel}")
     inst_path, _ = resolve_inside(root, gt_dir, f"{stem}{INSTANCE_SUFFIX}")
-    inst = _read_map(inst_path, inst_rel, (width, height), limits)
-    if not np.issubdtype(inst.dtype, np.integer) or inst.min() < 0:
-        raise _FrameError("unreadable_annotation", f"{inst_rel}: not a map of non-negative integer ids ({inst.dtype})")
+    _check_map_header(inst_path, inst_rel, (width, height), limits)
 
     label_rel = f"gtFine/{split}/{city}/{stem}{LABEL_SUFFIX}"
+    label_path: Path | None = None
     if (gt_dir / f"{stem}{LABEL_SUFFIX}").is_file():
         label_path, _ = resolve_inside(root, gt_dir, f"{stem}{LABEL_SUFFIX}")
-        semantic = _read_map(label_path, label_rel, (width, height), limits)
-        if semantic.dtype != np.uint8:
-            raise _FrameError("unreadable_annotation", f"{label_rel}: expected 8-bit label ids, got {semantic.dtype}")
-    else:
-        semantic = np.where(inst < 1000, inst, inst // 1000).astype(np.uint8)
+        _check_map_header(label_path, label_rel, (width, height), limits)
 
     poly_rel = f"gtFine/{split}/{city}/{stem}{POLYGON_SUFFIX}"
     if (gt_dir / f"{stem}{POLYGON_SUFFIX}").is_file():
         poly_path, _ = resolve_inside(root, gt_dir, f"{stem}{POLYGON_SUFFIX}")
         _check_polygon_size(poly_path, poly_rel, (width, height))
 
+    maps = ((str(inst_path), inst_rel), (str(label_path), label_rel) if label_path is not None else None)
+    yield DeferredScene(source, LOADER, (source, source_path, split, city, str(image_path), maps,
+                                         (width, height), limits), item=source_path)
+
+
+LOADER = "owl_data.sources.cityscapes:load_frame"
+"""The :class:`~owl_data.records.DeferredScene` loader of a frame (:func:`load_frame`)."""
+
+
+def load_frame(source: str, source_path: str, split: str, city: str, image_path: str,
+               maps: tuple[tuple[str, str], tuple[str, str] | None], size: tuple[int, int],
+               limits: tuple[int, int]) -> list[Record]:
+    """Decode one frame's label maps into its Scene and Rejects (run in the build worker).
+
+    Args:
+        source, source_path, split, city: the frame's source name, path under the root,
+            split and city (its group).
+        image_path: the leftImg8bit file (absolute).
+        maps: ((instanceIds path, its path under the root), (labelIds path, rel) or None).
+        size: (W, H) of the image header; every map must have it.
+        limits: (max_image_pixels, max_file_bytes).
+
+    Returns:
+        [the Scene, then its group/unknown-label Rejects], or [one Reject keyed by
+        ``source_path``] for a frame whose maps cannot be used (reasons of :func:`read`).
+        Each map is read once and its sha256 noted (:func:`~owl_data.ingest.files.read_recorded`).
+    """
+    try:
+        (inst_path, inst_rel), label = maps
+        inst = _read_map(Path(inst_path), inst_rel, size, limits)
+        if not np.issubdtype(inst.dtype, np.integer) or inst.min() < 0:
+            raise _FrameError("unreadable_annotation", f"{inst_rel}: not a map of non-negative integer ids ({inst.dtype})")
+        if label is not None:
+            semantic = _read_map(Path(label[0]), label[1], size, limits)
+            if semantic.dtype != np.uint8:
+                raise _FrameError("unreadable_annotation", f"{label[1]}: expected 8-bit label ids, got {semantic.dtype}")
+        else:
+            semantic = np.where(inst < 1000, inst, inst // 1000).astype(np.uint8)
+    except (_FrameError, FileProblem) as err:
+        return [Reject(source, source_path, "read", err.reason, err.detail)]
     instances, items, rejects = _instances(inst, source_path, source)
-    ref = ImageRef(source=source, path=image_path, source_path=source_path, group=city, split=split)
-    yield Scene(ref=ref, instances=instances, semantic=semantic, items=items)
-    yield from rejects
+    ref = ImageRef(source=source, path=Path(image_path), source_path=source_path, group=city, split=split)
+    return [Scene(ref=ref, instances=instances, semantic=semantic, items=items), *rejects]
+
+
+def _check_map_header(path: Path, rel: str, size: tuple[int, int], limits: tuple[int, int]) -> None:
+    """A map's header: readable, within the limits, of the image's size (nothing decoded)."""
+    header = _open_header(path, rel, "unreadable_annotation", limits)
+    if header != size:
+        raise _FrameError("size_mismatch", f"{rel} is {header[0]}x{header[1]}, image is {size[0]}x{size[1]}")
 
 
 def _read_map(path: Path, rel: str, size: tuple[int, int], limits: tuple[int, int]) -> np.ndarray:
     """Decode a single-channel annotation PNG as a (H, W) array, dtype kept (uint16 stays).
 
-    The header is checked first (size equal to the image's, within ``max_pixels``), so a
-    map that does not fit is rejected without being decoded.
+    The file is read once (its sha256 noted); the header in those bytes is checked (size
+    equal to the image's, within ``max_pixels``) before any pixel is decoded.
     """
-    header = _open_header(path, rel, "unreadable_annotation", limits)
-    if header != size:
-        raise _FrameError("size_mismatch", f"{rel} is {header[0]}x{header[1]}, image is {size[0]}x{size[1]}")
+    data, _ = read_recorded(path, max_bytes=limits[1], what="annotation")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with open_regular(path, max_bytes=limits[1], what="annotation") as f, Image.open(f) as im:
+            with Image.open(io.BytesIO(data)) as im:
+                header = im.size
+                if header[0] * header[1] > limits[0]:
+                    raise _FrameError("too_large", f"{rel} is {header[0]}x{header[1]} pixels > limit {limits[0]}")
+                if header != size:
+                    raise _FrameError("size_mismatch", f"{rel} is {header[0]}x{header[1]}, image is {size[0]}x{size[1]}")
                 arr = np.array(im)
-    except FileProblem:  # a ValueError too: keeps its own reason
+    except _FrameError:
         raise
     except Image.DecompressionBombError as exc:
         raise _FrameError("too_large", f"{rel}: {exc}") from None

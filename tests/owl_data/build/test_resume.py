@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import owl_data.build.driver as build_mod
+import owl_data.build.executor as build_mod  # where the per-scene work runs
 from owl_data.build.driver import SourceSpec, run_build
 from owl_data.build.config import BuildConfig
 from owl_data.sources.synthetic.scenes import write_default_scenes

@@ -13,7 +13,7 @@ from scipy import ndimage
 
 from owl_data.records import MaskArray, Reject, Scene
 from owl_data.sources import SourceError, SourceOptions, get_reader
-from owl_data.sources.cityscapes import read
+from owl_data.sources.cityscapes import read_scenes as read
 from tests.conftest import need_shared_data, split_records as _split
 
 # ../shared/data next to the repository (pyproject marker `realdata`)
@@ -105,7 +105,9 @@ def test_real_stuff_and_items(real):
 
 
 def test_registry_finds_reader():
-    assert get_reader("cityscapes") is read
+    from owl_data.sources import cityscapes
+
+    assert get_reader("cityscapes") is cityscapes.read
 
 
 # --- crafted inputs -------------------------------------------------------------------

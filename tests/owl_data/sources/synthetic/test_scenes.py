@@ -23,7 +23,7 @@ from owl_data.generators.scene_facts import rgb_colour_name
 from owl_data.corpus.layout_prior import description_pairs, fit_layout_prior
 from owl_data.records import Reject, Scene
 from owl_data.sources import SourceOptions
-from owl_data.sources.cityscapes import read
+from owl_data.sources.cityscapes import read_scenes as read
 from owl_data.sources.synthetic.scenes import (
     CAR_COLOURS,
     CITIES,
