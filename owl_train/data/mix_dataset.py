@@ -13,8 +13,11 @@ Rows are read by (shard, row) straight from ``mix.parquet``; task shards are loa
 process (text only). Images are found through an ``image_id -> (shard, row group, offset)``
 index built from the ``image_id`` column alone; the ``bytes`` column is read one row group
 at a time into a per-process LRU bounded by ``image_cache_bytes``, so the images table is
-never loaded whole. The corpus fingerprint is checked against the mix's when a dataset is
-made (``verify=False`` skips it).
+never loaded whole. The corpus's manifest fingerprint is checked against the mix's when a
+dataset is made (``verify=False`` skips it; a manifest without shard hashes has its whole
+fingerprint recomputed then), and every shard against the manifest's hash as it is opened
+(:mod:`owl_data.corpus.read`: a damaged shard is a ``DamagedShardError`` naming it, a corpus
+rebuilt meanwhile a ``CorpusChangedError`` "changed while reading").
 
 :class:`MixIterableDataset` shards like :class:`owl_data.mix.sampler.MixSampler`: rank ``r`` of
 ``world`` takes offsets ``q = g - consumed`` with ``q % world == r``; DataLoader worker ``k``
@@ -40,32 +43,39 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from owl_data.mix.sampler import shard_positions
 from owl_data.mix.spec import MixSpec
-from owl_data.mix.io import MIX_PARQUET, check_corpus, read_mix
+from owl_data.corpus.read import CorpusReader
+from owl_data.mix.io import MIX_PARQUET, open_corpus, read_mix
 
 __all__ = ["MixRows", "MixDataset", "MixIterableDataset"]
 
 
 class MixRows:
-    """Random access to a mix's decoded rows (one per process; loads lazily)."""
+    """Random access to a mix's decoded rows (one per process; loads lazily).
+
+    Raises:
+        FileNotFoundError / ValueError: not a corpus or not a mix (:func:`owl_data.mix.io.read_mix`).
+        CorpusChangedError: ``verify`` and the corpus's fingerprint differs from the mix's.
+        DamagedShardError / CorpusChangedError: from :meth:`__getitem__`, a shard that differs
+            from the manifest's hash, or a corpus rebuilt while being read.
+    """
 
     def __init__(self, corpus: Path, mix: Path, *, verify: bool = True, image_cache_bytes: int = 256 << 20) -> None:
         self.corpus, self.mix = Path(corpus), Path(mix)
         self.meta = read_mix(self.mix)
-        if verify:
-            check_corpus(self.corpus, self.meta["fingerprint"])
+        self.reader = open_corpus(self.corpus, self.meta["fingerprint"]) if verify else CorpusReader(self.corpus)
         self.spec = MixSpec.from_dict(self.meta["spec"])
         self.length = int(self.meta["length"])
         self.image_cache_bytes = image_cache_bytes
         self._picks: pa.Table | None = None
         self._shards: dict[str, pa.Table] = {}
         self._img_index: dict[str, tuple[int, int, int]] | None = None
-        self._img_files: list[Path] = []
+        self._img_files: list[pq.ParquetFile] = []  # the images shards, checked and held open
         self._img_cache: "OrderedDict[tuple[int, int], pa.Array]" = OrderedDict()
         self._img_cache_size = 0
 
     def __getstate__(self) -> dict[str, Any]:  # workers rebuild their caches
         d = dict(self.__dict__)
-        d.update(_picks=None, _shards={}, _img_index=None, _img_cache=OrderedDict(), _img_cache_size=0)
+        d.update(_picks=None, _shards={}, _img_index=None, _img_files=[], _img_cache=OrderedDict(), _img_cache_size=0)
         return d
 
     def _load_picks(self) -> pa.Table:
@@ -75,10 +85,9 @@ class MixRows:
 
     def _image_bytes(self, image_id: str) -> bytes:
         if self._img_index is None:
-            self._img_files = sorted((self.corpus / "images").glob("*.parquet"))
+            self._img_files = [self.reader.open(rel, in_memory=False) for rel in self.reader.files("images")]
             self._img_index = {}
-            for fi, f in enumerate(self._img_files):
-                pf = pq.ParquetFile(f)
+            for fi, pf in enumerate(self._img_files):
                 for rg in range(pf.num_row_groups):
                     ids = pf.read_row_group(rg, columns=["image_id"]).column(0).to_pylist()
                     self._img_index.update((i, (fi, rg, off)) for off, i in enumerate(ids))
@@ -87,7 +96,7 @@ class MixRows:
         fi, rg, off = self._img_index[image_id]
         key = (fi, rg)
         if key not in self._img_cache:
-            col = pq.ParquetFile(self._img_files[fi]).read_row_group(rg, columns=["bytes"]).column(0).combine_chunks()
+            col = self._img_files[fi].read_row_group(rg, columns=["bytes"]).column(0).combine_chunks()
             self._img_cache[key] = col
             self._img_cache_size += col.nbytes
             while self._img_cache_size > self.image_cache_bytes and len(self._img_cache) > 1:
@@ -107,8 +116,7 @@ class MixRows:
         rel = picks.column("file")[position].as_py()
         row = picks.column("row")[position].as_py()
         if rel not in self._shards:
-            cols = [c for c in pq.read_schema(self.corpus / rel).names]
-            self._shards[rel] = pq.read_table(self.corpus / rel, columns=cols)
+            self._shards[rel] = self.reader.read_table(rel)
         r = self._shards[rel].slice(row, 1).to_pylist()[0]
         task = picks.column("task")[position].as_py()
         point = bbox = None

@@ -13,6 +13,10 @@
 
 Rows are dicts: ``id, task, source, image_id, image (PIL), conversations, point (x, y) | None,
 bbox [x0, y0, x1, y1] | None`` (normalised to [0, 1], stored upright frame).
+
+Every corpus shard is opened through :class:`owl_data.corpus.read.CorpusReader`, checked against
+the manifest's hash as it is opened (``DamagedShardError`` naming a damaged shard,
+``CorpusChangedError`` for a corpus rebuilt while being read).
 """
 
 from __future__ import annotations
@@ -26,13 +30,13 @@ from typing import Any, Callable, Collection, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from owl_train.data.mix_dataset import MixIterableDataset, MixRows
+from owl_data.corpus.read import CorpusReader
 from owl_data.mix.io import MIX_PARQUET, MixConfig, write_mix
 
 __all__ = ["MixStream", "FilteredMix", "corpus_rows", "corpus_images", "is_stage2_row", "description_mask",
@@ -113,7 +117,7 @@ class FilteredMix:
         ok = np.zeros(len(files), dtype=bool)
         masks: dict[str, np.ndarray] = {}
         for f in sorted(set(f for f, t in zip(files, tasks) if t == "point_vqa")):
-            masks[f] = keep(pq.read_table(Path(corpus) / f, columns=["kind", "conversations"]))
+            masks[f] = keep(self.rows.reader.read_table(f, columns=["kind", "conversations"]))
         for i, (f, t) in enumerate(zip(files, tasks)):
             ok[i] = t == "point_vqa" and bool(masks[f][rows[i]])
         self.positions = np.asarray(picks.column("position").to_numpy(), dtype=np.int64)[ok]
@@ -154,10 +158,12 @@ def description_mix(corpus: Path, out: Path, split: str, rows_needed: int,
 
     Raises:
         ValueError: the split has no no-question description rows.
+        DamagedShardError / CorpusChangedError: a shard that differs from the manifest's hash.
     """
-    files = sorted((corpus / "point_vqa" / split).glob("*.parquet"))
-    n_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    n_keep = sum(int(description_mask(pq.read_table(f, columns=["kind", "conversations"])).sum()) for f in files)
+    reader = CorpusReader(corpus)
+    files = reader.files(f"point_vqa/{split}")
+    n_rows = sum(reader.rows(f) for f in files)
+    n_keep = sum(int(description_mask(reader.read_table(f, columns=["kind", "conversations"])).sum()) for f in files)
     if not n_keep:
         raise ValueError(f"{corpus} has no point_vqa description rows without a question in split {split!r}; "
                          "stage 2 trains on those")
@@ -171,22 +177,20 @@ def description_mix(corpus: Path, out: Path, split: str, rows_needed: int,
     return out
 
 
-def _images(corpus: Path, ids: set[str]) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    for f in sorted((corpus / "images").glob("*.parquet")):
-        t = pq.read_table(f, columns=["image_id"])
-        sel = pc.is_in(t.column("image_id"), value_set=pa.array(sorted(ids), pa.string()))
-        if not pc.any(sel).as_py():
-            continue
-        t = pq.read_table(f, columns=["image_id", "bytes"]).filter(sel)
-        out.update(zip(t.column("image_id").to_pylist(), t.column("bytes").to_pylist()))
-    return out
+def _images(reader: CorpusReader, ids: set[str]) -> dict[str, bytes]:
+    t = reader.read_images(ids)
+    return dict(zip(t.column("image_id").to_pylist(), t.column("bytes").to_pylist()))
 
 
 def corpus_images(corpus: str | Path, ids: Collection[str]) -> dict[str, Image.Image]:
-    """The decoded images of ``ids`` from the corpus's images table (ids it lacks are absent)."""
+    """The decoded images of ``ids`` from the corpus's images table (ids it lacks are absent).
+
+    Raises:
+        FileNotFoundError: not a corpus. DamagedShardError / CorpusChangedError: an images
+            shard that differs from the manifest's hash.
+    """
     out: dict[str, Image.Image] = {}
-    for iid, blob in _images(Path(corpus), set(ids)).items():
+    for iid, blob in _images(CorpusReader(corpus), set(ids)).items():
         img = Image.open(io.BytesIO(blob))
         img.load()
         out[iid] = img
@@ -200,16 +204,17 @@ def corpus_rows(corpus: str | Path, task: str, split: str = "val", *, limit: int
     Raises:
         FileNotFoundError: ``corpus`` is not a corpus.
         ValueError: ``split`` is not a split name (a path such as ``../images``).
+        DamagedShardError / CorpusChangedError: a shard that differs from the manifest's hash.
     """
     from owl_data.corpus.writer import check_split
 
     corpus = Path(corpus)
     if not (corpus / "manifest.json").is_file():
         raise FileNotFoundError(f"{corpus} is not an Owl-VL corpus (no manifest.json)")
-    files = sorted((corpus / task / check_split(split)).glob("*.parquet"))
+    reader = CorpusReader(corpus)
     rows: list[dict[str, Any]] = []
-    for f in files:
-        for r in pq.read_table(f).to_pylist():
+    for f in reader.files(f"{task}/{check_split(split)}"):
+        for r in reader.read_table(f).to_pylist():
             if where is not None and not where(r):
                 continue
             rows.append(r)
@@ -217,7 +222,7 @@ def corpus_rows(corpus: str | Path, task: str, split: str = "val", *, limit: int
                 break
         if limit is not None and len(rows) >= limit:
             break
-    blobs = _images(corpus, {r["image_id"] for r in rows})
+    blobs = _images(reader, {r["image_id"] for r in rows})
     out = []
     for r in rows:
         img = Image.open(io.BytesIO(blobs[r["image_id"]]))
