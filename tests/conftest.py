@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# resolved after the join: ../shared may itself be a symlink, and readers report resolved paths
+SHARED_DATA = (Path(__file__).resolve().parents[1].parent / "shared" / "data").resolve()
 _DATA_NAMES = frozenset({"need_shared_data", "SHARED_DATA", "shared_data"})
 _running: list[pytest.Item] = []  # the test being set up, run or torn down
 

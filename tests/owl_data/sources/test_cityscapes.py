@@ -14,12 +14,20 @@ from scipy import ndimage
 from owl_data.records import MaskArray, Reject, Scene
 from owl_data.sources import SourceError, SourceOptions, get_reader
 from owl_data.sources.cityscapes import read_scenes as read
-from tests.conftest import need_shared_data, split_records as _split
+from tests.conftest import SHARED_DATA, need_shared_data, split_records as _split
 
-# ../shared/data next to the repository (pyproject marker `realdata`)
-REAL_ROOT = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "cityscapes"
+# ../shared/data next to the repository, resolved (pyproject marker `realdata`)
+REAL_ROOT = SHARED_DATA / "cityscapes"
 REAL_STEM = "val/frankfurt/frankfurt_000000_000294"
 OPTS = SourceOptions(name="cityscapes")
+
+
+def _full(g: MaskArray, shape: tuple[int, int]) -> np.ndarray:
+    """A MaskArray (a crop at its offset) as a full (H, W) mask."""
+    x0, y0 = g.offset
+    out = np.zeros(shape, bool)
+    out[y0:y0 + g.mask.shape[0], x0:x0 + g.mask.shape[1]] = g.mask
+    return out
 
 
 def _real_root() -> Path:
@@ -67,7 +75,7 @@ def test_real_thing_instances_match_instance_png(real):
     for key, ins in things.items():
         assert isinstance(ins.geometry, MaskArray)
         assert ins.geometry.mask.dtype == bool
-        assert np.array_equal(ins.geometry.mask, inst == int(key))
+        assert np.array_equal(_full(ins.geometry, inst.shape), inst == int(key))
         assert ins.category == id2label[int(key) // 1000].name
         assert ins.item == f"{scene.ref.source_path}#{key}"
     assert things["26000"].category == "car"
@@ -86,7 +94,7 @@ def test_real_components_match_scipy(real):
         for k, ins in enumerate(got):
             assert ins.instance == f"{cid}:{k}" and ins.kind == "thing"
             assert ins.item == f"{scene.ref.source_path}#{cid}:{k}"
-            assert np.array_equal(ins.geometry.mask, comps == k + 1)
+            assert np.array_equal(_full(ins.geometry, inst.shape), comps == k + 1)
     assert sum(i.category == "pole" for i in scene.instances) == 17  # counted in the sample
     assert sum(i.category == "traffic sign" for i in scene.instances) == 7
 
@@ -99,7 +107,7 @@ def test_real_stuff_and_items(real):
     assert set(stuff) == {"road", "sidewalk", "building", "vegetation", "sky"}
     for name, ins in stuff.items():
         assert ins.item is None and ins.instance == str(name2label[name].id)
-        assert np.array_equal(ins.geometry.mask, inst == name2label[name].id)
+        assert np.array_equal(_full(ins.geometry, inst.shape), inst == name2label[name].id)
     assert scene.items == [i.item for i in scene.instances if i.item is not None]
     assert len(set(scene.items)) == len(scene.items)
 
@@ -216,7 +224,7 @@ def test_group_pixels_rejected(tmp_path):
     assert [i.category for i in scene.instances] == ["road", "car"] and scene.items == []
     crowd = scene.instances[1]
     assert crowd.crowd and crowd.item is None and crowd.instance == "group:26"
-    assert np.array_equal(crowd.geometry.mask, inst == 26)  # context: blocks counting cars
+    assert np.array_equal(_full(crowd.geometry, inst.shape), inst == 26)  # context: blocks counting cars
     assert [(r.item, r.stage, r.reason) for r in rejects] == [(f"{sp}#group:26", "read", "group_label")]
 
 
@@ -259,3 +267,25 @@ def test_symlink_out_of_root_rejected(tmp_path):
     img.symlink_to(outside)
     (r,) = list(read(str(root), OPTS))
     assert isinstance(r, Reject) and (r.item, r.reason) == (sp, "path_outside_source")
+
+
+def test_masks_are_crops_of_their_boxes_and_the_worker_decodes(tmp_path):
+    inst = np.full((8, 10), 7, np.uint16)           # road everywhere: its box starts at (0, 0)
+    inst[2:5, 3:6] = 26001                         # a car: columns 3..5, rows 2..4
+    inst[6, 1] = inst[7, 2] = 17                   # one pole (8-connected) at the bottom left
+    inst[1, 8] = 17                                # a second pole, top right
+    _frame(tmp_path, inst)
+    from owl_data.records import DeferredScene
+    from owl_data.sources import cityscapes
+
+    (deferred,) = list(cityscapes.read(str(tmp_path), OPTS))  # headers only: nothing decoded yet
+    assert isinstance(deferred, DeferredScene) and deferred.loader == cityscapes.LOADER
+    import pickle
+    assert len(pickle.dumps(deferred)) < 2000
+    scene = _split(list(read(str(tmp_path), OPTS)))[0][0]
+    by = {i.instance: i.geometry for i in scene.instances}
+    assert (by["26001"].offset, by["26001"].mask.shape) == ((3, 2), (3, 3)) and by["26001"].mask.all()
+    assert (by["17:0"].offset, by["17:0"].mask.shape) == ((8, 1), (1, 1))   # raster order: row 1 first
+    assert (by["17:1"].offset, by["17:1"].mask.shape) == ((1, 6), (2, 2))
+    assert np.array_equal(by["17:1"].mask, [[True, False], [False, True]])
+    assert by["7"].offset == (0, 0) and np.array_equal(by["7"].mask, inst == 7)  # full frame
