@@ -3,8 +3,11 @@ missing or mixed; the two-rename fallback and its repair after a kill."""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import owl_data.fs as fs
+import owl_data.fsutil as fsutil
 from owl_data.build.config import BuildConfig
 from owl_data.build.driver import SourceSpec, run_build
 from owl_data.corpus.manifest import check_fingerprint
@@ -38,6 +42,38 @@ def test_exchange_swaps_two_folders(tmp_path):
     with pytest.raises(FileNotFoundError):
         exchange(a, tmp_path / "missing")
     assert _contents(a) == {"manifest.json": "B"}
+
+
+@pytest.mark.skipif(platform.machine() not in fsutil._SYS_RENAMEAT2 or not sys.platform.startswith("linux"),
+                    reason="no renameat2 system call number for this machine")
+def test_exchange_without_the_libc_symbol_uses_the_system_call(tmp_path, monkeypatch):
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    class OldLibc:  # a glibc before 2.28: syscall() but no renameat2()
+        syscall = libc.syscall
+
+    monkeypatch.setattr(fsutil.ctypes, "CDLL", lambda *a, **k: OldLibc())
+    a = _folder(tmp_path / "a", {"f": "A"})
+    b = _folder(tmp_path / "b", {"f": "B"})
+    assert exchange(a, b) is True
+    assert _contents(a) == {"f": "B"} and _contents(b) == {"f": "A"}
+
+
+def test_a_filesystem_refusing_the_exchange_gets_the_two_renames(tmp_path, monkeypatch):
+    def refusing(*args):
+        ctypes.set_errno(errno.EINVAL)
+        return -1
+
+    monkeypatch.setattr(fsutil, "_renameat2", lambda: refusing)
+    a = _folder(tmp_path / "a", {"f": "A"})
+    out = _folder(tmp_path / "out", {"f": "old"})
+    assert exchange(a, out) is False and _contents(out) == {"f": "old"}
+    renames = []
+    real = os.replace
+    monkeypatch.setattr(os, "replace", lambda x, y: (renames.append(Path(y).name), real(x, y)))
+    swap_into_place(a, out)
+    assert renames == [".out.old", "out"] and _contents(out) == {"f": "A"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_swap_exchanges_then_removes_the_old(tmp_path, monkeypatch):
@@ -81,6 +117,7 @@ _KILLED_COMMIT = """
 import os, sys
 from pathlib import Path
 import owl_data.fs as fs
+import owl_data.fsutil as fsutil
 fs.exchange = lambda a, b: False          # a filesystem without RENAME_EXCHANGE
 real = os.replace
 def dying(a, b):
