@@ -18,8 +18,9 @@ polygons file that cannot be parsed rejects the frame as ``unreadable_annotation
 signals a damaged download). Class names, ids and ``hasInstances`` come from
 ``cityscapesscripts.helpers.labels``.
 
-What one frame yields (all geometry is a (H, W) bool :class:`~owl_data.records.MaskArray`
-in the pixel grid of the leftImg8bit file, H rows by W columns):
+What one frame yields (all geometry is a bool :class:`~owl_data.records.MaskArray` in the
+pixel grid of the leftImg8bit file, H rows by W columns: the crop of the region's bounding
+box at its offset, or the full (H, W) frame for a region whose box starts at (0, 0)):
 
 - a thing :class:`~owl_data.records.Instance` per instanceIds value ``v >= 1000``:
   ``instance=str(v)``, category the label name of ``v // 1000``, item
@@ -55,9 +56,9 @@ sha256 for the resume check), decodes it and builds the frame's Scene and Reject
 of the header checks come from :func:`read`, those of decoding from :func:`load_frame`.
 :func:`read_scenes` expands the frames in one process (tests, tools).
 
-Memory: every mask is a full-frame bool array (2 MB on a 2048x1024 frame), so a crowded
-frame with ~50 targets holds ~100 MB while its Scene is alive; frames are expanded one at a
-time so only the frame being built is held.
+Memory: masks are crops of their boxes (a full-frame bool array is 2 MB on a 2048x1024
+frame; only a region whose box starts at the frame's top-left corner, such as the sky, is
+one); frames are expanded one at a time so only the frame being built is held.
 """
 
 from __future__ import annotations
@@ -309,9 +310,32 @@ def _check_polygon_size(path: Path, rel: str, size: tuple[int, int]) -> None:
         raise _FrameError("size_mismatch", f"{rel} states {declared[0]}x{declared[1]}, image is {size[0]}x{size[1]}")
 
 
+def _crop(region: np.ndarray, sl: tuple[slice, slice], shape: tuple[int, int]) -> MaskArray:
+    """A MaskArray of the bool ``region`` found at ``sl`` of an (H, W) frame: a crop at offset
+    (x0, y0), or the full frame when the crop starts at (0, 0) (a MaskArray at offset (0, 0)
+    is a full-frame mask, :class:`~owl_data.records.MaskArray`)."""
+    y0, x0 = sl[0].start, sl[1].start
+    if (x0, y0) == (0, 0) and region.shape != shape:
+        full = np.zeros(shape, dtype=bool)
+        full[sl] = region
+        return MaskArray(full)
+    return MaskArray(np.ascontiguousarray(region), (int(x0), int(y0)))
+
+
 def _instances(inst: np.ndarray, source_path: str, source: str) -> tuple[list[Instance], list[str], list[Reject]]:
-    """Instances, item keys and group/unknown rejects of one (H, W) instanceIds map."""
-    values = [int(v) for v in np.unique(inst)]  # sorted ascending
+    """Instances, item keys and group/unknown rejects of one (H, W) instanceIds map.
+
+    Masks are crops of each region's bounding box (:func:`_crop`), found in one pass over the
+    map (``scipy.ndimage.find_objects`` over the map's values renumbered 1..n).
+    """
+    uniq, inverse = np.unique(inst, return_inverse=True)  # values sorted ascending
+    values = [int(v) for v in uniq]
+    boxes = dict(zip(values, ndimage.find_objects(inverse.reshape(inst.shape) + 1)))
+
+    def region(v: int) -> tuple[np.ndarray, tuple[slice, slice]]:
+        sl = boxes[v]
+        return inst[sl] == v, sl
+
     instances: list[Instance] = []
     items: list[str] = []
     rejects: list[Reject] = []
@@ -325,7 +349,7 @@ def _instances(inst: np.ndarray, source_path: str, source: str) -> tuple[list[In
             rejects.append(Reject(source, item, "read", "unknown_label", f"instance value {v}: class {v // 1000} has no instances"))
             continue
         instances.append(Instance(instance=str(v), category=label.name, kind="thing",
-                                  geometry=MaskArray(inst == v), item=item))
+                                  geometry=_crop(*region(v), inst.shape), item=item))
         items.append(item)
 
     present = set(values)
@@ -333,25 +357,27 @@ def _instances(inst: np.ndarray, source_path: str, source: str) -> tuple[list[In
         cid = name2label[name].id
         if cid not in present:
             continue
-        components, n = ndimage.label(inst == cid, structure=_EIGHT)
-        for k in range(n):
+        part, (rs, cs) = region(cid)  # components in the crop: the same raster order as in the frame
+        components, n = ndimage.label(part, structure=_EIGHT)
+        for k, (r, c) in enumerate(ndimage.find_objects(components)):
             item = f"{source_path}#{cid}:{k}"
+            sl = (slice(rs.start + r.start, rs.start + r.stop), slice(cs.start + c.start, cs.start + c.stop))
             instances.append(Instance(instance=f"{cid}:{k}", category=name, kind="thing",
-                                      geometry=MaskArray(components == k + 1), item=item))
+                                      geometry=_crop(components[r, c] == k + 1, sl, inst.shape), item=item))
             items.append(item)
 
     for name in STUFF_CLASSES:
         cid = name2label[name].id
         if cid in present:
             instances.append(Instance(instance=str(cid), category=name, kind="stuff",
-                                      geometry=MaskArray(inst == cid), item=None))
+                                      geometry=_crop(*region(cid), inst.shape), item=None))
 
     for cid in sorted(_INSTANCE_IDS & present):
-        n_px = int((inst == cid).sum())
+        part, sl = region(cid)
         # the group stays in the scene as crowd context: never a target, and it stops the
         # generators from counting that category (the annotation does not say how many)
         instances.append(Instance(instance=f"group:{cid}", category=id2label[cid].name, kind="thing",
-                                  geometry=MaskArray(inst == cid), item=None, crowd=True))
+                                  geometry=_crop(part, sl, inst.shape), item=None, crowd=True))
         rejects.append(Reject(source, f"{source_path}#group:{cid}", "read", "group_label",
-                              f"{n_px} pixels of {id2label[cid].name} labelled as a group, no instance ids"))
+                              f"{int(part.sum())} pixels of {id2label[cid].name} labelled as a group, no instance ids"))
     return instances, items, rejects
