@@ -8,8 +8,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from owl_data.cli.app import _fail, app, out_console
+from owl_data.cli.app import _fail, app, console, flag_message, out_console
 from owl_data.corpus.schema import TASK_ORDER
+from owl_data.mix.spec import WARN_REPEATS
 
 
 @app.command("mix")
@@ -27,9 +28,14 @@ def mix(
     seed: int = typer.Option(0, "--seed", help="Seed of the per-epoch row permutations."),
     split: str = typer.Option("train", "--split", help="Corpus split to draw from."),
     out: Path = typer.Option(..., "--out", "-o", help="Mix folder to write (mix.parquet, mix.json)."),
+    warn_repeats: int = typer.Option(WARN_REPEATS, "--warn-repeats",
+                                     help="Warn when a task's (or nested source's) rows are picked more than N times "
+                                          "each (-1: never)."),
 ) -> None:
     """Write an exact, seeded ratio mix of the corpus's tasks (every prefix within one sample)."""
     from owl_data.mix.io import MixConfig, parse_ratio, parse_within, write_mix
+    from owl_data.mix.spec import MixSpec
+    from owl_data.mix.stats import repeat_warnings
 
     try:
         cfg = MixConfig(ratio=parse_ratio(ratio), tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),
@@ -46,6 +52,8 @@ def mix(
         t.add_row(ts["name"], ts["weight"], str(ts["size"]), srcs)
     out_console.print(t)
     out_console.print(f"picks: {rep.length}; corpus fingerprint: {rep.meta['fingerprint']}")
+    for line in repeat_warnings(MixSpec.from_dict(rep.meta["spec"]), rep.length, warn_repeats):
+        console.print(f"[yellow]warning:[/] {flag_message(line)}", soft_wrap=True, highlight=False)
 
 
 @app.command("mix-stats")

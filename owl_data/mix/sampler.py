@@ -132,6 +132,26 @@ class MixSampler:
             raise ValueError(f"epochs {epochs} must be >= 1")
         return max(self.leaf_position(l, epochs * n - 1) for l, n in enumerate(self._sizes)) + 1
 
+    def leaf_picks(self, length: int) -> list[int]:
+        """Picks of each leaf (spec leaf order) among the first ``length`` positions, exactly
+        (the schedules' counts, nothing simulated past what the counts need)."""
+        top = self._top.counts_before(length)
+        picks: list[int] = []
+        for k, t in enumerate(self.spec.tasks):
+            if k in self._inner:
+                picks += [int(c) for c in self._inner[k].counts_before(int(top[k]))]
+            else:
+                picks.append(int(top[k]))
+        return picks
+
+    def leaf_names(self) -> list[str]:
+        """Each leaf's name: ``task``, or ``task/source`` in a nested task (spec leaf order)."""
+        return list(self._leaf_names)
+
+    def leaf_sizes(self) -> list[int]:
+        """Each leaf's number of rows (spec leaf order)."""
+        return list(self._sizes)
+
     def _end(self) -> int | None:
         if self.spec.on_exhausted == "stop":
             s = self.stop_length()

@@ -15,7 +15,11 @@ from typing import Any, Mapping, Sequence, Union
 from owl_data.errors import FieldError
 from owl_data.mix.schedule import Weight, parse_weight
 
-__all__ = ["POLICIES", "TaskSpec", "MixSpec"]
+WARN_REPEATS = 10
+"""``owl-data mix --warn-repeats`` default: warn when a leaf's rows are each picked more often
+(:func:`owl_data.mix.stats.repeat_warnings`)."""
+
+__all__ = ["POLICIES", "TaskSpec", "MixSpec", "WARN_REPEATS"]
 
 POLICIES = ("repeat", "stop")
 

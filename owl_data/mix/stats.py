@@ -18,9 +18,11 @@ import pyarrow.parquet as pq
 
 from owl_data.mix.io import MIX_JSON, MIX_PARQUET, read_mix
 from owl_data.mix.schedule import tijdeman_bound
-from owl_data.mix.spec import MixSpec, TaskSpec
+from owl_data.mix.spec import WARN_REPEATS, MixSpec, TaskSpec
 
-__all__ = ["TaskStats", "SourceStats", "MixStats", "prefix_deviation", "mix_stats"]
+__all__ = ["TaskStats", "SourceStats", "MixStats", "LeafRepeats", "prefix_deviation", "mix_stats", "leaf_repeats",
+           "repeat_warnings", "WARN_REPEATS"]
+
 
 
 class TaskStats(NamedTuple):
@@ -134,3 +136,39 @@ def mix_stats(mix: Path) -> MixStats:
              for k, n in enumerate(names)]
     sources = [s for k, ts in enumerate(spec.tasks) for s in _source_stats(ts, src_col[labels == k])]
     return MixStats(length=n_total, tasks=tasks, sources=sources, meta=meta)
+
+
+class LeafRepeats(NamedTuple):
+    """One leaf (task, or task/source) of a mix: its ``rows``, its ``picks`` and the most times
+    any one of its rows is picked (``ceil(picks / rows)``: each epoch is a permutation of the
+    leaf's rows, so every row is picked once per whole epoch and the last partial epoch adds at
+    most one)."""
+
+    leaf: str
+    rows: int
+    picks: int
+    max_repeats: int
+
+
+def leaf_repeats(spec: MixSpec, length: int) -> list[LeafRepeats]:
+    """Rows, picks and the largest repeat count of every leaf in a mix of ``spec`` of ``length`` picks."""
+    from owl_data.mix.sampler import MixSampler
+
+    sampler = MixSampler(spec)
+    return [LeafRepeats(name, n, p, -(-p // n) if n else 0)
+            for name, n, p in zip(sampler.leaf_names(), sampler.leaf_sizes(), sampler.leaf_picks(length))]
+
+
+def repeat_warnings(spec: MixSpec, length: int, limit: int = WARN_REPEATS) -> list[str]:
+    """One line per leaf whose rows repeat more than ``limit`` times in the mix (none when ``limit`` < 0).
+
+    >>> spec = MixSpec.create({"vqa": 3, "caption": 300}, [1, 1], seed=0)
+    >>> print(*repeat_warnings(spec, 600))
+    vqa: its 3 rows are picked 300 times in 600 picks, each row up to 100 times (more than `warn_repeats` 10): the model will see them that often; add rows to vqa, lower its weight or shorten the mix
+    """
+    if limit < 0:
+        return []
+    return [f"{r.leaf}: its {r.rows} rows are picked {r.picks} times in {length} picks, each row up to "
+            f"{r.max_repeats} times (more than `warn_repeats` {limit}): the model will see them that often; "
+            f"add rows to {r.leaf.split('/')[0]}, lower its weight or shorten the mix"
+            for r in leaf_repeats(spec, length) if r.max_repeats > limit]

@@ -178,3 +178,27 @@ def test_mix_refuses_a_corpus_changed_since_its_build(tiny_corpus, tmp_path):
     (tiny_corpus / "manifest.json").write_text(json.dumps(m))
     res = runner.invoke(app, ["mix", str(tiny_corpus), "--ratio", "5:1:2:2", "--out", str(tmp_path / "m3")])
     assert res.exit_code == 2 and "fingerprint" in res.output
+
+
+def test_warn_repeats_names_the_leaf_whose_rows_repeat(tiny_corpus, tmp_path):
+    """--epochs 2 over 5:1:2:2 makes 96 picks: vqa/gqa has 4 rows and 12 picks (3 each), caption
+    5 rows and 10 picks (2 each), grounding 7 rows and 19 picks (3 each), point_vqa 9 and 19 (3)."""
+    from owl_data.mix.stats import leaf_repeats
+
+    args = ["mix", str(tiny_corpus), "--ratio", "5:1:2:2", "--within", "vqa=vqav2:3,gqa:1", "--epochs", "2"]
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "a"), "--warn-repeats", "2"])
+    assert res.exit_code == 0, res.output
+    warned = [line for line in res.output.replace("\n ", " ").splitlines() if line.startswith("warning:")]
+    assert len(warned) == 4, res.output  # vqav2 (12 rows, 36 picks), gqa, grounding, point_vqa: 3 each; caption 2
+    assert any("vqa/gqa: its 4 rows are picked 12 times in 96 picks, each row up to 3 times (more than "
+               "--warn-repeats 2)" in w for w in warned), warned
+    assert not any(w.startswith("warning: caption") for w in warned)
+    t = pq.read_table(tmp_path / "a" / "mix.parquet").to_pylist()
+    spec = MixSpec.from_dict(json.loads((tmp_path / "a" / "mix.json").read_text())["spec"])
+    for r in leaf_repeats(spec, len(t)):  # the counts are those of the written picks
+        task, _, src = r.leaf.partition("/")
+        ids = [p["id"] for p in t if p["task"] == task and (not src or p["source"] == src)]
+        assert (len(set(ids)), len(ids), max(ids.count(i) for i in ids)) == (r.rows, r.picks, r.max_repeats)
+    for n in ("3", "-1"):  # at the limit, or never: no warning
+        res = runner.invoke(app, [*args, "--out", str(tmp_path / f"b{n}"), "--warn-repeats", n])
+        assert res.exit_code == 0 and "warning:" not in res.output, res.output
