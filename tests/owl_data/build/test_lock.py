@@ -115,3 +115,26 @@ def test_a_stale_lock_file_of_an_exited_process_is_taken_over(tmp_path, scenes):
     manifest = run_build(spec, out, BuildConfig()).manifest
     assert manifest["fingerprint"] == check_fingerprint(out)
     assert not lock_path(out).exists()
+
+
+@pytest.mark.parametrize("command", [["mix", "-r", "1:1:1:1"], ["export", "--format", "llava"]])
+def test_mix_and_export_into_a_held_out_stop_with_one_line(tmp_path, command):
+    from typer.testing import CliRunner
+
+    from owl_data.cli import app
+    from tests.helpers import one_line_error, snapshot
+    from tests.owl_data.mix.conftest import write_tiny_corpus
+
+    corpus = write_tiny_corpus(tmp_path / "c")
+    out = tmp_path / "o"
+    holder = _holder(out, "hold")
+    try:
+        before = snapshot(tmp_path)
+        res = CliRunner().invoke(app, [command[0], str(corpus), *command[1:], "-o", str(out)],
+                                 env={"COLUMNS": "400"})
+        text = one_line_error(res)
+        assert f"error: --out {out} is being written by pid {holder.pid} on host {socket.gethostname()}" in text
+        assert snapshot(tmp_path) == before  # nothing touched: no staging folder, no out
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
