@@ -33,6 +33,8 @@ __all__ = [
     "subtype_folders",
     "file_or_folder",
     "id_order",
+    "text_problem",
+    "shown",
     "reject_items",
     "scene_or_rejects",
     "image_scenes",
@@ -242,6 +244,47 @@ def file_or_folder(kind: str, path: Path, pick: Callable[[Path], Iterable[Path]]
 def id_order(v: int | str) -> tuple[bool, int | str]:
     """Sort key of source ids: integers first (ascending), then strings (ascending)."""
     return isinstance(v, str), v
+
+
+def _unencodable(s: str) -> bool:
+    if s.isascii():
+        return False
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def text_problem(value: Any, what: str = "value") -> str:
+    """``""`` when every string in ``value`` (a parsed JSON value, object keys included) is
+    valid Unicode text, else a detail naming the first that is not.
+
+    JSON may escape a lone surrogate (``"\\udcff"``); such a string cannot be written to
+    the corpus (UTF-8), so a reader rejects what holds one instead of failing the build
+    when the row or reject is written. The walk is iterative (any nesting depth).
+    """
+    stack: list[tuple[str, Any]] = [(what, value)]
+    while stack:
+        where, v = stack.pop()
+        if isinstance(v, str):
+            if _unencodable(v):
+                return f"{shown(where)}: {ascii(v)[:80]} is not valid Unicode text (a lone surrogate)"
+        elif isinstance(v, dict):
+            for k, child in reversed(v.items()):
+                if isinstance(k, str) and _unencodable(k):
+                    return f"{shown(where)}: key {ascii(k)[:80]} is not valid Unicode text (a lone surrogate)"
+                stack.append((f"{where}[{k!r}]" if len(where) < 200 else where, child))
+        elif isinstance(v, list):
+            stack.extend((f"{where}[{i}]" if len(where) < 200 else where, child)
+                         for i, child in reversed(list(enumerate(v))))
+    return ""
+
+
+def shown(s: str) -> str:
+    """``s`` with anything UTF-8 cannot hold (lone surrogates: a file name that is not UTF-8 on
+    disk, an escape in JSON) written as a backslash escape, so it can be stored as text."""
+    return s if not _unencodable(s) else s.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def reject_items(name: str, items: Iterable[str], reason: str, detail: str) -> Iterator[Reject]:

@@ -22,8 +22,10 @@ written; :func:`owl_data.ingest.geometry.resolve_instance` validates coordinates
 
 Reject reasons (stage ``read``): ``malformed_annotation``, ``non_finite`` (a bbox number
 that is infinite or too large for a float, e.g. ``10**400``), ``unknown_image``,
-``unknown_category``, ``no_geometry``, ``duplicate_annotation``, ``malformed_image_entry``
-(width/height not a finite whole number, ...), ``path_outside_source``, ``missing_image``.
+``unknown_category`` (also a category whose name is not valid Unicode text), ``no_geometry``,
+``duplicate_annotation``, ``malformed_image_entry`` (width/height not a finite whole number, a
+``file_name`` that is not a string or not valid Unicode text, ...), ``path_outside_source``,
+``missing_image``.
 Numbers go through :mod:`owl_data.ingest.numbers`; RLE sizes and compressed counts are checked in
 :mod:`owl_data.ingest.geometry` (``bad_rle``) before pycocotools sees them. An annotation file
 that cannot be parsed at all (bad JSON, nested too deeply, a 5000-digit integer) is a
@@ -44,7 +46,7 @@ from owl_data.ingest.files import FileProblem, open_regular
 from owl_data.ingest.numbers import NumberError, finite_float, pixel_int
 from owl_data.records import RLE, Box, Instance, Polygons, Record, Reject, Scene, TextRow
 from owl_data.sources import SourceError, SourceOptions
-from owl_data.sources._common import STAGE, id_order, image_ref, reject_items
+from owl_data.sources._common import STAGE, id_order, image_ref, reject_items, text_problem
 
 __all__ = ["read", "parse_spec", "grounding_rows"]
 
@@ -126,13 +128,17 @@ def _geometry(ann: dict) -> tuple[Polygons | RLE | Box | None, str]:
     return Box(x, y, x + w, y + h), ""
 
 
-def _categories(data: dict) -> dict[Any, str]:
-    """Category id (an integer or a string) -> name; the first of a repeated id wins."""
-    categories: dict[Any, str] = {}
+def _categories(data: dict) -> dict[Any, str | None]:
+    """Category id (an integer or a string) -> name; the first of a repeated id wins.
+
+    A name that is not valid Unicode text (a lone surrogate escape) maps to None: the
+    annotations of that category are ``unknown_category``, never a row that cannot be written.
+    """
+    categories: dict[Any, str | None] = {}
     for c in data.get("categories", []):
         if isinstance(c, dict) and (_is_int(c.get("id")) or isinstance(c.get("id"), str)) \
                 and isinstance(c.get("name"), str):
-            categories.setdefault(c["id"], c["name"])
+            categories.setdefault(c["id"], None if text_problem(c["name"]) else c["name"])
     return categories
 
 
@@ -155,7 +161,7 @@ def _images(data: dict) -> tuple[dict[Any, dict], set[Any]]:
     return images, duplicates
 
 
-def _annotation(name: str, index: int, ann: Any, images: dict[Any, dict], categories: dict[Any, str],
+def _annotation(name: str, index: int, ann: Any, images: dict[Any, dict], categories: dict[Any, str | None],
                 seen_ids: set[Any]) -> Reject | tuple[Any, Instance]:
     """Annotation ``index`` as ``(image id, Instance)``, or its Reject.
 
@@ -178,6 +184,8 @@ def _annotation(name: str, index: int, ann: Any, images: dict[Any, dict], catego
         return Reject(name, item, STAGE, "unknown_image", f"image_id {iid!r} not in images")
     if not (_is_int(cid) or isinstance(cid, str)) or cid not in categories:
         return Reject(name, item, STAGE, "unknown_category", f"category_id {cid!r} not in categories")
+    if categories[cid] is None:
+        return Reject(name, item, STAGE, "unknown_category", f"category {cid!r}: name is not valid Unicode text")
     crowd = ann.get("iscrowd", 0)
     if crowd is None:
         crowd = 0
@@ -200,10 +208,11 @@ def _image_scene(name: str, root: Path, iid: Any, entry: dict, instances: list[I
         return
     w, h = _pixel_size(entry.get("width")), _pixel_size(entry.get("height"))
     file_name = entry.get("file_name")
-    if w is None or h is None or not isinstance(file_name, str):
+    if w is None or h is None or not isinstance(file_name, str) or text_problem(file_name):
         yield from reject_items(
             name, items, "malformed_image_entry",
-            f"image {iid!r}: width {entry.get('width')!r}, height {entry.get('height')!r}, file_name {file_name!r}")
+            f"image {iid!r}: width {_short(entry.get('width'))}, height {_short(entry.get('height'))}, "
+            f"file_name {_short(file_name)}")
         return
     ref = image_ref(name, root, file_name, declared=(w, h))
     if isinstance(ref, tuple):
@@ -223,7 +232,8 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
     Yields:
         First the Rejects found while reading annotations (file order), then per image in
         increasing id either a Scene (``declared_size`` = the entry's (width, height) in
-        pixels; instances in file order, ``kind="thing"``, ``crowd`` from ``iscrowd``) or
+        pixels; instances in increasing annotation id, whatever the order of the
+        ``annotations`` list, ``kind="thing"``, ``crowd`` from ``iscrowd``) or
         one Reject per annotation of an image that cannot be used.
 
     Raises:
@@ -246,7 +256,9 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
         else:
             per_image.setdefault(got[0], []).append(got[1])
     for iid in sorted(per_image, key=id_order):
-        yield from _image_scene(name, root, iid, images[iid], per_image[iid], iid in duplicate_images)
+        # by annotation id (unique, integers): the rows do not depend on the list's order
+        instances = sorted(per_image[iid], key=lambda i: int(i.instance))
+        yield from _image_scene(name, root, iid, images[iid], instances, iid in duplicate_images)
 
 
 def grounding_rows(instances: list[Instance]) -> list[TextRow]:

@@ -14,7 +14,8 @@ nuScenes): a JSON object ``scene_token -> {scene_description, key_frames: {frame
 
 Every ``*.json`` under ``DIR`` (recursively, sorted by path) is read as such a file; one
 that is not (unparsable, another layout) is rejected as an item of its own
-(``not_a_drivelm_file``). Every item of every file is counted: a frame token met again with
+(``not_a_drivelm_file``; ``not_a_regular_file`` for a FIFO, socket or device named ``*.json``,
+which is never waited on). Every item of every file is counted: a frame token met again with
 key objects (in a later file, or under another scene of the same file) is read once, the
 items of its repeats are rejected (``duplicate_frame``). A question-only frame (an evaluation
 file's: ``QA`` and ``image_paths``, no ``key_object_infos``) resolves its tags against the
@@ -34,10 +35,15 @@ included) becomes a short phrase for that object taken from its visual descripti
 (``"Brown SUV."`` -> ``"the brown SUV"``). The answer never carries ``<point>``: the
 placeholder belongs to user text (DESIGN.md), not to what the model learns to emit.
 
+A frame holding a string that is not valid Unicode text (JSON can escape a lone surrogate,
+which the corpus cannot store) in its scene token, its frame token or anywhere in its key
+frame is not read: every item of it is ``malformed_frame`` (keys escaped); so are the items of
+a question-only frame whose key objects in another file hold one.
+
 Reject reasons (stage ``read``): ``bad_tag``, ``malformed_key_object``, ``non_finite``
 (a 2d_bbox number that is infinite or too large), ``missing_image``,
 ``path_outside_source``, ``malformed_qa``, ``no_point_tag``, ``unknown_tag``,
-``malformed_frame``, ``not_a_drivelm_file``, ``duplicate_frame``; a QA whose target key
+``malformed_frame``, ``not_a_drivelm_file``, ``not_a_regular_file``, ``duplicate_frame``; a QA whose target key
 object was rejected gets that object's reason. The builder adds ``point_outside_target``
 (the tag's point is not inside the object's 2d_bbox) and ``empty_category``.
 """
@@ -51,7 +57,7 @@ from typing import Any, Iterator
 from owl_data.ingest.files import FileProblem, open_regular
 from owl_data.records import SPLIT_NAME, Record, Reject, Scene, SourceQA, TextRow
 from owl_data.sources import SourceError, SourceOptions
-from owl_data.sources._common import parse_spec
+from owl_data.sources._common import parse_spec, shown, text_problem
 from owl_data.sources._drivelm_frame import (
     CAMERA_SIZE, STAGE, TAG_RE, _camera, _frame, _key_object, _qa, object_phrase, parse_tag,
 )
@@ -60,22 +66,28 @@ from owl_data.sources._paths import UnsafePath, resolve_inside
 __all__ = ["read", "parse_tag", "object_phrase", "CAMERA_SIZE", "TAG_RE"]
 
 
-def _load(path: Path) -> tuple[dict | None, str]:
-    """(data, "") for a DriveLM file, else (None, why it is not one)."""
+def _load(path: Path) -> tuple[dict | None, str, str]:
+    """(data, "", "") for a DriveLM file, else (None, reject reason, why it is not one).
+
+    The reason is ``not_a_regular_file`` for a FIFO, socket or device named ``*.json``
+    (refused by :func:`~owl_data.ingest.files.open_regular` without waiting on it), else
+    ``not_a_drivelm_file``.
+    """
     try:
         with open_regular(path, what="annotation") as f:
             data = json.load(f)
     except FileProblem as exc:
-        return None, f"cannot be read: {exc.detail}"
+        reason = exc.reason if exc.reason == "not_a_regular_file" else "not_a_drivelm_file"
+        return None, reason, f"cannot be read: {exc.detail}"
     except (OSError, ValueError) as exc:  # ValueError: bad JSON, a 5000-digit integer
-        return None, f"cannot be parsed: {type(exc).__name__}: {exc}"
+        return None, "not_a_drivelm_file", f"cannot be parsed: {type(exc).__name__}: {exc}"
     except RecursionError:
-        return None, "cannot be parsed: JSON nested too deeply"
+        return None, "not_a_drivelm_file", "cannot be parsed: JSON nested too deeply"
     if not isinstance(data, dict) or not data or not all(
         isinstance(v, dict) and isinstance(v.get("key_frames"), dict) for v in data.values()
     ):
-        return None, "not in the DriveLM layout (scene_token -> {scene_description, key_frames})"
-    return data, ""
+        return None, "not_a_drivelm_file", "not in the DriveLM layout (scene_token -> {scene_description, key_frames})"
+    return data, "", ""
 
 
 def _question_only(kf: Any) -> bool:
@@ -115,6 +127,10 @@ def _question_frame(
     resolve against ``infos``, the key objects another file gives for the same frame; each
     usable QA is a point_vqa TextRow on its target's camera, in ``split``."""
     frame = prefix.split("@", 1)[0]
+    bad = text_problem(infos, f"the key objects of frame {frame} (another file)")
+    if bad:
+        yield from _all_items(prefix, bad, kf, name, "malformed_frame")
+        return
     objects = {tag: _key_object(frame, tag, info) for tag, info in (infos if isinstance(infos, dict) else {}).items()}
     paths = kf.get("image_paths", {})
     cameras = {c: _camera(root, folder, scene, c, paths, name, split)
@@ -160,9 +176,10 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
         carry ``geometry=Box`` and ``point=(x, y)`` in pixels of the 1600x900 camera image.
 
         A ``*.json`` file that cannot be parsed or is not in the DriveLM layout is one
-        Reject (item = its path relative to ``DIR``, reason ``not_a_drivelm_file``). A frame
-        token met a second time in the same file (under another scene) is a conflict: each
-        item of that second occurrence is rejected (``duplicate_frame``, items keyed
+        Reject (item = its path relative to ``DIR``, reason ``not_a_drivelm_file``; a FIFO,
+        socket, device or dangling link named ``*.json`` likewise, ``not_a_regular_file``
+        for the first three). A frame token met a second time in the same file (under
+        another scene) is a conflict: each item of that second occurrence is rejected (``duplicate_frame``, items keyed
         ``<frame>@<scene>:<tag>`` and ``<frame>@<scene>:<family>:<index>``); met again with
         key objects in a later file, likewise (keyed ``<frame>@<file>:...``).
 
@@ -181,7 +198,9 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
         raise SourceError(f"drivelm spec {spec!r}: eval_split {eval_split[:40]!r} is not a plain name")
     if not root.is_dir():
         raise SourceError(f"DriveLM folder {root} does not exist")
-    files = sorted(p for p in root.rglob("*.json") if p.is_file())
+    # every entry named *.json but a folder: a FIFO, socket or dangling link is an item too
+    # (a reject row from _load), never skipped unseen
+    files = sorted(p for p in root.rglob("*.json") if not p.is_dir())
     for p in files:
         try:
             resolve_inside(root, root, p.relative_to(root).as_posix())
@@ -193,11 +212,11 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
     docs: list[tuple[str, Path, dict]] = []
     problems: list[str] = []
     for path in files:
-        rel = path.relative_to(root).as_posix()
-        data, why = _load(path)
+        rel = shown(path.relative_to(root).as_posix())  # a name that is not UTF-8 on disk: escaped
+        data, reason, why = _load(path)
         if data is None:
             problems.append(f"{rel}: {why}")
-            yield Reject(name, rel, STAGE, "not_a_drivelm_file", why)
+            yield Reject(name, rel, STAGE, reason, why)
         else:
             docs.append((rel, path, data))
     if not docs:
@@ -217,9 +236,15 @@ def _file(root: Path, rel: str, folder: Path, data: dict, name: str, objects: di
     for scene, body in data.items():
         split = eval_split if scene in held else None
         for frame, kf in body["key_frames"].items():
+            bad = text_problem(scene, "scene token") or text_problem(frame, "frame token") or text_problem(
+                kf, f"frame {frame}")
+            if bad:  # a string the corpus cannot hold (a lone surrogate): every item of the frame
+                yield from _all_items(shown(frame) + (f"@{rel}" if _question_only(kf) else ""), bad, kf, name,
+                                      "malformed_frame")
+                continue
             if frame in in_file:
                 detail = f"frame {frame} already read under scene {in_file[frame]}"
-                yield from _duplicate(f"{frame}@{scene}", detail, kf, name)
+                yield from _all_items(f"{frame}@{scene}", detail, kf, name)
                 continue
             in_file[frame] = scene
             if _question_only(kf):
@@ -227,21 +252,23 @@ def _file(root: Path, rel: str, folder: Path, data: dict, name: str, objects: di
                                            name, eval_split)
             elif frame in seen_frames:
                 detail = f"frame {frame} already read from {seen_frames[frame]}"
-                yield from _duplicate(f"{frame}@{rel}", detail, kf, name)
+                yield from _all_items(f"{frame}@{rel}", detail, kf, name)
             else:
                 seen_frames[frame] = rel
                 yield from _frame(root, folder, scene, frame, kf, name, split)
 
 
-def _duplicate(prefix: str, detail: str, kf: Any, name: str) -> Iterator[Reject]:
-    """Rejects (``duplicate_frame``) for every item of a frame met again, keyed under ``prefix``."""
+def _all_items(prefix: str, detail: str, kf: Any, name: str, reason: str = "duplicate_frame") -> Iterator[Reject]:
+    """Rejects (``reason``) for every item of a frame that is not read (met again, or holding
+    text the corpus cannot store), keyed under ``prefix`` (tags and families escaped by
+    :func:`~owl_data.sources._common.shown`)."""
     items: list[str] = []
     if isinstance(kf, dict):
         if isinstance(kf.get("key_object_infos"), dict):
-            items += [f"{prefix}:{tag}" for tag in kf["key_object_infos"]]
+            items += [f"{prefix}:{shown(tag)}" for tag in kf["key_object_infos"]]
         if isinstance(kf.get("QA"), dict):
             for family, entries in kf["QA"].items():
                 if isinstance(entries, list):
-                    items += [f"{prefix}:{family}:{i}" for i in range(len(entries))]
-    for item in items or [prefix]:
-        yield Reject(name, item, STAGE, "duplicate_frame", detail)
+                    items += [f"{prefix}:{shown(family)}:{i}" for i in range(len(entries))]
+    for item in dict.fromkeys(items or [prefix]):
+        yield Reject(name, item, STAGE, reason, detail)
