@@ -294,6 +294,7 @@ def output_lock(out: Path) -> Iterator[Path]:
 
     Raises:
         OutputBusyError: another running process holds it (the message names it); at once.
+        OSError: the lock file cannot be made (a read-only folder, a full disk).
     """
     out = Path(out)
     path = lock_path(out)
