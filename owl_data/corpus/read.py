@@ -45,9 +45,12 @@ class DamagedShardError(ValueError):
     """A shard that is missing, not listed in the manifest, or whose bytes differ from the hash
     the manifest records (``shard``: its relative POSIX path; ``why``: what differs)."""
 
-    def __init__(self, corpus: Path, shard: str, why: str) -> None:
+    def __init__(self, corpus: Path | str, shard: str | None = None, why: str | None = None) -> None:
         self.corpus, self.shard, self.why = corpus, shard, why
-        super().__init__(f"corpus {corpus}: shard {shard} is damaged ({why}); rebuild the corpus")
+        if shard is None:  # the message alone: unpickled, or re-raised from a DataLoader worker
+            super().__init__(str(corpus))
+        else:
+            super().__init__(f"corpus {corpus}: shard {shard} is damaged ({why}); rebuild the corpus")
 
 
 def _entries(manifest: dict[str, Any], corpus: Path) -> dict[str, dict[str, Any]] | None:

@@ -36,7 +36,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from owl_train.data.mix_dataset import MixIterableDataset, MixRows
-from owl_data.corpus.read import CorpusReader
+from owl_data.corpus.read import CorpusChangedError, CorpusReader, DamagedShardError
 from owl_data.mix.io import MIX_PARQUET, MixConfig, write_mix
 
 __all__ = ["MixStream", "FilteredMix", "corpus_rows", "corpus_images", "is_stage2_row", "description_mask",
@@ -53,6 +53,18 @@ def dist_rank_world() -> tuple[int, int]:
 
 def _identity(x: Any) -> Any:
     return x
+
+
+def _worker_errors(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """``rows`` from DataLoader workers; a corpus error a worker raised (which the DataLoader
+    re-raises with the worker's traceback as its message) comes back as its own one line."""
+    try:
+        yield from rows
+    except (DamagedShardError, CorpusChangedError) as exc:
+        lines = str(exc).strip().splitlines()
+        if not (lines and lines[0].startswith("Caught ")):
+            raise
+        raise type(exc)(lines[-1].split(": ", 1)[-1]) from None
 
 
 def is_stage2_row(conversations: list[Mapping[str, str]], kind: str | None = "description") -> bool:
@@ -82,7 +94,8 @@ class MixStream:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         if not self.num_workers:
             return iter(self.ds)
-        return iter(DataLoader(self.ds, batch_size=None, num_workers=self.num_workers, collate_fn=_identity))
+        return _worker_errors(iter(DataLoader(self.ds, batch_size=None, num_workers=self.num_workers,
+                                              collate_fn=_identity)))
 
     def state_dict(self, pulled: int) -> dict[str, Any]:
         return self.ds.state_dict(samples_seen=pulled)
@@ -134,8 +147,8 @@ class FilteredMix:
         picker = _Picker(self.rows, self.positions)
         if not self.num_workers:
             return (picker[i] for i in idx)
-        return iter(DataLoader(picker, sampler=idx, batch_size=None, num_workers=self.num_workers,
-                               collate_fn=_identity))
+        return _worker_errors(iter(DataLoader(picker, sampler=idx, batch_size=None, num_workers=self.num_workers,
+                                              collate_fn=_identity)))
 
     def state_dict(self, pulled: int) -> dict[str, Any]:
         return {"consumed": min(self.consumed + pulled * self.world, len(self.positions)),

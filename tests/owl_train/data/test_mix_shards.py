@@ -11,7 +11,7 @@ import pytest
 from owl_data.corpus.read import CorpusChangedError, DamagedShardError
 from owl_data.mix.io import MixConfig, write_mix
 from owl_train.data.mix_dataset import MixDataset, MixIterableDataset
-from owl_train.data.rows import FilteredMix, corpus_images, corpus_rows
+from owl_train.data.rows import FilteredMix, MixStream, corpus_images, corpus_rows
 from tests.owl_data.corpus.shard_helpers import first_shard, flip_byte, hashed_tiny, strip_shards
 
 CFG = MixConfig(ratio=(Fraction(1),) * 4, num_samples=40)
@@ -64,3 +64,11 @@ def test_a_corpus_rebuilt_under_a_dataset(world, tmp_path):
         [ds[i] for i in range(len(ds))]
     with pytest.raises(CorpusChangedError, match="since the mix was made"):
         MixDataset(corpus, mix)
+
+
+def test_an_error_in_a_dataloader_worker_is_still_one_line(world):
+    corpus, mix = world
+    rel = flip_byte(corpus, first_shard(corpus, "caption"))
+    with pytest.raises(DamagedShardError) as exc:
+        list(MixStream(corpus, mix, num_workers=1))
+    assert str(exc.value) == f"corpus {corpus}: shard {rel} is damaged (sha256 mismatch); rebuild the corpus"
