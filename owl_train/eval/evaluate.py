@@ -34,7 +34,7 @@ from owl_train.data import DataConfig
 from owl_train.data.lexicon import load_lexicon
 from owl_train.data.rows import corpus_images, corpus_rows, is_stage2_row
 from owl_train.eval.grounding import grounding_eval
-from owl_train.eval.metrics import box_iou, caption_scores, vqa_accuracy
+from owl_train.eval.metrics import box_iou, caption_scores, cider_note, vqa_accuracy
 from owl_train.runner import LoadedModel, answer_rows, load_model
 
 __all__ = ["EvalConfig", "EvalReport", "grounding_metrics", "evaluate", "TASKS"]
@@ -148,20 +148,28 @@ def _score_caption(run: _Run, rows: list[Row], preds: list[str | None]) -> dict[
     for r in corpus_rows(run.corpus, "caption", run.cfg.split):
         refs[r["image_id"]].append(_reference(r))
     by_img = {r["image_id"]: p for r, p in _answered(rows, preds)}
-    return asdict(caption_scores(refs, by_img, run.cfg.use_java))
+    s = caption_scores(refs, by_img, run.cfg.use_java)
+    if cider_note("caption", s):
+        run.notes.append(cider_note("caption", s))
+    return asdict(s)
 
 
 def _score_grounding(run: _Run, rows: list[Row], preds: list[str | None]) -> dict[str, Any]:
     """``acc@0.5``: the first box parsed from the answer (model's box format) has IoU >= 0.5 with
     the row's box; an answer with no parsable box is a miss."""
     pairs = _answered(rows, preds)
-    hits = 0
+    hits = with_box = 0
     for r, p in pairs:
         try:
             _, _, boxes = restore_text(p, run.cfg.box_format)
         except CoordError:
             boxes = []
         hits += bool(boxes) and box_iou(boxes[0][0], r["bbox"]) >= 0.5
+        with_box += bool(boxes)
+    if pairs and not hits:
+        run.notes.append(f"grounding: acc@0.5 is 0: {with_box} of {len(pairs)} answers hold a box in the "
+                         f"{run.cfg.box_format} format" + ("; the model has not learnt to answer with boxes "
+                                                           "(a tiny or briefly trained model)" if not with_box else ""))
     return {"acc@0.5": hits / max(1, len(pairs))}
 
 
@@ -174,6 +182,8 @@ def _score_point_vqa(run: _Run, rows: list[Row], preds: list[str | None]) -> dic
     s = caption_scores({r["id"]: [_reference(r)] for r, _ in desc}, {r["id"]: p for r, p in desc}, run.cfg.use_java)
     m.update({"description_bleu4": s.bleu4, "description_cider": s.cider, "descriptions": s.n,
               "tokenizer": s.tokenizer})
+    if cider_note("point_vqa descriptions", s):
+        run.notes.append(cider_note("point_vqa descriptions", s))
     m["no_question_rows"] = sum(is_stage2_row(r["conversations"], r.get("kind")) for r, _ in pairs)
     return m
 

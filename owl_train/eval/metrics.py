@@ -101,13 +101,35 @@ def _plain_tokenize(text: str) -> str:
 @dataclass(frozen=True)
 class CaptionScores:
     """BLEU-4 and CIDEr of ``n`` predictions (both None when ``n`` is 0); ``tokenizer`` names the
-    tokenizer used (``"ptb"`` or ``"plain (java not found)"``; None when ``n`` is 0). The field
-    order is the eval report's key order."""
+    tokenizer used (``"ptb"`` or ``"plain (java not found)"``; None when ``n`` is 0);
+    ``cider_ceiling`` is the CIDEr an answer equal to each item's first reference would get on the
+    same references (:func:`cider_note`). The field order is the eval report's key order."""
 
     bleu4: float | None
     cider: float | None
     n: int
     tokenizer: str | None
+    cider_ceiling: float | None = None
+
+
+CIDER_DEGENERATE = 0.5
+"""A ``cider_ceiling`` below this means CIDEr cannot tell answers apart on these references."""
+
+
+def cider_note(task: str, s: CaptionScores) -> str | None:
+    """A note when CIDEr is degenerate on the evaluated references (None otherwise).
+
+    CIDEr (Vedantam et al. 2015) weights each n-gram by its inverse document frequency over the
+    *evaluated* images' references: on a handful of images, or on templated references whose
+    n-grams every image shares, those weights are ~0 and even a perfect answer scores ~0.
+    ``cider_ceiling`` (the CIDEr of answers equal to each image's first reference) shows it.
+    """
+    if s.cider_ceiling is None or s.cider_ceiling >= CIDER_DEGENERATE:
+        return None
+    return (f"{task}: CIDEr cannot rank answers here: an answer equal to a reference would score "
+            f"{s.cider_ceiling:.2f} over these {s.n} references (CIDEr weights n-grams by their rarity among "
+            "the evaluated references, and these share theirs: few or templated); read BLEU-4, or evaluate "
+            "more rows with varied references")
 
 
 def caption_scores(refs: Mapping[str, list[str]], preds: Mapping[str, str],
@@ -137,7 +159,8 @@ def caption_scores(refs: Mapping[str, list[str]], preds: Mapping[str, str],
     res = {k: [v[0] if v[0] else "<empty>"] for k, v in res.items()}  # the scorers reject empty hypotheses
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     cider, _ = Cider().compute_score(gts, res)
-    return CaptionScores(float(bleu[3]), float(cider), len(keys), name)
+    ceiling, _ = Cider().compute_score(gts, {k: [gts[k][0] or "<empty>"] for k in keys})
+    return CaptionScores(float(bleu[3]), float(cider), len(keys), name, float(ceiling))
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:

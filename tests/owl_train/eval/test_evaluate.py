@@ -95,3 +95,38 @@ def test_eval_config_dedupes_tasks():
     from owl_train.eval.evaluate import EvalConfig
 
     assert EvalConfig(tasks=("point_vqa", "vqa", "point_vqa")).tasks == ("point_vqa", "vqa")
+
+
+def test_cider_on_templated_or_few_references_is_flagged_not_read_as_a_failure():
+    from owl_train.eval.metrics import CIDER_DEGENERATE, cider_note
+
+    # hand-worked: every image has the same reference, so every n-gram's document frequency is
+    # the number of images, its idf log(N / N) = 0, and even a perfect answer scores 0
+    same = {k: ["a street with two cars and a tree"] for k in "abc"}
+    s = caption_scores(same, {k: v[0] for k, v in same.items()}, use_java=False)
+    assert s.cider == 0.0 and s.cider_ceiling == 0.0 and s.bleu4 > 0.99
+    note = cider_note("caption", s)
+    assert note and "CIDEr cannot rank answers here" in note and "0.00 over these 3 references" in note
+    # varied references: the ceiling is near CIDEr's 10 for a perfect match (x10 scaling; "a" is in two
+    # of the three references, so its weight is lower) and there is no note
+    varied = {"a": ["a red car on the road"], "b": ["two people walk"], "c": ["a bus near a pole"]}
+    s = caption_scores(varied, {"a": "sky", "b": "sky", "c": "sky"}, use_java=False)
+    assert 9.0 < s.cider_ceiling <= 10.0 and s.cider_ceiling > CIDER_DEGENERATE and cider_note("caption", s) is None
+    # one image: idf is log(1/1) = 0 whatever the text
+    one = caption_scores({"a": ["a red car"]}, {"a": "a red car"}, use_java=False)
+    assert one.cider_ceiling == 0.0 and cider_note("caption", one)
+
+
+def test_eval_of_an_untrained_model_says_why_grounding_and_cider_are_zero(tiny_world, tmp_path):
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(app, ["eval", "--model", str(tiny_world / "tiny"), str(tiny_world / "corpus"),
+                                   "--tasks", "grounding,caption", "--limit", "4", "--max-new-tokens", "2",
+                                   "--max-pixels", "3136", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(out.read_text())
+    assert rep["metrics"]["grounding"]["acc@0.5"] == 0.0
+    assert any(n.startswith("grounding: acc@0.5 is 0: 0 of 4 answers hold a box in the qwen format; the model has "
+                            "not learnt to answer with boxes") for n in rep["notes"]), rep["notes"]
+    cap = rep["metrics"]["caption"]
+    flagged = any(n.startswith("caption: CIDEr cannot rank answers here") for n in rep["notes"])
+    assert flagged == (cap["cider_ceiling"] < 0.5), (cap, rep["notes"])
