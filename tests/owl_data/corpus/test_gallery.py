@@ -201,7 +201,7 @@ def test_gallery_is_deterministic(corpus, tmp_path):
 
 def test_all_tasks_where_skips_tables_it_does_not_apply_to(corpus, tmp_path):
 
-    from owl_data.corpus.writer import to_table
+    from owl_data.corpus.writer import finish_corpus, read_manifest, to_table
 
     c = tmp_path / "corpus"
     shutil.copytree(corpus, c)
@@ -216,6 +216,7 @@ def test_all_tasks_where_skips_tables_it_does_not_apply_to(corpus, tmp_path):
              "conversations": [{"role": "user", "content": "<image>Is it?"}, {"role": "assistant", "content": "yes"}]}]
     (c / "vqa" / "val").mkdir(parents=True)
     pq.write_table(to_table("vqa", rows), c / "vqa" / "val" / "part-00000.parquet")
+    finish_corpus(c, read_manifest(c))  # the added shards listed with their hashes
 
     rep = write_gallery(c, tmp_path / "all", GalleryConfig(limit=2))
     assert rep.rows == {"point_vqa": 2, "vqa": 1, "grounding": 1} and rep.missing_images == 1
