@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from owl_data.build.config import BuildConfig
+from owl_data.build.scene import SceneResult, process_scene
 from owl_data.errors import FieldError
-from owl_data.build.scene import SceneResult, process_scene, scene_items
 from owl_data.ingest.files import recording_reads
 from owl_data.records import DeferredScene, Reject, Scene, expand_deferred
 

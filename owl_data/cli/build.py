@@ -67,18 +67,25 @@ def build(
         None, "--scenes", help="TRAIN:VAL frames the embedded default draws (default 3:2; ignored with --source)."),
     scene_size: Optional[str] = typer.Option(
         None, "--scene-size", help="WIDTHxHEIGHT of the embedded default's frames (default 512x256; ignored with --source)."),
+    executor: Optional[str] = typer.Option(
+        None, "--executor", help="Where the per-scene work runs: local (default) or ray (needs pip install '.[ray]'); "
+                                 "the corpus is the same."),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray-address", help="With --executor ray: the cluster to join (auto, ray://host:10001); "
+                                    "none starts a local Ray with --workers CPUs."),
 ) -> None:
     """Build a corpus from annotated sources (layout: README, "Corpus layout")."""
     try:
-        cfg, specs = _build_inputs(source, config, {"seed": seed, "workers": workers, "val_percent": val_percent},
-                                   scenes, scene_size)
+        overrides = {"seed": seed, "workers": workers, "val_percent": val_percent, "executor": executor,
+                     "ray_address": ray_address}
+        cfg, specs = _build_inputs(source, config, overrides, scenes, scene_size)
     except (ValueError, OSError) as exc:
         _fail(exc)
     report = _run_with_progress(specs, out, cfg)
     _print_report(out, report.manifest)
 
 
-def _build_inputs(source: list[str], config: Optional[Path], overrides: dict[str, Optional[int]],
+def _build_inputs(source: list[str], config: Optional[Path], overrides: dict[str, object],
                   scenes: Optional[str], scene_size: Optional[str]) -> tuple[BuildConfig, list[SourceSpec]]:
     """The build config (YAML + flag overrides) and the source specs; without ``--source``,
     the embedded default drawn into its cache (``--scenes``/``--scene-size`` apply to it only,
