@@ -148,11 +148,14 @@ class CorpusReader:
         manifest (module docstring) and parsed from the bytes that were checked.
 
         Raises:
-            DamagedShardError: missing, not a regular file, not listed, of another size or
-                sha256 than the manifest's, or not readable Parquet (named, with why).
+            DamagedShardError: a path outside the corpus; missing, not a regular file, not
+                listed, of another size or sha256 than the manifest's, or not readable Parquet
+                (named, with why).
             CorpusChangedError: the manifest changed meanwhile (the corpus was rebuilt).
         """
         rel = self.rel(path)
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise DamagedShardError(self.root, rel, "not a path inside the corpus")
         entry = None
         if self.shards is not None:
             entry = self.shards.get(rel)

@@ -90,8 +90,10 @@ def test_reader_checks_size_hash_listing_and_file_kind(tmp_path):
     (corpus / rel).unlink()
     with pytest.raises(DamagedShardError, match="missing"):
         r.open(rel)
-    with pytest.raises(DamagedShardError, match="shard ../x.parquet is damaged \\(not listed"):
-        r.open("../x.parquet")
+    for outside in ("../x.parquet", "/etc/passwd"):
+        for reader in (r, CorpusReader(corpus, {k: v for k, v in r.manifest.items() if k != "shards"})):
+            with pytest.raises(DamagedShardError, match=f"shard {outside} is damaged \\(not a path inside the corpus"):
+                reader.open(outside)
     (corpus / "vqa" / "stray.parquet").write_bytes(b"")
     with pytest.raises(DamagedShardError, match="shard vqa/stray.parquet is damaged \\(not listed"):
         r.files("vqa")
