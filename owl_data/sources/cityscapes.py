@@ -45,9 +45,14 @@ whose size differs from the image header), ``unreadable_image`` (the image heade
 be read), ``too_large`` (the image or a label map's header is over the build's
 ``max_image_pixels``, or Pillow calls it a decompression bomb), ``path_outside_source`` (a
 symlink leading out of the root), ``not_a_regular_file`` (a FIFO, folder or device named
-like a frame or annotation), ``file_too_large`` (a frame or label map over the build's
+like a frame or annotation: a partner that exists is opened and refused, never taken for
+missing), ``file_too_large`` (a frame or label map over the build's
 ``max_file_bytes``, refused from its size before it is read). Every header is checked before any label map is decoded,
 so an oversized frame costs no memory.
+
+A file name that is not UTF-8 on disk is written with backslash escapes in ``source_path``,
+the items and the details (:func:`owl_data.sources._common.shown`); the file itself is read
+by its real name.
 
 Where the work happens: :func:`read` checks every header (and the polygons' size) and yields,
 per usable frame, a small :class:`~owl_data.records.DeferredScene` (paths and header facts);
@@ -81,6 +86,7 @@ from owl_data.ingest.files import FileProblem, open_regular, read_recorded, read
 from owl_data.ingest.numbers import pixel_int
 from owl_data.records import DeferredScene, ImageRef, Instance, MaskArray, Record, Reject, Scene, iter_expanded
 from owl_data.sources import SourceError, SourceOptions
+from owl_data.sources._common import shown
 from owl_data.sources._paths import UnsafePath, resolve_inside
 
 __all__ = ["read", "read_scenes", "load_frame", "LOADER", "COMPONENT_CLASSES", "STUFF_CLASSES"]
@@ -157,7 +163,7 @@ def _read_frames(root: Path, frames: list[tuple[str, str, str]], source: str, ma
                  max_bytes: int) -> Iterator[Record]:
     """Each frame's records; a frame that cannot be used is one Reject keyed by its source_path."""
     for split, city, name in frames:
-        source_path = f"leftImg8bit/{split}/{city}/{name}"
+        source_path = shown(f"leftImg8bit/{split}/{city}/{name}")  # a name not UTF-8 on disk: escaped
         try:
             yield from _read_frame(root, split, city, name, source_path, source, (max_pixels, max_bytes))
         except (_FrameError, UnsafePath, FileProblem) as err:
@@ -197,25 +203,27 @@ def _read_frame(root: Path, split: str, city: str, name: str, source_path: str, 
 
     stem = name[: -len(IMAGE_SUFFIX)]
     gt_dir = root / "gtFine" / split / city
-    inst_rel = f"gtFine/{split}/{city}/{stem}{INSTANCE_SUFFIX}"
-    if not (gt_dir / f"{stem}{INSTANCE_SUFFIX}").is_file():
+    inst_rel = shown(f"gtFine/{split}/{city}/{stem}{INSTANCE_SUFFIX}")
+    # exists(), not is_file(): a FIFO or folder named like a partner is opened, and refused
+    # there (not_a_regular_file, ingest.files.open_regular)
+    if not (gt_dir / f"{stem}{INSTANCE_SUFFIX}").exists():
         raise _FrameError("missing_annotation", f"no {inst_rel}")
     inst_path, _ = resolve_inside(root, gt_dir, f"{stem}{INSTANCE_SUFFIX}")
     _check_map_header(inst_path, inst_rel, (width, height), limits)
 
-    label_rel = f"gtFine/{split}/{city}/{stem}{LABEL_SUFFIX}"
+    label_rel = shown(f"gtFine/{split}/{city}/{stem}{LABEL_SUFFIX}")
     label_path: Path | None = None
-    if (gt_dir / f"{stem}{LABEL_SUFFIX}").is_file():
+    if (gt_dir / f"{stem}{LABEL_SUFFIX}").exists():
         label_path, _ = resolve_inside(root, gt_dir, f"{stem}{LABEL_SUFFIX}")
         _check_map_header(label_path, label_rel, (width, height), limits)
 
     poly_rel = f"gtFine/{split}/{city}/{stem}{POLYGON_SUFFIX}"
-    if (gt_dir / f"{stem}{POLYGON_SUFFIX}").is_file():
+    if (gt_dir / f"{stem}{POLYGON_SUFFIX}").exists():
         poly_path, _ = resolve_inside(root, gt_dir, f"{stem}{POLYGON_SUFFIX}")
         _check_polygon_size(poly_path, poly_rel, (width, height))
 
     maps = ((str(inst_path), inst_rel), (str(label_path), label_rel) if label_path is not None else None)
-    yield DeferredScene(source, LOADER, (source, source_path, split, city, str(image_path), maps,
+    yield DeferredScene(source, LOADER, (source, source_path, split, shown(city), str(image_path), maps,
                                          (width, height), limits), item=source_path)
 
 

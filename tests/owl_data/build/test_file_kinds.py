@@ -73,7 +73,7 @@ def test_fifo_frames_and_maps_are_rejects_not_hangs(tmp_path):
     assert (s["items_read"], s["items_kept"], s["items_rejected"]) == (3, 1, 2)
     assert rej[_src(1)][:2] == ("read", "not_a_regular_file")
     assert rej[_src(1)][2].endswith("is a FIFO, not a regular file")
-    assert rej[_src(2)][:2] == ("read", "missing_annotation")
+    assert rej[_src(2)][:2] == ("read", "not_a_regular_file")  # a partner that is not a regular file: refused, not missing
 
 
 def _garbage_png() -> bytes:

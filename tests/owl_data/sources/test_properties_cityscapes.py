@@ -174,11 +174,9 @@ def test_same_folder_same_fingerprint(tmp_path_factory, layout):
     assert a["fingerprint"] == b["fingerprint"]
 
 
-# --- faults found, left to the owner of cityscapes.py (xfail until fixed) --------------------
+# --- faults found by these tests, fixed in cityscapes.py ----------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="a frame whose name is not UTF-8 on disk fails the whole build "
-                   "(UnicodeEncodeError writing its source_path): cityscapes.py must reject or escape it")
 def test_frame_name_not_utf8_is_accounted(tmp_path):
     city_build(tmp_path, _SMALL)
     root = tmp_path / "cityscapes"
@@ -197,9 +195,6 @@ def _replace_by(path: Path, kind: str) -> None:
     os.mkfifo(path) if kind == "fifo" else path.mkdir()
 
 
-@pytest.mark.xfail(strict=True, reason="the partner checks use Path.is_file(): a FIFO or folder named like "
-                   "the instanceIds map is missing_annotation ('no ...'), a FIFO/folder named like the labelIds "
-                   "map or the polygons file is skipped unseen; the module docstring promises not_a_regular_file")
 @pytest.mark.parametrize("suffix", ["_gtFine_instanceIds.png", "_gtFine_labelIds.png", "_gtFine_polygons.json"])
 @pytest.mark.parametrize("kind", ["fifo", "folder"])
 def test_partner_that_is_not_a_regular_file_rejects_the_frame(tmp_path, suffix, kind):
