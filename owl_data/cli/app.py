@@ -42,6 +42,7 @@ FLAGS: dict[str, str] = {
     "where": "--where",
     "repo": "--repo",
     "out": "--out",
+    "overwrite": "--overwrite",
 }
 
 

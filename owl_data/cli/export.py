@@ -18,7 +18,8 @@ from owl_data.cli.app import _fail, app, out_console
 def export(
     corpus: Path = typer.Argument(..., help="Corpus folder."),
     fmt: str = typer.Option(..., "--format", "-f", help="hf (hub-ready Parquet + card) | llava | sharegpt."),
-    out: Path = typer.Option(..., "--out", "-o", help="Export folder (new, or an earlier export: replaced)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Export folder (new, or an earlier export of the same format: replaced)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier export of another format in --out."),
     coords: Optional[str] = typer.Option(
         None, "--coords",
         help="llava/sharegpt: points and boxes as text in qwen (Qwen2-VL 0-1000 integers, default), "
@@ -28,7 +29,7 @@ def export(
     from owl_data.export import export_corpus
 
     try:
-        rep = export_corpus(corpus, out, fmt, coords)
+        rep = export_corpus(corpus, out, fmt, coords, overwrite=overwrite)
     except (FileNotFoundError, ValueError, OSError) as exc:
         _fail(exc)
     rows = ", ".join(f"{t}/{s}: {n}" for t, per in rep.rows.items() for s, n in per.items())

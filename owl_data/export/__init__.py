@@ -47,7 +47,7 @@ __all__ = [
 FORMATS = ("hf", "llava", "sharegpt")
 
 
-def export_corpus(corpus, out, fmt: str, coords: str | None = None) -> "ExportReport":
+def export_corpus(corpus, out, fmt: str, coords: str | None = None, *, overwrite: bool = False) -> "ExportReport":
     """Export ``corpus`` to ``out`` in ``fmt`` (``hf`` | ``llava`` | ``sharegpt``).
 
     ``coords`` names the text convention of ``llava``/``sharegpt`` (default ``qwen``); the
@@ -55,7 +55,8 @@ def export_corpus(corpus, out, fmt: str, coords: str | None = None) -> "ExportRe
 
     Raises:
         ExportSettingError: an unknown format (field ``format``), ``coords`` with ``hf``.
-        ExportError: an ``out`` that exists and is not an earlier export.
+        ExportError: an ``out`` that exists and is not an earlier export, or is an export of
+            another format and not ``overwrite``.
     """
     if fmt not in FORMATS:
         raise ExportSettingError("format", f"format {fmt!r}: use one of {', '.join(FORMATS)}")
@@ -63,6 +64,6 @@ def export_corpus(corpus, out, fmt: str, coords: str | None = None) -> "ExportRe
         if coords is not None:
             raise ExportSettingError("coords", "coords applies to llava and sharegpt; the hf export keeps points "
                                      "and boxes as data")
-        return export_hf(corpus, out)
+        return export_hf(corpus, out, overwrite=overwrite)
     fn = export_llava if fmt == "llava" else export_sharegpt
-    return fn(corpus, out, coords=coords or DEFAULT_CONVENTION)
+    return fn(corpus, out, coords=coords or DEFAULT_CONVENTION, overwrite=overwrite)

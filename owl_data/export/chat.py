@@ -63,7 +63,8 @@ class Layout:
     from_record: Callable[[dict[str, Any]], tuple[str, list[str], list[dict[str, str]]]]
     finish: Callable[[Path, dict[str, dict[str, Any]]], None] | None = None
 
-    def export(self, corpus: Path, out: Path, coords: str | Convention = DEFAULT_CONVENTION) -> "ExportReport":
+    def export(self, corpus: Path, out: Path, coords: str | Convention = DEFAULT_CONVENTION, *,
+               overwrite: bool = False) -> "ExportReport":
         """Write ``corpus`` at ``out`` in this format: one ``<task>_<split>.json`` each, ``images/``,
         ``owl_export.json`` and what ``finish`` adds (:func:`export_chat`).
 
@@ -71,7 +72,7 @@ class Layout:
             FileNotFoundError: not a corpus. ExportError: ``out`` holds something else.
             CoordError: an unknown convention.
         """
-        return export_chat(corpus, out, self, coords)
+        return export_chat(corpus, out, self, coords, overwrite=overwrite)
 
     def read(self, folder: Path) -> "ReadBack":
         """Read an export of this format back as corpus rows (:func:`read_chat_export`)."""
@@ -99,20 +100,31 @@ EXPORT_OUT = OutputKind(what="an Owl-VL export", marker=SIDECAR,
                         owned=lambda name: _EXPORT_NAMES.fullmatch(name) is not None, example="export")
 
 
-def prepare_out(out: Path, kind: OutputKind, source: Path | None = None) -> Path:
+def prepare_out(out: Path, kind: OutputKind, source: Path | None = None, *, fmt: str | None = None,
+                overwrite: bool = False) -> Path:
     """Check ``out`` (:func:`owl_data.fs.check_out`) before anything is written.
 
     ``out`` may be missing, empty, or an earlier result of the same command holding nothing
     else; anything else is refused rather than replaced, and so is an ``out`` inside
-    ``source`` (the folder read) or holding it.
+    ``source`` (the folder read) or holding it. An export (``fmt`` given) replaces an earlier
+    export only of the same format unless ``overwrite``.
 
     Raises:
-        ExportSettingError: of field ``out``: the reasons of :func:`~owl_data.fs.check_out`.
+        ExportSettingError: of field ``out``: the reasons of :func:`~owl_data.fs.check_out`, or
+            an earlier export of another format (field ``overwrite`` named as the way out).
     """
     try:
-        return check_out(out, kind=kind, reads={"the folder read": source} if source is not None else None)
+        checked = check_out(out, kind=kind, reads={"the folder read": source} if source is not None else None)
     except OutputError as exc:
         raise ExportSettingError(exc.field, str(exc)) from None
+    side = Path(out) / SIDECAR
+    if fmt is not None and not overwrite and side.is_file():
+        old = load_export_json(side)
+        old_fmt = old.get("format") if isinstance(old, dict) else None
+        if old_fmt != fmt:
+            raise ExportSettingError("out", f"out {out} holds a {old_fmt} export; a {fmt} export would replace it: "
+                                     "give a new `out`, or pass `overwrite` to replace it")
+    return checked
 
 
 def _corpus_summary(corpus: Path, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -188,7 +200,8 @@ def _copy_images(reader: CorpusReader, folder: Path, needed: dict[str, str]) -> 
                 inside(folder, needed[iid]).write_bytes(data)
 
 
-def export_chat(corpus: Path, out: Path, layout: Layout, coords: str | Convention) -> ExportReport:
+def export_chat(corpus: Path, out: Path, layout: Layout, coords: str | Convention, *,
+                overwrite: bool = False) -> ExportReport:
     """Export every task row of ``corpus`` as chat JSON in ``layout`` (see the module doc).
 
     Raises:
@@ -207,7 +220,7 @@ def export_chat(corpus: Path, out: Path, layout: Layout, coords: str | Conventio
     manifest = reader.manifest
     parts = task_parts(reader)
     info = image_info(reader)
-    prepare_out(out, EXPORT_OUT, corpus)
+    prepare_out(out, EXPORT_OUT, corpus, fmt=layout.name, overwrite=overwrite)
     with staged(out, "exporting") as staging:
         report = ExportReport(out=out, format=layout.name, coords=conv.name)
         skipped: dict[str, list[str]] = defaultdict(list)

@@ -106,7 +106,7 @@ def write_card(folder: Path, manifest: dict[str, Any], rows: dict[str, dict[str,
     (Path(folder) / "README.md").write_text("\n".join(lines))
 
 
-def export_hf(corpus: Path, out: Path) -> ExportReport:
+def export_hf(corpus: Path, out: Path, *, overwrite: bool = False) -> ExportReport:
     """Write the hub-ready folder of ``corpus`` at ``out`` (atomically).
 
     Raises:
@@ -115,7 +115,8 @@ def export_hf(corpus: Path, out: Path) -> ExportReport:
             front only for a manifest without shard hashes), or was rebuilt while being read.
         DamagedShardError: a shard that differs from the manifest's hash (named), found as
             the shard is opened (:mod:`owl_data.corpus.read`).
-        ExportError: ``out`` holds something else (:func:`owl_data.export.chat.prepare_out`).
+        ExportError: ``out`` holds something else, or an export of another format and not
+            ``overwrite`` (:func:`owl_data.export.chat.prepare_out`).
         ExportError: a row whose image is not stored; a corpus without task rows.
     """
     corpus, out = Path(corpus), Path(out)
@@ -126,7 +127,7 @@ def export_hf(corpus: Path, out: Path) -> ExportReport:
         raise ExportError(f"{corpus} has no task rows to export")
     info = image_info(reader)
     index = ImageIndex(reader)
-    prepare_out(out, EXPORT_OUT, corpus)
+    prepare_out(out, EXPORT_OUT, corpus, fmt="hf", overwrite=overwrite)
     with staged(out, "exporting") as staging:
         report = ExportReport(out=out, format="hf", coords=None)
         files: dict[str, dict[str, Any]] = {}

@@ -43,3 +43,22 @@ def test_clear_errors(syn_corpus, tmp_path):
         res = runner.invoke(app, args)
         assert res.exit_code == 2 and msg in res.output, (args, res.output)
         assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def test_an_export_of_another_format_is_replaced_only_with_overwrite(syn_corpus, tmp_path):
+    from tests.helpers import one_line_error, snapshot
+
+    out = tmp_path / "ex"
+    assert runner.invoke(app, ["export", str(syn_corpus), "--format", "llava", "--out", str(out)]).exit_code == 0
+    before = snapshot(out)
+    for fmt in ("hf", "sharegpt"):
+        res = runner.invoke(app, ["export", str(syn_corpus), "--format", fmt, "--out", str(out)])
+        text = one_line_error(res).replace("\n", "")
+        assert f"--out {out} holds a llava export; a {fmt} export would replace it" in text and "--overwrite" in text
+        assert snapshot(out) == before  # nothing touched
+    # the same format replaces its earlier export; --overwrite replaces another format's
+    assert runner.invoke(app, ["export", str(syn_corpus), "--format", "llava", "--out", str(out)]).exit_code == 0
+    res = runner.invoke(app, ["export", str(syn_corpus), "--format", "hf", "--out", str(out), "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "owl_export.json").read_text())["format"] == "hf" and (out / "README.md").is_file()
+    assert not list(out.glob("*.json"))[1:] and not (out / "images").exists()  # the llava files are gone
