@@ -8,7 +8,9 @@ function, :func:`run_item`, so the corpus is the same whichever runs it.
 
 - :class:`LocalExecutor`: ``workers == 1`` runs each item in this process when submitted;
   more workers share one process pool (``forkserver`` where the platform has it, the
-  package modules preloaded) started once per build. The driver keeps a bounded window of
+  package modules preloaded) started once per build; a worker that dies is replaced and
+  the items it may have held are run again (an item that kills its worker every time is
+  rejected). The driver keeps a bounded window of
   items in flight (:func:`in_flight_limit`) across chunk boundaries, so workers do not wait
   for a chunk to be written before they start the next one.
 - :class:`RayExecutor`: one Ray task per item (``max_retries=3`` for a dead worker process,
@@ -30,6 +32,8 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -165,37 +169,61 @@ def _ready(_: int) -> int:
     return os.getpid()
 
 
+LOCAL_TRIES = 4
+"""How many times a local item whose worker process dies is run (alone) before it is rejected."""
+
+
 class LocalExecutor(Executor):
-    """In this process (``cfg.workers == 1``) or a pool of ``cfg.workers`` processes started once."""
+    """In this process (``cfg.workers == 1``) or a pool of ``cfg.workers`` processes started once.
+
+    A worker process that dies (a crash in native code, the OOM killer) breaks the pool: it is
+    started again, and every item that was in flight is run again, each alone, so the one that
+    kills its worker is found; after :data:`LOCAL_TRIES` deaths it is a ``processing_error``
+    reject (:func:`failed_item`), never a hang or a failed build.
+    """
 
     def __init__(self, cfg: BuildConfig) -> None:
         self.cfg, self.workers, self._pool = cfg, cfg.workers, None
-        if cfg.workers <= 1:
-            return
-        t0 = time.perf_counter()
+        if cfg.workers > 1:
+            t0 = time.perf_counter()
+            self._pool = self._start()
+            self.startup_s = time.perf_counter() - t0
+
+    def _start(self) -> ProcessPoolExecutor:
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         if "forkserver" in methods:
             ctx.set_forkserver_preload(["owl_data.build.executor", "owl_data.generators"])
-        self._pool = ctx.Pool(cfg.workers, _init_worker, (cfg,))
-        self._pool.map(_ready, range(cfg.workers), chunksize=1)  # the workers are up
-        self.startup_s = time.perf_counter() - t0
+        pool = ProcessPoolExecutor(self.cfg.workers, mp_context=ctx, initializer=_init_worker, initargs=(self.cfg,))
+        list(pool.map(_ready, range(self.cfg.workers)))  # the workers are up
+        return pool
 
     def submit(self, item: WorkItem) -> Any:
         if self._pool is None:
             return run_item(item, self.cfg)
-        return self._pool.apply_async(_work, (item,))
-
-    def result(self, handle: Any) -> WorkResult:
-        return handle if isinstance(handle, WorkResult) else handle.get()
+        return item, self._pool, self._pool.submit(_work, item)
 
     def ready(self, handle: Any) -> bool:
-        return isinstance(handle, WorkResult) or handle.ready()
+        return isinstance(handle, WorkResult) or handle[2].done()
+
+    def result(self, handle: Any) -> WorkResult:
+        if isinstance(handle, WorkResult):
+            return handle
+        item, pool, future = handle
+        for _ in range(LOCAL_TRIES):
+            try:
+                return future.result()
+            except BrokenProcessPool:
+                if self._pool is pool:  # the first item to see this break restarts the pool
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool = self._start()
+                pool = self._pool
+                future = pool.submit(_work, item)  # run again by itself: the driver waits for it
+        return failed_item(item, f"worker died on every try ({LOCAL_TRIES} tries)")
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.close()
-            self._pool.join()
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
 

@@ -185,3 +185,18 @@ def test_ray_build_resumes_after_a_killed_driver(tmp_path, scenes, ray_local):
     resumed = run_build(spec, out, cfg, progress=lambda stage, n: stages.append(stage))
     assert resumed.manifest["fingerprint"] == clean
     assert stages.count("resumed") == 2 and stages.count("scenes") == 3
+
+
+def test_local_worker_that_dies_every_time_is_a_reject_not_a_hang(tmp_path, scenes, monkeypatch):
+    from tests.helpers import fails_after
+
+    monkeypatch.setitem(SOURCES, "faulty", "tests.owl_data.build.faulty_source:read")
+    clean = tmp_path / "clean"
+    run_build([SourceSpec("faulty", f"none@{TARGET}@{scenes}")], clean, BuildConfig())
+    out = tmp_path / "faulty"
+    with fails_after(120, "a local build whose worker dies"):
+        m = run_build([SourceSpec("faulty", f"exit@{TARGET}@{scenes}")], out, BuildConfig(workers=2)).manifest
+    (rej,) = _check_rest_of_corpus(out, clean)
+    assert TARGET in rej["item"] and f"{ex_mod.LOCAL_TRIES} tries" in rej["detail"]
+    s = m["sources"]["faulty"]
+    assert s["items_read"] == s["items_kept"] + s["items_rejected"]
