@@ -28,12 +28,13 @@ if TYPE_CHECKING:
 
 
 def _default_scenes(seed: int, scenes: DefaultScenes) -> list[tuple[str, str]]:
-    """Draw the embedded default into its cache folder (one folder per seed and settings)."""
-    from owl_data.sources.synthetic.scenes import write_default_sources
+    """The embedded default in its cache folder (one folder per seed and settings), drawn once
+    and renamed into place whole (:func:`~owl_data.sources.synthetic.scenes.cached_default_sources`)."""
+    from owl_data.sources.synthetic.scenes import cached_default_sources
 
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "owl-vl" / scenes.cache_name(seed)
-    return write_default_sources(cache, seed=seed, train=scenes.train, val=scenes.val, width=scenes.width,
-                                 height=scenes.height)
+    return cached_default_sources(cache, seed=seed, train=scenes.train, val=scenes.val, width=scenes.width,
+                                  height=scenes.height)
 
 
 def _int_pair(text: Optional[str], sep: str, flag: str, example: str) -> Optional[tuple[int, int]]:
@@ -83,6 +84,10 @@ def build(
         _fail(exc)
     report = _run_with_progress(specs, out, cfg)
     _print_report(out, report.manifest)
+    t = report.timings
+    if t:
+        console.print(f"[dim]executor {t['executor']} with {t['workers']} worker(s): start-up {t['startup_s']:.2f} s, "
+                      f"scenes {t['chunks_s']:.2f} s[/]", highlight=False)
 
 
 def _build_inputs(source: list[str], config: Optional[Path], overrides: dict[str, object],

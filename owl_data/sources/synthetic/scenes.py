@@ -44,6 +44,8 @@ raising a count adds frames without changing the others.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +58,7 @@ from owl_data.sources.synthetic.layout import Obj, street_layout
 from owl_data.sources.synthetic.palette import CAR_COLOURS, CAR_WINDOWS, CLOTHES, SKIN, WHEEL
 from owl_data.sources.synthetic.tasks import write_task_files
 
-__all__ = ["DEFAULT_SOURCE_NAME", "CITIES", "DRAWING_VERSION", "DefaultScenes", "CAR_COLOURS", "CAR_WINDOWS",
+__all__ = ["COMPLETE", "cached_default_sources", "DEFAULT_SOURCE_NAME", "CITIES", "DRAWING_VERSION", "DefaultScenes", "CAR_COLOURS", "CAR_WINDOWS",
            "WHEEL", "CLOTHES", "SKIN", "write_default_scenes", "write_default_sources"]
 
 DEFAULT_SOURCE_NAME = "cityscapes"
@@ -160,6 +162,41 @@ def write_default_sources(root: Path, seed: int = 0, *, train: int = 3, val: int
     """
     root = write_default_scenes(root, seed=seed, train=train, val=val, width=width, height=height)
     return [(DEFAULT_SOURCE_NAME, str(root)), *write_task_files(root)]
+
+
+COMPLETE = ".complete"
+"""The file :func:`cached_default_sources` writes last in a drawn folder: the drawing is whole."""
+
+
+def cached_default_sources(cache: Path, seed: int = 0, *, train: int = 3, val: int = 2, width: int = 512,
+                           height: int = 256) -> list[tuple[str, str]]:
+    """:func:`write_default_sources` into a cache folder shared by concurrent builds.
+
+    The folder's name must identify the drawing (:meth:`DefaultScenes.cache_name`): a folder
+    holding :data:`COMPLETE` is used as it is (the drawing is deterministic); otherwise the
+    scenes are drawn into a private folder beside it and renamed into place whole, so a build
+    never reads a file another build is writing. Two builds drawing at once both finish; the
+    second rename loses and its copy is removed. A folder left incomplete (an older version
+    drew in place, or a kill) is replaced in one exchange (:func:`owl_data.fs.swap_into_place`).
+    """
+    from owl_data.fs import swap_into_place
+    from owl_data.sources.synthetic.tasks import task_specs
+
+    cache = Path(cache)
+    if not (cache / COMPLETE).is_file():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.parent / f".{cache.name}.drawing-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        write_default_sources(tmp, seed=seed, train=train, val=val, width=width, height=height)
+        (tmp / COMPLETE).write_text("")
+        try:
+            os.rename(tmp, cache)  # refused when another build put a folder there first
+        except OSError:
+            if (cache / COMPLETE).is_file():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                swap_into_place(tmp, cache)
+    return [(DEFAULT_SOURCE_NAME, str(cache)), *task_specs(cache)]
 
 
 def _save_uint16(arr: np.ndarray, path: Path) -> None:

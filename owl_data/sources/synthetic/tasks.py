@@ -37,7 +37,7 @@ from PIL import Image
 
 from owl_data.sources.synthetic.palette import CAR_COLOUR_NAMES, CAR_PAINTS, CLOTHES_NAMES, CLOTHES_PAINTS, SKIN, WHEEL
 
-__all__ = ["write_task_files", "CAR_COLOUR_NAMES", "CLOTHES_NAMES"]
+__all__ = ["write_task_files", "task_specs", "CAR_COLOUR_NAMES", "CLOTHES_NAMES"]
 
 _TRAFFIC_LIGHT, _TRAFFIC_SIGN, _POLE, _BUILDING, _VEGETATION, _SKY = 19, 20, 17, 11, 21, 23  # Cityscapes ids
 _NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -221,4 +221,10 @@ def write_task_files(root: Path) -> list[tuple[str, str]]:
     (ref_dir / "instances.json").write_text(json.dumps(instances, indent=1))
     with open(ref_dir / "refs(unc).p", "wb") as f:
         pickle.dump(refs, f, protocol=2)
-    return [("vqav2", str(coco)), ("coco_captions", str(coco)), ("refcoco", f"{ref_dir}?images={coco}")]
+    return task_specs(root)
+
+
+def task_specs(root: Path) -> list[tuple[str, str]]:
+    """``[(source name, spec)]`` of the task files :func:`write_task_files` wrote under ``root``."""
+    coco = Path(root) / "coco"
+    return [("vqav2", str(coco)), ("coco_captions", str(coco)), ("refcoco", f"{coco / 'refcoco'}?images={coco}")]

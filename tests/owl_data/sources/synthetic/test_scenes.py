@@ -306,3 +306,41 @@ def test_layout_prior_of_a_small_build_is_low(tmp_path):
     assert prior.n >= 100 and len(cats) >= 60
     acc = prior.accuracy(xy, cats)
     assert acc <= LAYOUT_PRIOR_BOUND, acc
+
+
+def test_the_default_scene_cache_is_drawn_whole_and_shared_by_concurrent_builds(tmp_path):
+    """Two builds drawing the embedded default at once used to write the same files in place (one
+    read a truncated PNG). The cache is now drawn in a private folder and renamed into place."""
+    import hashlib
+    from concurrent.futures import ProcessPoolExecutor
+
+    from owl_data.sources.synthetic.scenes import COMPLETE, cached_default_sources, write_default_sources
+
+    def digest(root):
+        return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(root.rglob("*")) if p.is_file() and p.name != COMPLETE}
+
+    ref = tmp_path / "ref"
+    write_default_sources(ref, seed=3, train=2, val=1)
+    cache = tmp_path / "cache" / "default-scenes-x"
+    with ProcessPoolExecutor(3) as pool:
+        got = list(pool.map(_draw_cached, [str(cache)] * 3))
+    specs = cached_default_sources(cache, seed=3, train=2, val=1)
+    assert all(g == [(n, s) for n, s in specs] for g in got)
+    assert specs[0] == ("cityscapes", str(cache)) and (cache / COMPLETE).is_file()
+    assert digest(cache) == digest(ref)  # the same bytes as a direct drawing
+    assert [p.name for p in cache.parent.iterdir()] == [cache.name]  # no private folder left
+    # a complete cache is used as it is; an incomplete one (an older in-place drawing) is replaced
+    (cache / "leftImg8bit" / "marker").write_text("kept")
+    cached_default_sources(cache, seed=3, train=2, val=1)
+    assert (cache / "leftImg8bit" / "marker").is_file()
+    (cache / COMPLETE).unlink()
+    next(cache.rglob("*_leftImg8bit.png")).write_bytes(b"truncated")
+    cached_default_sources(cache, seed=3, train=2, val=1)
+    assert digest(cache) == digest(ref) and not (cache / "leftImg8bit" / "marker").exists()
+
+
+def _draw_cached(cache: str):
+    from owl_data.sources.synthetic.scenes import cached_default_sources
+
+    return cached_default_sources(Path(cache), seed=3, train=2, val=1)
