@@ -1,11 +1,19 @@
 """``owl-data build``: sources -> decoded images -> points -> text -> corpus.
 
 The build is deterministic (same inputs, config and seed -> same fingerprint, whatever the
-number of workers), atomic (written under ``.<name>.partial`` beside the output and renamed
-into place when complete) and resumable (finished chunks of scenes are kept in the partial
-folder; a changed config starts over, and a chunk is reused only when the content key of
-its records -- every field of its Scenes and Rejects, the image files' size and mtime, the
-code versions -- matches: :mod:`owl_data.build.content_key`).
+number of workers or the executor), atomic (written under ``.<name>.partial`` beside the
+output and renamed into place when complete) and resumable (finished chunks of scenes are
+kept in the partial folder; a changed config starts over, and a chunk is reused only when
+the content key of its records -- every field of its Scenes, DeferredScenes and Rejects, the
+code versions -- matches (:mod:`owl_data.build.content_key`) and every file its scenes read
+still has the sha256 the worker noted (:func:`owl_data.build.chunks.chunk_reusable`)).
+
+Where the work runs (:mod:`owl_data.build.executor`): this process runs the source readers
+(annotation files, headers) and writes every chunk; each Scene or DeferredScene (a small
+record the worker expands by reading and decoding its own files) goes to the executor --
+this process, a local pool or Ray tasks -- and comes back, in order, as scene results, the
+loader's Rejects and the files read. At most a few items per worker are in flight, across
+chunk boundaries, and a chunk is written as soon as its last result is in.
 
 ``out`` is checked before anything is created (:mod:`owl_data.fs`): the build never
 replaces a folder that is not an empty folder or an Owl-VL corpus, nor one inside or holding
