@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -142,6 +143,7 @@ def make_frames(folder: Path, n: int, size: tuple[int, int], sample: Path, seed:
             return root, saved["files"], kind
     folder.mkdir(parents=True, exist_ok=True)
     record.unlink(missing_ok=True)
+    shutil.rmtree(root, ignore_errors=True)  # frames of other settings must not stay in the root
     if kind == "drawn":
         files = drawn_frames(root, n, size, seed)
     else:

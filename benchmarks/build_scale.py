@@ -12,8 +12,14 @@ Peak memory, two ways:
   (worker processes), sampled every ``--interval`` s with psutil (when installed; a
   peak shorter than the interval can be missed);
 * ``maxrss self`` / ``maxrss children``: ``getrusage(RUSAGE_SELF / RUSAGE_CHILDREN).ru_maxrss``
-  of the build process, read after the build (for children: the largest single finished
-  worker, not a sum; 0 with one worker, which runs in the process).
+  of the build process, read after the build (for children: the largest single finished and
+  waited-for descendant, not a sum; 0 with one worker, which runs in the process, and 0 with
+  forkserver pools too, whose workers are the forkserver's children: use the tree peak).
+
+The tree peak sums RSS, so pages the forkserver shares with its workers count once per
+process. The driver holds the scenes of up to two chunks at once (``chunk_scenes``, 16, while
+the next chunk is read), so a size under two chunks can peak lower for that reason alone:
+compare sizes of at least ``2 * chunk_scenes`` frames.
 
 Throughput: frames / seconds of ``run_build`` in the subprocess (imports and start excluded).
 It prints a table and peak(largest size) / peak(smallest size) (goal of issue 11: <= 1.2).
@@ -41,6 +47,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build_bench import SAMPLE, make_frames  # noqa: E402  (the same frame generation)
+
+from owl_data.build.config import BuildConfig  # noqa: E402
 
 try:
     import psutil
@@ -139,6 +147,9 @@ def _print_table(results: dict[int, dict]) -> None:
         print(f"{n:>7} {r['seconds']:8.2f} {n / r['seconds']:9.2f} {tree} {r['maxrss_self'] / 1024:16.1f} "
               f"{r['maxrss_children'] / 1024:20.1f} {r['rows']:>8} {r['traced_peak'] * mib:16.1f}")
     lo, hi = results[min(results)], results[max(results)]
+    if min(results) < 2 * BuildConfig().chunk_scenes:
+        print(f"note: {min(results)} frames < 2 chunks of {BuildConfig().chunk_scenes} scenes: its peak holds fewer "
+              "chunks in flight than a larger build's")
     if lo["tree_peak"] is not None:
         ratio, how = hi["tree_peak"] / lo["tree_peak"], "tree peak (psutil)"
     else:
