@@ -196,6 +196,10 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
     eval_split = opts.get("eval_split", "test")
     if not SPLIT_NAME.fullmatch(eval_split):
         raise SourceError(f"drivelm spec {spec!r}: eval_split {eval_split[:40]!r} is not a plain name")
+    if root.is_file():
+        raise SourceError(f"drivelm={root} is a file: give the folder that holds the DriveLM JSON files and the "
+                          f"nuScenes images their image_paths point to (e.g. drivelm={root.parent}); every "
+                          "*.json under it is read")
     if not root.is_dir():
         raise SourceError(f"DriveLM folder {root} does not exist")
     # every entry named *.json but a folder: a FIFO, socket or dangling link is an item too

@@ -263,3 +263,13 @@ def test_question_only_file_beside_the_training_file(tmp_path):
     with pytest.raises(SourceError, match="eval_split"):
         list(read(f"{root}?eval_split=../x", OPTS))
     assert {s.ref.split for s in read(f"{root}?eval_split=val", OPTS) if isinstance(s, Scene)} == {"val"}
+
+
+def test_a_json_file_as_the_spec_says_to_give_its_folder(tmp_path):
+    f = tmp_path / "train_sample.json"
+    f.write_text("{}")
+    with pytest.raises(SourceError, match=rf"drivelm={re.escape(str(f))} is a file: give the folder .* "
+                                          rf"\(e\.g\. drivelm={re.escape(str(tmp_path))}\)"):
+        list(read(str(f), SourceOptions(name="drivelm")))
+    with pytest.raises(SourceError, match="DriveLM folder .* does not exist"):
+        list(read(str(tmp_path / "absent"), SourceOptions(name="drivelm")))
