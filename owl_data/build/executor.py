@@ -245,7 +245,7 @@ class RayExecutor(Executor):
         self._ray, self._owns, self._temp = ray, False, None
         if not ray.is_initialized():
             if cfg.ray_address:
-                ray.init(address=cfg.ray_address, include_dashboard=False, log_to_driver=False)
+                ray.init(address=cfg.ray_address)  # local-only settings are refused for a cluster
             else:  # a short path: Ray's socket paths must stay under 108 characters
                 self._temp = tempfile.mkdtemp(prefix="owlray-", dir="/tmp")
                 ray.init(num_cpus=cfg.workers, include_dashboard=False, _temp_dir=self._temp,

@@ -51,7 +51,9 @@ def region_pixels(scene: ResolvedScene, inst: ResolvedInstance) -> np.ndarray:
     """(N, 3) uint8 RGB pixels the colour is read from: the mask, or the box's central half."""
     c1, r1, c2, r2 = box_pixels(scene, inst)
     if inst.mask is not None:  # the crop's pixels inside the box
-        return scene.pixels[r1:r2, c1:c2][inst.window(c1, r1, c2, r2)]
+        (x0, y0), (h, w) = inst.offset, inst.mask.shape
+        m = inst.mask if (c1, r1, c2, r2) == (x0, y0, x0 + w, y0 + h) else inst.window(c1, r1, c2, r2)
+        return scene.pixels[r1:r2, c1:c2][m]
     dc, dr = (c2 - c1) // 4, (r2 - r1) // 4
     patch = scene.pixels[r1 + dr : r2 - dr, c1 + dc : c2 - dc]
     if patch.size == 0:

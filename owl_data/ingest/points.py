@@ -20,6 +20,7 @@ instance): the same inputs give the same points, whatever the order or the worke
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -91,23 +92,52 @@ def rng_for(seed: int, *parts: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(h[:8], "little"))
 
 
+def _squared_depth(mask: np.ndarray) -> np.ndarray:
+    """(h, w) int64: per pixel, the squared Euclidean distance to the nearest pixel outside
+    ``mask`` (the crop's border counts as outside); 0 outside. Its square root is exactly what
+    ``distance_transform_edt`` returns (which takes the root of these same integers)."""
+    ft = ndimage.distance_transform_edt(np.pad(mask, 1), return_distances=False, return_indices=True)
+    h, w = mask.shape
+    dy = ft[0, 1:-1, 1:-1].astype(np.int64) - np.arange(1, h + 1)[:, None]
+    dx = ft[1, 1:-1, 1:-1].astype(np.int64) - np.arange(1, w + 1)[None, :]
+    return dy * dy + dx * dx
+
+
+def _least_square_reaching(thresh: float) -> int:
+    """The least integer s >= 0 with ``sqrt(s) >= thresh`` (float64, correctly rounded): as
+    the root never decreases, ``sqrt(s) >= thresh`` exactly when ``s >= the result``."""
+    s = max(int(math.floor(thresh * thresh)) - 2, 0)
+    while s > 0 and math.sqrt(float(s - 1)) >= thresh:
+        s -= 1
+    while math.sqrt(float(s)) < thresh:
+        s += 1
+    return s
+
+
 def _interior_points(
     mask: np.ndarray, k: int, cfg: PointConfig, rng: np.random.Generator
 ) -> list[tuple[int, int]] | str:
-    """Up to k (row, col) pixels deep inside ``mask``, or a skip reason."""
-    dt = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    dmax = float(dt.max())
+    """Up to k (row, col) pixels deep inside ``mask``, or a skip reason.
+
+    Depth is the Euclidean distance to the nearest pixel outside the mask, compared as its
+    integer square (:func:`_squared_depth`), so every comparison equals the one on the
+    distances themselves; the first point is the first deepest pixel in raster order.
+    """
+    sq = _squared_depth(mask)
+    flat = sq.ravel()
+    top = int(np.argmax(flat))
+    dmax = math.sqrt(float(flat[top]))
     if dmax < cfg.min_interior_px:
         return "too_thin"
-    first = np.unravel_index(int(np.argmax(dt)), dt.shape)
-    picks = [(int(first[0]), int(first[1]))]
+    w = sq.shape[1]
+    picks = [(top // w, top % w)]
     if k > 1:
         thresh = max(cfg.min_interior_px, cfg.interior_fraction * dmax)
-        cand = np.flatnonzero(dt.ravel() >= thresh)
-        cand = cand[cand != first[0] * dt.shape[1] + first[1]]
+        cand = np.flatnonzero(flat >= _least_square_reaching(thresh))
+        cand = cand[cand != top]
         if cand.size:
             chosen = rng.choice(cand, size=min(k - 1, cand.size), replace=False)
-            picks += [(int(c // dt.shape[1]), int(c % dt.shape[1])) for c in np.sort(chosen)]
+            picks += [(int(c // w), int(c % w)) for c in np.sort(chosen)]
     return picks
 
 

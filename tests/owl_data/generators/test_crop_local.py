@@ -19,7 +19,7 @@ from owl_data.generators import scene_facts as sf
 from owl_data.generators.ground import _bottom_row
 from owl_data.generators.regions import box_pixels
 from owl_data.ingest.geometry import ResolvedScene, resolve_instance
-from owl_data.ingest.points import PointConfig, _visible, sample_points
+from owl_data.ingest.points import PointConfig, _interior_points, _least_square_reaching, _visible, sample_points
 from owl_data.records import Instance, MaskArray
 
 # --- references: the full-frame computations ----------------------------------------------
@@ -227,3 +227,37 @@ def test_random_scenes_equal_full_frame(case):
         return
     scene, full = make_scene(masks, H, W)
     check_all(scene, full)
+
+
+def ref_interior_points(mask, k, cfg, rng):
+    """Former sampler core: the distance transform itself, compared as floats."""
+    dt = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    dmax = float(dt.max())
+    if dmax < cfg.min_interior_px:
+        return "too_thin"
+    first = np.unravel_index(int(np.argmax(dt)), dt.shape)
+    picks = [(int(first[0]), int(first[1]))]
+    if k > 1:
+        cand = np.flatnonzero(dt.ravel() >= max(cfg.min_interior_px, cfg.interior_fraction * dmax))
+        cand = cand[cand != first[0] * dt.shape[1] + first[1]]
+        if cand.size:
+            chosen = rng.choice(cand, size=min(k - 1, cand.size), replace=False)
+            picks += [(int(c // dt.shape[1]), int(c % dt.shape[1])) for c in np.sort(chosen)]
+    return picks
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 2**16), st.integers(4, 70), st.integers(4, 70), st.floats(0.3, 0.95),
+       st.floats(1.0, 6.0), st.floats(0.0, 1.0), st.integers(1, 6))
+def test_interior_points_equal_the_distance_transform_ones(seed, h, w, q, min_px, frac, k):
+    noise = ndimage.gaussian_filter(np.random.default_rng(seed).random((h, w)), 2)
+    mask = noise > np.quantile(noise, q)
+    cfg = PointConfig(min_interior_px=min_px, interior_fraction=frac)
+    got = _interior_points(mask, k, cfg, np.random.default_rng(seed))
+    assert got == ref_interior_points(mask, k, cfg, np.random.default_rng(seed))
+
+
+@pytest.mark.parametrize("t", [0.0, 1.0, 2.0, 2.5, math.sqrt(2), math.sqrt(8), 7.0000001, 99.99, 300.0])
+def test_least_square_reaching(t):
+    s = _least_square_reaching(t)
+    assert math.sqrt(s) >= t and (s == 0 or math.sqrt(s - 1) < t)
