@@ -80,6 +80,7 @@ def _mutate(doc: Any, path: tuple, op: str, junk: Any) -> None:
         parent = parent[k]
     key = path[-1]
     value = parent[key]
+    junk = copy.deepcopy(junk)  # st.just([]) hands out one object: never insert it into itself
     if op == "replace":
         parent[key] = junk
     elif op == "delete":
