@@ -144,14 +144,6 @@ class MixSampler:
                 picks.append(int(top[k]))
         return picks
 
-    def leaf_names(self) -> list[str]:
-        """Each leaf's name: ``task``, or ``task/source`` in a nested task (spec leaf order)."""
-        return list(self._leaf_names)
-
-    def leaf_sizes(self) -> list[int]:
-        """Each leaf's number of rows (spec leaf order)."""
-        return list(self._sizes)
-
     def _end(self) -> int | None:
         if self.spec.on_exhausted == "stop":
             s = self.stop_length()

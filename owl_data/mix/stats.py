@@ -154,9 +154,9 @@ def leaf_repeats(spec: MixSpec, length: int) -> list[LeafRepeats]:
     """Rows, picks and the largest repeat count of every leaf in a mix of ``spec`` of ``length`` picks."""
     from owl_data.mix.sampler import MixSampler
 
-    sampler = MixSampler(spec)
-    return [LeafRepeats(name, n, p, -(-p // n) if n else 0)
-            for name, n, p in zip(sampler.leaf_names(), sampler.leaf_sizes(), sampler.leaf_picks(length))]
+    picks = MixSampler(spec).leaf_picks(length)
+    return [LeafRepeats(task if src is None else f"{task}/{src}", n, p, -(-p // n) if n else 0)
+            for (task, src, n), p in zip(spec.leaves, picks)]
 
 
 def repeat_warnings(spec: MixSpec, length: int, limit: int = WARN_REPEATS) -> list[str]:

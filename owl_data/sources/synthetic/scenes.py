@@ -58,7 +58,8 @@ from owl_data.sources.synthetic.layout import Obj, street_layout
 from owl_data.sources.synthetic.palette import CAR_COLOURS, CAR_WINDOWS, CLOTHES, SKIN, WHEEL
 from owl_data.sources.synthetic.tasks import write_task_files
 
-__all__ = ["COMPLETE", "cached_default_sources", "DEFAULT_SOURCE_NAME", "CITIES", "DRAWING_VERSION", "DefaultScenes", "CAR_COLOURS", "CAR_WINDOWS",
+__all__ = ["COMPLETE", "cached_default_sources", "DEFAULT_SOURCE_NAME", "CITIES", "DRAWING_VERSION", "DefaultScenes",
+           "CAR_COLOURS", "CAR_WINDOWS",
            "WHEEL", "CLOTHES", "SKIN", "write_default_scenes", "write_default_sources"]
 
 DEFAULT_SOURCE_NAME = "cityscapes"
