@@ -86,12 +86,13 @@ class MaskArray:
 
     Attributes:
         mask: bool array of shape (h, w); may be a crop of the raw grid.
-        offset: (x0, y0) in raw-grid pixels: the crop's top-left is column x0, row y0.
-            (0, 0) with a full (H, W) array is a full-frame mask.
+        offset: (x0, y0) in raw-grid pixels: the crop's top-left is column x0, row y0; any
+            crop inside the frame, (0, 0) included. ``None`` (the default) marks a full-frame
+            mask, whose shape must be the raw (H, W).
     """
 
     mask: np.ndarray
-    offset: tuple[int, int] = (0, 0)
+    offset: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)

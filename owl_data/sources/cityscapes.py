@@ -318,15 +318,10 @@ def _check_polygon_size(path: Path, rel: str, size: tuple[int, int]) -> None:
         raise _FrameError("size_mismatch", f"{rel} states {declared[0]}x{declared[1]}, image is {size[0]}x{size[1]}")
 
 
-def _crop(region: np.ndarray, sl: tuple[slice, slice], shape: tuple[int, int]) -> MaskArray:
+def _crop(region: np.ndarray, sl: tuple[slice, slice]) -> MaskArray:
     """A MaskArray of the bool ``region`` found at ``sl`` of an (H, W) frame: a crop at offset
-    (x0, y0), or the full frame when the crop starts at (0, 0) (a MaskArray at offset (0, 0)
-    is a full-frame mask, :class:`~owl_data.records.MaskArray`)."""
+    (x0, y0), (0, 0) included (:class:`~owl_data.records.MaskArray`)."""
     y0, x0 = sl[0].start, sl[1].start
-    if (x0, y0) == (0, 0) and region.shape != shape:
-        full = np.zeros(shape, dtype=bool)
-        full[sl] = region
-        return MaskArray(full)
     return MaskArray(np.ascontiguousarray(region), (int(x0), int(y0)))
 
 
@@ -357,7 +352,7 @@ def _instances(inst: np.ndarray, source_path: str, source: str) -> tuple[list[In
             rejects.append(Reject(source, item, "read", "unknown_label", f"instance value {v}: class {v // 1000} has no instances"))
             continue
         instances.append(Instance(instance=str(v), category=label.name, kind="thing",
-                                  geometry=_crop(*region(v), inst.shape), item=item))
+                                  geometry=_crop(*region(v)), item=item))
         items.append(item)
 
     present = set(values)
@@ -371,21 +366,21 @@ def _instances(inst: np.ndarray, source_path: str, source: str) -> tuple[list[In
             item = f"{source_path}#{cid}:{k}"
             sl = (slice(rs.start + r.start, rs.start + r.stop), slice(cs.start + c.start, cs.start + c.stop))
             instances.append(Instance(instance=f"{cid}:{k}", category=name, kind="thing",
-                                      geometry=_crop(components[r, c] == k + 1, sl, inst.shape), item=item))
+                                      geometry=_crop(components[r, c] == k + 1, sl), item=item))
             items.append(item)
 
     for name in STUFF_CLASSES:
         cid = name2label[name].id
         if cid in present:
             instances.append(Instance(instance=str(cid), category=name, kind="stuff",
-                                      geometry=_crop(*region(cid), inst.shape), item=None))
+                                      geometry=_crop(*region(cid)), item=None))
 
     for cid in sorted(_INSTANCE_IDS & present):
         part, sl = region(cid)
         # the group stays in the scene as crowd context: never a target, and it stops the
         # generators from counting that category (the annotation does not say how many)
         instances.append(Instance(instance=f"group:{cid}", category=id2label[cid].name, kind="thing",
-                                  geometry=_crop(part, sl, inst.shape), item=None, crowd=True))
+                                  geometry=_crop(part, sl), item=None, crowd=True))
         rejects.append(Reject(source, f"{source_path}#group:{cid}", "read", "group_label",
                               f"{int(part.sum())} pixels of {id2label[cid].name} labelled as a group, no instance ids"))
     return instances, items, rejects

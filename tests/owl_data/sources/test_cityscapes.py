@@ -274,6 +274,7 @@ def test_masks_are_crops_of_their_boxes_and_the_worker_decodes(tmp_path):
     inst[2:5, 3:6] = 26001                         # a car: columns 3..5, rows 2..4
     inst[6, 1] = inst[7, 2] = 17                   # one pole (8-connected) at the bottom left
     inst[1, 8] = 17                                # a second pole, top right
+    inst[0:2, 0] = 20                              # a traffic sign in the top-left corner
     _frame(tmp_path, inst)
     from owl_data.records import DeferredScene
     from owl_data.sources import cityscapes
@@ -288,4 +289,6 @@ def test_masks_are_crops_of_their_boxes_and_the_worker_decodes(tmp_path):
     assert (by["17:0"].offset, by["17:0"].mask.shape) == ((8, 1), (1, 1))   # raster order: row 1 first
     assert (by["17:1"].offset, by["17:1"].mask.shape) == ((1, 6), (2, 2))
     assert np.array_equal(by["17:1"].mask, [[True, False], [False, True]])
-    assert by["7"].offset == (0, 0) and np.array_equal(by["7"].mask, inst == 7)  # full frame
+    assert by["7"].offset == (0, 0) and np.array_equal(by["7"].mask, inst == 7)  # spans the frame
+    # a box at the top-left corner is a crop at (0, 0), not a full frame
+    assert (by["20:0"].offset, by["20:0"].mask.shape) == ((0, 0), (2, 1)) and by["20:0"].mask.all()
