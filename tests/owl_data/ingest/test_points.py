@@ -60,3 +60,24 @@ def test_points_are_interior_and_deterministic():
 def test_config_validation_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         PointConfig(**{field: value})
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_squared_depth_is_exactly_scipys_squared_distance(seed, monkeypatch):
+    """edt's squared distances equal the integer squares behind scipy's padded transform, and
+    the scipy branch (taken for huge crops) gives the same integers."""
+    from owl_data.ingest import points
+
+    rng = np.random.default_rng(seed)
+    for _ in range(200):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        mask = rng.random((h, w)) < rng.random()
+        if rng.random() < 0.3:
+            mask = mask.T  # a non-contiguous view
+        ref = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+        sq = points._squared_depth(mask)
+        assert sq.dtype == np.int64 and np.array_equal(np.sqrt(sq.astype(np.float64)), ref)
+        monkeypatch.setattr(points, "_EDT_EXACT_SIDE", 0)
+        assert np.array_equal(points._squared_depth(mask), sq)
+        monkeypatch.undo()
+    assert points._squared_depth(np.zeros((0, 3), bool)).shape == (0, 3)
