@@ -7,16 +7,19 @@ was written, is rejected ``duplicate_row``); every item no scene kept has exactl
 ``rejects`` (an item kept by one scene and rejected by another counts as kept and leaves no
 row), and the manifest's per-reason counts are those rows'.
 
-:func:`consolidate` runs the steps in order, each filling the one :class:`Accounting` record:
-images and references (:func:`_write_images`), the task rows per split
-(:func:`_write_task`), the items read and kept (:func:`_read_items`), the items whose every
+:class:`Consolidation` runs the steps, each filling the one :class:`Accounting` record:
+while the build runs, chunk by chunk in index order, the images and references and the task
+rows per split (``_Streamed.feed``); at the end, the items read and kept (:func:`_read_items`), the items whose every
 row was a duplicate (:func:`_drop_duplicates`), the rejects (:func:`_write_rejects`), then
 the manifest (:func:`_manifest`).
 """
 
 from __future__ import annotations
 
+import queue
 import shutil
+import threading
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +35,7 @@ from owl_data.records import Reject
 if TYPE_CHECKING:
     from owl_data.build.driver import SourceSpec
 
-__all__ = ["Accounting", "consolidate"]
+__all__ = ["Accounting", "Consolidation", "consolidate"]
 
 
 def _sets() -> defaultdict[str, set[str]]:
@@ -66,40 +69,39 @@ class Accounting:
     duplicates: defaultdict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
 
 
-def _write_images(staging: Path, chunks: list[Path], acct: Accounting) -> dict[str, str]:
-    """Write each image and each (image, source, path) reference once; image id -> its split."""
-    image_split: dict[str, str] = {}
-    seen_refs: set[tuple[str, str, str]] = set()
-    with corpus_mod.ShardWriter(staging / "images", "images") as w_img, \
-            corpus_mod.ShardWriter(staging / "image_refs", "image_refs") as w_ref:
-        for d in chunks:
-            for row in read_rows(d, "images"):
-                if row["image_id"] not in image_split:
-                    image_split[row["image_id"]] = row["split"]
-                    w_img.write([row])
-            for row in read_rows(d, "image_refs"):
-                k = (row["image_id"], row["source"], row["source_path"])
-                if k not in seen_refs:
-                    seen_refs.add(k)
-                    w_ref.write([row])
-    acct.rows["images"]["all"] = w_img.rows
-    acct.rows["image_refs"]["all"] = w_ref.rows
-    return image_split
+class _Streamed:
+    """The writers of the streamed tables (images, references, task rows per split) and what
+    they have seen; fed one chunk at a time, in chunk order (:meth:`feed`)."""
 
+    def __init__(self, staging: Path, acct: Accounting) -> None:
+        self.staging, self.acct = staging, acct
+        self.image_split: dict[str, str] = {}
+        self.seen_refs: set[tuple[str, str, str]] = set()
+        self.w_img = corpus_mod.ShardWriter(staging / "images", "images").__enter__()
+        self.w_ref = corpus_mod.ShardWriter(staging / "image_refs", "image_refs").__enter__()
+        self.tasks: dict[str, dict[str, corpus_mod.ShardWriter]] = {t: {} for t in schemas.TASK_TABLES}
+        self.ids: dict[str, set[str]] = {t: set() for t in schemas.TASK_TABLES}
 
-def _write_task(staging: Path, chunks: list[Path], task: str, image_split: dict[str, str],
-                acct: Accounting) -> None:
-    """Write ``task``'s rows under ``<task>/<split>/``, each id once, in the split of its image
-    (the first image row written with that id); note written and duplicated items.
+    def feed(self, d: Path) -> None:
+        """Write chunk ``d``'s images and references (each once), then its task rows (each id
+        once), each row in the split of its image (the first image row written with its id).
 
-    Rows are streamed chunk by chunk: one :class:`~owl_data.corpus.writer.ShardWriter` per
-    split, opened at its first row and kept open, closed at the end in sorted split order, so
-    memory holds one chunk's rows (plus each writer's pending batch), not the whole task.
-    """
-    writers: dict[str, corpus_mod.ShardWriter] = {}
-    ids: set[str] = set()
-    try:
-        for d in chunks:
+        Raises:
+            RuntimeError: a task row whose image is in no chunk fed so far (a bug: a scene's
+                rows and its image row are written in one chunk).
+        """
+        for row in read_rows(d, "images"):
+            if row["image_id"] not in self.image_split:
+                self.image_split[row["image_id"]] = row["split"]
+                self.w_img.write([row])
+        for row in read_rows(d, "image_refs"):
+            k = (row["image_id"], row["source"], row["source_path"])
+            if k not in self.seen_refs:
+                self.seen_refs.add(k)
+                self.w_ref.write([row])
+        acct = self.acct
+        for task in schemas.TASK_TABLES:
+            writers, ids = self.tasks[task], self.ids[task]
             rows_d = read_rows(d, task)
             for row, it in zip(rows_d, row_items(d, task, len(rows_d))):
                 if row["id"] in ids:
@@ -109,18 +111,132 @@ def _write_task(staging: Path, chunks: list[Path], task: str, image_split: dict[
                 ids.add(row["id"])
                 if it is not None:
                     acct.written[row["source"]].add(it)
-                split = row["split"] = image_split[row["image_id"]]
+                split = self.image_split.get(row["image_id"])
+                if split is None:
+                    raise RuntimeError(f"{d.name}: {task} row {row['id']} refers to image {row['image_id']} "
+                                       "of no chunk consolidated so far")
+                row["split"] = split
                 if split not in writers:
-                    writers[split] = corpus_mod.ShardWriter(staging / task / split, task).__enter__()
+                    writers[split] = corpus_mod.ShardWriter(self.staging / task / split, task).__enter__()
                 writers[split].write([row])
                 acct.rows_by_source[task][row["source"]] += 1
-    except BaseException as exc:
-        for w in writers.values():  # close the files, write nothing more
-            w.__exit__(type(exc), exc, exc.__traceback__)
-        raise
-    for split, w in sorted(writers.items()):
-        w.__exit__(None, None, None)
-        acct.rows[task][split] = w.rows
+
+    def close(self, exc: BaseException | None = None) -> None:
+        """Close every writer: flush and record the rows written, or (``exc``) write nothing more."""
+        writers = [self.w_img, self.w_ref] + [w for t in schemas.TASK_TABLES for _, w in sorted(self.tasks[t].items())]
+        for w in writers:
+            w.__exit__(None if exc is None else type(exc), exc, None)
+        if exc is None:
+            self.acct.rows["images"]["all"] = self.w_img.rows
+            self.acct.rows["image_refs"]["all"] = self.w_ref.rows
+            for task in schemas.TASK_TABLES:
+                for split, w in sorted(self.tasks[task].items()):
+                    self.acct.rows[task][split] = w.rows
+
+
+class Consolidation:
+    """Chunks -> the corpus in ``partial/corpus``, streamed while the build still runs.
+
+    The driver calls :meth:`ready` for each chunk as it is written or found reusable, in any
+    order; chunks are consolidated strictly in index order (a chunk waits for the ones before
+    it), on a background thread when ``background`` (Arrow's Parquet encoding releases the
+    GIL, so the writer overlaps the scene work instead of following it). :meth:`finish`
+    writes what needs every chunk -- the items read and kept, the rejects, the manifest --
+    and commits; :meth:`abort` stops and closes everything (a failed or killed build: the
+    staging folder is discarded by the next run). Each writer receives exactly the rows, in
+    the order, that a consolidation after the last chunk would give it, so the corpus's bytes
+    do not depend on when chunks finish.
+    """
+
+    def __init__(self, partial: Path, *, background: bool = True) -> None:
+        self.partial = partial
+        self.staging = partial / "corpus"
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self.staging.mkdir()
+        self.acct = Accounting()
+        self._streamed = _Streamed(self.staging, self.acct)
+        self._ready: set[int] = set()
+        self._next = 0
+        self._error: BaseException | None = None
+        self._closed = False
+        self.tail_s = 0.0  # seconds finish() took: the consolidation that could not overlap
+        self._queue: queue.Queue[int | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(target=self._run, name="owl-data-consolidate", daemon=True)
+            self._thread.start()
+
+    def _feed(self, index: int) -> None:
+        if self._error is None:
+            try:
+                self._streamed.feed(chunk_folder(self.partial, index))
+            except BaseException as exc:  # kept for the driver: raised by ready() / finish()
+                self._error = exc
+
+    def _run(self) -> None:
+        while (index := self._queue.get()) is not None:
+            self._feed(index)
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def ready(self, index: int) -> None:
+        """Chunk ``index`` is complete on disk; consolidate it once every chunk before it is.
+
+        Raises:
+            the exception consolidating an earlier chunk raised (e.g. a full disk).
+        """
+        self._raise()
+        self._ready.add(index)
+        while self._next in self._ready:
+            self._ready.discard(self._next)
+            if self._thread is not None:
+                self._queue.put(self._next)
+            else:
+                self._feed(self._next)
+            self._next += 1
+        self._raise()
+
+    def _stop(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def finish(self, n_chunks: int, out: Path, sources: list["SourceSpec"], cfg: BuildConfig) -> dict[str, Any]:
+        """Write the rest of the corpus from the ``n_chunks`` chunks, commit it to ``out`` and
+        remove ``partial``; returns the manifest (the JSON document of ``manifest.json``).
+
+        Raises:
+            RuntimeError: a chunk below ``n_chunks`` was never made ready (a bug).
+            the exception consolidating a chunk raised.
+        """
+        t0 = time.perf_counter()
+        if self._next != n_chunks or self._ready:
+            raise RuntimeError(f"consolidation: {self._next} of {n_chunks} chunks ready in order")
+        self._stop()
+        self._raise()
+        self._closed = True
+        self._streamed.close()
+        acct = self.acct
+        chunks = [chunk_folder(self.partial, i) for i in range(n_chunks)]
+        _read_items(chunks, acct)
+        _write_rejects(self.staging, chunks, _drop_duplicates(acct), acct)
+        manifest = corpus_mod.finish_corpus(self.staging, _manifest(acct, sources, cfg))
+        corpus_mod.commit_corpus(self.staging, out)
+        shutil.rmtree(self.partial, ignore_errors=True)
+        self.tail_s = time.perf_counter() - t0
+        return manifest
+
+    def abort(self) -> None:
+        """Stop the background writer and close its files without writing more (no-op after
+        :meth:`finish`)."""
+        if self._closed:
+            return
+        self._error = self._error or RuntimeError("consolidation aborted")
+        self._stop()
+        self._closed = True
+        self._streamed.close(self._error)
 
 
 def _read_items(chunks: list[Path], acct: Accounting) -> None:
@@ -196,18 +312,12 @@ def _manifest(acct: Accounting, sources: list["SourceSpec"], cfg: BuildConfig) -
 def consolidate(partial: Path, n_chunks: int, out: Path, sources: list["SourceSpec"],
                 cfg: BuildConfig) -> dict[str, Any]:
     """Write the corpus from the ``n_chunks`` chunks of ``partial``, commit it to ``out`` and
-    remove ``partial``; returns the manifest (the JSON document of ``manifest.json``)."""
-    staging = partial / "corpus"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    chunks = [chunk_folder(partial, i) for i in range(n_chunks)]
-    acct = Accounting()
-    image_split = _write_images(staging, chunks, acct)
-    for task in schemas.TASK_TABLES:
-        _write_task(staging, chunks, task, image_split, acct)
-    _read_items(chunks, acct)
-    _write_rejects(staging, chunks, _drop_duplicates(acct), acct)
-    manifest = corpus_mod.finish_corpus(staging, _manifest(acct, sources, cfg))
-    corpus_mod.commit_corpus(staging, out)
-    shutil.rmtree(partial, ignore_errors=True)
-    return manifest
+    remove ``partial``; returns the manifest (the JSON document of ``manifest.json``). The
+    same as a :class:`Consolidation` fed every chunk, in this thread."""
+    c = Consolidation(partial, background=False)
+    try:
+        for i in range(n_chunks):
+            c.ready(i)
+        return c.finish(n_chunks, out, sources, cfg)
+    finally:
+        c.abort()

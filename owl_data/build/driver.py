@@ -13,7 +13,10 @@ Where the work runs (:mod:`owl_data.build.executor`): this process runs the sour
 record the worker expands by reading and decoding its own files) goes to the executor --
 this process, a local pool or Ray tasks -- and comes back, in order, as scene results, the
 loader's Rejects and the files read. At most a few items per worker are in flight, across
-chunk boundaries, and a chunk is written as soon as its last result is in.
+chunk boundaries, and a chunk is written as soon as its last result is in; a background
+thread streams the chunks, in order, into the corpus's Parquet shards
+(:class:`~owl_data.build.accounting.Consolidation`), so only the rejects and the manifest
+are left when the last scene is done.
 
 ``out`` is checked before anything is created (:mod:`owl_data.fs`): the build never
 replaces a folder that is not an empty folder or an Owl-VL corpus, nor one inside or holding
@@ -49,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from owl_data.build.accounting import consolidate as _consolidate
+from owl_data.build.accounting import Consolidation
 from owl_data.build.chunks import batches, chunk_folder, chunk_reusable, save_chunk
 from owl_data.build.content_key import code_versions, records_key
 from owl_data.build.executor import (SCENE_ERRORS, Executor, WorkResult, guarded_process_scene, in_flight_limit,
@@ -95,7 +98,9 @@ class BuildReport:
     """What a build wrote: the manifest (the JSON document of ``manifest.json``) and the output folder.
 
     ``timings``: ``executor`` (its name), ``workers``, ``startup_s`` (starting the pool or the
-    Ray cluster, apart from the work) and ``chunks_s`` (processing every chunk), in seconds.
+    Ray cluster, apart from the work), ``chunks_s`` (processing every chunk, the streamed
+    consolidation overlapping it) and ``consolidate_tail_s`` (the consolidation left after the
+    last chunk: its queue, the rejects, the manifest, the commit), in seconds.
     """
 
     out: Path
@@ -140,6 +145,12 @@ class DiskFullError(OSError):
             return f"no space left on device (before {self.partial} was made): free space and rerun"
         return (f"no space left on device: the unfinished build is left in {self.partial}; free space and "
                 f"rerun the same command to resume from it, or remove it: rm -rf {shlex.quote(str(self.partial))}")
+
+
+def _consolidate(cons: Consolidation, n_chunks: int, out: Path, sources: list[SourceSpec],
+                 cfg: BuildConfig) -> dict[str, Any]:
+    """The last step: :meth:`Consolidation.finish` (the manifest it commits)."""
+    return cons.finish(n_chunks, out, sources, cfg)
 
 
 def partial_folder(out: Path) -> Path:
@@ -201,23 +212,25 @@ class _Chunk:
         return len(results)
 
 
-def _take(ex: Executor, flight: deque, progress: Progress | None) -> None:
-    """Wait for the oldest item in flight; write its chunk when that was the chunk's last."""
+def _take(ex: Executor, flight: deque, progress: Progress | None, cons: Consolidation) -> None:
+    """Wait for the oldest item in flight; write its chunk when that was the chunk's last and
+    hand it to the consolidation."""
     chunk, pos, handle = flight.popleft()
     chunk.done[pos] = ex.result(handle)
     chunk.waiting -= 1
     if chunk.waiting == 0:
         n = chunk.save()
+        cons.ready(chunk.index)
         if progress:
             progress("scenes", n)
 
 
 def _build_chunks(sources: list[SourceSpec], cfg: BuildConfig, partial: Path, spec_hash: str,
-                  progress: Progress | None, ex: Executor) -> int:
+                  progress: Progress | None, ex: Executor, cons: Consolidation) -> int:
     """Process every scene into chunks (reusing those whose content key and input files
     match) on ``ex``, keeping at most :func:`in_flight_limit` items in flight across chunk
-    boundaries; results are taken back in order and each chunk written when complete. The
-    number of chunks."""
+    boundaries; results are taken back in order and each chunk written when complete and
+    handed to ``cons`` (as is each reused chunk). The number of chunks."""
     flight: deque = deque()
     limit = in_flight_limit(ex.workers)
     n_chunks = 0
@@ -225,6 +238,7 @@ def _build_chunks(sources: list[SourceSpec], cfg: BuildConfig, partial: Path, sp
         n_chunks = i + 1
         chunk = _Chunk(i, chunk_folder(partial, i), records_key(records, context=spec_hash), records)
         if chunk_reusable(chunk.folder, chunk.key, cfg.max_file_bytes):
+            cons.ready(i)
             if progress:
                 progress("resumed", sum(not isinstance(r, Reject) for r in records))
             continue
@@ -233,25 +247,26 @@ def _build_chunks(sources: list[SourceSpec], cfg: BuildConfig, partial: Path, sp
         chunk.waiting = len(work)
         if not work:
             chunk.save()
+            cons.ready(i)
         for pos, rec in work:
             while flight and (len(flight) >= limit or ex.ready(flight[0][2])):  # finished chunks written at once
-                _take(ex, flight, progress)
+                _take(ex, flight, progress, cons)
             flight.append((chunk, pos, ex.submit(rec)))
         while flight and ex.ready(flight[0][2]):
-            _take(ex, flight, progress)
+            _take(ex, flight, progress, cons)
     while flight:
-        _take(ex, flight, progress)
+        _take(ex, flight, progress, cons)
     return n_chunks
 
 
 def _run_chunks(sources: list[SourceSpec], cfg: BuildConfig, partial: Path, spec_hash: str,
-                progress: Progress | None) -> tuple[int, dict[str, Any]]:
+                progress: Progress | None, cons: Consolidation) -> tuple[int, dict[str, Any]]:
     """:func:`_build_chunks` on the executor ``cfg`` names, started once and closed after;
     (the number of chunks, the timings of :class:`BuildReport`)."""
     ex = make_executor(cfg)
     try:
         t0 = time.perf_counter()
-        n_chunks = _build_chunks(sources, cfg, partial, spec_hash, progress, ex)
+        n_chunks = _build_chunks(sources, cfg, partial, spec_hash, progress, ex, cons)
         timings = {"executor": cfg.executor, "workers": ex.workers, "startup_s": round(ex.startup_s, 3),
                    "chunks_s": round(time.perf_counter() - t0, 3)}
     finally:
@@ -288,8 +303,13 @@ def run_build(
     try:
         with output_lock(out):  # one build of `out` at a time: its partial folder and the commit
             partial, spec_hash = _open_partial(out, sources, cfg)
-            n_chunks, timings = _run_chunks(sources, cfg, partial, spec_hash, progress)
-            manifest = _consolidate(partial, n_chunks, out, sources, cfg)
+            cons = Consolidation(partial)  # streams each finished chunk into the corpus
+            try:
+                n_chunks, timings = _run_chunks(sources, cfg, partial, spec_hash, progress, cons)
+                manifest = _consolidate(cons, n_chunks, out, sources, cfg)
+                timings["consolidate_tail_s"] = round(cons.tail_s, 3)
+            finally:
+                cons.abort()  # a failed or killed build: stop the writer thread, close its files
     except OSError as exc:
         if exc.errno == errno.ENOSPC or "No space left on device" in str(exc):  # pyarrow's carry no errno
             raise DiskFullError(partial_folder(out)) from exc

@@ -87,7 +87,8 @@ def build(
     t = report.timings
     if t:
         console.print(f"[dim]executor {t['executor']} with {t['workers']} worker(s): start-up {t['startup_s']:.2f} s, "
-                      f"scenes {t['chunks_s']:.2f} s[/]", highlight=False)
+                      f"scenes {t['chunks_s']:.2f} s, then {t.get('consolidate_tail_s', 0.0):.2f} s to commit[/]",
+                      highlight=False)
 
 
 def _build_inputs(source: list[str], config: Optional[Path], overrides: dict[str, object],

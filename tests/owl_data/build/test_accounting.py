@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from owl_data.build.accounting import consolidate
 from owl_data.build.chunks import batches, chunk_folder, chunk_reusable, read_rows, row_items, save_chunk
@@ -81,3 +82,56 @@ def test_an_item_kept_in_one_chunk_and_rejected_in_another_leaves_no_reject_row(
     m, rejects = _consolidate(tmp_path, [[_result(["a"], {"r1": "a"})], [rejected]])
     assert rejects == {"d": "no_rows"}
     assert (m["sources"]["s"]["items_kept"], m["sources"]["s"]["items_rejected"]) == (1, 1)
+
+
+def _chunks_on_disk(partial: Path, n: int) -> None:
+    for i in range(n):
+        folder = chunk_folder(partial, i)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        rows = {f"r{i}": f"i{i}", f"r{(i + 1) % n}": f"j{i}"}  # every row id but one comes twice
+        save_chunk(folder, [_result([f"i{i}", f"j{i}"], rows)], [Reject("s", f"z{i}", "read", "bad")], key=str(i))
+
+
+def _shard_bytes(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*.parquet"))}
+
+
+def test_streamed_consolidation_out_of_order_equals_the_batch_one(tmp_path):
+    """Chunks made ready in any order, consolidated on the background thread, give the same
+    shard bytes and manifest as consolidating every chunk after the last."""
+    from owl_data.build.accounting import Consolidation
+
+    n = 6
+    _chunks_on_disk(tmp_path / "a", n)
+    _chunks_on_disk(tmp_path / "b", n)
+    batch = consolidate(tmp_path / "a", n, tmp_path / "out_a", [SourceSpec("s", "/x")], BuildConfig())
+    c = Consolidation(tmp_path / "b")
+    for i in (2, 0, 1, 5, 3, 4):
+        c.ready(i)
+    streamed = c.finish(n, tmp_path / "out_b", [SourceSpec("s", "/x")], BuildConfig())
+    assert streamed["fingerprint"] == batch["fingerprint"] and streamed["sources"] == batch["sources"]
+    assert _shard_bytes(tmp_path / "out_a") == _shard_bytes(tmp_path / "out_b")
+    assert batch["sources"]["s"]["items_read"] == 3 * n and not (tmp_path / "b").exists()
+
+
+def test_streamed_consolidation_raises_a_chunk_failure_and_aborts_cleanly(tmp_path):
+    from owl_data.build.accounting import Consolidation
+
+    _chunks_on_disk(tmp_path, 3)
+    (chunk_folder(tmp_path, 1) / "caption.arrow").write_bytes(b"not arrow")  # damaged after it was written
+    c = Consolidation(tmp_path)
+    import pyarrow as pa
+
+    with pytest.raises(pa.ArrowInvalid):  # the thread's error, raised in the driver's thread
+        for i in range(3):
+            c.ready(i)
+        c.finish(3, tmp_path / "out", [SourceSpec("s", "/x")], BuildConfig())
+    c.abort()
+    assert c._thread is not None and not c._thread.is_alive()  # the writer thread is stopped
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(RuntimeError, match="2 of 3 chunks ready in order"):
+        (tmp_path / "fresh").mkdir()
+        d = Consolidation(tmp_path / "fresh")
+        d.ready(0)
+        d.ready(1)
+        d.finish(3, tmp_path / "out", [SourceSpec("s", "/x")], BuildConfig())

@@ -292,3 +292,18 @@ def test_masks_are_crops_of_their_boxes_and_the_worker_decodes(tmp_path):
     assert by["7"].offset == (0, 0) and np.array_equal(by["7"].mask, inst == 7)  # spans the frame
     # a box at the top-left corner is a crop at (0, 0), not a full frame
     assert (by["20:0"].offset, by["20:0"].mask.shape) == ((0, 0), (2, 1)) and by["20:0"].mask.all()
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.int64, np.uint8])
+def test_renumber_equals_numpy_unique(dtype):
+    from owl_data.sources.cityscapes import _renumber
+
+    rng = np.random.default_rng(3)
+    inst = rng.choice(np.array([0, 7, 24, 26001, 26002, 33000], np.int64) % np.iinfo(dtype).max, size=(9, 13))
+    inst = inst.astype(dtype)
+    uniq, inverse = np.unique(inst, return_inverse=True)
+    got_u, got_l = _renumber(inst)
+    assert np.array_equal(got_u, uniq) and np.array_equal(got_l, inverse.reshape(inst.shape) + 1)
+    neg = inst.astype(np.int64) - 5  # negative values take np.unique's path
+    u2, l2 = _renumber(neg)
+    assert np.array_equal(u2, np.unique(neg)) and l2.min() == 1 and l2.max() == u2.size
