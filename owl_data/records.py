@@ -258,12 +258,15 @@ class DeferredScene:
             files the loader reads must be in them.
         item: the accounting key rejected (``processing_error``) when the loader cannot run
             at all (it raises or its process dies every time); a Cityscapes frame's ``source_path``.
+        pixels: width * height of the frame from its header (0 when unknown): what the build's
+            chunks are sized by (``BuildConfig.chunk_pixels``).
     """
 
     source: str
     loader: str
     args: tuple[Any, ...]
     item: str
+    pixels: int = 0
 
 
 def expand_deferred(record: DeferredScene) -> list["Scene | Reject"]:

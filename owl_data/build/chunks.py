@@ -1,6 +1,7 @@
 """Resumable build chunks: the build's private work state in ``.<out>.partial/chunks/NNNNNN/``.
 
-A chunk holds what a run of ``chunk_scenes`` scenes produced, so a killed build resumes
+A chunk holds what a run of at most ``chunk_scenes`` scenes (fewer once their images reach
+``chunk_pixels`` pixels: chunks sized by work) produced, so a killed build resumes
 where it stopped: one Arrow IPC file per table (``images``, ``image_refs``, the task tables,
 ``rejects``), ``row_items.json`` (the item key of each task row), ``accounting.json`` (per
 source: the items read and kept), ``inputs.json`` (``[path, sha256]`` of every file its scenes
@@ -41,7 +42,7 @@ from owl_data.records import DeferredScene, Record, Reject, Scene
 if TYPE_CHECKING:
     from owl_data.build.scene import SceneResult
 
-__all__ = ["CHUNK_KEY", "INPUTS", "inputs_unchanged", "batches", "chunk_folder", "save_chunk", "chunk_reusable", "read_rows", "row_items",
+__all__ = ["CHUNK_KEY", "INPUTS", "inputs_unchanged", "batches", "scene_pixels", "chunk_folder", "save_chunk", "chunk_reusable", "read_rows", "row_items",
            "read_accounting", "reject_row"]
 
 CHUNK_KEY = "content_key.txt"
@@ -50,18 +51,29 @@ INPUTS = "inputs.json"
 """The file of a chunk listing ``[path, digest]`` of the files its scenes read."""
 
 
-def batches(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
-    """The records in runs of ``size`` scenes (a DeferredScene counts as one; a source's
-    Rejects ride with the scenes around them)."""
+def scene_pixels(r: Scene | DeferredScene) -> int:
+    """Width * height of a scene's image as its record states it (a Scene's declared size, a
+    DeferredScene's header ``pixels``); 0 when unknown."""
+    if isinstance(r, DeferredScene):
+        return max(int(r.pixels), 0)
+    size = r.ref.declared_size
+    return int(size[0]) * int(size[1]) if size else 0
+
+
+def batches(records: Iterator[Record], size: int, max_pixels: int | None = None) -> Iterator[list[Record]]:
+    """The records in runs of ``size`` scenes, a run ending early once its scenes' pixels
+    (:func:`scene_pixels`) reach ``max_pixels`` (a DeferredScene counts as one scene; a
+    source's Rejects ride with the scenes around them; every run holds at least one scene)."""
     buf: list[Record] = []
-    n_scenes = 0
+    n_scenes = pixels = 0
     for r in records:
         buf.append(r)
         if isinstance(r, (Scene, DeferredScene)):
             n_scenes += 1
-            if n_scenes >= size:
+            pixels += scene_pixels(r)
+            if n_scenes >= size or (max_pixels is not None and pixels >= max_pixels):
                 yield buf
-                buf, n_scenes = [], 0
+                buf, n_scenes, pixels = [], 0, 0
     if buf:
         yield buf
 

@@ -35,7 +35,12 @@ class BuildConfig:
             ``ray`` (Ray tasks, :mod:`owl_data.build.executor`); the corpus does not depend on it.
         ray_address: the Ray cluster to join (``auto``, ``ray://host:10001``); None starts a
             local Ray. Only with ``executor: ray``; the corpus does not depend on it.
-        chunk_scenes: scenes per resumable work unit.
+        chunk_scenes: scenes per resumable work unit, at most.
+        chunk_pixels: pixels per resumable work unit (header width * height of its scenes'
+            images, where the reader knows them): a chunk ends at ``chunk_scenes`` scenes or
+            once it reaches this many pixels, so chunks of large frames hold fewer scenes and
+            the scenes a driver holds at once stay bounded by size. Default 2**25 (16 frames of
+            2048x1024).
         max_image_pixels: header width * height limit; bigger images are rejected.
         max_file_bytes: size limit of an image file (frames and label maps), checked before
             it is read; a bigger file is rejected (``file_too_large``). Default 256 MiB.
@@ -53,6 +58,7 @@ class BuildConfig:
     val_percent: int = 20
     workers: int = 1
     chunk_scenes: int = 16
+    chunk_pixels: int = 1 << 25
     max_image_pixels: int = 64_000_000
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     reencode_format: str = "png"
@@ -113,7 +119,7 @@ EXECUTORS = ("local", "ray")
 """The values of :attr:`BuildConfig.executor`."""
 
 _RANGES: dict[str, tuple[int, int | None]] = {
-    "seed": (0, None), "val_percent": (0, 100), "workers": (1, None), "chunk_scenes": (1, None),
+    "seed": (0, None), "val_percent": (0, 100), "workers": (1, None), "chunk_scenes": (1, None), "chunk_pixels": (1, None),
     "max_image_pixels": (1, None), "max_file_bytes": (1, None), "max_reasoning": (0, None),
 }
 """Integer fields of :class:`BuildConfig` -> (lowest, highest or None) allowed value."""

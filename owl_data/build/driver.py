@@ -234,7 +234,7 @@ def _build_chunks(sources: list[SourceSpec], cfg: BuildConfig, partial: Path, sp
     flight: deque = deque()
     limit = in_flight_limit(ex.workers)
     n_chunks = 0
-    for i, records in enumerate(batches(_records(sources, cfg), cfg.chunk_scenes)):
+    for i, records in enumerate(batches(_records(sources, cfg), cfg.chunk_scenes, cfg.chunk_pixels)):
         n_chunks = i + 1
         chunk = _Chunk(i, chunk_folder(partial, i), records_key(records, context=spec_hash), records)
         if chunk_reusable(chunk.folder, chunk.key, cfg.max_file_bytes):

@@ -224,7 +224,7 @@ def _read_frame(root: Path, split: str, city: str, name: str, source_path: str, 
 
     maps = ((str(inst_path), inst_rel), (str(label_path), label_rel) if label_path is not None else None)
     yield DeferredScene(source, LOADER, (source, source_path, split, shown(city), str(image_path), maps,
-                                         (width, height), limits), item=source_path)
+                                         (width, height), limits), item=source_path, pixels=width * height)
 
 
 LOADER = "owl_data.sources.cityscapes:load_frame"

@@ -41,6 +41,19 @@ def test_batches_count_scenes_and_carry_rejects_along():
     assert [len(b) for b in batches(iter(recs), 2)] == [3, 1]
 
 
+def test_chunks_end_at_their_scene_count_or_their_pixels():
+    from owl_data.records import DeferredScene
+
+    big = [DeferredScene("s", "m:f", (k,), item=f"f{k}", pixels=2048 * 1024) for k in range(5)]
+    small = [Scene(ref=ImageRef("s", Path(f"/x/{k}.png"), f"{k}.png", "g", declared_size=(64, 32))) for k in range(5)]
+    unknown = [_scene(k) for k in range(5)]
+    two_frames = 2 * 2048 * 1024
+    assert [len(b) for b in batches(iter(big), 16, two_frames)] == [2, 2, 1]  # 2 frames reach the bound
+    assert [len(b) for b in batches(iter(small), 3, two_frames)] == [3, 2]    # the scene count ends them
+    assert [len(b) for b in batches(iter(unknown), 4, 1)] == [4, 1]           # no size known: scenes only
+    assert [len(b) for b in batches(iter(big), 16, 1)] == [1] * 5             # at least one scene each
+
+
 def test_a_chunk_reads_back_and_is_reused_only_under_its_key(tmp_path):
     folder = chunk_folder(tmp_path, 0)
     folder.parent.mkdir(parents=True)
