@@ -301,10 +301,9 @@ def _box_bbox(g: Box, o: int, declared: tuple[int, int],
 
 def _mask_array(g: MaskArray, raw: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
     """(bool crop, offset) of a MaskArray, checked to be a 2-D crop inside the raw (W, H) frame."""
-    m = np.asarray(g.mask, dtype=bool)
+    m, off = np.asarray(g.mask, dtype=bool), (0, 0) if g.offset is None else tuple(g.offset)
     if m.ndim != 2 or g.offset is None and m.shape != (raw[1], raw[0]):
         raise GeometryError("size_mismatch", f"mask {m.shape[::-1]} on a {raw} image")
-    off = (0, 0) if g.offset is None else tuple(g.offset)
     ok = len(off) == 2 and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in off)
     if not ok or min(off) < 0 or off[0] + m.shape[1] > raw[0] or off[1] + m.shape[0] > raw[1]:
         raise GeometryError("size_mismatch", f"mask {m.shape[::-1]} at {off!r} outside a {raw} image")
