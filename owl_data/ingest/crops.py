@@ -10,7 +10,7 @@ import numpy as np
 
 from owl_data.ingest.orientation import ORIENTATIONS, transform_mask
 
-__all__ = ["mask_bbox", "transform_crop", "tight_crop", "window"]
+__all__ = ["mask_bbox", "renumber", "transform_crop", "tight_crop", "window"]
 
 
 def mask_bbox(mask: np.ndarray, offset: tuple[int, int] = (0, 0),
@@ -75,3 +75,20 @@ def window(mask: np.ndarray, offset: tuple[int, int], c1: int, r1: int, c2: int,
     if a1 < a2 and b1 < b2:
         out[b1 - r1 : b2 - r1, a1 - c1 : a2 - c1] = mask[b1 - y0 : b2 - y0, a1 - x0 : a2 - x0]
     return out
+
+
+def renumber(inst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(values ascending, (H, W) labels 1..n): each pixel's value replaced by its rank + 1.
+
+    The same as ``np.unique(inst, return_inverse=True)`` (plus one), found in linear time with
+    ``np.bincount`` and a lookup table when the values are small non-negative integers (16-bit
+    label maps such as Cityscapes' instanceIds); other maps take ``np.unique``.
+    """
+    if inst.size and inst.dtype.kind in "iu" and int(inst.min()) >= 0 and int(inst.max()) < 1 << 20:
+        flat = inst.ravel()
+        uniq = np.flatnonzero(np.bincount(flat))
+        lut = np.zeros(int(uniq[-1]) + 1, np.int32)
+        lut[uniq] = np.arange(1, uniq.size + 1, dtype=np.int32)
+        return uniq.astype(inst.dtype), lut[inst]
+    uniq, inverse = np.unique(inst, return_inverse=True)
+    return uniq, inverse.reshape(inst.shape) + 1

@@ -82,6 +82,7 @@ from PIL import Image
 from scipy import ndimage
 
 from owl_data.errors import RejectError
+from owl_data.ingest.crops import renumber
 from owl_data.ingest.files import FileProblem, open_regular, read_recorded, read_regular
 from owl_data.ingest.numbers import pixel_int
 from owl_data.records import DeferredScene, ImageRef, Instance, MaskArray, Record, Reject, Scene, iter_expanded
@@ -325,30 +326,13 @@ def _crop(region: np.ndarray, sl: tuple[slice, slice]) -> MaskArray:
     return MaskArray(np.ascontiguousarray(region), (int(x0), int(y0)))
 
 
-def _renumber(inst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(values ascending, (H, W) labels 1..n): each pixel's value replaced by its rank + 1.
-
-    The same as ``np.unique(inst, return_inverse=True)`` (plus one), found in linear time with
-    ``np.bincount`` and a lookup table when the values are small non-negative integers (16-bit
-    instanceIds maps); other maps take ``np.unique``.
-    """
-    if inst.size and inst.dtype.kind in "iu" and int(inst.min()) >= 0 and int(inst.max()) < 1 << 20:
-        flat = inst.ravel()
-        uniq = np.flatnonzero(np.bincount(flat))
-        lut = np.zeros(int(uniq[-1]) + 1, np.int32)
-        lut[uniq] = np.arange(1, uniq.size + 1, dtype=np.int32)
-        return uniq.astype(inst.dtype), lut[inst]
-    uniq, inverse = np.unique(inst, return_inverse=True)
-    return uniq, inverse.reshape(inst.shape) + 1
-
-
 def _instances(inst: np.ndarray, source_path: str, source: str) -> tuple[list[Instance], list[str], list[Reject]]:
     """Instances, item keys and group/unknown rejects of one (H, W) instanceIds map.
 
     Masks are crops of each region's bounding box (:func:`_crop`), found in one pass over the
     map (``scipy.ndimage.find_objects`` over the map's values renumbered 1..n).
     """
-    uniq, labels = _renumber(inst)
+    uniq, labels = renumber(inst)
     values = [int(v) for v in uniq]
     boxes = dict(zip(values, ndimage.find_objects(labels)))
 

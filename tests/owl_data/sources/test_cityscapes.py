@@ -296,7 +296,7 @@ def test_masks_are_crops_of_their_boxes_and_the_worker_decodes(tmp_path):
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.int64, np.uint8])
 def test_renumber_equals_numpy_unique(dtype):
-    from owl_data.sources.cityscapes import _renumber
+    from owl_data.ingest.crops import renumber as _renumber
 
     rng = np.random.default_rng(3)
     inst = rng.choice(np.array([0, 7, 24, 26001, 26002, 33000], np.int64) % np.iinfo(dtype).max, size=(9, 13))
