@@ -30,5 +30,6 @@ def show(
     for t, why in rep.skipped.items():
         console.print(f"[yellow]--where does not apply to {t}, skipped:[/] {why}", soft_wrap=True)
     shown = ", ".join(f"{t}: {n}" for t, n in rep.rows.items()) or "none"
-    out_console.print(f"rows shown: {shown}; thumbnails: {rep.thumbnails}; missing images: {rep.missing_images}")
+    out_console.print(f"rows shown: {shown}; thumbnails: {rep.thumbnails}; zooms: {rep.zooms}; "
+                      f"missing images: {rep.missing_images}")
     out_console.print(f"open {rep.index}", soft_wrap=True)

@@ -2,11 +2,15 @@
 
 The page (``index.html``) is self-contained: inline CSS and JavaScript, no external resource.
 Beside it, ``thumbs/<image_id>.png`` holds one thumbnail per image, made with Pillow from the
-``images`` table's bytes and scaled so that its longer side is :data:`THUMB_PX` pixels.
+``images`` table's bytes and scaled so that its longer side is :data:`THUMB_PX` pixels, and
+``zooms/<image_id>_<x0>_<y0>_<side>.png`` the zoom of each row with a point: the square of the
+full-resolution image around the point (:mod:`owl_data.corpus.gallery_images`: 1/6 of the shorter side, at
+least 96 px, clamped inside the image), its own pixels, shown upscaled to the thumbnail's height.
 
 Each row is a card: the thumbnail with an SVG overlay in the thumbnail's pixel frame (the
-target box as a cyan rectangle, the point as a filled magenta circle), and the row's turns
-beside it. Geometry is stored normalised to [0, 1] in the stored upright image's frame
+target box as a cyan rectangle, the point as a filled magenta circle), the zoom with the box's
+outline and a crosshair that leaves the point itself clear (``data-crop="x0,y0,side"``), and the
+row's turns beside it. Geometry is stored normalised to [0, 1] in the stored upright image's frame
 (DESIGN.md "Corpus layout"), and the thumbnail is a uniform scaling of that frame, so a point
 (x, y) is drawn at (x * w, y * h) for a thumbnail of w x h pixels. Every point marker carries
 ``data-x``/``data-y`` (the stored normalised point) so a browser test can find it.
@@ -34,7 +38,6 @@ known place in the viewport: the first card's thumbnail has its top-left corner 
 from __future__ import annotations
 
 import html
-import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -44,11 +47,11 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
-from PIL import Image, ImageOps
 
 from owl_data.corpus import schema as schemas
 from owl_data.corpus.predicate import predicate_problem
 from owl_data.corpus.read import CorpusReader
+from owl_data.corpus.gallery_images import ZoomCrop, write_images, zoom_overlay
 from owl_data.errors import FieldError
 from owl_data.fs import OutputKind, check_out, json_marker, staged
 
@@ -61,7 +64,7 @@ HEADER_PX = 56  # height of the filter bar at the top of the page
 GAP_PX = 12  # padding of the card grid and gap between cards
 CARD_PAD_PX = 10  # padding inside a card
 CARD_BORDER_PX = 1  # border of a card
-CARD_W_PX = 760  # width of a card (thumbnail + text column)
+CARD_W_PX = 1040  # width of a card (thumbnail + zoom + text column)
 POINT_COLOUR = "#ff00ff"  # point marker fill
 BOX_COLOUR = "#00e5ff"  # target box stroke
 POINT_R_PX = 6  # point marker radius (a white edge inside, a black ring 2 px outside)
@@ -70,7 +73,8 @@ GALLERY_MARKER = ".owl-gallery"
 GALLERY_FORMAT = "owl-gallery/1"
 GALLERY_OUT = OutputKind(what="an Owl-VL gallery", marker=GALLERY_MARKER,
                          recognise=json_marker(lambda d: d.get("format") == GALLERY_FORMAT),
-                         owned=lambda name: name in (GALLERY_MARKER, "index.html", "thumbs"), example="gallery")
+                         owned=lambda name: name in (GALLERY_MARKER, "index.html", "thumbs", "zooms"),
+                         example="gallery")
 
 # Per task: the SQL projection onto the gallery's common columns (over the table's own columns).
 _COLUMNS = "id, image_id, source, split, conversations, px, py, bbox, category, kind, generator, answers, expression"
@@ -131,6 +135,7 @@ class GalleryReport:
         index: path of ``index.html``.
         rows: rows shown per task.
         thumbnails: thumbnails written.
+        zooms: rows shown with a zoom around their point.
         missing_images: rows whose image is absent from ``images`` or cannot be decoded.
         skipped: task -> why ``where`` did not apply to it (only when no task was named).
     """
@@ -138,6 +143,7 @@ class GalleryReport:
     index: Path
     rows: dict[str, int] = field(default_factory=dict)
     thumbnails: int = 0
+    zooms: int = 0
     missing_images: int = 0
     skipped: dict[str, str] = field(default_factory=dict)
 
@@ -206,43 +212,6 @@ def _query_rows(reader: CorpusReader, cfg: GalleryConfig, report: GalleryReport)
     return out
 
 
-def _thumbnail(data: bytes, width: int, height: int, side: int) -> Image.Image | None:
-    """The stored image scaled uniformly to a longer side of ``side`` px; None if undecodable."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            if im.size != (width, height):
-                im = ImageOps.exif_transpose(im)
-            if im.size != (width, height):
-                return None
-            rgb = im.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return None
-    s = side / max(width, height)
-    size = (max(1, round(width * s)), max(1, round(height * s)))
-    return rgb.resize(size, Image.Resampling.LANCZOS)
-
-
-def _write_thumbs(reader: CorpusReader, ids: list[str], out: Path, side: int) -> dict[str, tuple[int, int]]:
-    """Write ``thumbs/<image_id>.png`` for the given ids; returns id -> thumbnail (w, h)."""
-    if not ids:
-        return {}
-    table = reader.read_images(ids, ["image_id", "bytes", "width", "height"]).sort_by("image_id")
-    if not table.num_rows:
-        return {}
-    (out / "thumbs").mkdir(parents=True, exist_ok=True)
-    sizes: dict[str, tuple[int, int]] = {}
-    for image_id, data, w, h in zip(*(table.column(c).to_pylist() for c in ("image_id", "bytes", "width", "height"))):
-        if image_id in sizes or not re.fullmatch(r"[0-9a-f]{8,128}", image_id):
-            continue
-        thumb = _thumbnail(data, w, h, side)
-        if thumb is None:
-            continue
-        thumb.save(out / "thumbs" / f"{image_id}.png", format="PNG")
-        sizes[image_id] = thumb.size
-    return sizes
-
-
 def _esc(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
@@ -271,14 +240,24 @@ def _overlay(row: dict[str, Any], w: int, h: int) -> str:
             + "".join(parts) + "</svg>")
 
 
-def _card(task: str, row: dict[str, Any], size: tuple[int, int] | None, side: int) -> str:
+def _zoom(row: dict[str, Any], crop: ZoomCrop, full: tuple[int, int], h: int) -> str:
+    """The zoom beside a thumbnail of height ``h``: the crop's PNG shown ``h`` x ``h`` with its marks."""
+    name = f'{_esc(row["image_id"])}_{crop.x0}_{crop.y0}_{crop.side}'
+    marks = zoom_overlay(crop, row["px"], row["py"], *full, row["bbox"], h)
+    return (f'<div class="fig zoom" style="width:{h}px;height:{h}px" data-crop="{crop.x0},{crop.y0},{crop.side}">'
+            f'<img src="zooms/{name}.png" width="{h}" height="{h}" alt="zoom">{marks}</div>')
+
+
+def _card(task: str, row: dict[str, Any], size: tuple[int, int] | None, side: int,
+          zoom: tuple[ZoomCrop, tuple[int, int]] | None = None) -> str:
+    """One row's card; ``zoom`` = (crop, full image (w, h)) for a row with a point."""
     if size is None:
         fig = f'<div class="fig missing" style="width:{side}px;height:{side // 2}px">image missing</div>'
     else:
         w, h = size
         fig = (f'<div class="fig" style="width:{w}px;height:{h}px">'
                f'<img src="thumbs/{_esc(row["image_id"])}.png" width="{w}" height="{h}" alt="">'
-               f'{_overlay(row, w, h)}</div>')
+               f'{_overlay(row, w, h)}</div>') + (_zoom(row, zoom[0], zoom[1], h) if zoom else "")
     turns = "".join(f'<p class="turn {_esc(t.get("role"))}"><b>{_esc(t.get("role"))}</b> {_text(t.get("content") or "")}</p>'
                     for t in row["conversations"] or [])
     meta = [task, row["source"], row["split"], row["kind"], row["category"]]
@@ -313,6 +292,9 @@ background:#fff;align-items:flex-start}}
 .fig{{position:relative;flex:none;margin:0;padding:0;background:#ddd}}
 .fig img{{display:block;width:100%;height:100%}}
 .fig svg{{position:absolute;left:0;top:0;width:100%;height:100%;overflow:visible}}
+.zoom img{{image-rendering:pixelated}} .zoom svg{{overflow:hidden}}
+.zoom .box,.cross,.cross-halo{{vector-effect:non-scaling-stroke;fill:none}}
+.cross{{stroke:{POINT_COLOUR};stroke-width:2}} .cross-halo{{stroke:#000;stroke-width:4}}
 .fig.missing{{display:flex;align-items:center;justify-content:center;color:#900}}
 .box{{fill:none;stroke:{BOX_COLOUR};stroke-width:2}}
 .pt{{fill:{POINT_COLOUR};stroke:#fff;stroke-width:2}} .pt-ring{{fill:none;stroke:#000;stroke-width:1.5}}
@@ -371,10 +353,10 @@ def write_gallery(corpus: Path, out: Path, cfg: GalleryConfig | None = None) -> 
     report = GalleryReport(index=out / "index.html")
     rows = _query_rows(reader, cfg, report)
     with staged(out) as staging:
-        sizes = _write_thumbs(reader, sorted({r["image_id"] for _, r in rows}), staging, cfg.thumb_px)
-        report.thumbnails = len(sizes)
+        sizes, zooms = write_images(reader, rows, staging, cfg.thumb_px)
+        report.thumbnails, report.zooms = len(sizes), len(zooms)
         report.missing_images = sum(1 for _, r in rows if r["image_id"] not in sizes)
-        cards = "".join(_card(t, r, sizes.get(r["image_id"]), cfg.thumb_px) for t, r in rows)
+        cards = "".join(_card(t, r, sizes.get(r["image_id"]), cfg.thumb_px, zooms.get(i)) for i, (t, r) in enumerate(rows))
         filters = "".join(_select(k, sorted({str(v) for t, r in rows if (v := (t if k == "task" else r[k]))}))
                           for k in ("task", "source", "split", "category"))
         title = f"Owl-VL gallery: {corpus.name}"

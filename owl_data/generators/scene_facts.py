@@ -27,8 +27,13 @@ Rules in one place:
   colours by hue in degrees: red [345, 15), orange [15, 40), yellow [40, 70), green
   [70, 170), blue [170, 260), purple [260, 300), pink [300, 345); a red or orange hue
   with ``V < 0.5`` is brown.
-* **size** (:func:`size_class`): visible area fraction < ``SMALL_AREA`` small, >=
-  ``LARGE_AREA`` large, else medium.
+* **size** (:func:`size_class`): the share of the frame the object takes, never its size in
+  the world (a far bus and a near bicycle can take the same share): the visible area
+  fraction (:attr:`ResolvedInstance.area`: visible mask pixels / (H x W); for a box-only
+  instance, the box's area / the frame's) below ``TINY_SHARE`` (1%) is ``tiny``, below
+  ``SMALL_SHARE`` (10%) ``small``, below ``LARGE_SHARE`` (30%) ``sizeable``, else ``large``;
+  the templates say it as a share of the view ("it takes up a small part of the view"), never
+  as "a small car" or "is large".
 * **frame position** (:func:`frame_position`): the box centre's x in thirds (left, centre,
   right) and y in thirds (top, middle, bottom).
 * **neighbour** (:func:`nearest_neighbour`): the non-crowd ``thing`` instance (other than the
@@ -85,8 +90,10 @@ from owl_data.generators.regions import AREA_CATEGORIES, GROUNDED_CATEGORIES, bo
 from owl_data.ingest.geometry import ResolvedInstance, ResolvedScene
 
 __all__ = [
-    "SMALL_AREA",
-    "LARGE_AREA",
+    "TINY_SHARE",
+    "SMALL_SHARE",
+    "LARGE_SHARE",
+    "SIZE_CLASSES",
     "NEIGHBOUR_MAX_GAP",
     "RELATION_MARGIN",
     "ROAD_BAND",
@@ -123,10 +130,14 @@ __all__ = [
     "surface_under",
 ]
 
-SMALL_AREA = 0.005
-"""Visible area fraction below which an object is "small"."""
-LARGE_AREA = 0.05
-"""Visible area fraction from which an object is "large"."""
+TINY_SHARE = 0.01
+"""Share of the frame (visible area fraction) below which an object takes a "tiny" part of it."""
+SMALL_SHARE = 0.10
+"""Share of the frame below which an object takes a "small" part of it (from ``TINY_SHARE``)."""
+LARGE_SHARE = 0.30
+"""Share of the frame from which an object takes a "large" part of it (below: "sizeable")."""
+SIZE_CLASSES = ("tiny", "small", "sizeable", "large")
+"""The values of :func:`size_class`, smallest share first."""
 NEIGHBOUR_MAX_GAP = 0.25
 """Largest gap (fraction of the image diagonal) at which another object counts as next to it."""
 RELATION_MARGIN = 0.01
@@ -137,12 +148,27 @@ stated; the point sampler's default ``min_area_px``."""
 
 
 def size_class(area: float) -> str | None:
-    """``small`` / ``medium`` / ``large`` for a visible area fraction; None for no area."""
+    """The share class of the frame an object takes, from its visible area fraction.
+
+    Args:
+        area: visible area / frame area, in [0, 1] (:attr:`ResolvedInstance.area`: mask
+            pixels / (H x W), or the normalised box's area for a box-only instance).
+
+    Returns:
+        ``tiny`` (area < ``TINY_SHARE`` = 0.01), ``small`` (< ``SMALL_SHARE`` = 0.10),
+        ``sizeable`` (< ``LARGE_SHARE`` = 0.30) or ``large``; None when ``area`` is not > 0
+        (no area known, e.g. a point-only target). A class describes the share of the view,
+        not the object's size in the world. Example: a 40x30 px car in a 640x480 photo
+        takes 1200 / 307200 = 0.39% -> ``tiny``; the road under a Cityscapes frame, 35% ->
+        ``large``.
+    """
     if not area > 0:
         return None
-    if area < SMALL_AREA:
+    if area < TINY_SHARE:
+        return "tiny"
+    if area < SMALL_SHARE:
         return "small"
-    return "large" if area >= LARGE_AREA else "medium"
+    return "sizeable" if area < LARGE_SHARE else "large"
 
 
 def frame_position(bbox: tuple[float, float, float, float]) -> tuple[str, str]:

@@ -1,6 +1,7 @@
 """Template descriptions of the target at a point ("what is this?").
 
-A description states, for an object: its category, colour, size, place in the view, the
+A description states, for an object: its category, colour, the share of the view it takes
+up (:func:`scene_facts.size_class`; never an absolute size), place in the view, the
 nearest other object with the target's relation to it, and the surface it stands on when
 that is known; for a surface or area (road, sky...): what it is, its main colour, how much
 of the view it covers and where. Every fact comes from :mod:`owl_data.generators.scene_facts`;
@@ -100,8 +101,10 @@ _AREA_NP = {
     "wall": "a wall", "fence": "a fence", "guard rail": "a guard rail", "bridge": "a bridge",
     "tunnel": "a tunnel",
 }
-_SIZE_WORD = {"small": "small", "medium": "medium-sized", "large": "large"}
-_AREA_SHARE = {"small": "a small part", "medium": "a fair part", "large": "a large part"}
+_SHARE_WORDS = {"tiny": "a tiny part", "small": "a small part", "sizeable": "a sizeable part",
+                "large": "a large part"}
+"""How much of the view a :func:`scene_facts.size_class` takes up, said as a share of the view
+(thresholds there: 1%, 10%, 30% of the frame); never an absolute size ("a small car")."""
 _RELATION_WORDS = {
     "left of": "to the left of", "right of": "to the right of", "above": "above",
     "below": "below",
@@ -162,7 +165,8 @@ class DescriptionFacts:
         category: the target's category.
         area: True for a surface or area (road, sky...), False for an object.
         colour: colour name, or None when no pixel could be read.
-        size: ``small``/``medium``/``large``, or None (no area, e.g. a point-only target).
+        size: the share of the frame it takes (:func:`scene_facts.size_class`: ``tiny`` /
+            ``small`` / ``sizeable`` / ``large``), or None (no area, e.g. a point-only target).
         horizontal, vertical: frame position of the box centre in thirds.
         wide: an area whose box spans at least 60% of the width.
         neighbour: category of the nearest other object, or None.
@@ -279,8 +283,9 @@ def _object_text(f: DescriptionFacts, rng: np.random.Generator) -> str:
         parts.append(f"{subj} is {_rank_text(f, plural(f.category))}.")
     pos = position_phrase(f.horizontal, f.vertical)
     if f.size:
-        tpl = _pick(rng, ("{subj} is {size} in the image and sits {pos}.", "{subj} appears {size}, {pos}."))
-        parts.append(tpl.format(subj=subj, size=_SIZE_WORD[f.size], pos=pos))
+        tpl = _pick(rng, ("{subj} sits {pos}, taking up {share} of the view.",
+                          "{subj} takes up {share} of the view and sits {pos}."))
+        parts.append(tpl.format(subj=subj, share=_SHARE_WORDS[f.size], pos=pos))
     else:
         parts.append(f"{subj} sits {pos}.")
     if f.neighbour:
@@ -315,7 +320,7 @@ def _area_text(f: DescriptionFacts, rng: np.random.Generator) -> str:
     else:
         where = position_phrase(f.horizontal, f.vertical)
     if f.size:
-        parts.append(f"It covers {_AREA_SHARE[f.size]} of the view, {where}.")
+        parts.append(f"It covers {_SHARE_WORDS[f.size]} of the view, {where}.")
     else:
         parts.append(f"It lies {where}.")
     return " ".join(parts)

@@ -158,6 +158,33 @@ def _rewrite(text: str, objects: dict[str, _KeyObject], target: str | None) -> s
     return _MENTION_RE.sub(sub, text)
 
 
+def _named_elsewhere(text: str, objects: dict[str, _KeyObject], camera: str) -> list[str]:
+    """Key objects of other cameras that ``text`` names by their visual description, untagged.
+
+    An object's name is its ``Visual_description`` as :func:`object_phrase` shortens it, without
+    "the" (``"Green light."`` -> "green light"), matched case-insensitively as whole words in
+    ``text`` with every tag removed. Objects without a description are not looked for (a
+    category such as "vehicle" would match "the ego vehicle"), nor is a name that an object of
+    ``camera`` also bears (the text may mean that one). Returns ``"name (CAMERA)"``, sorted.
+    """
+    def name(o: _KeyObject) -> str:
+        desc = o.info.get("Visual_description") if isinstance(o.info, dict) else None
+        if not isinstance(desc, str) or not desc.strip().rstrip(".").strip():
+            return ""
+        return object_phrase(desc).lower()[len("the "):]
+
+    bare = _MENTION_RE.sub(" ", text).lower()
+    here = {name(o) for o in objects.values() if o.camera == camera}
+    found = set()
+    for o in objects.values():
+        n = name(o)
+        if o.camera in (None, camera) or not n or n in here:
+            continue
+        if re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", bare):
+            found.add(f"{n} ({o.camera})")
+    return sorted(found)
+
+
 def _qa(
     frame: str, family: str, index: int, entry: Any, objects: dict[str, _KeyObject],
     cameras: dict[str, _Camera],
@@ -179,6 +206,21 @@ def _qa(
     cam = cameras[target.camera]
     if cam.ref is None:
         return "", (cam.reason, f"target {target.tag}: {cam.detail}")
+    # every object the QA mentions must be in the target's image: a DriveLM key object is tagged
+    # in exactly one camera, so the only camera where all appear is the target's, when it is theirs
+    for tag in dict.fromkeys(mentions):
+        other = objects[tag]
+        if other.camera is None:  # a malformed tag names no camera: where the object is, is unknown
+            return "", (other.reason, f"mentioned {tag}: {other.detail}")
+        if other.camera != target.camera:
+            away = sorted({f"{t} ({objects[t].camera})" for t in mentions
+                           if objects[t].camera != target.camera})
+            return "", ("cross_camera", f"target {target.tag} is seen by {target.camera}; the QA also mentions "
+                        + ", ".join(away)[:300])
+    named = _named_elsewhere(q + " " + a, objects, target.camera)
+    if named:
+        return "", ("cross_camera", f"target {target.tag} is seen by {target.camera}; the QA names "
+                    + ", ".join(named)[:300] + " without its tag")
     in_question = target.tag in _MENTION_RE.findall(q)
     qa = SourceQA(
         item=item,

@@ -35,6 +35,19 @@ included) becomes a short phrase for that object taken from its visual descripti
 (``"Brown SUV."`` -> ``"the brown SUV"``). The answer never carries ``<point>``: the
 placeholder belongs to user text (DESIGN.md), not to what the model learns to emit.
 
+No row states an object that is not in its image. A key object is tagged in exactly one
+camera, so the camera where every object a QA mentions appears is the target's camera when all
+its tags name that camera, and there is none otherwise: a QA whose tags name two cameras is
+rejected (``cross_camera``; "Are <c1,CAM_BACK,...> and <c3,CAM_FRONT,...> traffic signs?"), and
+so is one that names, by its visual description and without its tag, a key object of another
+camera that no object of the target's camera shares a description with ("... then the green
+light" on a CAM_BACK row when the green light is tagged in CAM_FRONT). No QA is moved to another
+camera: nothing in DriveLM says an object tagged in one camera is visible in another.
+
+A tag's point is where an annotator clicked, not a point computed from the object's pixels:
+it need not lie on the object (a click on fog between the lamps of a traffic light), only in
+its 2d_bbox; the builder's rows say so with ``point_origin = "annotated"``.
+
 A frame holding a string that is not valid Unicode text (JSON can escape a lone surrogate,
 which the corpus cannot store) in its scene token, its frame token or anywhere in its key
 frame is not read: every item of it is ``malformed_frame`` (keys escaped); so are the items of
@@ -43,8 +56,9 @@ a question-only frame whose key objects in another file hold one.
 Reject reasons (stage ``read``): ``bad_tag``, ``malformed_key_object``, ``non_finite``
 (a 2d_bbox number that is infinite or too large), ``missing_image``,
 ``path_outside_source``, ``malformed_qa``, ``no_point_tag``, ``unknown_tag``,
-``malformed_frame``, ``not_a_drivelm_file``, ``not_a_regular_file``, ``duplicate_frame``; a QA whose target key
-object was rejected gets that object's reason. The builder adds ``point_outside_target``
+``malformed_frame``, ``not_a_drivelm_file``, ``not_a_regular_file``, ``duplicate_frame``,
+``cross_camera``; a QA whose target key object was rejected, or that mentions an object whose
+tag is malformed, gets that object's reason. The builder adds ``point_outside_target``
 (the tag's point is not inside the object's 2d_bbox) and ``empty_category``.
 """
 

@@ -95,6 +95,59 @@ def test_coco_points_inside_their_polygon(corpus):
         assert r["point_origin"] == "mask"
 
 
+_SHARE = re.compile(r"(?:takes up|taking up|covers) a (tiny|small|sizeable|large) part of the view")
+_ABSOLUTE_SIZE = re.compile(
+    r"medium-sized|\bmedium\b|\bis (?:small|large|big|tiny)\b|appears (?:small|large|big|tiny)|"
+    r"\b(?:small|large|big|tiny) (?:in the image|car|person|bus|truck|sign|light|pole|vehicle|object)\b")
+
+
+def _share_word(area: float) -> str:
+    """The share word for a visible area fraction, by the thresholds written in scene_facts'
+    docstring (1%, 10%, 30%), written out again here."""
+    return "tiny" if area < 0.01 else "small" if area < 0.10 else "sizeable" if area < 0.30 else "large"
+
+
+def _source_areas() -> dict[tuple[str, str], float]:
+    """(source, target instance) -> visible area fraction, from the source annotations: the
+    Cityscapes instanceIds PNG (instances, 8-connected components, stuff class ids) and the
+    COCO polygons decoded by pycocotools."""
+    from pycocotools import mask as mask_utils
+
+    areas = {}
+    ids = np.array(Image.open(next(need_shared_data("cityscapes").rglob("*_instanceIds.png"))))
+    for v in np.unique(ids):
+        areas[("cityscapes", str(int(v)))] = float((ids == v).mean())
+    for cls in (19, 20, 17):  # traffic light, traffic sign, pole: one target per component
+        labels, n = ndimage.label(ids == cls, structure=np.ones((3, 3)))
+        for k in range(n):
+            areas[("cityscapes", f"{cls}:{k}")] = float((labels == k + 1).mean())
+    coco = json.loads((need_shared_data("coco_instances") / "annotations.json").read_text())
+    imgs = {i["id"]: i for i in coco["images"]}
+    for a in coco["annotations"]:
+        im = imgs[a["image_id"]]
+        m = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(a["segmentation"], im["height"], im["width"])))
+        areas[("coco", str(a["id"]))] = float(m.mean())
+    return areas
+
+
+def test_descriptions_state_the_share_of_the_view(corpus):
+    """No row makes an absolute size claim, and every share word a row states matches the share
+    of the frame its target takes, recomputed from the source annotation."""
+    areas = _source_areas()
+    checked = 0
+    for r in _rows(corpus, "point_vqa"):
+        text = r["conversations"][1]["content"]
+        assert not _ABSOLUTE_SIZE.search(text), text
+        for word in _SHARE.findall(text):
+            area = areas[(r["source"], r["target"]["instance"])]
+            bounds = (0.01, 0.10, 0.30)
+            if any(abs(area - b) < 0.002 * b for b in bounds):
+                continue  # rounding at a boundary: not a fair check
+            assert word == _share_word(area), (word, area, text)
+            checked += 1
+    assert checked > 50
+
+
 def test_drivelm_points_equal_their_tags(corpus):
     rows = [r for r in _rows(corpus, "point_vqa") if r["source"] == "drivelm"]
     assert rows

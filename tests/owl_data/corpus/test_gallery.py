@@ -118,6 +118,32 @@ def test_screenshot_shows_images_and_the_point_where_the_row_says(corpus, tmp_pa
     tx0, ty0 = max(0, int(ex) - win), max(0, int(ey) - win)
     assert _magenta(thumb[ty0:ty0 + 2 * win + 1, tx0:tx0 + 2 * win + 1]).sum() == 0, "image has magenta there"
 
+    # Beside the thumbnail (one card gap to its right), the zoom: its PNG upscaled to the thumbnail's
+    # height, the crosshair's arms around the point, and the point itself left clear.
+    zx = ox + tw + 12
+    name = re.search(r'<img src="(zooms/[^"]+\.png)" width="(\d+)"', _cards(page)[0])
+    assert name and int(name[2]) == th
+    zoom = Image.open(out / name[1]).convert("RGB")
+    shown = img[oy:oy + th, zx:zx + th].astype(int)
+    want = np.asarray(zoom.resize((th, th), Image.Resampling.NEAREST)).astype(int)
+    cx, cy = (float(v) for v in re.search(r'class="cross" d="[^"]+" data-cx="([^"]+)" data-cy="([^"]+)"',
+                                         _cards(page)[0]).groups())
+    k = th / zoom.size[0]
+    zy, zx_ = np.mgrid[0:th, 0:th]
+    r = np.hypot(zx_ + 0.5 - cx * k, zy + 0.5 - cy * k)
+    arms = (r > 4) & (r < 17) & ((np.abs(zx_ + 0.5 - cx * k) < 4) | (np.abs(zy + 0.5 - cy * k) < 4))
+    assert _magenta(img[oy:oy + th, zx:zx + th][arms]).sum() >= 20, "no crosshair around the point in the zoom"
+    clear = r < 4
+    assert not _magenta(img[oy:oy + th, zx:zx + th][clear]).any(), "the crosshair covers the point"
+    box = re.search(r'<rect class="box" x="([^"]+)" y="([^"]+)" width="([^"]+)" height="([^"]+)"',
+                    _cards(page)[0].split('class="fig zoom"')[1])
+    keep = ~arms & (r >= 17)
+    if box:
+        bx, by, bw, bh = (float(v) * k for v in box.groups())
+        edge = ((np.abs(zx_ - bx) < 4) | (np.abs(zx_ - bx - bw) < 4) | (np.abs(zy - by) < 4) | (np.abs(zy - by - bh) < 4))
+        keep &= ~edge
+    assert np.abs(shown - want)[keep].mean() < 8, "the screenshot does not show the zoom beside the thumbnail"
+
 
 def test_page_filters_in_the_browser(corpus, tmp_path):
     out = tmp_path / "show"

@@ -67,13 +67,39 @@ def test_colour_of_box_only_reads_the_central_half():
 
 def test_size_and_frame_position(scene):
     red, blue, person, _ = scene.instances
-    assert sf.size_class(red.area) == "large"  # 1200 / 20000 = 0.06
-    assert sf.size_class(person.area) == "medium"  # 216 / 20000 = 0.0108
-    assert sf.size_class(0.001) == "small"
-    assert sf.size_class(0.0) is None
+    assert red.area == 1200 / 20000 and sf.size_class(red.area) == "small"  # 6% of the frame
+    assert person.area == 216 / 20000 and sf.size_class(person.area) == "small"  # 1.08%
     assert sf.frame_position(red.bbox) == ("left", "middle")  # centre (40, 65)
     assert sf.frame_position(blue.bbox) == ("right", "bottom")  # centre (160, 67)
     assert sf.frame_position(person.bbox) == ("centre", "middle")
+
+
+@pytest.mark.parametrize("area,word", [
+    # the thresholds of scene_facts' docstring: 1%, 10%, 30% of the frame, lower bound inclusive
+    (0.0, None), (-0.1, None), (float("nan"), None), (1e-6, "tiny"), (0.0099, "tiny"), (0.01, "small"),
+    (0.0999, "small"), (0.10, "sizeable"), (0.2999, "sizeable"), (0.30, "large"), (1.0, "large"),
+])
+def test_size_class_thresholds(area, word):
+    assert sf.size_class(area) == word
+    assert (sf.TINY_SHARE, sf.SMALL_SHARE, sf.LARGE_SHARE) == (0.01, 0.10, 0.30)
+
+
+@pytest.mark.parametrize("rows,cols,share", [
+    ((50, 52), (0, 10), "a tiny part"),      # 2 x 10 = 20 px = 0.1% of 200 x 100
+    ((30, 90), (0, 40), "a sizeable part"),  # 60 x 40 = 2400 px = 12%
+    ((0, 100), (0, 70), "a large part"),     # 100 x 70 = 7000 px = 35%
+])
+def test_description_says_the_share_of_the_view(rows, cols, share):
+    """A bus painted over the toy street: the description states the share it takes of the view,
+    worked by hand from its pixels, and never an absolute size."""
+    s = street(extra=[("28001", "bus", rows, cols, (30, 160, 40), 28)])
+    bus = next(i for i in s.instances if i.instance == "28001")
+    assert bus.area == pytest.approx((rows[1] - rows[0]) * (cols[1] - cols[0]) / (H * W))
+    for seed in range(6):
+        for text in _answers(generate(s, bus, ((cols[0] + 0.5) / W, (rows[0] + 0.5) / H), seed=seed)):
+            assert f"takes up {share} of the view" in text or f"taking up {share} of the view" in text, text
+            assert not re.search(r"\b(small|medium-sized|medium|large|big|tiny) (bus|car|person)\b", text), text
+            assert not re.search(r"\bis (small|medium-sized|large)\b|appears (small|medium|large)", text), text
 
 
 def test_two_wide_areas_of_one_category_are_told_apart():
@@ -123,7 +149,7 @@ def test_description_states_computed_facts(scene):
         assert all(r.generator == f"{GENERATOR_VERSION}/description" for r in desc)
         for text in _answers(rows):
             assert "a red car" in text
-            assert "large" in text and "on the left of the view" in text
+            assert "a small part of the view" in text and "on the left of the view" in text
             assert "to the left of" in text and "a person in yellow" in text
             assert "on the road" in text and "sidewalk" not in text
         for text in _answers(generate(scene, person, (0.5, 0.5), seed=seed)):
@@ -162,11 +188,12 @@ def test_deterministic_for_a_seed(scene):
 
 
 def test_look_alikes_get_ranks():
-    # a small red car in the same third as the red car: the size tells them apart
-    s = street(extra=[("26002", "car", (50, 80), (0, 15), RED, 26)])
+    # a red car taking a tiny part of the view (10 x 15 px = 0.75%) in the same third as the red car
+    # (6%, a small part): the share tells them apart
+    s = street(extra=[("26002", "car", (50, 60), (0, 15), RED, 26)])
     assert templates.description_facts(s, s.instances[3]).rank is None
     assert templates.description_facts(s, s.instances[0]).rank is None
-    # a large red car (20 x 50 px = 0.05) centred at (10, 45): also "left, middle"
+    # a red car of 20 x 50 px = 5% (a small part, as the red car's 6%) centred at (10, 45): also "left, middle"
     s = street(extra=[("26002", "car", (20, 70), (0, 20), RED, 26)])
     a, b = s.instances[3], s.instances[0]
     fa, fb = templates.description_facts(s, a), templates.description_facts(s, b)
@@ -198,7 +225,7 @@ def test_box_only_scene_without_semantic():
     s = ResolvedScene(px, W, H, [a, b], None)
     rows = generate(s, a, (0.25, 0.5), seed=1, config=GeneratorConfig(max_reasoning=6))
     text = _answers(rows)[0]
-    assert "a red bus" in text and "large" in text
+    assert "a red bus" in text and "a sizeable part of the view" in text  # box area 0.18
     assert "a gray chair" in text and "to the left of" in text
     fams = {r.generator.rsplit("/", 1)[-1] for r in rows if r.kind == "reasoning"}
     assert "surface" not in fams and "road_side" not in fams

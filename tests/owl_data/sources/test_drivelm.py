@@ -70,7 +70,17 @@ def test_real_sample():
             assert "<point>" not in qa.answer
             assert qa.question.count("<point>") <= 1
     assert n_objects == sum(len(kf["key_object_infos"]) for b in raw.values() for kf in b["key_frames"].values())
-    assert {r.reason for r in rejects} == {"no_point_tag"}
+    # no row states an object of another camera: a QA is kept only when all its tags name the
+    # scene's camera; every QA whose tags name two cameras (recounted from the JSON) is cross_camera
+    entries = {f"{f}:{fam}:{i}": e for b in raw.values() for f, kf in b["key_frames"].items()
+               for fam, qs in kf["QA"].items() for i, e in enumerate(qs)}
+    cams = {k: {m.group(2) for m in TAG_RE.finditer(e["Q"] + e["A"])} for k, e in entries.items()}
+    for s in scenes:
+        camera = re.search(r"__(CAM_[A-Z_]+)__", s.ref.source_path).group(1)
+        assert all(cams[qa.item] == {camera} for qa in s.qa)
+    assert {r.item for r in rejects if r.reason == "cross_camera"} == {k for k, c in cams.items() if len(c) > 1}
+    assert sum(len(c) > 1 for c in cams.values()) == 28  # of the 180 QA that name a tag
+    assert {r.reason for r in rejects} == {"no_point_tag", "cross_camera"}
 
     # a QA naming two tags is a row on the first; the other becomes its phrase
     qas = {qa.item: qa for s in scenes for qa in s.qa}
@@ -273,3 +283,51 @@ def test_a_json_file_as_the_spec_says_to_give_its_folder(tmp_path):
         list(read(str(f), SourceOptions(name="drivelm")))
     with pytest.raises(SourceError, match="DriveLM folder .* does not exist"):
         list(read(str(tmp_path / "absent"), SourceOptions(name="drivelm")))
+
+
+F1 = "<c1,CAM_FRONT,700,300>"
+F2 = "<c2,CAM_FRONT,100,100>"
+F3 = "<c3,CAM_FRONT,900,500>"
+B1 = "<c4,CAM_BACK,10,20>"
+B2 = "<c5,CAM_BACK,30,40>"
+
+
+def test_cross_camera_qa_rejected(tmp_path):
+    """A QA is kept on its target's camera only when every object it mentions (by tag, or by
+    visual description without one) is seen by that camera; otherwise cross_camera."""
+    root = tmp_path / "drivelm"
+    (root / "data").mkdir(parents=True)
+    (root / "samples").mkdir()
+    for cam in ("front", "back"):
+        (root / "samples" / f"{cam}.jpg").write_bytes(b"not decoded by the reader")
+    infos = {F1: _obj("Green light.", (600, 200, 800, 400)), F2: _obj("", (0, 0, 200, 200)),
+             F3: _obj("Black sedan.", (800, 400, 1000, 600)), B1: _obj("Brown SUV."), B2: _obj("Black sedan."),
+             BAD: _obj("Red car.")}
+    qa = [
+        {"Q": f"Is {B1} behind {B2}?", "A": "Yes."},                          # 0 kept, CAM_BACK
+        {"Q": f"Will {B1} see {F1}?", "A": "No."},                           # 1 two cameras
+        {"Q": f"What is {F1}?", "A": f"{B1} waits for it."},                 # 2 two cameras (answer)
+        {"Q": f"What should {B1} do?", "A": "Wait for the green light."},    # 3 untagged name of F1
+        {"Q": f"What is {F1}?", "A": "A green light."},                      # 4 kept, its own name
+        {"Q": f"Where is {B1}?", "A": "Beside the black sedan."},            # 5 kept: B2 is one too
+        {"Q": f"What is {F1}?", "A": "Near the brown SUV."},                 # 6 untagged name of B1
+        {"Q": f"What does {B1} see?", "A": "The ego vehicle."},              # 7 kept: F2 has no description
+        {"Q": f"Is {B1} near {BAD}?", "A": "No."},                           # 8 a mention with no camera
+        {"Q": f"Is {B1} a green lighthouse?", "A": "No."},                  # 9 kept: whole words only
+    ]
+    frame = {"key_object_infos": infos, "QA": {"perception": qa},
+             "image_paths": {"CAM_FRONT": "../samples/front.jpg", "CAM_BACK": "../samples/back.jpg"}}
+    (root / "data" / "a.json").write_text(json.dumps({"s": {"scene_description": "", "key_frames": {"f": frame}}}))
+    scenes, rejects = _split(list(read(str(root), OPTS)))
+    reasons = {r.item: r.reason for r in rejects}
+    assert reasons == {f"f:{BAD}": "bad_tag", "f:perception:1": "cross_camera", "f:perception:2": "cross_camera",
+                       "f:perception:3": "cross_camera", "f:perception:6": "cross_camera",
+                       "f:perception:8": "bad_tag"}
+    detail = {r.item: r.detail for r in rejects}
+    assert detail["f:perception:1"] == f"target {B1} is seen by CAM_BACK; the QA also mentions {F1} (CAM_FRONT)"
+    assert detail["f:perception:3"] == (f"target {B1} is seen by CAM_BACK; the QA names green light (CAM_FRONT) "
+                                        "without its tag")
+    kept = {s.ref.source_path: sorted(q.item for q in s.qa) for s in scenes}
+    assert kept == {"samples/back.jpg": ["f:perception:0", "f:perception:5", "f:perception:7", "f:perception:9"],
+                    "samples/front.jpg": ["f:perception:4"]}
+    assert len(_accounted(scenes, rejects)) == len(infos) + len(qa)  # read = kept + rejected
