@@ -187,6 +187,8 @@ class TextRow:
             :class:`Box`), or ``normalised`` to [0, 1] of the declared frame.
         system: a system turn placed first (kept as given).
         kind, generator: point_vqa ``kind`` and ``generator`` fields.
+        description: point_vqa: the target's visual description (DriveLM ``Visual_description``),
+            read only to unify ``category`` by the kind it names; "" when none.
         source_category: the source's own name once the build has unified ``category``; None before.
     """
 
@@ -206,6 +208,7 @@ class TextRow:
     system: str | None = None
     kind: Literal["description", "reasoning"] = "reasoning"
     generator: str | None = None
+    description: str = ""
     source_category: str | None = None
 
 

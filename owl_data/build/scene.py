@@ -152,7 +152,8 @@ def _unified(scene: Scene) -> Scene:
                  replace(i, category=tax.unify(src, i.category, i.attributes.get("visual_description", "")),
                          source_category=i.category) for i in scene.instances]
     rows = [tr if tr.category is None or tr.source_category is not None else
-            replace(tr, category=tax.unify(src, tr.category), source_category=tr.category) for tr in scene.rows]
+            replace(tr, category=tax.unify(src, tr.category, tr.description), source_category=tr.category)
+            for tr in scene.rows]
     return replace(scene, instances=instances, rows=rows)
 
 

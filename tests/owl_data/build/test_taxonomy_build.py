@@ -94,3 +94,20 @@ def test_a_real_build_names_no_source_category_and_keeps_each_as_source_category
     text = " ".join(t["content"] for r in rows for t in r["conversations"] if t["role"] == "assistant"
                     and r["generator"].startswith("annotated"))
     assert not re.search(r"\b(Vehicle|vehicle|Traffic element|traffic element)\b", text), text[:300]
+
+
+@pytest.mark.realdata
+def test_question_only_rows_get_the_kind_of_their_key_object(tmp_path):
+    """A question-only (evaluation) file's QA rows name key objects of another file: they carry the
+    object's description, so they get the same unified category as the training file's rows."""
+    from tests.owl_data.sources.test_drivelm import _with_question_only_file
+
+    root, _, _ = _with_question_only_file(tmp_path)
+    run_build([SourceSpec("drivelm", str(root))], tmp_path / "corpus", BuildConfig())
+    rows = [r for f in sorted((tmp_path / "corpus" / "point_vqa").rglob("*.parquet"))
+            for r in pq.read_table(f).to_pylist()]
+    per_object: dict[str, set[str]] = {}
+    for r in rows:
+        per_object.setdefault(r["target"]["instance"], set()).add(r["target"]["category"])
+    assert len(rows) > 300 and all(len(c) == 1 for c in per_object.values()), per_object
+    assert set().union(*per_object.values()) == {"car", "truck", "traffic light"}
