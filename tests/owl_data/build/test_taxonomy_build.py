@@ -16,6 +16,7 @@ from PIL import Image
 from owl_data.build.config import BuildConfig
 from owl_data.build.driver import SourceSpec, run_build
 from owl_data.build.scene import process_scene
+from owl_data.corpus.stats import corpus_stats
 from owl_data.records import Box, ImageRef, Instance, Scene, SourceQA, TextRow
 from tests.conftest import need_shared_data
 
@@ -78,7 +79,8 @@ def test_a_source_without_categories_keeps_its_empty_one(tmp_path):
 @pytest.mark.realdata
 def test_a_real_build_names_no_source_category_and_keeps_each_as_source_category(tmp_path):
     d = need_shared_data()
-    specs = [SourceSpec("coco", f"{d / 'coco_instances'}:{d / 'coco_instances' / 'annotations.json'}"),
+    specs = [SourceSpec("cityscapes", str(d / "cityscapes")),
+             SourceSpec("coco", f"{d / 'coco_instances'}:{d / 'coco_instances' / 'annotations.json'}"),
              SourceSpec("drivelm", str(d / "drivelm"))]
     run_build(specs, tmp_path / "corpus", BuildConfig())
     rows = [r for f in sorted((tmp_path / "corpus" / "point_vqa").rglob("*.parquet"))
@@ -91,6 +93,10 @@ def test_a_real_build_names_no_source_category_and_keeps_each_as_source_category
     assert coco >= {("person", "person"), ("bus", "bus")} and all(s == u or (s, u) == ("sofa", "couch")
                                                                   for s, u in coco)
     assert all(u in CITYSCAPES or u in {"bottle", "chair", "couch"} for _, _, u in pairs), pairs
+    cityscapes = {(s, u) for src, s, u in pairs if src == "cityscapes"}
+    assert len(cityscapes) >= 5 and all(s == u and u in CITYSCAPES for s, u in cityscapes)  # the base as it is
+    stats = {c for c, *_ in corpus_stats(tmp_path / "corpus")["categories"]}
+    assert stats == {u for _, _, u in pairs} and {"car", "truck", "traffic light", "couch"} <= stats
     text = " ".join(t["content"] for r in rows for t in r["conversations"] if t["role"] == "assistant"
                     and r["generator"].startswith("annotated"))
     assert not re.search(r"\b(Vehicle|vehicle|Traffic element|traffic element)\b", text), text[:300]
