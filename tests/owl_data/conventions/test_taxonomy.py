@@ -163,3 +163,15 @@ def test_a_malformed_table_is_refused_naming_the_entry(tmp_path, edit, match):
     p.write_text(changed)
     with pytest.raises(TaxonomyError, match=match):
         load_taxonomy(p)
+
+
+def test_the_table_is_package_data():
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert TAXONOMY_FILE == root / "owl_data" / "conventions" / "taxonomy.yaml"
+    globs = data.get("*", []) + data.get("owl_data.conventions", [])
+    assert any(fnmatch.fnmatch(TAXONOMY_FILE.name, g) for g in globs), data
