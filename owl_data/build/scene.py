@@ -237,8 +237,8 @@ def _source_qa_rows(scene: Scene, resolved: list[ResolvedInstance], frame: Image
         out.add("point_vqa", point_vqa_row(
             frame, frame.row_id(qa.item, "qa"), conversation(user_point(qa.question), qa.answer),
             point=target.point, origin="annotated", kind="reasoning", category=target.category,
-            source_category=_source_category(target), instance=target.instance, bbox=target.bbox, generator=f"source-qa/{frame.source}/{qa.family}",
-            item=qa.item))
+            source_category=_source_category(target), instance=target.instance, bbox=target.bbox,
+            generator=f"source-qa/{frame.source}/{qa.family}", item=qa.item))
         out.kept.add(qa.item)
 
 
