@@ -7,8 +7,9 @@ every :class:`~owl_data.records.Scene`, :class:`~owl_data.records.DeferredScene`
 deferred frame's paths and header facts), the code versions (``owl_data.__version__`` and
 the generators', prompt pools' and category taxonomy's versions) and the build's spec hash.
 File contents are not in the key: paths are hashed as names only (no size or mtime stamp,
-which a replaced file can keep); instead each chunk stores the sha256 of every file its scenes read, and a
-chunk is reused only when each still has it (:func:`owl_data.build.chunks.chunk_reusable`).
+which a replaced file can keep); instead each chunk stores the sha256 of every file its
+scenes read, and a chunk is reused only when each still has it
+(:func:`owl_data.build.chunks.chunk_reusable`).
 Changing an annotation, an image or the code therefore recomputes the chunks that depend
 on it, never serves stale rows. (Megatron's index cache, keyed by a hash of a canonical
 description, is the model.)
