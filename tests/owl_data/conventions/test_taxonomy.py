@@ -4,6 +4,7 @@ supported source maps, to a Cityscapes label, a documented generic name, or itse
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from cityscapesscripts.helpers.labels import labels as CITYSCAPES_LABELS
@@ -109,16 +110,22 @@ def test_every_drivelm_category_of_the_real_sample_maps_to_a_street_name(tax):
     assert {u for _, u in seen} == {"car", "truck", "traffic light"}
 
 
-def test_synthetic_scene_categories_are_base_names(tax):
-    from owl_data.sources.synthetic.layout import _COLOUR
-    from owl_data.sources.synthetic.tasks import _COCO_CATEGORY
+def test_synthetic_scene_categories_are_base_names(tax, tmp_path):
+    from owl_data.sources.synthetic.scenes import write_default_sources
 
-    drawn = set(_COLOUR) | {"car", "person", "traffic light", "traffic sign", "pole"}
-    assert drawn <= CITYSCAPES
+    sources = dict(write_default_sources(tmp_path, seed=0, train=3, val=2, width=256, height=128))
+    drawn = {o["label"] for f in tmp_path.rglob("*_polygons.json") for o in json.loads(f.read_text())["objects"]}
+    assert {"car", "person", "road", "sky"} <= drawn <= CITYSCAPES
     for name in drawn:
         assert tax.unify("cityscapes", name) == name
-    for name in _COCO_CATEGORY:  # the synthetic refcoco files
-        assert tax.unify("refcoco", name) == name
+    refs = json.loads((Path(sources["refcoco"].split("?")[0]) / "instances.json").read_text())
+    names = {c["name"] for c in refs["categories"]}
+    assert names == {"person", "car"} and all(tax.unify("refcoco", n) == n for n in names)
+
+
+def test_the_drivelm_categories_are_listed(tax):
+    for name in ("Vehicle", "Pedestrian", "Traffic element"):  # those of DriveLM's key_object_infos
+        assert tax.listed("drivelm", name)
 
 
 def test_every_registered_source_is_in_the_table(tax):
@@ -168,7 +175,6 @@ def test_a_malformed_table_is_refused_naming_the_entry(tmp_path, edit, match):
 def test_the_table_is_package_data():
     import fnmatch
     import tomllib
-    from pathlib import Path
 
     root = Path(__file__).resolve().parents[3]
     data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
