@@ -115,13 +115,17 @@ class Instance:
     Attributes:
         instance: the source's own identifier as a string (Cityscapes instanceIds value or
             ``class:component``, COCO annotation id, DriveLM tag).
-        category: class name in the source's vocabulary (``car``, ``person``...).
+        category: class name in the source's vocabulary (``car``, ``person``...) as the
+            reader gives it; the build replaces it with the unified name
+            (:mod:`owl_data.conventions.taxonomy`) and keeps this one in ``source_category``.
         kind: ``thing`` (countable object) or ``stuff`` (road, sky...).
         geometry: the region in the declared frame; None if the source gives none.
         item: accounting key when this instance is an item of the source, else None.
         point: an annotated point (x, y) in pixels of the declared frame (DriveLM tags).
         attributes: source attributes (``status``, ``visual_description``...).
         crowd: a region of several objects (COCO ``iscrowd``): context, never a target.
+        source_category: the source's own name once the build has unified ``category``; None
+            before (readers leave it unset).
     """
 
     instance: str
@@ -132,6 +136,7 @@ class Instance:
     point: tuple[float, float] | None = None
     attributes: dict[str, str] = field(default_factory=dict)
     crowd: bool = False
+    source_category: str | None = None
 
 
 @dataclass
@@ -172,7 +177,8 @@ class TextRow:
         answers: every reference answer (``vqa.answers``); None -> ``[answer]``.
         expression: grounding: the referring expression; None -> built from ``category``
             with a relation word when the scene has several boxes of that category.
-        category: grounding: class name for generated expressions; point_vqa: target category.
+        category: grounding: class name for generated expressions; point_vqa: target category
+            (unified by the build as :attr:`Instance.category` is).
         box: xyxy box (grounding: the referred region; point_vqa: the target's box).
         instance: grounding without ``box``: use the region of this scene Instance;
             point_vqa: ``target.instance`` (default: the item key).
@@ -181,6 +187,9 @@ class TextRow:
             :class:`Box`), or ``normalised`` to [0, 1] of the declared frame.
         system: a system turn placed first (kept as given).
         kind, generator: point_vqa ``kind`` and ``generator`` fields.
+        description: point_vqa: the target's visual description (DriveLM ``Visual_description``),
+            read only to unify ``category`` by the kind it names; "" when none.
+        source_category: the source's own name once the build has unified ``category``; None before.
     """
 
     task: Literal["vqa", "caption", "grounding", "point_vqa"]
@@ -199,6 +208,8 @@ class TextRow:
     system: str | None = None
     kind: Literal["description", "reasoning"] = "reasoning"
     generator: str | None = None
+    description: str = ""
+    source_category: str | None = None
 
 
 @dataclass

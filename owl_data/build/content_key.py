@@ -5,10 +5,11 @@ records by the same code and from the same file contents: the key covers every f
 every :class:`~owl_data.records.Scene`, :class:`~owl_data.records.DeferredScene` and
 :class:`~owl_data.records.Reject` (image references, instances, masks, QA, text rows, a
 deferred frame's paths and header facts), the code versions (``owl_data.__version__`` and
-the generators' and prompt pools' versions) and the build's spec hash. File contents are
-not in the key: paths are hashed as names only (no size or mtime stamp, which a replaced
-file can keep); instead each chunk stores the sha256 of every file its scenes read, and a
-chunk is reused only when each still has it (:func:`owl_data.build.chunks.chunk_reusable`).
+the generators', prompt pools' and category taxonomy's versions) and the build's spec hash.
+File contents are not in the key: paths are hashed as names only (no size or mtime stamp,
+which a replaced file can keep); instead each chunk stores the sha256 of every file its
+scenes read, and a chunk is reused only when each still has it
+(:func:`owl_data.build.chunks.chunk_reusable`).
 Changing an annotation, an image or the code therefore recomputes the chunks that depend
 on it, never serves stale rows. (Megatron's index cache, keyed by a hash of a canonical
 description, is the model.)
@@ -33,12 +34,14 @@ __all__ = ["code_versions", "records_key"]
 def code_versions() -> dict[str, str]:
     """Versions of the code a chunk's rows depend on."""
     import owl_data
+    from owl_data.conventions.taxonomy import default_taxonomy
     from owl_data.generators import GENERATOR_VERSION
     from owl_data.generators.annotated import GENERATOR as ANNOTATED_VERSION
     from owl_data.generators.prompts import POOL_VERSION
 
     return {"owl_data": owl_data.__version__, "generators": GENERATOR_VERSION,
-            "annotated": ANNOTATED_VERSION, "prompt_pools": POOL_VERSION}
+            "annotated": ANNOTATED_VERSION, "prompt_pools": POOL_VERSION,
+            "taxonomy": default_taxonomy().version}
 
 
 def _feed(h: "hashlib._Hash", v: Any) -> None:

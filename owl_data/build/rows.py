@@ -150,14 +150,17 @@ def _row(frame: ImageFrame, rid: str, conv: list[dict[str, str]], item: str | No
 
 
 def point_vqa_row(frame: ImageFrame, rid: str, conv: list[dict[str, str]], *, point: tuple[float, float],
-                  origin: str, kind: str, category: str, instance: str, bbox: BBox, generator: str,
-                  item: str | None) -> Row:
+                  origin: str, kind: str, category: str, source_category: str, instance: str, bbox: BBox,
+                  generator: str, item: str | None) -> Row:
     """A ``point_vqa`` row; ``point`` (x, y) and ``bbox`` (xyxy, the target's) normalised to [0, 1]
     in the stored upright frame; ``origin`` is ``sampled``/``annotated``...; ``kind``
-    ``description`` or ``reasoning``."""
+    ``description`` or ``reasoning``; ``category`` the unified name, ``source_category`` the
+    source's own (:mod:`owl_data.conventions.taxonomy`)."""
     return {**_row(frame, rid, conv, item), "point": {"x": float(point[0]), "y": float(point[1])},
             "point_origin": origin, "kind": kind,
-            "target": {"category": category, "instance": instance, "bbox": list(bbox)}, "generator": generator}
+            "target": {"category": category, "source_category": source_category, "instance": instance,
+                       "bbox": list(bbox)},
+            "generator": generator}
 
 
 def vqa_row(frame: ImageFrame, rid: str, conv: list[dict[str, str]], answers: list[str], item: str) -> Row:
@@ -312,6 +315,7 @@ def _point_vqa_text_row(tr: TextRow, frame: ImageFrame, seed: int, out: SceneRow
     return point_vqa_row(
         frame, frame.row_id(tr.item, tr.task, tr.key), conversation(user_point(tr.question), tr.answer, tr.system),
         point=r.point, origin="annotated", kind=tr.kind, category=tr.category or "",
+        source_category=tr.source_category if tr.source_category is not None else (tr.category or ""),
         instance=tr.instance or tr.item, bbox=r.bbox, generator=tr.generator or f"source-qa/{frame.source}",
         item=tr.item)
 

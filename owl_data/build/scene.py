@@ -8,7 +8,9 @@ rejects and the item keys it kept (see :mod:`owl_data.build.driver` for the acco
 The steps, in the order rows are made (the order of the corpus):
 
 1. :func:`_open`: decode the image, find the annotation frame and the split, orient the label
-   map; a fault here rejects every item of the scene.
+   map; a fault here rejects every item of the scene. Then :func:`_unified`: every category
+   mapped to the unified taxonomy (:mod:`owl_data.conventions.taxonomy`), the source's own name
+   kept as ``source_category`` (the only place categories are mapped).
 2. :func:`_resolve`: every instance in the stored frame (a bad one rejects its item).
 3. :func:`_sampled_point_rows`: points sampled in masks, described by the template generators.
 4. :func:`_annotated_point_rows`: the points the source annotates (when none are sampled).
@@ -21,7 +23,7 @@ The steps, in the order rows are made (the order of the corpus):
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,7 @@ from owl_data.build.config import BuildConfig
 from owl_data.ingest.geometry import GeometryError, ResolvedInstance, ResolvedScene, annotation_frame, transform_mask
 from owl_data.ingest.images import ImageError, DecodedImage, load_image
 from owl_data.conventions.placeholders import check_placeholders
+from owl_data.conventions.taxonomy import default_taxonomy
 from owl_data.errors import RejectError
 from owl_data.ingest.points import sample_points
 from owl_data.records import SPLIT_NAME, Reject, Scene
@@ -139,6 +142,27 @@ def _resolve(scene: Scene, frame: ImageFrame, out: SceneRows) -> list[ResolvedIn
     return resolved
 
 
+def _unified(scene: Scene) -> Scene:
+    """``scene`` with every instance's and TextRow's category in the unified taxonomy
+    (:mod:`owl_data.conventions.taxonomy`, by the scene's source), the source's own name kept as
+    ``source_category``: the one place categories are mapped, before any row or text is made."""
+    tax = default_taxonomy()
+    src = scene.ref.source
+    instances = [i if i.source_category is not None else
+                 replace(i, category=tax.unify(src, i.category, i.attributes.get("visual_description", "")),
+                         source_category=i.category) for i in scene.instances]
+    rows = [tr if tr.category is None or tr.source_category is not None else
+            replace(tr, category=tax.unify(src, tr.category, tr.description), source_category=tr.category)
+            for tr in scene.rows]
+    return replace(scene, instances=instances, rows=rows)
+
+
+def _source_category(target: ResolvedInstance) -> str:
+    """The source's own category name of a resolved target (its unified one if never unified)."""
+    own = target.source.source_category
+    return own if own is not None else target.category
+
+
 def _generated_row(frame: ImageFrame, target: ResolvedInstance, point: tuple[float, float], origin: str,
                    qa: Any, variant: str) -> dict[str, Any]:
     """The point_vqa row of one generated QA (:class:`~owl_data.generators.GeneratedQA`) at ``point``."""
@@ -146,8 +170,8 @@ def _generated_row(frame: ImageFrame, target: ResolvedInstance, point: tuple[flo
     return point_vqa_row(
         frame, frame.row_id(target.instance, f"{x:.6f},{y:.6f}", qa.generator, variant),
         conversation(user_point(qa.question), qa.answer), point=point, origin=origin, kind=qa.kind,
-        category=target.category, instance=target.instance, bbox=target.bbox, generator=qa.generator,
-        item=target.source.item)
+        category=target.category, source_category=_source_category(target), instance=target.instance,
+        bbox=target.bbox, generator=qa.generator, item=target.source.item)
 
 
 def _sampled_point_rows(rs: ResolvedScene, frame: ImageFrame, cfg: BuildConfig, out: SceneRows) -> None:
@@ -213,8 +237,8 @@ def _source_qa_rows(scene: Scene, resolved: list[ResolvedInstance], frame: Image
         out.add("point_vqa", point_vqa_row(
             frame, frame.row_id(qa.item, "qa"), conversation(user_point(qa.question), qa.answer),
             point=target.point, origin="annotated", kind="reasoning", category=target.category,
-            instance=target.instance, bbox=target.bbox, generator=f"source-qa/{frame.source}/{qa.family}",
-            item=qa.item))
+            source_category=_source_category(target), instance=target.instance, bbox=target.bbox,
+            generator=f"source-qa/{frame.source}/{qa.family}", item=qa.item))
         out.kept.add(qa.item)
 
 
@@ -264,6 +288,7 @@ def process_scene(scene: Scene, cfg: BuildConfig) -> SceneResult:
         detail = (exc.detail or str(ref.source_path)) if isinstance(exc, ImageError) else exc.detail
         return SceneResult.rejected_whole(scene, stage, exc.reason, detail)
     img, frame = opened.img, opened.frame
+    scene = _unified(scene)
     out = SceneRows(ref.source)
     resolved = _resolve(scene, frame, out)
     if scene.sample_points:

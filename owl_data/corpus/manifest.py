@@ -103,7 +103,8 @@ def read_manifest(corpus: Path) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: not a corpus (no manifest).
-        SchemaError: a manifest that is not a JSON object, or of another schema major version.
+        SchemaError: a manifest that is not a JSON object, or of another schema major.minor
+            version (:func:`owl_data.corpus.schema.check_version`: "rebuild with this version").
     """
     path = Path(corpus) / MANIFEST
     if not path.is_file():
@@ -111,10 +112,7 @@ def read_manifest(corpus: Path) -> dict[str, Any]:
     m = json.loads(path.read_text())
     if not isinstance(m, dict):
         raise SchemaError(f"{path}: not an Owl-VL manifest (a JSON {type(m).__name__}, not an object)")
-    if str(m.get("schema_version", "")).split(".")[0] != schemas.SCHEMA_VERSION.split(".")[0]:
-        raise SchemaError(
-            f"{corpus}: schema version {m.get('schema_version')!r}, this owl-data reads {schemas.SCHEMA_VERSION}"
-        )
+    schemas.check_version(m.get("schema_version"), str(corpus))
     return m
 
 

@@ -85,6 +85,8 @@ class CorpusReader:
     def __init__(self, corpus: Path | str, manifest: dict[str, Any] | None = None, *, legacy_check: bool = False):
         self.root = Path(corpus)
         self.manifest = read_manifest(self.root) if manifest is None else manifest
+        if manifest is not None:
+            schemas.check_version(manifest.get("schema_version"), str(self.root))
         self.fingerprint = self.manifest.get("fingerprint")
         self.shards = _entries(self.manifest, self.root)
         self._checked: dict[str, tuple[int, int, int, int]] = {}  # rel -> (dev, inode, size, mtime_ns)

@@ -29,12 +29,16 @@ __all__ = [
     "TASK_ORDER",
     "TABLES",
     "SchemaError",
+    "check_version",
     "with_metadata",
     "IMAGE_ID",
     "is_image_id",
 ]
 
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "1.1.0"
+"""1.1.0: ``point_vqa.target.source_category`` (the source's own class name; ``category`` is the
+unified one, :mod:`owl_data.conventions.taxonomy`). A reader refuses a corpus of another
+major.minor version (:func:`check_version`)."""
 
 
 class SchemaError(ValueError):
@@ -83,7 +87,8 @@ POINT_VQA = pa.schema(_COMMON + [
     pa.field("kind", pa.string(), nullable=False),  # description | reasoning
     pa.field(
         "target",
-        pa.struct([("category", pa.string()), ("instance", pa.string()), ("bbox", _BBOX)]),
+        pa.struct([("category", pa.string()), ("source_category", pa.string()), ("instance", pa.string()),
+                   ("bbox", _BBOX)]),
         nullable=False,
     ),
     pa.field("generator", pa.string(), nullable=False),
@@ -123,6 +128,22 @@ TABLES: dict[str, pa.Schema] = {
     **TASK_TABLES,
     "rejects": REJECTS,
 }
+
+
+def check_version(version: object, where: str) -> None:
+    """Refuse a corpus whose schema is not this one's major.minor version (patch may differ).
+
+    Args:
+        version: the ``schema_version`` a manifest (or a file's metadata) records.
+        where: what holds it (a corpus folder), named in the message.
+
+    Raises:
+        SchemaError: one line naming both versions and saying "rebuild with this version".
+    """
+    mine = SCHEMA_VERSION.split(".")[:2]
+    if not isinstance(version, str) or version.split(".")[:2] != mine:
+        raise SchemaError(f"{where}: corpus schema {version!r}, this owl-data reads schema {SCHEMA_VERSION} "
+                          f"(1.1.0 added target.source_category): rebuild with this version")
 
 
 def with_metadata(table: str) -> pa.Schema:

@@ -170,7 +170,8 @@ def _question_frame(
             rows.setdefault(camera, []).append(TextRow(
                 task="point_vqa", item=qa.item, question=qa.question, answer=qa.answer,
                 category=inst.category, box=inst.geometry, instance=inst.instance, point=inst.point,
-                kind="reasoning", generator=f"source-qa/{name}/{family}"))
+                kind="reasoning", generator=f"source-qa/{name}/{family}",
+                description=inst.attributes.get("visual_description", "")))
     for camera, trs in rows.items():
         yield Scene(ref=cameras[camera].ref, rows=trs, sample_points=False)
 

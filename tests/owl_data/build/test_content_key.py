@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 
 import numpy as np
 
 from owl_data.build.content_key import code_versions, records_key
+from owl_data.conventions.taxonomy import TAXONOMY_FILE
 
 
 @dataclasses.dataclass
@@ -66,4 +68,5 @@ def test_a_path_by_its_name_only(tmp_path):
 
 
 def test_code_versions_name_the_code_rows_depend_on():
-    assert set(code_versions()) == {"owl_data", "generators", "annotated", "prompt_pools"}
+    assert set(code_versions()) == {"owl_data", "generators", "annotated", "prompt_pools", "taxonomy"}
+    assert code_versions()["taxonomy"] == hashlib.sha256(TAXONOMY_FILE.read_bytes()).hexdigest()[:16]

@@ -17,7 +17,7 @@ from owl_data.fs import DamagedStateWarning
 from owl_data.sources.synthetic.scenes import write_default_scenes
 from tests.owl_data.build.test_resume import _stopped_build
 
-DEFAULT_FINGERPRINT = "ef62ad183bdde795835364c17c928df93062ea8d65153090fc8bef2078e80728"
+DEFAULT_FINGERPRINT = "0044ad4c8279b976a9d41b469fc12a3e95e5eb0f9968c3d3fe978dc312b462a7"
 runner = CliRunner()
 
 

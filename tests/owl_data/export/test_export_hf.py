@@ -12,6 +12,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from owl_data.corpus import schema as schemas
 from owl_data.export import ExportError, export_corpus, export_hf
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -85,7 +86,7 @@ def test_parquet_carries_feature_and_schema_metadata(hf_export):
     meta = pq.read_schema(f).metadata
     feats = json.loads(meta[b"huggingface"])["info"]["features"]
     assert feats["image"]["_type"] == "Image"
-    assert meta[b"owl.schema_version"] == b"1.0.0"
+    assert meta[b"owl.schema_version"] == schemas.SCHEMA_VERSION.encode()
     assert all(pq.ParquetFile(f).metadata.row_group(i).num_rows <= 100
                for i in range(pq.ParquetFile(f).num_row_groups))
 

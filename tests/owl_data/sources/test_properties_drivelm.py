@@ -33,6 +33,8 @@ from tests.owl_data.sources.test_properties_coco import check_accounting, fresh,
 W, H = 1600, 900
 CAMERAS = ("CAM_FRONT", "CAM_BACK")
 CATEGORIES = ("Vehicle", "Pedestrian", "Traffic element")
+UNIFIED = {"Vehicle": "car", "Pedestrian": "person", "Traffic element": "traffic element"}
+"""The unified name of each category for the description "Red car." (owl_data/conventions/taxonomy.yaml)."""
 
 
 @st.composite
@@ -141,7 +143,8 @@ def test_generated_points_and_boxes_round_trip(tmp_path_factory, layout):
     assert {r["target"]["instance"] for r in rows} == set(truth)
     for r in rows:
         o = truth[r["target"]["instance"]]
-        assert r["point_origin"] == "annotated" and r["target"]["category"] == o["category"]
+        assert r["point_origin"] == "annotated" and r["target"]["source_category"] == o["category"]
+        assert r["target"]["category"] == UNIFIED[o["category"]]  # every object is a "Red car."
         assert (r["point"]["x"] * W, r["point"]["y"] * H) == pytest.approx(o["point"], abs=1e-6)
         assert [v * d for v, d in zip(r["target"]["bbox"], (W, H, W, H))] == pytest.approx(o["box"], abs=1e-6)
     boxes = sorted(tuple(round(v * d, 6) for v, d in zip(g["bbox"], (W, H, W, H))) for g in table_rows(out, "grounding"))
