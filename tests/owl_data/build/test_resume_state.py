@@ -17,7 +17,7 @@ from owl_data.fs import DamagedStateWarning
 from owl_data.sources.synthetic.scenes import write_default_scenes
 from tests.owl_data.build.test_resume import _stopped_build
 
-DEFAULT_FINGERPRINT = "0044ad4c8279b976a9d41b469fc12a3e95e5eb0f9968c3d3fe978dc312b462a7"
+DEFAULT_FINGERPRINT = "db3f4f9a09fc64e2f5bf19aad8b100f04feb8e654b597a86df46120fa42e8b2b"
 runner = CliRunner()
 
 

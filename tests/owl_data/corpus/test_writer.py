@@ -53,3 +53,24 @@ def test_shard_writer_rolls_shards_at_the_size_limit(tmp_path):
     shards = sorted((tmp_path / "vqa" / "train").glob("*.parquet"))
     assert len(shards) > 1
     assert [r["id"] for s in shards for r in pq.read_table(s).to_pylist()] == [f"r{i}" for i in range(40)]
+
+
+def test_image_bytes_are_stored_as_they_are_and_the_rest_zstd(tmp_path):
+    """The images table's encoded files go uncompressed and without a dictionary; every other
+    column (and every other table) is zstd; the rows read back unchanged."""
+    import os
+
+    rows = [{"image_id": f"i{k}", "bytes": os.urandom(5000), "format": "png", "width": 4, "height": 2,
+             "split": "train"} for k in range(3)]
+    with ShardWriter(tmp_path / "images", "images") as w:
+        w.write(rows)
+    (path,) = w.files
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    by = {meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)}
+    assert by["bytes"].compression == "UNCOMPRESSED" and not by["bytes"].has_dictionary_page
+    assert {c.compression for n, c in by.items() if n != "bytes"} == {"ZSTD"}
+    assert pq.read_table(path).to_pylist() == rows
+    with ShardWriter(tmp_path / "rejects", "rejects") as w:
+        w.write([{"source": "s", "item": "a", "stage": "read", "reason": "r", "detail": "d"}])
+    m = pq.ParquetFile(w.files[0]).metadata.row_group(0)
+    assert {m.column(i).compression for i in range(m.num_columns)} == {"ZSTD"}
