@@ -2,11 +2,10 @@
 
 Conventions (DESIGN.md "Geometry is data"): points and boxes are stored normalised to
 [0, 1], x to the right, y down, in the frame of the stored upright image. Coordinates are
-continuous: pixel column j has its centre at (j + 0.5) / W. Annotations are taken to be in
-the frame whose size the annotation file states: when it is the raw (pre-EXIF) frame they
-are transformed with the pixels; when it matches neither frame the scene is rejected
-(``size_mismatch``). When both frames have the same size (orientations 1-4, or square
-images) the raw frame is assumed: that is the pixel grid the file's numbers refer to.
+continuous: pixel column j has its centre at (j + 0.5) / W. The frame the annotations are in
+(the raw pixel grid before EXIF orientation, or the upright image every viewer shows) is
+chosen per source by its ``?frame=upright|raw|auto`` option (:func:`annotation_frame`);
+annotations in the raw frame are turned with the pixels, upright ones are taken as they are.
 
 Masks are kept as crops of their bounding boxes, with the crop's ``offset`` in the upright
 frame (:mod:`owl_data.ingest.crops`).
@@ -34,6 +33,8 @@ __all__ = [
     "ResolvedInstance",
     "ResolvedScene",
     "annotation_frame",
+    "AnnotationFrame",
+    "FRAMES",
     "transform_xy",
     "transform_mask",
     "transform_crop",
@@ -119,31 +120,88 @@ class ResolvedScene:
 
 # --- the annotation frame (the EXIF table itself: owl_data.ingest.orientation) -----------
 
-def annotation_frame(
-    declared: tuple[int, int] | None, raw: tuple[int, int], orientation: int
-) -> bool:
-    """Whether annotations in a frame of size ``declared`` must be transformed by EXIF.
+FRAMES: tuple[str, ...] = ("upright", "raw", "auto")
+"""The values of a source's ``?frame=`` option; the first is the default."""
+
+
+@dataclass(frozen=True)
+class AnnotationFrame:
+    """The frame a scene's annotations are in (:func:`annotation_frame`).
+
+    Attributes:
+        size: (W, H) in pixels of that frame: the grid the annotation's pixel coordinates,
+            RLE sizes, label maps and mask arrays refer to.
+        rotate: True when it is the raw (pre-EXIF) frame of an image with orientation 2..8,
+            so every coordinate and mask is turned by the orientation; False when the
+            annotations are taken as upright (orientation 1 included: both frames coincide).
+        ambiguous: the annotation did not tell the frames apart and the option decided:
+            orientation 2..8 and either no stated size or a stated size equal to both the
+            raw and the upright size (orientations 2, 3, 4; square images).
+    """
+
+    size: tuple[int, int]
+    rotate: bool
+    ambiguous: bool
+
+    @property
+    def name(self) -> str:
+        """``raw`` or ``upright``: the frame taken."""
+        return "raw" if self.rotate else "upright"
+
+
+def annotation_frame(declared: tuple[int, int] | None, raw: tuple[int, int], orientation: int,
+                     frame: str = "upright") -> AnnotationFrame:
+    """The frame annotations stating the size ``declared`` are in, by the source's ``frame`` option.
+
+    The upright frame is the image as ``PIL.ImageOps.exif_transpose`` (and labelme, Label
+    Studio, FiftyOne, browsers) shows it; the raw frame is the file's pixel grid.
+
+    - ``upright`` (default): the annotations are in the upright frame; a stated size must
+      be the upright size. A stated size equal to the raw size only (orientations 5..8,
+      W != H) is ``size_mismatch``: an explicit frame is never overridden by a guess
+      (``auto`` follows the stated size).
+    - ``raw``: they are in the raw pixel grid; a stated size must be the raw size (one equal
+      to the upright size only is ``size_mismatch``).
+    - ``auto``: the frame whose size the annotation states; raw when both sizes match it
+      (orientations 2, 3, 4, square images) or when it states none.
+
+    With orientation 1 (or none, or an invalid tag) the frames coincide and every option
+    gives the same result; such an image is never ambiguous.
 
     Args:
-        declared: (W, H) stated by the annotation file, or None (raw pixel frame assumed).
+        declared: (W, H) stated by the annotation (file entry, label map size), or None.
         raw: (W, H) of the file's pixel grid before EXIF orientation.
         orientation: EXIF Orientation tag (1..8; anything else counts as 1).
-
-    Returns:
-        True when the annotations are in the raw frame (transform them), False when they
-        are already upright.
+        frame: one of :data:`FRAMES`.
 
     Raises:
-        GeometryError(``size_mismatch``): the declared size matches neither frame.
+        ValueError: ``frame`` is not one of :data:`FRAMES` (a bug: sources check it).
+        GeometryError(``size_mismatch``): the stated size does not fit the frame the option
+            takes (or matches neither frame).
     """
-    upright = upright_size(raw, orientation)
-    if declared is None or tuple(declared) == tuple(raw):
-        return orientation in range(2, 9)
-    if tuple(declared) == tuple(upright):
-        return False
-    raise GeometryError(
-        "size_mismatch", f"annotation size {declared} matches neither the file {raw} nor upright {upright}"
-    )
+    if frame not in FRAMES:
+        raise ValueError(f"frame {frame!r}: expected one of {', '.join(FRAMES)}")
+    o = orientation if orientation in range(2, 9) else 1
+    raw = (int(raw[0]), int(raw[1]))
+    upright = upright_size(raw, o)
+    stated = None if declared is None else (int(declared[0]), int(declared[1]))
+    fits_raw, fits_upright = stated in (None, raw), stated in (None, upright)
+    if not (fits_raw or fits_upright):
+        raise GeometryError("size_mismatch", f"annotation size {stated} matches neither the file {raw} "
+                                             f"nor upright {upright}")
+    if o == 1:
+        return AnnotationFrame(raw, False, False)
+    ambiguous = fits_raw and fits_upright
+    if frame == "upright" and not fits_upright:
+        raise GeometryError("size_mismatch", f"annotation size {stated} is the raw size of an EXIF-{o} image "
+                                             f"(upright {upright}); ?frame=upright needs the upright size: "
+                                             "use ?frame=raw or ?frame=auto")
+    if frame == "raw" and not fits_raw:
+        raise GeometryError("size_mismatch", f"annotation size {stated} is the upright size of an EXIF-{o} image "
+                                             f"(raw {raw}); ?frame=raw needs the raw size: "
+                                             "use ?frame=upright or ?frame=auto")
+    rotate = fits_raw if frame == "auto" else frame == "raw"
+    return AnnotationFrame(raw if rotate else upright, rotate, ambiguous)
 
 
 # --- validation and rasterisation ----------------------------------------------------------
@@ -300,7 +358,8 @@ def _box_bbox(g: Box, o: int, declared: tuple[int, int],
 
 
 def _mask_array(g: MaskArray, raw: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
-    """(bool crop, offset) of a MaskArray, checked to be a 2-D crop inside the raw (W, H) frame."""
+    """(bool crop, offset) of a MaskArray, checked to be a 2-D crop inside the (W, H) frame
+    ``raw`` (the annotation frame's size)."""
     m = np.asarray(g.mask, dtype=bool)
     if m.ndim != 2 or g.offset is None and m.shape != (raw[1], raw[0]):
         raise GeometryError("size_mismatch", f"mask {m.shape[::-1]} on a {raw} image")
@@ -311,15 +370,13 @@ def _mask_array(g: MaskArray, raw: tuple[int, int]) -> tuple[np.ndarray, tuple[i
     return m, (int(off[0]), int(off[1]))
 
 
-def _region(g: Geometry | None, o: int, orientation: int, declared: tuple[int, int], raw: tuple[int, int],
-            upright: tuple[int, int]) -> tuple[tuple[np.ndarray, tuple[int, int]] | None,
+def _region(g: Geometry | None, o: int, declared: tuple[int, int], upright: tuple[int, int]) -> tuple[tuple[np.ndarray, tuple[int, int]] | None,
                                                tuple[float, float, float, float] | None]:
     """((upright mask crop, offset) or None, normalised bbox or None) of an instance's region.
 
-    A mask's bbox is that of its pixels; the crop is the mask's bounding box. Masks given as
-    arrays are in the raw pixel grid and turn with the image (``orientation``); everything
-    else is in the declared frame and turns by ``o`` (the orientation, or 1 when annotations
-    are already upright).
+    A mask's bbox is that of its pixels; the crop is the mask's bounding box. Every geometry
+    (mask arrays included) is in the declared frame and turns by ``o`` (the orientation, or 1
+    when annotations are already upright).
     """
     mask, off = None, (0, 0)
     if isinstance(g, Polygons):
@@ -327,7 +384,7 @@ def _region(g: Geometry | None, o: int, orientation: int, declared: tuple[int, i
     elif isinstance(g, RLE):
         mask = transform_mask(_rle_mask(g.rle, *declared), o)
     elif isinstance(g, MaskArray):
-        mask, off = transform_crop(*_mask_array(g, raw), orientation, raw)
+        mask, off = transform_crop(*_mask_array(g, declared), o, declared)
     elif isinstance(g, Box):
         return None, _box_bbox(g, o, declared, upright)
     if mask is None:
@@ -369,12 +426,12 @@ def resolve_instance(
     """Turn an instance's geometry into the stored upright frame.
 
     Args:
-        inst: the instance, geometry in pixels of the declared frame (masks: raw grid).
-        declared: (W, H) of the annotation frame.
+        inst: the instance, geometry (mask arrays included) in pixels of the annotation frame.
+        declared: (W, H) of the annotation frame (:attr:`AnnotationFrame.size`: the raw size
+            when ``rotate``, else the upright size).
         raw: (W, H) of the file's pixel grid.
         orientation: EXIF orientation.
-        rotate: True when the annotation frame is the raw frame (see
-            :func:`annotation_frame`).
+        rotate: True when the annotation frame is the raw frame (:attr:`AnnotationFrame.rotate`).
 
     Raises:
         GeometryError: with the reject reason (``degenerate_polygon``, ``bad_polygon``,
@@ -385,7 +442,7 @@ def resolve_instance(
     o = orientation if rotate else 1
     upright = upright_size(raw, orientation)
     g: Geometry | None = inst.geometry
-    crop, bbox = _region(g, o, orientation, declared, raw, upright)
+    crop, bbox = _region(g, o, declared, upright)
     mask, offset = crop if crop is not None else (None, (0, 0))
     point = None if inst.point is None else _annotated_point(inst.point, g, o, declared, upright)
     if bbox is None:

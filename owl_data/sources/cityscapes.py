@@ -86,7 +86,9 @@ from owl_data.ingest.files import FileProblem, open_regular, read_recorded, read
 from owl_data.ingest.numbers import pixel_int
 from owl_data.records import DeferredScene, ImageRef, Instance, MaskArray, Record, Reject, Scene, iter_expanded
 from owl_data.sources import SourceError, SourceOptions
-from owl_data.sources._common import shown
+from owl_data.ingest.geometry import GeometryError, annotation_frame
+from owl_data.ingest.images import exif_orientation
+from owl_data.sources._common import shown, spec_frame, split_options
 from owl_data.sources._paths import UnsafePath, resolve_inside
 
 __all__ = ["read", "read_scenes", "load_frame", "LOADER", "COMPONENT_CLASSES", "STUFF_CLASSES"]
@@ -137,7 +139,8 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
         SourceError: (at call time) the root does not exist, has no ``leftImg8bit``
             folder, or that folder holds no ``*_leftImg8bit.png`` frame.
     """
-    root = Path(spec).expanduser()
+    path, opts = split_options("cityscapes", spec, {})
+    root = Path(path).expanduser()
     if not root.is_dir():
         raise SourceError(f"cityscapes: root {str(root)!r} is not a folder")
     root = Path(os.path.realpath(root))
@@ -147,7 +150,8 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
     frames = list(_walk(images))
     if not frames:
         raise SourceError(f"cityscapes: no *{IMAGE_SUFFIX} under {str(images)!r} (expected leftImg8bit/<split>/<city>/)")
-    return _read_frames(root, frames, options.name, options.max_image_pixels, options.max_file_bytes)
+    return _read_frames(root, frames, options.name, options.max_image_pixels, options.max_file_bytes,
+                        spec_frame(opts))
 
 
 def _walk(images: Path) -> Iterator[tuple[str, str, str]]:
@@ -160,18 +164,18 @@ def _walk(images: Path) -> Iterator[tuple[str, str, str]]:
 
 
 def _read_frames(root: Path, frames: list[tuple[str, str, str]], source: str, max_pixels: int,
-                 max_bytes: int) -> Iterator[Record]:
+                 max_bytes: int, frame: str) -> Iterator[Record]:
     """Each frame's records; a frame that cannot be used is one Reject keyed by its source_path."""
     for split, city, name in frames:
         source_path = shown(f"leftImg8bit/{split}/{city}/{name}")  # a name not UTF-8 on disk: escaped
         try:
-            yield from _read_frame(root, split, city, name, source_path, source, (max_pixels, max_bytes))
+            yield from _read_frame(root, split, city, name, source_path, source, (max_pixels, max_bytes), frame)
         except (_FrameError, UnsafePath, FileProblem) as err:
             yield Reject(source, source_path, "read", err.reason, err.detail)
 
 
-def _open_header(path: Path, rel: str, reason: str, limits: tuple[int, int]) -> tuple[int, int]:
-    """(W, H) from a PNG header (no pixel decoded); ``too_large`` over ``max_pixels``.
+def _open_header(path: Path, rel: str, reason: str, limits: tuple[int, int]) -> tuple[tuple[int, int], int]:
+    """((W, H), EXIF orientation) from a PNG header (no pixel decoded); ``too_large`` over ``max_pixels``.
 
     ``limits`` is (max_pixels, max_bytes); the file is opened by
     :func:`~owl_data.ingest.files.open_regular` (``not_a_regular_file``, ``file_too_large``).
@@ -182,7 +186,7 @@ def _open_header(path: Path, rel: str, reason: str, limits: tuple[int, int]) -> 
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with open_regular(path, max_bytes=max_bytes, what=reason.removeprefix("unreadable_")) as f, \
                     Image.open(f) as im:
-                size = im.size
+                size, orientation = im.size, exif_orientation(im)
     except FileProblem:  # a ValueError too: keeps its own reason
         raise
     except Image.DecompressionBombError as exc:
@@ -191,15 +195,19 @@ def _open_header(path: Path, rel: str, reason: str, limits: tuple[int, int]) -> 
         raise _FrameError(reason, f"{rel}: {type(exc).__name__}: {exc}") from None
     if size[0] * size[1] > max_pixels:
         raise _FrameError("too_large", f"{rel} is {size[0]}x{size[1]} = {size[0] * size[1]} pixels > limit {max_pixels}")
-    return size
+    return size, orientation
 
 
 def _read_frame(root: Path, split: str, city: str, name: str, source_path: str, source: str,
-                limits: tuple[int, int]) -> Iterator[Record]:
+                limits: tuple[int, int], frame: str) -> Iterator[Record]:
     """The frame's headers checked here (no pixel decoded); its label maps are decoded by
-    :func:`load_frame` where the :class:`~owl_data.records.DeferredScene` is processed."""
+    :func:`load_frame` where the :class:`~owl_data.records.DeferredScene` is processed.
+
+    The maps' size is the annotation's stated size: the instanceIds map fixes it (it must be
+    the image's raw or upright size as ``frame`` allows: :func:`_check_frame`), and the
+    labelIds map and the polygons' ``imgWidth``/``imgHeight`` must equal it."""
     image_path, _ = resolve_inside(root, root / "leftImg8bit" / split / city, name)
-    width, height = _open_header(image_path, source_path, "unreadable_image", limits)
+    image_size, orientation = _open_header(image_path, source_path, "unreadable_image", limits)
 
     stem = name[: -len(IMAGE_SUFFIX)]
     gt_dir = root / "gtFine" / split / city
@@ -209,7 +217,8 @@ def _read_frame(root: Path, split: str, city: str, name: str, source_path: str, 
     if not (gt_dir / f"{stem}{INSTANCE_SUFFIX}").exists():
         raise _FrameError("missing_annotation", f"no {inst_rel}")
     inst_path, _ = resolve_inside(root, gt_dir, f"{stem}{INSTANCE_SUFFIX}")
-    _check_map_header(inst_path, inst_rel, (width, height), limits)
+    width, height = _open_header(inst_path, inst_rel, "unreadable_annotation", limits)[0]
+    _check_frame(inst_rel, (width, height), image_size, orientation, frame)
 
     label_rel = shown(f"gtFine/{split}/{city}/{stem}{LABEL_SUFFIX}")
     label_path: Path | None = None
@@ -224,7 +233,7 @@ def _read_frame(root: Path, split: str, city: str, name: str, source_path: str, 
 
     maps = ((str(inst_path), inst_rel), (str(label_path), label_rel) if label_path is not None else None)
     yield DeferredScene(source, LOADER, (source, source_path, split, shown(city), str(image_path), maps,
-                                         (width, height), limits), item=source_path)
+                                         (width, height), limits, frame), item=source_path)
 
 
 LOADER = "owl_data.sources.cityscapes:load_frame"
@@ -233,7 +242,7 @@ LOADER = "owl_data.sources.cityscapes:load_frame"
 
 def load_frame(source: str, source_path: str, split: str, city: str, image_path: str,
                maps: tuple[tuple[str, str], tuple[str, str] | None], size: tuple[int, int],
-               limits: tuple[int, int]) -> list[Record]:
+               limits: tuple[int, int], frame: str = "upright") -> list[Record]:
     """Decode one frame's label maps into its Scene and Rejects (run in the build worker).
 
     Args:
@@ -241,8 +250,11 @@ def load_frame(source: str, source_path: str, split: str, city: str, image_path:
             split and city (its group).
         image_path: the leftImg8bit file (absolute).
         maps: ((instanceIds path, its path under the root), (labelIds path, rel) or None).
-        size: (W, H) of the image header; every map must have it.
+        size: (W, H) of the instanceIds header, checked by :func:`read` against the image
+            (raw or upright as ``frame`` allows); every map must have it, and it is the
+            Scene's ``declared_size``.
         limits: (max_image_pixels, max_file_bytes).
+        frame: the spec's ``?frame=`` option (``ImageRef.frame``).
 
     Returns:
         [the Scene, then its group/unknown-label Rejects], or [one Reject keyed by
@@ -263,13 +275,27 @@ def load_frame(source: str, source_path: str, split: str, city: str, image_path:
     except (_FrameError, FileProblem) as err:
         return [Reject(source, source_path, "read", err.reason, err.detail)]
     instances, items, rejects = _instances(inst, source_path, source)
-    ref = ImageRef(source=source, path=Path(image_path), source_path=source_path, group=city, split=split)
+    ref = ImageRef(source=source, path=Path(image_path), source_path=source_path, group=city, split=split,
+                   declared_size=size, frame=frame)
     return [Scene(ref=ref, instances=instances, semantic=semantic, items=items), *rejects]
 
 
+def _check_frame(rel: str, header: tuple[int, int], image: tuple[int, int], orientation: int, frame: str) -> None:
+    """``size_mismatch`` unless a map of size ``header`` fits the image (raw (W, H) ``image``,
+    EXIF ``orientation``) in the frame the ``?frame=`` option takes
+    (:func:`owl_data.ingest.geometry.annotation_frame`)."""
+    try:
+        annotation_frame(header, image, orientation, frame)
+    except GeometryError as exc:
+        turned = "" if orientation == 1 else f" (EXIF orientation {orientation}, ?frame={frame}: {exc.detail})"
+        raise _FrameError("size_mismatch", f"{rel} is {header[0]}x{header[1]}, image is "
+                                           f"{image[0]}x{image[1]}{turned}") from None
+
+
 def _check_map_header(path: Path, rel: str, size: tuple[int, int], limits: tuple[int, int]) -> None:
-    """A map's header: readable, within the limits, of the image's size (nothing decoded)."""
-    header = _open_header(path, rel, "unreadable_annotation", limits)
+    """A map's header: readable, within the limits, of the size ``size`` (the instanceIds
+    map's; nothing decoded)."""
+    header = _open_header(path, rel, "unreadable_annotation", limits)[0]
     if header != size:
         raise _FrameError("size_mismatch", f"{rel} is {header[0]}x{header[1]}, image is {size[0]}x{size[1]}")
 

@@ -57,7 +57,7 @@ from typing import Any, Iterator
 from owl_data.ingest.files import FileProblem, open_regular
 from owl_data.records import SPLIT_NAME, Record, Reject, Scene, SourceQA, TextRow
 from owl_data.sources import SourceError, SourceOptions
-from owl_data.sources._common import parse_spec, shown, text_problem
+from owl_data.sources._common import parse_spec, shown, spec_frame, text_problem, with_frame
 from owl_data.sources._drivelm_frame import (
     CAMERA_SIZE, STAGE, TAG_RE, _camera, _frame, _key_object, _qa, object_phrase, parse_tag,
 )
@@ -230,7 +230,8 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
     objects, held = _plan(docs)
     seen_frames: dict[str, str] = {}
     for rel, path, data in docs:
-        yield from _file(root, rel, path.parent, data, name, objects, held, eval_split, seen_frames)
+        yield from with_frame(_file(root, rel, path.parent, data, name, objects, held, eval_split, seen_frames),
+                              spec_frame(opts))
 
 
 def _file(root: Path, rel: str, folder: Path, data: dict, name: str, objects: dict[str, Any],
