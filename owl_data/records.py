@@ -58,7 +58,7 @@ class ImageRef:
             None when it states none.
         frame: the source's ``?frame=`` option, ``upright`` (default), ``raw`` or ``auto``:
             which frame of an EXIF-oriented image the annotations are in
-            (:func:`owl_data.ingest.geometry.annotation_frame`).
+            (:func:`owl_data.ingest.frame.annotation_frame`).
     """
 
     source: str

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from owl_data.build.config import BuildConfig
-from owl_data.ingest.geometry import (AnnotationFrame, GeometryError, ResolvedInstance, ResolvedScene, annotation_frame,
-                                      transform_mask)
+from owl_data.ingest.frame import AnnotationFrame, annotation_frame
+from owl_data.ingest.geometry import GeometryError, ResolvedInstance, ResolvedScene, transform_mask
 from owl_data.ingest.images import ImageError, DecodedImage, load_image
 from owl_data.conventions.placeholders import check_placeholders
 from owl_data.errors import RejectError
@@ -113,7 +113,7 @@ def _open(scene: Scene, cfg: BuildConfig) -> _Opened:
     Raises:
         ImageError: the image cannot be decoded or is too large (stage ``decode``).
         GeometryError: the declared size does not fit the frame the source's ``?frame=``
-            option takes (:func:`~owl_data.ingest.geometry.annotation_frame`), or the label
+            option takes (:func:`~owl_data.ingest.frame.annotation_frame`), or the label
             map's size does not (stage ``geometry``).
         SplitError: the split is not a plain name (stage ``read``).
     """

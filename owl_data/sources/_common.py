@@ -8,7 +8,7 @@ relative path in a value is taken relative to ``DIR`` (or to the folder of a fil
 unknown keys are an error that lists the known ones. Every source also takes ``frame``
 (:data:`FRAME_OPTION`): ``upright`` (default), ``raw`` or ``auto``, the frame of an
 EXIF-oriented image its pixel annotations are in
-(:func:`owl_data.ingest.geometry.annotation_frame`).
+(:func:`owl_data.ingest.frame.annotation_frame`).
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def split_options(source: str, spec: str, keys: dict[str, str]) -> tuple[str, di
             ``frame`` that is not ``upright``, ``raw`` or ``auto``; the message names
             ``--source`` and the spec.
     """
-    from owl_data.ingest.geometry import FRAMES
+    from owl_data.ingest.frame import FRAMES
 
     keys = {**keys, **FRAME_OPTION}
     where = f"--source {source}={spec}"

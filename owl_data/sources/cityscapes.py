@@ -18,8 +18,13 @@ polygons file that cannot be parsed rejects the frame as ``unreadable_annotation
 signals a damaged download). Class names, ids and ``hasInstances`` come from
 ``cityscapesscripts.helpers.labels``.
 
+Spec: ``DIR[?frame=upright|raw|auto]``. The label maps' size is the annotation's stated
+size: it must be the image's raw or upright size as ``frame`` allows (default ``upright``;
+equal for images without EXIF orientation, as Cityscapes ships them;
+:func:`owl_data.ingest.frame.annotation_frame`), else the frame is ``size_mismatch``.
+
 What one frame yields (all geometry is a bool :class:`~owl_data.records.MaskArray` in the
-pixel grid of the leftImg8bit file, H rows by W columns: the crop of the region's bounding
+pixel grid of the label maps, H rows by W columns: the crop of the region's bounding
 box at its offset, or the full (H, W) frame for a region whose box starts at (0, 0)):
 
 - a thing :class:`~owl_data.records.Instance` per instanceIds value ``v >= 1000``:
@@ -86,7 +91,8 @@ from owl_data.ingest.files import FileProblem, open_regular, read_recorded, read
 from owl_data.ingest.numbers import pixel_int
 from owl_data.records import DeferredScene, ImageRef, Instance, MaskArray, Record, Reject, Scene, iter_expanded
 from owl_data.sources import SourceError, SourceOptions
-from owl_data.ingest.geometry import GeometryError, annotation_frame
+from owl_data.ingest.frame import annotation_frame
+from owl_data.ingest.geometry import GeometryError
 from owl_data.ingest.images import exif_orientation
 from owl_data.sources._common import shown, spec_frame, split_options
 from owl_data.sources._paths import UnsafePath, resolve_inside
@@ -283,7 +289,7 @@ def load_frame(source: str, source_path: str, split: str, city: str, image_path:
 def _check_frame(rel: str, header: tuple[int, int], image: tuple[int, int], orientation: int, frame: str) -> None:
     """``size_mismatch`` unless a map of size ``header`` fits the image (raw (W, H) ``image``,
     EXIF ``orientation``) in the frame the ``?frame=`` option takes
-    (:func:`owl_data.ingest.geometry.annotation_frame`)."""
+    (:func:`owl_data.ingest.frame.annotation_frame`)."""
     try:
         annotation_frame(header, image, orientation, frame)
     except GeometryError as exc:

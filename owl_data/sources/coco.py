@@ -233,7 +233,7 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
         spec: ``IMAGES_DIR:ANNOTATIONS.json[?frame=upright|raw|auto]``. ``IMAGES_DIR`` is the
             source root: every ``file_name`` is relative to it and must resolve inside it;
             ``frame`` (default ``upright``) is the frame of an EXIF-oriented image the
-            annotations are in (:func:`owl_data.ingest.geometry.annotation_frame`).
+            annotations are in (:func:`owl_data.ingest.frame.annotation_frame`).
         options: reader options; ``options.name`` becomes ``ImageRef.source``.
 
     Yields:

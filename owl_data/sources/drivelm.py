@@ -165,9 +165,11 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
     """Read every DriveLM JSON under ``spec``; yield Scenes per (frame, camera) and Rejects.
 
     Args:
-        spec: ``DIR[?eval_split=S]``, the source root. Annotation files are ``DIR/**/*.json``;
-            image paths in them are relative to each file's folder and must resolve inside
-            ``DIR``. ``eval_split`` (default ``test``) is the split of held-out scenes.
+        spec: ``DIR[?eval_split=S&frame=F]``, the source root. Annotation files are
+            ``DIR/**/*.json``; image paths in them are relative to each file's folder and must
+            resolve inside ``DIR``. ``eval_split`` (default ``test``) is the split of held-out
+            scenes; ``frame`` (default ``upright``) is the frame of an EXIF-oriented image
+            the tags are in (:func:`owl_data.ingest.frame.annotation_frame`).
         options: reader options; ``options.name`` becomes ``ImageRef.source``.
 
     Yields:
