@@ -3,8 +3,9 @@
 A chunk holds what a run of ``chunk_scenes`` scenes produced, so a killed build resumes
 where it stopped: one Arrow IPC file per table (``images``, ``image_refs``, the task tables,
 ``rejects``), ``row_items.json`` (the item key of each task row), ``accounting.json`` (per
-source: the items read and kept, and the images per annotation frame taken), ``inputs.json`` (``[path, sha256]`` of every file its scenes
-read, recorded by the worker as it read them) and ``content_key.txt``
+source: the items read and kept, and the images per annotation frame taken), ``inputs.json``
+(``[path, sha256]`` of every file its scenes read, recorded by the worker as it read them) and
+``content_key.txt``
 (:mod:`owl_data.build.content_key`). A chunk is reused when its key matches and every input
 file hashes (streaming sha256, :func:`~owl_data.ingest.files.file_digest`) as it did.
 A folder is written under ``NNNNNN.tmp`` and renamed, so a chunk is whole or absent; one whose
@@ -41,7 +42,8 @@ from owl_data.records import DeferredScene, Record, Reject, Scene
 if TYPE_CHECKING:
     from owl_data.build.scene import SceneResult
 
-__all__ = ["CHUNK_KEY", "INPUTS", "FRAME_COUNTS", "inputs_unchanged", "batches", "chunk_folder", "save_chunk", "chunk_reusable", "read_rows", "row_items",
+__all__ = ["CHUNK_KEY", "INPUTS", "FRAME_COUNTS",
+           "inputs_unchanged", "batches", "chunk_folder", "save_chunk", "chunk_reusable", "read_rows", "row_items",
            "read_accounting", "reject_row"]
 
 CHUNK_KEY = "content_key.txt"

@@ -282,8 +282,8 @@ def _mask_array(g: MaskArray, raw: tuple[int, int]) -> tuple[np.ndarray, tuple[i
     return m, (int(off[0]), int(off[1]))
 
 
-def _region(g: Geometry | None, o: int, declared: tuple[int, int], upright: tuple[int, int]) -> tuple[tuple[np.ndarray, tuple[int, int]] | None,
-                                               tuple[float, float, float, float] | None]:
+def _region(g: Geometry | None, o: int, declared: tuple[int, int], upright: tuple[int, int]
+            ) -> tuple[tuple[np.ndarray, tuple[int, int]] | None, tuple[float, float, float, float] | None]:
     """((upright mask crop, offset) or None, normalised bbox or None) of an instance's region.
 
     A mask's bbox is that of its pixels; the crop is the mask's bounding box. Every geometry

@@ -86,7 +86,8 @@ def _file_records(name: str, f: Path, images: Path, coords: str, frame: str) -> 
         yield from rejects
         if rows:
             image = obj.get("image")
-            ref = image_ref(name, images, image, frame=frame) if isinstance(image, str) else ("malformed_line", "no image path")
+            ref = (image_ref(name, images, image, frame=frame) if isinstance(image, str)
+                   else ("malformed_line", "no image path"))
             yield from scene_or_rejects(name, ref, rows)
 
 

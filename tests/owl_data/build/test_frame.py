@@ -386,3 +386,17 @@ def test_cli_reports_a_bad_frame_in_one_line(tmp_path):
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --source coco=")
     assert "frame='up' is not one of upright, raw, auto" in lines[0]
+
+
+def test_cli_notes_a_source_with_ambiguous_frames(tmp_path):
+    """The build summary names a source whose frame the annotations left to the option."""
+    from typer.testing import CliRunner
+
+    from owl_data.cli import app
+
+    root = _coco(tmp_path / "coco", "upright", [1, 3, 6])
+    res = CliRunner().invoke(app, ["build", "--source", f"coco={root}:{root}/ann.json", "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert ("note: source 'coco': 1 EXIF-oriented image(s) whose annotations do not tell the raw frame from the "
+            "upright one were taken as its ?frame= option says (default upright; frames taken: upright 3, raw 0)") in text
