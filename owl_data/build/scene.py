@@ -66,7 +66,8 @@ class SceneResult:
         rejects: one Reject per rejected item, the scene's items first in their order.
         kept: item keys that produced at least one row.
         frame: the annotation frame taken for the image (``upright`` or ``raw``), or None
-            when the scene was rejected before one was (undecodable image, size mismatch).
+            when the scene was rejected before one was (undecodable image, size mismatch) or
+            places nothing on the image (captions, VQA).
         frame_ambiguous: the annotation did not settle the frame (EXIF orientation 2..8 and
             no stated size, or one equal to both sizes): the ``?frame=`` option decided.
         source_path: the image's path in its source (the manifest counts frames per image).
@@ -107,6 +108,13 @@ class _Opened:
     annotation: AnnotationFrame
 
 
+def _places(scene: Scene) -> bool:
+    """Whether the scene puts anything on the image: instances, a label map, or a text row's box
+    or point (only then does the annotation frame matter, and the image count in ``frames``)."""
+    return bool(scene.instances) or scene.semantic is not None or any(
+        tr.box is not None or tr.point is not None for tr in scene.rows)
+
+
 def _open(scene: Scene, cfg: BuildConfig) -> _Opened:
     """Decode the image and place the scene in its frame and split.
 
@@ -120,7 +128,8 @@ def _open(scene: Scene, cfg: BuildConfig) -> _Opened:
     ref = scene.ref
     img = load_image(ref.path, max_pixels=cfg.max_image_pixels, max_bytes=cfg.max_file_bytes,
                      reencode_format=cfg.reencode_format)
-    af = annotation_frame(ref.declared_size, img.raw_size, img.orientation, ref.frame)
+    # a scene that places nothing (captions, VQA) is in no frame: a stated size of either frame fits it
+    af = annotation_frame(ref.declared_size, img.raw_size, img.orientation, ref.frame if _places(scene) else "auto")
     split = ref.split or split_for_group(ref.group, cfg.val_percent)
     if not SPLIT_NAME.fullmatch(split):  # a folder name of the corpus: never a path
         raise SplitError("bad_split", f"split {split[:40]!r} is not a plain name (letters, digits, _ . -)")
@@ -292,8 +301,9 @@ def process_scene(scene: Scene, cfg: BuildConfig) -> SceneResult:
     items = scene_items(scene)
     row_items, rejects = _settle(items, out)
     result = SceneResult(ref.source, items, rows=dict(out.rows), row_items=row_items, rejects=rejects,
-                         kept=out.kept, frame=opened.annotation.name, frame_ambiguous=opened.annotation.ambiguous,
-                         source_path=ref.source_path)
+                         kept=out.kept, source_path=ref.source_path)
+    if _places(scene):
+        result.frame, result.frame_ambiguous = opened.annotation.name, opened.annotation.ambiguous
     if any(out.rows.values()):
         result.image = {"image_id": img.image_id, "bytes": img.data, "format": img.format,
                         "width": img.width, "height": img.height, "split": frame.split}

@@ -400,3 +400,21 @@ def test_cli_notes_a_source_with_ambiguous_frames(tmp_path):
     text = " ".join(res.output.split())
     assert ("note: source 'coco': 1 EXIF-oriented image(s) whose annotations do not tell the raw frame from the "
             "upright one were taken as its ?frame= option says (default upright; frames taken: upright 3, raw 0)") in text
+
+
+def test_a_scene_that_places_nothing_is_in_no_frame(tmp_path):
+    """Captions of an EXIF-6 image whose file states the raw size: nothing is placed on the
+    image, so the default ``upright`` does not reject them and the image is not counted in
+    ``frames``; a size matching neither frame is still ``size_mismatch``."""
+    d = tmp_path / "cc"
+    _write_png(d / "val2017" / "1.png", 6)
+    raw_w, raw_h = _raw(6).shape[1::-1]
+    doc = {"images": [{"id": 1, "file_name": "1.png", "width": int(raw_w), "height": int(raw_h)},
+                      {"id": 2, "file_name": "1.png", "width": 99, "height": 99}],
+           "annotations": [{"id": 1, "image_id": 1, "caption": "Three blocks."},
+                           {"id": 2, "image_id": 2, "caption": "Three blocks again."}]}
+    (d / "captions_val2017.json").write_text(json.dumps(doc))
+    m = _build(tmp_path / "out", SourceSpec("coco_captions", str(d)))
+    s = m["sources"]["coco_captions"]
+    assert (s["items_kept"], s["rejects"]) == (1, {"size_mismatch": 1})
+    assert s["frames"] == {"upright": 0, "raw": 0, "ambiguous": 0}
