@@ -55,7 +55,10 @@ class ImageRef:
         group: what must not straddle splits (city, drive log, scene).
         split: the source's own split (``train``/``val``/``test``), or None to split by group.
         declared_size: (W, H) in pixels that the annotation file states for the image, or
-            None when it states none (annotations are then in the file's raw pixel frame).
+            None when it states none.
+        frame: the source's ``?frame=`` option, ``upright`` (default), ``raw`` or ``auto``:
+            which frame of an EXIF-oriented image the annotations are in
+            (:func:`owl_data.ingest.frame.annotation_frame`).
     """
 
     source: str
@@ -64,6 +67,7 @@ class ImageRef:
     group: str
     split: str | None = None
     declared_size: tuple[int, int] | None = None
+    frame: str = "upright"
 
 
 @dataclass(frozen=True)
@@ -82,13 +86,14 @@ class RLE:
 
 @dataclass(frozen=True)
 class MaskArray:
-    """A boolean (h, w) mask in the raw pixel grid of the image file (before EXIF).
+    """A boolean (h, w) mask in the pixel grid of the annotation frame (the raw grid before
+    EXIF, or the upright one: :attr:`ImageRef.frame`), like every other geometry.
 
     Attributes:
-        mask: bool array of shape (h, w); may be a crop of the raw grid.
-        offset: (x0, y0) in raw-grid pixels: the crop's top-left is column x0, row y0; any
+        mask: bool array of shape (h, w); may be a crop of that grid.
+        offset: (x0, y0) in that grid's pixels: the crop's top-left is column x0, row y0; any
             crop inside the frame, (0, 0) included. ``None`` (the default) marks a full-frame
-            mask, whose shape must be the raw (H, W).
+            mask, whose shape must be the frame's (H, W).
     """
 
     mask: np.ndarray
@@ -219,7 +224,8 @@ class Scene:
     Attributes:
         ref: the image reference.
         instances: objects and stuff regions (targets and context).
-        semantic: optional (H, W) uint8 Cityscapes label-id map in the raw pixel frame,
+        semantic: optional (H, W) uint8 Cityscapes label-id map in the annotation frame
+            (:attr:`ImageRef.frame`; its size is the frame's),
             used for stuff context (road, sidewalk) by the generators.
         items: accounting keys of all items this scene covers (instances' and QAs' items
             included); each ends kept or rejected.

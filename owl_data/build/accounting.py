@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from owl_data.build.chunks import chunk_folder, read_accounting, read_rows, reject_row, row_items
+from owl_data.build.chunks import FRAME_COUNTS, chunk_folder, read_accounting, read_rows, reject_row, row_items
 from owl_data.build.content_key import code_versions
 from owl_data.build.config import BuildConfig
 from owl_data.corpus import schema as schemas
@@ -57,6 +57,8 @@ class Accounting:
         reasons: source -> reject reason -> reject rows.
         written: source -> items with at least one task row written.
         duplicates: source -> item -> why one of its rows was dropped as a duplicate.
+        frames: source -> ``upright``/``raw``/``ambiguous`` -> source paths of its images
+            (:data:`~owl_data.build.chunks.FRAME_COUNTS`).
     """
 
     rows: defaultdict[str, Counter] = field(default_factory=_counters)
@@ -67,6 +69,7 @@ class Accounting:
     reasons: defaultdict[str, Counter] = field(default_factory=_counters)
     written: defaultdict[str, set[str]] = field(default_factory=_sets)
     duplicates: defaultdict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
+    frames: defaultdict[str, defaultdict[str, set[str]]] = field(default_factory=lambda: defaultdict(_sets))
 
 
 class _Streamed:
@@ -245,6 +248,8 @@ def _read_items(chunks: list[Path], acct: Accounting) -> None:
         for name, a in read_accounting(d).items():
             acct.read[name] |= set(a["read"])
             acct.kept[name] |= set(a["kept"])
+            for k in FRAME_COUNTS:
+                acct.frames[name][k] |= set(a["frames"][k])
 
 
 def _drop_duplicates(acct: Accounting) -> dict[str, dict[str, str]]:
@@ -279,7 +284,8 @@ def _write_rejects(staging: Path, chunks: list[Path], dropped: dict[str, dict[st
 
 
 def _source_stats(acct: Accounting, sources: list["SourceSpec"]) -> dict[str, Any]:
-    """The manifest's ``sources``: per source, its spec and its counts."""
+    """The manifest's ``sources``: per source, its spec and its counts (``frames``: images per
+    annotation frame taken, and how many of them the annotation left ambiguous)."""
     stats: dict[str, Any] = {}
     for s in sources:
         stats[s.name] = {
@@ -288,6 +294,7 @@ def _source_stats(acct: Accounting, sources: list["SourceSpec"]) -> dict[str, An
             "items_rejected": len(acct.rejected.get(s.name, set())),
             "rejects": dict(sorted(acct.reasons[s.name].items())),
             "rows": {t: acct.rows_by_source[t][s.name] for t in schemas.TASK_TABLES if acct.rows_by_source[t][s.name]},
+            "frames": {k: len(acct.frames[s.name][k]) for k in FRAME_COUNTS},
         }
     return stats
 

@@ -4,8 +4,9 @@ A chunk holds what a run of at most ``chunk_scenes`` scenes (fewer once their im
 ``chunk_pixels`` pixels: chunks sized by work) produced, so a killed build resumes
 where it stopped: one Arrow IPC file per table (``images``, ``image_refs``, the task tables,
 ``rejects``), ``row_items.json`` (the item key of each task row), ``accounting.json`` (per
-source: the items read and kept), ``inputs.json`` (``[path, sha256]`` of every file its scenes
-read, recorded by the worker as it read them) and ``content_key.txt``
+source: the items read and kept, and the images per annotation frame taken), ``inputs.json``
+(``[path, sha256]`` of every file its scenes read, recorded by the worker as it read them) and
+``content_key.txt``
 (:mod:`owl_data.build.content_key`). A chunk is reused when its key matches and every input
 file hashes (streaming sha256, :func:`~owl_data.ingest.files.file_digest`) as it did.
 A folder is written under ``NNNNNN.tmp`` and renamed, so a chunk is whole or absent; one whose
@@ -42,7 +43,8 @@ from owl_data.records import DeferredScene, Record, Reject, Scene
 if TYPE_CHECKING:
     from owl_data.build.scene import SceneResult
 
-__all__ = ["CHUNK_KEY", "INPUTS", "inputs_unchanged", "batches", "scene_pixels", "chunk_folder", "save_chunk", "chunk_reusable", "read_rows", "row_items",
+__all__ = ["CHUNK_KEY", "INPUTS", "FRAME_COUNTS",
+           "inputs_unchanged", "batches", "scene_pixels", "chunk_folder", "save_chunk", "chunk_reusable", "read_rows", "row_items",
            "read_accounting", "reject_row"]
 
 CHUNK_KEY = "content_key.txt"
@@ -94,16 +96,29 @@ def _write_ipc(path: Path, table: str, rows: list[dict[str, Any]]) -> None:
         w.write_table(t)
 
 
-def _item_sets(results: list["SceneResult"], rejects: list[Reject]) -> dict[str, dict[str, list[str]]]:
-    """Per source: ``read`` (every item of its scenes and rejects) and ``kept``, sorted."""
+FRAME_COUNTS: tuple[str, ...] = ("upright", "raw", "ambiguous")
+"""The keys of a source's ``frames`` (chunk accounting and manifest): images whose annotations
+were taken in the upright frame, in the raw frame, and (of either) those whose frame the
+annotation did not settle (:attr:`owl_data.ingest.geometry.AnnotationFrame.ambiguous`)."""
+
+
+def _item_sets(results: list["SceneResult"], rejects: list[Reject]) -> dict[str, dict[str, Any]]:
+    """Per source: ``read`` (every item of its scenes and rejects) and ``kept``, sorted, and
+    ``frames``: :data:`FRAME_COUNTS` -> the sorted source paths of its images in each."""
     seen: dict[str, set[str]] = defaultdict(set)
     kept: dict[str, set[str]] = defaultdict(set)
+    frames: dict[str, dict[str, set[str]]] = defaultdict(lambda: {k: set() for k in FRAME_COUNTS})
     for r in results:
         seen[r.source].update(r.items)
         kept[r.source] |= r.kept
+        if r.frame is not None:
+            frames[r.source][r.frame].add(r.source_path)
+            if r.frame_ambiguous:
+                frames[r.source]["ambiguous"].add(r.source_path)
     for rj in rejects:
         seen[rj.source].add(rj.item)
-    return {name: {"read": sorted(seen[name]), "kept": sorted(kept[name])} for name in seen}
+    return {name: {"read": sorted(seen[name]), "kept": sorted(kept[name]),
+                   "frames": {k: sorted(v) for k, v in frames[name].items()}} for name in seen}
 
 
 def save_chunk(folder: Path, results: list["SceneResult"], source_rejects: list[Reject], key: str,
@@ -136,8 +151,10 @@ def _is_row_items(v: object) -> bool:
 
 
 def _is_accounting(v: object) -> bool:
-    return isinstance(v, dict) and all(isinstance(a, dict) and isinstance(a.get("read"), list)
-                                       and isinstance(a.get("kept"), list) for a in v.values())
+    return isinstance(v, dict) and all(
+        isinstance(a, dict) and isinstance(a.get("read"), list) and isinstance(a.get("kept"), list)
+        and isinstance(a.get("frames"), dict) and all(isinstance(a["frames"].get(k), list) for k in FRAME_COUNTS)
+        for a in v.values())
 
 
 def _table_ok(path: Path, table: str) -> bool:
@@ -199,6 +216,7 @@ def row_items(folder: Path, task: str, n: int) -> list[str | None]:
     return got if len(got) == n else [None] * n
 
 
-def read_accounting(folder: Path) -> dict[str, dict[str, list[str]]]:
-    """A chunk's per-source item sets: source -> ``{"read": [...], "kept": [...]}``."""
+def read_accounting(folder: Path) -> dict[str, dict[str, Any]]:
+    """A chunk's per-source item sets: source -> ``{"read": [...], "kept": [...], "frames":
+    {"upright": [...], "raw": [...], "ambiguous": [...]}}`` (source paths of images)."""
     return json.loads((folder / "accounting.json").read_text())

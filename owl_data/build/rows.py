@@ -96,8 +96,9 @@ class ImageFrame:
         source, source_path: the image's source and its path in the source (row ids).
         image_id, split: of the stored image.
         declared, raw, orientation, rotate: the annotation frame (see
-            :func:`owl_data.ingest.geometry.annotation_frame`): (W, H) declared and raw in
-            pixels, the EXIF orientation, whether annotations are in the raw frame.
+            :func:`owl_data.ingest.frame.annotation_frame`): (W, H) of the annotation
+            frame (raw when ``rotate``, else upright) and of the raw grid in pixels, the
+            EXIF orientation, whether annotations are in the raw frame.
     """
 
     source: str

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from owl_data.build.config import BuildConfig
-from owl_data.ingest.geometry import GeometryError, ResolvedInstance, ResolvedScene, annotation_frame, transform_mask
+from owl_data.ingest.frame import AnnotationFrame, annotation_frame
+from owl_data.ingest.geometry import GeometryError, ResolvedInstance, ResolvedScene, transform_mask
 from owl_data.ingest.images import ImageError, DecodedImage, load_image
 from owl_data.conventions.placeholders import check_placeholders
 from owl_data.conventions.taxonomy import default_taxonomy
@@ -67,6 +68,12 @@ class SceneResult:
         row_items: task table -> the item key of each of its rows (None for a row of no item).
         rejects: one Reject per rejected item, the scene's items first in their order.
         kept: item keys that produced at least one row.
+        frame: the annotation frame taken for the image (``upright`` or ``raw``), or None
+            when the scene was rejected before one was (undecodable image, size mismatch) or
+            places nothing on the image (captions, VQA).
+        frame_ambiguous: the annotation did not settle the frame (EXIF orientation 2..8 and
+            no stated size, or one equal to both sizes): the ``?frame=`` option decided.
+        source_path: the image's path in its source (the manifest counts frames per image).
     """
 
     source: str
@@ -77,6 +84,9 @@ class SceneResult:
     row_items: dict[str, list[str | None]] = field(default_factory=dict)
     rejects: list[Reject] = field(default_factory=list)
     kept: set[str] = field(default_factory=set)
+    frame: str | None = None
+    frame_ambiguous: bool = False
+    source_path: str = ""
 
     @classmethod
     def rejected_whole(cls, scene: Scene, stage: str, reason: str, detail: str) -> "SceneResult":
@@ -92,11 +102,20 @@ class SplitError(RejectError):
 
 @dataclass
 class _Opened:
-    """A scene's decoded image, the frame its rows point to, and its label map upright (or None)."""
+    """A scene's decoded image, the frame its rows point to, its label map upright (or None)
+    and the annotation frame taken."""
 
     img: DecodedImage
     frame: ImageFrame
     semantic: np.ndarray | None
+    annotation: AnnotationFrame
+
+
+def _places(scene: Scene) -> bool:
+    """Whether the scene puts anything on the image: instances, a label map, or a text row's box
+    or point (only then does the annotation frame matter, and the image count in ``frames``)."""
+    return bool(scene.instances) or scene.semantic is not None or any(
+        tr.box is not None or tr.point is not None for tr in scene.rows)
 
 
 def _open(scene: Scene, cfg: BuildConfig) -> _Opened:
@@ -104,26 +123,28 @@ def _open(scene: Scene, cfg: BuildConfig) -> _Opened:
 
     Raises:
         ImageError: the image cannot be decoded or is too large (stage ``decode``).
-        GeometryError: the declared size does not fit the file, or the label map's size does
-            not (stage ``geometry``).
+        GeometryError: the declared size does not fit the frame the source's ``?frame=``
+            option takes (:func:`~owl_data.ingest.frame.annotation_frame`), or the label
+            map's size does not (stage ``geometry``).
         SplitError: the split is not a plain name (stage ``read``).
     """
     ref = scene.ref
     img = load_image(ref.path, max_pixels=cfg.max_image_pixels, max_bytes=cfg.max_file_bytes,
                      reencode_format=cfg.reencode_format)
-    rotate = annotation_frame(ref.declared_size, img.raw_size, img.orientation)
+    # a scene that places nothing (captions, VQA) is in no frame: a stated size of either frame fits it
+    af = annotation_frame(ref.declared_size, img.raw_size, img.orientation, ref.frame if _places(scene) else "auto")
     split = ref.split or split_for_group(ref.group, cfg.val_percent)
     if not SPLIT_NAME.fullmatch(split):  # a folder name of the corpus: never a path
         raise SplitError("bad_split", f"split {split[:40]!r} is not a plain name (letters, digits, _ . -)")
     semantic = None
     if scene.semantic is not None:
-        if scene.semantic.shape != (img.raw_size[1], img.raw_size[0]):
-            raise GeometryError("size_mismatch", f"label map {scene.semantic.shape[::-1]} vs image {img.raw_size}")
-        semantic = transform_mask(scene.semantic, img.orientation)
+        if scene.semantic.shape != (af.size[1], af.size[0]):
+            raise GeometryError("size_mismatch", f"label map {scene.semantic.shape[::-1]} vs the {af.name} "
+                                                 f"frame {af.size} of image {img.raw_size}")
+        semantic = transform_mask(scene.semantic, img.orientation if af.rotate else 1)
     frame = ImageFrame(source=ref.source, source_path=ref.source_path, image_id=img.image_id, split=split,
-                       declared=ref.declared_size or img.raw_size, raw=img.raw_size,
-                       orientation=img.orientation, rotate=rotate)
-    return _Opened(img, frame, semantic)
+                       declared=af.size, raw=img.raw_size, orientation=img.orientation, rotate=af.rotate)
+    return _Opened(img, frame, semantic, af)
 
 
 def _resolve(scene: Scene, frame: ImageFrame, out: SceneRows) -> list[ResolvedInstance]:
@@ -305,7 +326,9 @@ def process_scene(scene: Scene, cfg: BuildConfig) -> SceneResult:
     items = scene_items(scene)
     row_items, rejects = _settle(items, out)
     result = SceneResult(ref.source, items, rows=dict(out.rows), row_items=row_items, rejects=rejects,
-                         kept=out.kept)
+                         kept=out.kept, source_path=ref.source_path)
+    if _places(scene):
+        result.frame, result.frame_ambiguous = opened.annotation.name, opened.annotation.ambiguous
     if any(out.rows.values()):
         result.image = {"image_id": img.image_id, "bytes": img.data, "format": img.format,
                         "width": img.width, "height": img.height, "split": frame.split}

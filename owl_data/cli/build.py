@@ -57,7 +57,8 @@ def build(
         [], "--source", "-s",
         help="NAME=SPEC, repeatable: cityscapes=DIR, coco=IMAGES_DIR:ANNOTATIONS.json, drivelm=DIR, "
              "vqav2|gqa|coco_captions|flickr30k|refcoco|visual_genome|pointingqa=DIR[?key=value&...], "
-             "llava|sharegpt|llava_caps_boxes=FILE_OR_DIR[?...] (see README, Input formats). "
+             "llava|sharegpt|llava_caps_boxes=FILE_OR_DIR[?...] (see README, Input formats); every source "
+             "takes ?frame=upright|raw|auto, the frame of EXIF-rotated images its annotations are in (default upright). "
              "None: the embedded default (synthetic street scenes, all four tasks)."),
     out: Path = typer.Option(..., "--out", "-o", help="Corpus folder to write (replaced atomically)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Build YAML, e.g. pipelines/build.yaml."),
@@ -163,6 +164,12 @@ def _print_report(out: Path, m: dict) -> None:
                     " check it is the folder they are relative to)" if top == "missing_image" else "")
             console.print(f"[bold yellow]warning:[/] source {name!r} kept no item of {s['items_read']}: "
                           f"mostly {top}{hint}", soft_wrap=True)
+    for name, s in m["sources"].items():
+        f = s.get("frames", {})
+        if f.get("ambiguous"):
+            console.print(f"[yellow]note:[/] source {name!r}: {f['ambiguous']} EXIF-oriented image(s) whose annotations "
+                          "do not tell the raw frame from the upright one were taken as its ?frame= option says "
+                          f"(default upright; frames taken: upright {f['upright']}, raw {f['raw']})", soft_wrap=True)
     rows = ", ".join(f"{task}: {sum(c.values())}" for task, c in m["rows"].items() if task not in ("images", "image_refs"))
     out_console.print(f"images: {m['rows'].get('images', {}).get('all', 0)}; rows: {rows}")
     out_console.print(f"fingerprint: {m['fingerprint']}")

@@ -4,7 +4,11 @@ fingerprint, the dataset card, and reading a manifest back.
 ``manifest.json`` holds the schema version, the version of owl-data, what made the corpus
 (``build_config`` and code versions of a build, ``imported_from`` of an import), per source
 its counts (``items_read`` = ``items_kept`` + ``items_rejected``, rejects per reason, rows
-per task), rows per table and split, rejects per reason, ``shards`` (the relative POSIX path
+per task; a build also writes ``frames``: ``{"upright": n, "raw": n, "ambiguous": n}``, the
+images whose annotations were taken in the upright or the raw frame, and how many of those
+the annotation left ambiguous, EXIF orientation 2..8 with no stated size or one equal to
+both frames', so the ``?frame=`` option decided; a manifest without it is still read),
+rows per table and split, rejects per reason, ``shards`` (the relative POSIX path
 of every shard -> ``{"sha256": hex, "bytes": n, "rows": n}``, which readers check as they open
 a shard: :mod:`owl_data.corpus.read`) and the ``fingerprint``: sha256 over the sorted
 ``relative/path sha256`` lines of every shard (so it follows from ``shards``). It is written

@@ -216,6 +216,19 @@ def _check_manifest(corpus: Path, manifest: dict, counts: dict[str, dict[str, in
     for name, s in manifest.get("sources", {}).items():
         if s["items_read"] != s["items_kept"] + s["items_rejected"]:
             problem(f"source {name}: items read {s['items_read']} != kept {s['items_kept']} + rejected {s['items_rejected']}")
+        if "frames" in s:  # builds since the ?frame= option; older manifests have none
+            _check_frames(name, s["frames"], problem)
+
+
+def _check_frames(name: str, frames: object, problem: Problem) -> None:
+    """A source's ``frames``: exactly ``upright``, ``raw``, ``ambiguous``, counts that are
+    whole numbers >= 0, ambiguous images at most the images counted."""
+    keys = ("upright", "raw", "ambiguous")
+    if not isinstance(frames, dict) or sorted(frames) != sorted(keys) or not all(
+            isinstance(frames[k], int) and not isinstance(frames[k], bool) and frames[k] >= 0 for k in keys):
+        problem(f"source {name}: frames {frames!r} is not {{upright, raw, ambiguous}} of counts >= 0")
+    elif frames["ambiguous"] > frames["upright"] + frames["raw"]:
+        problem(f"source {name}: frames: {frames['ambiguous']} ambiguous of {frames['upright'] + frames['raw']} images")
 
 
 def _check_rejects(shards: _Shards, manifest: dict, problem: Problem) -> None:

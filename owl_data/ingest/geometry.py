@@ -2,11 +2,11 @@
 
 Conventions (DESIGN.md "Geometry is data"): points and boxes are stored normalised to
 [0, 1], x to the right, y down, in the frame of the stored upright image. Coordinates are
-continuous: pixel column j has its centre at (j + 0.5) / W. Annotations are taken to be in
-the frame whose size the annotation file states: when it is the raw (pre-EXIF) frame they
-are transformed with the pixels; when it matches neither frame the scene is rejected
-(``size_mismatch``). When both frames have the same size (orientations 1-4, or square
-images) the raw frame is assumed: that is the pixel grid the file's numbers refer to.
+continuous: pixel column j has its centre at (j + 0.5) / W. The frame the annotations are in
+(the raw pixel grid before EXIF orientation, or the upright image every viewer shows) is
+chosen per source by its ``?frame=upright|raw|auto`` option
+(:func:`owl_data.ingest.frame.annotation_frame`);
+annotations in the raw frame are turned with the pixels, upright ones are taken as they are.
 
 Masks are kept as crops of their bounding boxes, with the crop's ``offset`` in the upright
 frame (:mod:`owl_data.ingest.crops`).
@@ -33,7 +33,6 @@ __all__ = [
     "GeometryError",
     "ResolvedInstance",
     "ResolvedScene",
-    "annotation_frame",
     "transform_xy",
     "transform_mask",
     "transform_crop",
@@ -115,35 +114,6 @@ class ResolvedScene:
     instances: list[ResolvedInstance] = field(default_factory=list)
     semantic: np.ndarray | None = None
     cache: dict = field(default_factory=dict, repr=False, compare=False)
-
-
-# --- the annotation frame (the EXIF table itself: owl_data.ingest.orientation) -----------
-
-def annotation_frame(
-    declared: tuple[int, int] | None, raw: tuple[int, int], orientation: int
-) -> bool:
-    """Whether annotations in a frame of size ``declared`` must be transformed by EXIF.
-
-    Args:
-        declared: (W, H) stated by the annotation file, or None (raw pixel frame assumed).
-        raw: (W, H) of the file's pixel grid before EXIF orientation.
-        orientation: EXIF Orientation tag (1..8; anything else counts as 1).
-
-    Returns:
-        True when the annotations are in the raw frame (transform them), False when they
-        are already upright.
-
-    Raises:
-        GeometryError(``size_mismatch``): the declared size matches neither frame.
-    """
-    upright = upright_size(raw, orientation)
-    if declared is None or tuple(declared) == tuple(raw):
-        return orientation in range(2, 9)
-    if tuple(declared) == tuple(upright):
-        return False
-    raise GeometryError(
-        "size_mismatch", f"annotation size {declared} matches neither the file {raw} nor upright {upright}"
-    )
 
 
 # --- validation and rasterisation ----------------------------------------------------------
@@ -300,7 +270,8 @@ def _box_bbox(g: Box, o: int, declared: tuple[int, int],
 
 
 def _mask_array(g: MaskArray, raw: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
-    """(bool crop, offset) of a MaskArray, checked to be a 2-D crop inside the raw (W, H) frame."""
+    """(bool crop, offset) of a MaskArray, checked to be a 2-D crop inside the (W, H) frame
+    ``raw`` (the annotation frame's size)."""
     m, off = np.asarray(g.mask, dtype=bool), (0, 0) if g.offset is None else tuple(g.offset)
     if m.ndim != 2 or g.offset is None and m.shape != (raw[1], raw[0]):
         raise GeometryError("size_mismatch", f"mask {m.shape[::-1]} on a {raw} image")
@@ -310,15 +281,13 @@ def _mask_array(g: MaskArray, raw: tuple[int, int]) -> tuple[np.ndarray, tuple[i
     return m, (int(off[0]), int(off[1]))
 
 
-def _region(g: Geometry | None, o: int, orientation: int, declared: tuple[int, int], raw: tuple[int, int],
-            upright: tuple[int, int]) -> tuple[tuple[np.ndarray, tuple[int, int]] | None,
-                                               tuple[float, float, float, float] | None]:
+def _region(g: Geometry | None, o: int, declared: tuple[int, int], upright: tuple[int, int]
+            ) -> tuple[tuple[np.ndarray, tuple[int, int]] | None, tuple[float, float, float, float] | None]:
     """((upright mask crop, offset) or None, normalised bbox or None) of an instance's region.
 
-    A mask's bbox is that of its pixels; the crop is the mask's bounding box. Masks given as
-    arrays are in the raw pixel grid and turn with the image (``orientation``); everything
-    else is in the declared frame and turns by ``o`` (the orientation, or 1 when annotations
-    are already upright).
+    A mask's bbox is that of its pixels; the crop is the mask's bounding box. Every geometry
+    (mask arrays included) is in the declared frame and turns by ``o`` (the orientation, or 1
+    when annotations are already upright).
     """
     mask, off = None, (0, 0)
     if isinstance(g, Polygons):
@@ -326,7 +295,7 @@ def _region(g: Geometry | None, o: int, orientation: int, declared: tuple[int, i
     elif isinstance(g, RLE):
         mask = transform_mask(_rle_mask(g.rle, *declared), o)
     elif isinstance(g, MaskArray):
-        mask, off = transform_crop(*_mask_array(g, raw), orientation, raw)
+        mask, off = transform_crop(*_mask_array(g, declared), o, declared)
     elif isinstance(g, Box):
         return None, _box_bbox(g, o, declared, upright)
     if mask is None:
@@ -368,12 +337,13 @@ def resolve_instance(
     """Turn an instance's geometry into the stored upright frame.
 
     Args:
-        inst: the instance, geometry in pixels of the declared frame (masks: raw grid).
-        declared: (W, H) of the annotation frame.
+        inst: the instance, geometry (mask arrays included) in pixels of the annotation frame.
+        declared: (W, H) of the annotation frame (``AnnotationFrame.size``: the raw size
+            when ``rotate``, else the upright size).
         raw: (W, H) of the file's pixel grid.
         orientation: EXIF orientation.
-        rotate: True when the annotation frame is the raw frame (see
-            :func:`annotation_frame`).
+        rotate: True when the annotation frame is the raw frame
+            (:attr:`owl_data.ingest.frame.AnnotationFrame.rotate`).
 
     Raises:
         GeometryError: with the reject reason (``degenerate_polygon``, ``bad_polygon``,
@@ -384,7 +354,7 @@ def resolve_instance(
     o = orientation if rotate else 1
     upright = upright_size(raw, orientation)
     g: Geometry | None = inst.geometry
-    crop, bbox = _region(g, o, orientation, declared, raw, upright)
+    crop, bbox = _region(g, o, declared, upright)
     mask, offset = crop if crop is not None else (None, (0, 0))
     point = None if inst.point is None else _annotated_point(inst.point, g, o, declared, upright)
     if bbox is None:

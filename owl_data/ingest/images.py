@@ -38,7 +38,7 @@ from owl_data.errors import RejectError
 from owl_data.ingest.files import DEFAULT_MAX_FILE_BYTES, FileProblem, read_recorded
 from owl_data.ingest.orientation import transform_mask
 
-__all__ = ["ImageError", "DecodedImage", "load_image", "read_header", "STORE_AS_IS_FORMATS"]
+__all__ = ["ImageError", "DecodedImage", "load_image", "read_header", "exif_orientation", "STORE_AS_IS_FORMATS"]
 
 STORE_AS_IS_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
 _EXIF_ORIENTATION = 0x0112
@@ -81,7 +81,9 @@ class DecodedImage:
     file_sha256: str = ""
 
 
-def _orientation(img: Image.Image) -> int:
+def exif_orientation(img: Image.Image) -> int:
+    """The EXIF Orientation tag (0x0112) of an opened image: 1..8, or 1 when absent, out of
+    range or unreadable (a broken EXIF block is never a reason to reject)."""
     try:
         value = img.getexif().get(_EXIF_ORIENTATION, 1)
     except (*_DECODE_ERRORS, KeyError, TypeError, IndexError, AttributeError):
@@ -189,7 +191,7 @@ def load_image(
         arr = _to_rgb_array(img)
     except _DECODE_ERRORS as exc:
         raise ImageError("unreadable_image", f"{type(exc).__name__}: {exc}") from None
-    orientation = _orientation(img)
+    orientation = exif_orientation(img)
     if arr.ndim != 3 or arr.shape[:2] != (h, w):
         raise ImageError("unreadable_image", f"decoded shape {arr.shape} for header {w}x{h}")
     as_is = fmt in STORE_AS_IS_FORMATS and img.mode == "RGB" and orientation == 1 and not deep

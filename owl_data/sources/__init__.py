@@ -6,7 +6,11 @@ mosaicml/streaming)::
     read(spec: str, options: SourceOptions) -> Iterator[Scene | Reject]
 
 ``spec`` is what follows ``NAME=`` on the command line (``cityscapes=DIR``,
-``coco=IMAGES_DIR:ANNOTATIONS.json``, ``drivelm=DIR``). Readers yield records in a
+``coco=IMAGES_DIR:ANNOTATIONS.json``, ``drivelm=DIR``), with options after ``?``
+parsed by one parser (:func:`owl_data.sources._common.split_options`): each reader's own,
+and ``frame=upright|raw|auto`` that every reader takes and puts on its
+:class:`~owl_data.records.ImageRef` (:func:`owl_data.ingest.frame.annotation_frame`).
+Readers yield records in a
 deterministic order, never decode images themselves (the builder does), and report every
 item they cannot use as a :class:`~owl_data.records.Reject`.
 """

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 from owl_data.records import Record, Reject, TextRow
 from owl_data.sources import SourceError
 from owl_data.sources._common import (
-    STAGE, file_or_folder, image_ref, load_json, load_jsonl, option_path, parse_spec, scene_or_rejects,
+    STAGE, file_or_folder, image_ref, load_json, load_jsonl, option_path, parse_spec, scene_or_rejects, spec_frame,
 )
 
 __all__ = ["read_chats", "parse_conversation", "OPTIONS"]
@@ -152,5 +152,6 @@ def read_chats(kind: str, spec: str, name: str, suffixes: tuple[str, ...]) -> It
                 continue
             turns, paths = parsed
             base = images if images is not None else f.parent
-            ref = image_ref(name, images or root, paths[0], base=base, split=opts.get("split"))
+            ref = image_ref(name, images or root, paths[0], base=base, split=opts.get("split"),
+                            frame=spec_frame(opts))
             yield from scene_or_rejects(name, ref, [TextRow(task=task, item=item, turns=turns)])

@@ -1,14 +1,19 @@
-"""Helpers shared by the readers of text-row sources (VQA, captions, grounding, chats).
+"""Helpers shared by the readers: the one spec parser, and what text-row sources (VQA,
+captions, grounding, chats) share.
 
-Spec syntax (every such source): ``DIR`` or ``DIR?key=value&key=value``. ``DIR`` is the
-folder as the dataset ships it (a single annotation file is accepted where noted); the
-keys override where files are looked for. A relative path in a value is taken relative to
-``DIR`` (or to the folder of a file ``DIR``); unknown keys are an error that lists the
-known ones.
+Spec syntax (every source): ``PATH`` or ``PATH?key=value&key=value`` (:func:`parse_spec`).
+``PATH`` is the folder as the dataset ships it (a single annotation file is accepted where
+noted; ``IMAGES:ANN.json`` for coco); the keys override where files are looked for. A
+relative path in a value is taken relative to ``DIR`` (or to the folder of a file ``DIR``);
+unknown keys are an error that lists the known ones. Every source also takes ``frame``
+(:data:`FRAME_OPTION`): ``upright`` (default), ``raw`` or ``auto``, the frame of an
+EXIF-oriented image its pixel annotations are in
+(:func:`owl_data.ingest.frame.annotation_frame`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -21,6 +26,10 @@ from owl_data.sources._paths import UnsafePath, resolve_inside
 
 __all__ = [
     "parse_spec",
+    "split_options",
+    "spec_frame",
+    "with_frame",
+    "FRAME_OPTION",
     "option_path",
     "load_json",
     "load_jsonl",
@@ -53,32 +62,69 @@ Located = Union[ImageRef, tuple[str, str]]
 K = TypeVar("K", bound=Hashable)
 
 
-def parse_spec(source: str, spec: str, keys: dict[str, str]) -> tuple[Path, dict[str, str]]:
-    """Split ``PATH?k=v&k=v`` into the path and its options.
+FRAME_OPTION: dict[str, str] = {
+    "frame": "which frame of an EXIF-oriented image the annotations are in: upright (as viewers show it; "
+             "default), raw (the file's pixel grid) or auto (the one whose size the annotation states)"}
+"""The option every source takes (besides its own), with its help text."""
+
+
+def split_options(source: str, spec: str, keys: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """Split ``PATH?k=v&k=v`` into the path text and its options (``frame`` always known).
 
     Args:
         source: the source kind, for messages (``vqav2``).
-        spec: the spec string.
-        keys: allowed option -> what it means (listed in the error for an unknown key).
+        spec: the spec string (what follows ``NAME=`` in ``--source NAME=SPEC``).
+        keys: the source's own options -> what each means (listed, with ``frame``, in the
+            error for an unknown key).
 
     Raises:
-        SourceError: empty path, a malformed ``k=v``, an unknown or repeated key.
+        SourceError: empty path, a malformed ``k=v``, an unknown or repeated key, a
+            ``frame`` that is not ``upright``, ``raw`` or ``auto``; the message names
+            ``--source`` and the spec.
     """
+    from owl_data.ingest.frame import FRAMES
+
+    keys = {**keys, **FRAME_OPTION}
+    where = f"--source {source}={spec}"
     path, _, query = spec.partition("?")
     if not path:
-        raise SourceError(f"{source} spec {spec!r}: no path before '?'")
+        raise SourceError(f"{where}: no path before '?'")
     opts: dict[str, str] = {}
     for part in filter(None, query.split("&")):
         k, sep, v = part.partition("=")
         if not sep or not k or not v:
-            raise SourceError(f"{source} spec {spec!r}: option {part!r} is not key=value")
+            raise SourceError(f"{where}: option {part!r} is not key=value")
         if k not in keys:
-            known = "; ".join(f"{n}: {d}" for n, d in keys.items()) or "none"
-            raise SourceError(f"{source} spec {spec!r}: unknown option {k!r}; known options: {known}")
+            known = "; ".join(f"{n}: {d}" for n, d in keys.items())
+            raise SourceError(f"{where}: unknown option {k!r}; known options: {known}")
         if k in opts:
-            raise SourceError(f"{source} spec {spec!r}: option {k!r} given twice")
+            raise SourceError(f"{where}: option {k!r} given twice")
         opts[k] = v
+    if opts.get("frame", FRAMES[0]) not in FRAMES:
+        raise SourceError(f"{where}: frame={opts['frame']!r} is not one of {', '.join(FRAMES)} "
+                          f"(the frame of an EXIF-oriented image the annotations are in)")
+    return path, opts
+
+
+def parse_spec(source: str, spec: str, keys: dict[str, str]) -> tuple[Path, dict[str, str]]:
+    """Split ``PATH?k=v&k=v`` into the path (``~`` expanded) and its options
+    (:func:`split_options`; raises as it does)."""
+    path, opts = split_options(source, spec, keys)
     return Path(path).expanduser(), opts
+
+
+def spec_frame(opts: dict[str, str]) -> str:
+    """The ``frame`` option of parsed spec options (default ``upright``)."""
+    return opts.get("frame", "upright")
+
+
+def with_frame(records: Iterable[Record], frame: str) -> Iterator[Record]:
+    """``records`` with every Scene's :attr:`~owl_data.records.ImageRef.frame` set to ``frame``
+    (for readers that build their ImageRefs deep inside; Rejects pass unchanged)."""
+    for r in records:
+        if isinstance(r, Scene) and r.ref.frame != frame:
+            r = dataclasses.replace(r, ref=dataclasses.replace(r.ref, frame=frame))
+        yield r
 
 
 def option_path(base: Path, value: str) -> Path:
@@ -183,8 +229,10 @@ def image_ref(
     split: str | None = None,
     declared: tuple[int, int] | None = None,
     base: Path | None = None,
+    frame: str = "upright",
 ) -> ImageRef | tuple[str, str]:
-    """An ImageRef for ``rel`` (relative to ``base``, default ``root``), or ``(reason, detail)``.
+    """An ImageRef for ``rel`` (relative to ``base``, default ``root``), or ``(reason, detail)``;
+    ``frame`` is the source's ``?frame=`` option (:func:`spec_frame`).
 
     Reasons: ``path_outside_source`` (absolute, or leads outside ``root``), ``missing_image``.
     ``group`` defaults to the image's path relative to ``root`` (each image its own group).
@@ -196,7 +244,7 @@ def image_ref(
     if not path.is_file():
         return "missing_image", f"{source_path} not found"
     return ImageRef(source=name, path=path, source_path=source_path, group=group or source_path,
-                    split=split, declared_size=declared)
+                    split=split, declared_size=declared, frame=frame)
 
 
 def majority_answer(answers: list[str]) -> str:

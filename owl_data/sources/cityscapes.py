@@ -18,8 +18,13 @@ polygons file that cannot be parsed rejects the frame as ``unreadable_annotation
 signals a damaged download). Class names, ids and ``hasInstances`` come from
 ``cityscapesscripts.helpers.labels``.
 
+Spec: ``DIR[?frame=upright|raw|auto]``. The label maps' size is the annotation's stated
+size: it must be the image's raw or upright size as ``frame`` allows (default ``upright``;
+equal for images without EXIF orientation, as Cityscapes ships them;
+:func:`owl_data.ingest.frame.annotation_frame`), else the frame is ``size_mismatch``.
+
 What one frame yields (all geometry is a bool :class:`~owl_data.records.MaskArray` in the
-pixel grid of the leftImg8bit file, H rows by W columns: the crop of the region's bounding
+pixel grid of the label maps, H rows by W columns: the crop of the region's bounding
 box at its offset, or the full (H, W) frame for a region whose box starts at (0, 0)):
 
 - a thing :class:`~owl_data.records.Instance` per instanceIds value ``v >= 1000``:
@@ -68,26 +73,21 @@ one); frames are expanded one at a time so only the frame being built is held.
 
 from __future__ import annotations
 
-import io
-import json
 import os
-import struct
-import warnings
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 from cityscapesscripts.helpers.labels import id2label, labels, name2label
-from PIL import Image
 from scipy import ndimage
 
-from owl_data.errors import RejectError
 from owl_data.ingest.crops import renumber
-from owl_data.ingest.files import FileProblem, open_regular, read_recorded, read_regular
-from owl_data.ingest.numbers import pixel_int
+from owl_data.ingest.files import FileProblem
 from owl_data.records import DeferredScene, ImageRef, Instance, MaskArray, Record, Reject, Scene, iter_expanded
 from owl_data.sources import SourceError, SourceOptions
-from owl_data.sources._common import shown
+from owl_data.sources._cityscapes_files import (FrameError, check_frame, check_map_header, check_polygon_size,
+                                                open_header, read_map)
+from owl_data.sources._common import shown, spec_frame, split_options
 from owl_data.sources._paths import UnsafePath, resolve_inside
 
 __all__ = ["read", "read_scenes", "load_frame", "LOADER", "COMPONENT_CLASSES", "STUFF_CLASSES"]
@@ -103,14 +103,7 @@ COMPONENT_CLASSES: tuple[str, ...] = ("pole", "traffic light", "traffic sign")
 STUFF_CLASSES: tuple[str, ...] = ("road", "sidewalk", "building", "vegetation", "sky")
 
 _EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity for scipy.ndimage.label
-# what Pillow raises on a damaged file (TypeError/struct errors come from broken TIFF-like
-# headers; struct.error subclasses Exception only)
-_PIL_ERRORS = (OSError, ValueError, SyntaxError, TypeError, EOFError, struct.error)
 _INSTANCE_IDS = frozenset(l.id for l in labels if l.hasInstances and l.id >= 0)
-
-
-class _FrameError(RejectError):
-    """A frame that cannot be used; ``reason`` is the reject reason (internal, always with a detail)."""
 
 
 def read_scenes(spec: str, options: SourceOptions) -> Iterator[Record]:
@@ -138,7 +131,8 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
         SourceError: (at call time) the root does not exist, has no ``leftImg8bit``
             folder, or that folder holds no ``*_leftImg8bit.png`` frame.
     """
-    root = Path(spec).expanduser()
+    path, opts = split_options("cityscapes", spec, {})
+    root = Path(path).expanduser()
     if not root.is_dir():
         raise SourceError(f"cityscapes: root {str(root)!r} is not a folder")
     root = Path(os.path.realpath(root))
@@ -148,7 +142,8 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
     frames = list(_walk(images))
     if not frames:
         raise SourceError(f"cityscapes: no *{IMAGE_SUFFIX} under {str(images)!r} (expected leftImg8bit/<split>/<city>/)")
-    return _read_frames(root, frames, options.name, options.max_image_pixels, options.max_file_bytes)
+    return _read_frames(root, frames, options.name, options.max_image_pixels, options.max_file_bytes,
+                        spec_frame(opts))
 
 
 def _walk(images: Path) -> Iterator[tuple[str, str, str]]:
@@ -161,46 +156,26 @@ def _walk(images: Path) -> Iterator[tuple[str, str, str]]:
 
 
 def _read_frames(root: Path, frames: list[tuple[str, str, str]], source: str, max_pixels: int,
-                 max_bytes: int) -> Iterator[Record]:
+                 max_bytes: int, frame: str) -> Iterator[Record]:
     """Each frame's records; a frame that cannot be used is one Reject keyed by its source_path."""
     for split, city, name in frames:
         source_path = shown(f"leftImg8bit/{split}/{city}/{name}")  # a name not UTF-8 on disk: escaped
         try:
-            yield from _read_frame(root, split, city, name, source_path, source, (max_pixels, max_bytes))
-        except (_FrameError, UnsafePath, FileProblem) as err:
+            yield from _read_frame(root, split, city, name, source_path, source, (max_pixels, max_bytes), frame)
+        except (FrameError, UnsafePath, FileProblem) as err:
             yield Reject(source, source_path, "read", err.reason, err.detail)
 
 
-def _open_header(path: Path, rel: str, reason: str, limits: tuple[int, int]) -> tuple[int, int]:
-    """(W, H) from a PNG header (no pixel decoded); ``too_large`` over ``max_pixels``.
-
-    ``limits`` is (max_pixels, max_bytes); the file is opened by
-    :func:`~owl_data.ingest.files.open_regular` (``not_a_regular_file``, ``file_too_large``).
-    """
-    max_pixels, max_bytes = limits
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with open_regular(path, max_bytes=max_bytes, what=reason.removeprefix("unreadable_")) as f, \
-                    Image.open(f) as im:
-                size = im.size
-    except FileProblem:  # a ValueError too: keeps its own reason
-        raise
-    except Image.DecompressionBombError as exc:
-        raise _FrameError("too_large", f"{rel}: {exc}") from None
-    except _PIL_ERRORS as exc:
-        raise _FrameError(reason, f"{rel}: {type(exc).__name__}: {exc}") from None
-    if size[0] * size[1] > max_pixels:
-        raise _FrameError("too_large", f"{rel} is {size[0]}x{size[1]} = {size[0] * size[1]} pixels > limit {max_pixels}")
-    return size
-
-
 def _read_frame(root: Path, split: str, city: str, name: str, source_path: str, source: str,
-                limits: tuple[int, int]) -> Iterator[Record]:
+                limits: tuple[int, int], frame: str) -> Iterator[Record]:
     """The frame's headers checked here (no pixel decoded); its label maps are decoded by
-    :func:`load_frame` where the :class:`~owl_data.records.DeferredScene` is processed."""
+    :func:`load_frame` where the :class:`~owl_data.records.DeferredScene` is processed.
+
+    The maps' size is the annotation's stated size: the instanceIds map fixes it (it must be
+    the image's raw or upright size as ``frame`` allows: :func:`~owl_data.sources._cityscapes_files.check_frame`), and the
+    labelIds map and the polygons' ``imgWidth``/``imgHeight`` must equal it."""
     image_path, _ = resolve_inside(root, root / "leftImg8bit" / split / city, name)
-    width, height = _open_header(image_path, source_path, "unreadable_image", limits)
+    image_size, orientation = open_header(image_path, source_path, "unreadable_image", limits)
 
     stem = name[: -len(IMAGE_SUFFIX)]
     gt_dir = root / "gtFine" / split / city
@@ -208,24 +183,25 @@ def _read_frame(root: Path, split: str, city: str, name: str, source_path: str, 
     # exists(), not is_file(): a FIFO or folder named like a partner is opened, and refused
     # there (not_a_regular_file, ingest.files.open_regular)
     if not (gt_dir / f"{stem}{INSTANCE_SUFFIX}").exists():
-        raise _FrameError("missing_annotation", f"no {inst_rel}")
+        raise FrameError("missing_annotation", f"no {inst_rel}")
     inst_path, _ = resolve_inside(root, gt_dir, f"{stem}{INSTANCE_SUFFIX}")
-    _check_map_header(inst_path, inst_rel, (width, height), limits)
+    width, height = open_header(inst_path, inst_rel, "unreadable_annotation", limits)[0]
+    check_frame(inst_rel, (width, height), image_size, orientation, frame)
 
     label_rel = shown(f"gtFine/{split}/{city}/{stem}{LABEL_SUFFIX}")
     label_path: Path | None = None
     if (gt_dir / f"{stem}{LABEL_SUFFIX}").exists():
         label_path, _ = resolve_inside(root, gt_dir, f"{stem}{LABEL_SUFFIX}")
-        _check_map_header(label_path, label_rel, (width, height), limits)
+        check_map_header(label_path, label_rel, (width, height), limits)
 
     poly_rel = f"gtFine/{split}/{city}/{stem}{POLYGON_SUFFIX}"
     if (gt_dir / f"{stem}{POLYGON_SUFFIX}").exists():
         poly_path, _ = resolve_inside(root, gt_dir, f"{stem}{POLYGON_SUFFIX}")
-        _check_polygon_size(poly_path, poly_rel, (width, height))
+        check_polygon_size(poly_path, poly_rel, (width, height))
 
     maps = ((str(inst_path), inst_rel), (str(label_path), label_rel) if label_path is not None else None)
     yield DeferredScene(source, LOADER, (source, source_path, split, shown(city), str(image_path), maps,
-                                         (width, height), limits), item=source_path, pixels=width * height)
+                                         (width, height), limits, frame), item=source_path, pixels=width * height)
 
 
 LOADER = "owl_data.sources.cityscapes:load_frame"
@@ -234,7 +210,7 @@ LOADER = "owl_data.sources.cityscapes:load_frame"
 
 def load_frame(source: str, source_path: str, split: str, city: str, image_path: str,
                maps: tuple[tuple[str, str], tuple[str, str] | None], size: tuple[int, int],
-               limits: tuple[int, int]) -> list[Record]:
+               limits: tuple[int, int], frame: str = "upright") -> list[Record]:
     """Decode one frame's label maps into its Scene and Rejects (run in the build worker).
 
     Args:
@@ -242,8 +218,11 @@ def load_frame(source: str, source_path: str, split: str, city: str, image_path:
             split and city (its group).
         image_path: the leftImg8bit file (absolute).
         maps: ((instanceIds path, its path under the root), (labelIds path, rel) or None).
-        size: (W, H) of the image header; every map must have it.
+        size: (W, H) of the instanceIds header, checked by :func:`read` against the image
+            (raw or upright as ``frame`` allows); every map must have it, and it is the
+            Scene's ``declared_size``.
         limits: (max_image_pixels, max_file_bytes).
+        frame: the spec's ``?frame=`` option (``ImageRef.frame``).
 
     Returns:
         [the Scene, then its group/unknown-label Rejects], or [one Reject keyed by
@@ -252,71 +231,21 @@ def load_frame(source: str, source_path: str, split: str, city: str, image_path:
     """
     try:
         (inst_path, inst_rel), label = maps
-        inst = _read_map(Path(inst_path), inst_rel, size, limits)
+        inst = read_map(Path(inst_path), inst_rel, size, limits)
         if not np.issubdtype(inst.dtype, np.integer) or inst.min() < 0:
-            raise _FrameError("unreadable_annotation", f"{inst_rel}: not a map of non-negative integer ids ({inst.dtype})")
+            raise FrameError("unreadable_annotation", f"{inst_rel}: not a map of non-negative integer ids ({inst.dtype})")
         if label is not None:
-            semantic = _read_map(Path(label[0]), label[1], size, limits)
+            semantic = read_map(Path(label[0]), label[1], size, limits)
             if semantic.dtype != np.uint8:
-                raise _FrameError("unreadable_annotation", f"{label[1]}: expected 8-bit label ids, got {semantic.dtype}")
+                raise FrameError("unreadable_annotation", f"{label[1]}: expected 8-bit label ids, got {semantic.dtype}")
         else:
             semantic = np.where(inst < 1000, inst, inst // 1000).astype(np.uint8)
-    except (_FrameError, FileProblem) as err:
+    except (FrameError, FileProblem) as err:
         return [Reject(source, source_path, "read", err.reason, err.detail)]
     instances, items, rejects = _instances(inst, source_path, source)
-    ref = ImageRef(source=source, path=Path(image_path), source_path=source_path, group=city, split=split)
+    ref = ImageRef(source=source, path=Path(image_path), source_path=source_path, group=city, split=split,
+                   declared_size=size, frame=frame)
     return [Scene(ref=ref, instances=instances, semantic=semantic, items=items), *rejects]
-
-
-def _check_map_header(path: Path, rel: str, size: tuple[int, int], limits: tuple[int, int]) -> None:
-    """A map's header: readable, within the limits, of the image's size (nothing decoded)."""
-    header = _open_header(path, rel, "unreadable_annotation", limits)
-    if header != size:
-        raise _FrameError("size_mismatch", f"{rel} is {header[0]}x{header[1]}, image is {size[0]}x{size[1]}")
-
-
-def _read_map(path: Path, rel: str, size: tuple[int, int], limits: tuple[int, int]) -> np.ndarray:
-    """Decode a single-channel annotation PNG as a (H, W) array, dtype kept (uint16 stays).
-
-    The file is read once (its sha256 noted); the header in those bytes is checked (size
-    equal to the image's, within ``max_pixels``) before any pixel is decoded.
-    """
-    data, _ = read_recorded(path, max_bytes=limits[1], what="annotation")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                header = im.size
-                if header[0] * header[1] > limits[0]:
-                    raise _FrameError("too_large", f"{rel} is {header[0]}x{header[1]} pixels > limit {limits[0]}")
-                if header != size:
-                    raise _FrameError("size_mismatch", f"{rel} is {header[0]}x{header[1]}, image is {size[0]}x{size[1]}")
-                arr = np.array(im)
-    except _FrameError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise _FrameError("too_large", f"{rel}: {exc}") from None
-    except _PIL_ERRORS as exc:
-        raise _FrameError("unreadable_annotation", f"{rel}: {type(exc).__name__}: {exc}") from None
-    if arr.ndim != 2:
-        raise _FrameError("unreadable_annotation", f"{rel}: expected one channel, got shape {arr.shape}")
-    if (arr.shape[1], arr.shape[0]) != size:
-        raise _FrameError("size_mismatch", f"{rel} is {arr.shape[1]}x{arr.shape[0]}, image is {size[0]}x{size[1]}")
-    return arr
-
-
-def _check_polygon_size(path: Path, rel: str, size: tuple[int, int]) -> None:
-    try:
-        data = json.loads(read_regular(path, what="annotation").decode("utf-8"))
-        declared = (pixel_int(data["imgWidth"], "imgWidth"), pixel_int(data["imgHeight"], "imgHeight"))
-    except FileProblem:
-        raise
-    except (OSError, ValueError, KeyError, TypeError) as exc:  # ValueError: JSON, NumberError
-        raise _FrameError("unreadable_annotation", f"{rel}: {type(exc).__name__}: {exc}") from None
-    except RecursionError:
-        raise _FrameError("unreadable_annotation", f"{rel}: JSON nested too deeply") from None
-    if declared != size:
-        raise _FrameError("size_mismatch", f"{rel} states {declared[0]}x{declared[1]}, image is {size[0]}x{size[1]}")
 
 
 def _crop(region: np.ndarray, sl: tuple[slice, slice]) -> MaskArray:

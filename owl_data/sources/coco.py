@@ -46,23 +46,28 @@ from owl_data.ingest.files import FileProblem, open_regular
 from owl_data.ingest.numbers import NumberError, finite_float, pixel_int
 from owl_data.records import RLE, Box, Instance, Polygons, Record, Reject, Scene, TextRow
 from owl_data.sources import SourceError, SourceOptions
-from owl_data.sources._common import STAGE, id_order, image_ref, reject_items, text_problem
+from owl_data.sources._common import STAGE, id_order, image_ref, reject_items, spec_frame, split_options, text_problem
 
 __all__ = ["read", "parse_spec", "grounding_rows"]
 
 
-def parse_spec(spec: str) -> tuple[Path, Path]:
-    """Split ``IMAGES_DIR:ANNOTATIONS.json`` on its last ``:``.
+def parse_spec(spec: str) -> tuple[Path, Path, str]:
+    """Split ``IMAGES_DIR:ANNOTATIONS.json[?frame=upright|raw|auto]``: the options after ``?``
+    (:func:`owl_data.sources._common.split_options`), then the path on its last ``:``.
+
+    Returns:
+        (images root, annotations file, the ``frame`` option).
 
     Raises:
-        SourceError: no ``:``, or either side empty.
+        SourceError: no ``:``, either side empty, or a bad option.
     """
+    spec, opts = split_options("coco", spec, {})
     if ":" not in spec:
         raise SourceError(f"coco spec {spec!r} must be IMAGES_DIR:ANNOTATIONS.json")
     images, ann = spec.rsplit(":", 1)
     if not images or not ann:
         raise SourceError(f"coco spec {spec!r} must be IMAGES_DIR:ANNOTATIONS.json")
-    return Path(images), Path(ann)
+    return Path(images), Path(ann), spec_frame(opts)
 
 
 def _is_int(v: Any) -> bool:
@@ -200,7 +205,7 @@ def _annotation(name: str, index: int, ann: Any, images: dict[Any, dict], catego
 
 
 def _image_scene(name: str, root: Path, iid: Any, entry: dict, instances: list[Instance],
-                 duplicate: bool) -> Iterator[Record]:
+                 duplicate: bool, frame: str) -> Iterator[Record]:
     """The Scene of one image's instances, or one Reject per instance when the image is unusable."""
     items = [i.item for i in instances]
     if duplicate:
@@ -214,7 +219,7 @@ def _image_scene(name: str, root: Path, iid: Any, entry: dict, instances: list[I
             f"image {iid!r}: width {_short(entry.get('width'))}, height {_short(entry.get('height'))}, "
             f"file_name {_short(file_name)}")
         return
-    ref = image_ref(name, root, file_name, declared=(w, h))
+    ref = image_ref(name, root, file_name, declared=(w, h), frame=frame)
     if isinstance(ref, tuple):
         yield from reject_items(name, items, *ref)
         return
@@ -225,8 +230,10 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
     """Read a COCO instances file; yield one Scene per annotated image and Rejects.
 
     Args:
-        spec: ``IMAGES_DIR:ANNOTATIONS.json``. ``IMAGES_DIR`` is the source root: every
-            ``file_name`` is relative to it and must resolve inside it.
+        spec: ``IMAGES_DIR:ANNOTATIONS.json[?frame=upright|raw|auto]``. ``IMAGES_DIR`` is the
+            source root: every ``file_name`` is relative to it and must resolve inside it;
+            ``frame`` (default ``upright``) is the frame of an EXIF-oriented image the
+            annotations are in (:func:`owl_data.ingest.frame.annotation_frame`).
         options: reader options; ``options.name`` becomes ``ImageRef.source``.
 
     Yields:
@@ -240,7 +247,7 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
         SourceError: missing images folder, missing or unparsable JSON, or a top level
             without ``images``/``annotations`` lists.
     """
-    root, ann_path = parse_spec(spec)
+    root, ann_path, frame = parse_spec(spec)
     if not root.is_dir():
         raise SourceError(f"COCO images folder {root} does not exist")
     data = _load(ann_path)
@@ -258,7 +265,7 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
     for iid in sorted(per_image, key=id_order):
         # by annotation id (unique, integers): the rows do not depend on the list's order
         instances = sorted(per_image[iid], key=lambda i: int(i.instance))
-        yield from _image_scene(name, root, iid, images[iid], instances, iid in duplicate_images)
+        yield from _image_scene(name, root, iid, images[iid], instances, iid in duplicate_images, frame)
 
 
 def grounding_rows(instances: list[Instance]) -> list[TextRow]:

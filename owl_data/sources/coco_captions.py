@@ -28,7 +28,7 @@ from owl_data.ingest.numbers import NumberError, pixel_int
 from owl_data.records import Record, Reject, TextRow
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._common import (
-    STAGE, Located, grouped_scenes, image_ref, images_folder, load_json, option_path, parse_spec, source_id,
+    STAGE, Located, grouped_scenes, image_ref, images_folder, load_json, option_path, parse_spec, source_id, spec_frame,
     subtype_folders,
 )
 from owl_data.sources.vqav2 import split_of_subtype
@@ -70,12 +70,12 @@ def _caption_rows(name: str, path: Path, annotations: list,
         yield iid, TextRow(task="caption", item=item, answer=" ".join(ann["caption"].split()))
 
 
-def _locate(name: str, images: Path, entry: dict, iid: int | str, split: str | None) -> Located:
+def _locate(name: str, images: Path, entry: dict, iid: int | str, split: str | None, frame: str) -> Located:
     """The image of an ``images`` entry (its declared size when width and height are usable)."""
     w, h, fn = _size(entry.get("width")), _size(entry.get("height")), entry.get("file_name")
     if not isinstance(fn, str):
         return "malformed_image_entry", f"image {iid!r} has no file_name"
-    return image_ref(name, images, fn, split=split, declared=(w, h) if w and h else None)
+    return image_ref(name, images, fn, split=split, declared=(w, h) if w and h else None, frame=frame)
 
 
 def read(spec: str, options: SourceOptions) -> Iterator[Record]:
@@ -105,4 +105,4 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
                 entries.setdefault(k, im)
         split = split_of_subtype(subtype)
         yield from grouped_scenes(name, _caption_rows(name, path, doc["annotations"], entries),
-                                  lambda iid: _locate(name, images, entries[iid], iid, split))
+                                  lambda iid: _locate(name, images, entries[iid], iid, split, spec_frame(opts)))

@@ -71,7 +71,7 @@ from typing import Any, Iterator
 from owl_data.ingest.files import FileProblem, open_regular
 from owl_data.records import SPLIT_NAME, Record, Reject, Scene, SourceQA, TextRow
 from owl_data.sources import SourceError, SourceOptions
-from owl_data.sources._common import parse_spec, shown, text_problem
+from owl_data.sources._common import parse_spec, shown, spec_frame, text_problem, with_frame
 from owl_data.sources._drivelm_frame import (
     CAMERA_SIZE, STAGE, TAG_RE, _camera, _frame, _key_object, _qa, object_phrase, parse_tag,
 )
@@ -180,9 +180,11 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
     """Read every DriveLM JSON under ``spec``; yield Scenes per (frame, camera) and Rejects.
 
     Args:
-        spec: ``DIR[?eval_split=S]``, the source root. Annotation files are ``DIR/**/*.json``;
-            image paths in them are relative to each file's folder and must resolve inside
-            ``DIR``. ``eval_split`` (default ``test``) is the split of held-out scenes.
+        spec: ``DIR[?eval_split=S&frame=F]``, the source root. Annotation files are
+            ``DIR/**/*.json``; image paths in them are relative to each file's folder and must
+            resolve inside ``DIR``. ``eval_split`` (default ``test``) is the split of held-out
+            scenes; ``frame`` (default ``upright``) is the frame of an EXIF-oriented image
+            the tags are in (:func:`owl_data.ingest.frame.annotation_frame`).
         options: reader options; ``options.name`` becomes ``ImageRef.source``.
 
     Yields:
@@ -245,7 +247,8 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
     objects, held = _plan(docs)
     seen_frames: dict[str, str] = {}
     for rel, path, data in docs:
-        yield from _file(root, rel, path.parent, data, name, objects, held, eval_split, seen_frames)
+        yield from with_frame(_file(root, rel, path.parent, data, name, objects, held, eval_split, seen_frames),
+                              spec_frame(opts))
 
 
 def _file(root: Path, rel: str, folder: Path, data: dict, name: str, objects: dict[str, Any],

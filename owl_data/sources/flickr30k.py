@@ -34,7 +34,7 @@ from owl_data.ingest.files import FileProblem, read_regular
 from owl_data.records import Box, Record, Reject, Scene, TextRow
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._common import (
-    STAGE, first_existing, image_ref, images_folder, option_path, parse_spec, read_text_file, reject_items,
+    STAGE, first_existing, image_ref, images_folder, option_path, parse_spec, spec_frame, read_text_file, reject_items,
 )
 
 __all__ = ["read", "parse_sentence", "strip_markup"]
@@ -133,7 +133,7 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
             except ET.ParseError as exc:
                 yield from reject_items(name, items, "unreadable_annotation", f"{xml.name}: {exc}")
                 continue
-        ref = image_ref(name, images, f"{iid}.jpg", split=splits.get(iid), declared=size)
+        ref = image_ref(name, images, f"{iid}.jpg", split=splits.get(iid), declared=size, frame=spec_frame(opts))
         if isinstance(ref, tuple):
             yield from reject_items(name, items, *ref)
             continue

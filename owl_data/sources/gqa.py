@@ -28,7 +28,7 @@ from typing import Iterator
 from owl_data.records import Record, Reject, TextRow
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._common import (
-    IMAGE_EXTS, STAGE, Located, grouped_scenes, image_ref, images_folder, load_json, option_path, parse_spec,
+    IMAGE_EXTS, STAGE, Located, grouped_scenes, image_ref, images_folder, load_json, option_path, parse_spec, spec_frame,
 )
 
 __all__ = ["read"]
@@ -73,12 +73,12 @@ def _question_rows(name: str, path: Path, doc: dict, field: str,
             task="vqa", item=item, question=q["question"].strip(), answer=ans.strip(), answers=[ans.strip()])
 
 
-def _locate(name: str, images: Path, iid: str, split: str | None) -> Located:
+def _locate(name: str, images: Path, iid: str, split: str | None, frame: str) -> Located:
     """``<imageId>`` with the first image extension found (``.jpg`` when none is)."""
     if not images.is_dir():
         return "missing_image", f"images folder {images} not found"
     rel = next((iid + e for e in IMAGE_EXTS if (images / (iid + e)).is_file()), iid + ".jpg")
-    return image_ref(name, images, rel, split=split)
+    return image_ref(name, images, rel, split=split, frame=frame)
 
 
 def read(spec: str, options: SourceOptions) -> Iterator[Record]:
@@ -106,4 +106,4 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
             raise SourceError(f"gqa: {path} is not an object question_id -> question")
         split = _split(path)
         yield from grouped_scenes(name, _question_rows(name, path, doc, field, seen),
-                                  lambda iid: _locate(name, images, iid, split))
+                                  lambda iid: _locate(name, images, iid, split, spec_frame(opts)))

@@ -30,7 +30,7 @@ from owl_data.ingest.numbers import is_finite_number
 from owl_data.records import Box, Record, Reject, TextRow
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._common import (
-    STAGE, file_or_folder, image_ref, load_jsonl, option_path, parse_spec, scene_or_rejects, source_id,
+    STAGE, file_or_folder, image_ref, load_jsonl, option_path, parse_spec, spec_frame, scene_or_rejects, source_id,
 )
 
 __all__ = ["read"]
@@ -65,7 +65,7 @@ def _line_rows(name: str, key: str, obj: dict, coords: str) -> tuple[list[TextRo
     return rows, rejects
 
 
-def _file_records(name: str, f: Path, images: Path, coords: str) -> Iterator[Record]:
+def _file_records(name: str, f: Path, images: Path, coords: str, frame: str) -> Iterator[Record]:
     """The Scenes (one per line with a usable row) and Rejects of one JSONL file, in line order."""
     seen: dict[str, int] = {}
     for n, obj, problem in load_jsonl(f, "llava_caps_boxes"):
@@ -86,7 +86,8 @@ def _file_records(name: str, f: Path, images: Path, coords: str) -> Iterator[Rec
         yield from rejects
         if rows:
             image = obj.get("image")
-            ref = image_ref(name, images, image) if isinstance(image, str) else ("malformed_line", "no image path")
+            ref = (image_ref(name, images, image, frame=frame) if isinstance(image, str)
+                   else ("malformed_line", "no image path"))
             yield from scene_or_rejects(name, ref, rows)
 
 
@@ -104,4 +105,4 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
                                                                       if p.is_file()), "*caps_boxes*.jsonl")
     images = option_path(root, opts["images"]) if "images" in opts else root
     for f in files:
-        yield from _file_records(options.name, f, images, coords)
+        yield from _file_records(options.name, f, images, coords, spec_frame(opts))

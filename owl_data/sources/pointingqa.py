@@ -28,7 +28,7 @@ from owl_data.ingest.numbers import is_finite_number
 from owl_data.records import Record, Reject, TextRow
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._common import (
-    STAGE, image_ref, images_folder, load_json, option_path, parse_spec, scene_or_rejects,
+    STAGE, image_ref, images_folder, load_json, option_path, parse_spec, spec_frame, scene_or_rejects,
 )
 
 __all__ = ["read", "GENERATOR"]
@@ -92,4 +92,5 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
         rows, rejects = _image_rows(name, iid, doc[iid])
         yield from rejects
         if rows:
-            yield from scene_or_rejects(name, image_ref(name, images, f"{iid}.jpg", split=splits.get(iid)), rows)
+            yield from scene_or_rejects(name, image_ref(name, images, f"{iid}.jpg", split=splits.get(iid),
+                                                               frame=spec_frame(opts)), rows)

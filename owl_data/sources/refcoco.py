@@ -46,7 +46,7 @@ from owl_data.ingest.numbers import is_finite_number
 from owl_data.records import Box, Record, Reject, TextRow
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._common import (
-    STAGE, Located, first_existing, image_ref, image_scenes, load_json, option_path, parse_spec, reject_items,
+    STAGE, Located, first_existing, image_ref, image_scenes, load_json, option_path, parse_spec, spec_frame, reject_items,
     source_id,
 )
 
@@ -238,12 +238,12 @@ def _refs(name: str, refs: list, inst: _Instances) -> Iterator[Reject | _RefRows
         yield from _ref_rows(name, ref, [f"ref:{rid}:{k}" for k in range(len(sents))], inst)
 
 
-def _locate(name: str, images: Path, entry: dict, iid: int | str, split: str | None) -> Located:
+def _locate(name: str, images: Path, entry: dict, iid: int | str, split: str | None, frame: str) -> Located:
     """The image of an ``images`` entry; it must state file_name, width and height."""
     fn, w, h = entry.get("file_name"), entry.get("width"), entry.get("height")
     if not isinstance(fn, str) or not isinstance(w, int) or not isinstance(h, int):
         return "malformed_image_entry", f"image {iid!r} needs file_name, width, height"
-    return image_ref(name, images, fn, split=split, declared=(w, h))
+    return image_ref(name, images, fn, split=split, declared=(w, h), frame=frame)
 
 
 def read(spec: str, options: SourceOptions) -> Iterator[Record]:
@@ -273,4 +273,4 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
         if got.rows:
             per_image[got.image].extend(got.rows)
     yield from image_scenes(
-        name, per_image, lambda iid: _locate(name, images, inst.images[iid], iid, split_of.get(iid)))
+        name, per_image, lambda iid: _locate(name, images, inst.images[iid], iid, split_of.get(iid), spec_frame(opts)))

@@ -31,7 +31,7 @@ from owl_data.ingest.numbers import is_finite_number
 from owl_data.records import Box, Record, Reject, TextRow
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._common import (
-    IMAGE_EXTS, STAGE, Located, grouped_scenes, image_ref, load_json, option_path, parse_spec,
+    IMAGE_EXTS, STAGE, Located, grouped_scenes, image_ref, load_json, option_path, parse_spec, spec_frame,
 )
 
 __all__ = ["read"]
@@ -113,13 +113,13 @@ def _sizes(data_f: Path | None) -> dict[str, tuple[int, int]]:
 
 
 def _locate(name: str, root: Path, folders: list[Path], iid: str,
-            sizes: dict[str, tuple[int, int]]) -> Located:
+            sizes: dict[str, tuple[int, int]], frame: str) -> Located:
     """``<id>`` with an image extension in the first folder that holds it."""
     found = next(((d, iid + e) for d in folders for e in IMAGE_EXTS if (d / (iid + e)).is_file()), None)
     if found is None:
         return "missing_image", f"{iid}.jpg not found"
     return image_ref(name, root if found[0] == root or root in found[0].parents else found[0], found[1],
-                     base=found[0], declared=sizes.get(iid))
+                     base=found[0], declared=sizes.get(iid), frame=frame)
 
 
 def read(spec: str, options: SourceOptions) -> Iterator[Record]:
@@ -142,5 +142,5 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
     name = options.name
     parsed = chain(_region_rows(name, regions_f) if regions_f is not None else (),
                    _qa_rows(name, qa_f) if qa_f is not None else ())
-    yield from grouped_scenes(name, parsed, lambda iid: _locate(name, root, folders, iid, sizes),
+    yield from grouped_scenes(name, parsed, lambda iid: _locate(name, root, folders, iid, sizes, spec_frame(opts)),
                               order=lambda v: (len(v), v))

@@ -36,7 +36,7 @@ from owl_data.records import Record, Reject, TextRow
 from owl_data.sources import SourceError, SourceOptions
 from owl_data.sources._common import (
     IMAGE_EXTS, STAGE, first_existing, grouped_scenes, image_ref, images_folder, load_json, majority_answer,
-    option_path, parse_spec, subtype_folders,
+    option_path, parse_spec, spec_frame, subtype_folders,
 )
 
 __all__ = ["read", "split_of_subtype"]
@@ -178,4 +178,5 @@ def read(spec: str, options: SourceOptions) -> Iterator[Record]:
             yield from grouped_scenes(name, parsed, lambda iid: missing, order=None)
             continue
         yield from grouped_scenes(
-            name, parsed, lambda iid: image_ref(name, images, _image_file(images, subtype, iid), split=split))
+            name, parsed, lambda iid: image_ref(name, images, _image_file(images, subtype, iid), split=split,
+                                            frame=spec_frame(opts)))

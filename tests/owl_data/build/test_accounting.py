@@ -63,7 +63,28 @@ def test_a_chunk_reads_back_and_is_reused_only_under_its_key(tmp_path):
     assert row_items(folder, "caption", 1) == ["a"]
     assert row_items(folder, "caption", 2) == [None, None]  # a count that does not match: unknown
     assert {r["item"] for r in read_rows(folder, "rejects")} == {"z"}
-    assert json.loads((folder / "accounting.json").read_text()) == {"s": {"read": ["a", "z"], "kept": ["a"]}}
+    assert json.loads((folder / "accounting.json").read_text()) == {
+        "s": {"read": ["a", "z"], "kept": ["a"], "frames": {"upright": [], "raw": [], "ambiguous": []}}}
+
+
+def test_frames_are_counted_per_image_across_chunks(tmp_path):
+    """The manifest's ``frames`` counts distinct images (source paths) per frame taken, over
+    every chunk; an image seen by two scenes counts once; a scene rejected before its frame
+    was settled (frame None) counts nowhere."""
+    import dataclasses
+
+    def r(path, frame, ambiguous=False):
+        return dataclasses.replace(_result([path], {}), frame=frame, frame_ambiguous=ambiguous, source_path=path,
+                                   image=None, ref=None)
+    chunks = [[r("a.jpg", "upright", True), r("b.jpg", "raw"), r("c.jpg", None)],
+              [r("a.jpg", "upright", True), r("d.jpg", "upright"), r("e.jpg", "raw", True)]]
+    partial = tmp_path / ".out.partial"
+    for i, results in enumerate(chunks):
+        folder = chunk_folder(partial, i)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        save_chunk(folder, results, [], key=str(i))
+    m = consolidate(partial, len(chunks), tmp_path / "out", [SourceSpec("s", "x")], BuildConfig())
+    assert m["sources"]["s"]["frames"] == {"upright": 2, "raw": 2, "ambiguous": 2}
 
 
 def _consolidate(tmp_path: Path, chunks: list[list[SceneResult]]) -> tuple[dict, dict[str, str]]:

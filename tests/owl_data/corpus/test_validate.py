@@ -47,3 +47,23 @@ def test_row_problems_names_each_fault_of_a_row():
     assert row_problems("grounding", g) == ["bbox [0.3, 0.2, 0.2, 0.9] not ordered in [0, 1]"]
     assert row_problems("vqa", {"conversations": [{"role": "user", "content": "no image"}]}) == \
         ["placeholders: vqa user turn 0 holds 0 <image>: 'no image'"]
+
+
+def test_validate_checks_frames_and_reads_manifests_without_them(lcb_corpus):
+    """``frames`` (builds with the ?frame= option) must be {upright, raw, ambiguous} counts with
+    no more ambiguous images than images; a manifest written before it (no ``frames``) is valid."""
+    path = lcb_corpus / "manifest.json"
+    m = json.loads(path.read_text())
+    s = m["sources"]["llava_caps_boxes"]
+    assert s["frames"] == {"upright": 1, "raw": 0, "ambiguous": 0}  # a PNG without EXIF
+    assert validate_corpus(lcb_corpus).ok
+    for bad, words in (({"upright": 1, "raw": 0, "ambiguous": 2}, "2 ambiguous of 1 images"),
+                       ({"upright": 1, "raw": -1, "ambiguous": 0}, "is not {upright, raw, ambiguous}"),
+                       ({"upright": 1, "raw": 0}, "is not {upright, raw, ambiguous}"),
+                       ([1, 0, 0], "is not {upright, raw, ambiguous}")):
+        s["frames"] = bad
+        path.write_text(json.dumps(m))
+        assert any("source llava_caps_boxes: frames" in p and words in p for p in validate_corpus(lcb_corpus).problems), bad
+    del s["frames"]
+    path.write_text(json.dumps(m))
+    assert validate_corpus(lcb_corpus).ok

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from owl_data.ingest.geometry import GeometryError, annotation_frame, resolve_instance, transform_mask, transform_xy
+from owl_data.ingest.geometry import GeometryError, resolve_instance, transform_mask, transform_xy
 from owl_data.records import RLE, Box, Instance, MaskArray, Polygons
 
 
@@ -25,15 +25,6 @@ def test_transform_matches_pillow_exif_transpose(orientation):
     x, y = transform_xy(1.5, 0.5, orientation, 5, 3)
     r, c = np.argwhere(ref == 255)[0]
     assert (x, y) == (c + 0.5, r + 0.5)
-
-
-def test_annotation_frame_rules():
-    assert annotation_frame((1200, 1800), (1200, 1800), 6) is True     # raw frame -> rotate
-    assert annotation_frame((1800, 1200), (1200, 1800), 6) is False    # already upright
-    assert annotation_frame(None, (640, 480), 1) is False
-    with pytest.raises(GeometryError) as e:
-        annotation_frame((100, 100), (1200, 1800), 6)
-    assert e.value.reason == "size_mismatch"
 
 
 def _res(inst, declared=(100, 50), raw=(100, 50), orientation=1, rotate=False):

@@ -57,7 +57,8 @@ def test_real_frame_is_one_scene(real):
     ref = scenes[0].ref
     assert ref.source == "cityscapes"
     assert ref.source_path == f"leftImg8bit/{REAL_STEM}_leftImg8bit.png"
-    assert ref.group == "frankfurt" and ref.split == "val" and ref.declared_size is None
+    # the label maps state the size (the image's, no EXIF): declared, in the default frame
+    assert ref.group == "frankfurt" and ref.split == "val" and ref.declared_size == (256, 128) and ref.frame == "upright"
     assert ref.path.is_absolute() and ref.path.is_file()
     assert scenes[0].semantic.dtype == np.uint8
     assert np.array_equal(scenes[0].semantic, labels)

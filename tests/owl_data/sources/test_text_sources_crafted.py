@@ -236,9 +236,12 @@ def test_default_build_has_all_four_tasks(tmp_path):
     assert set(per_image.values()) == {2}
 
 
-def test_points_and_boxes_follow_exif_orientation(tmp_path):
-    """A point and a box given in the raw pixel frame of an EXIF-6 JPEG land where the
-    pixels go once the image is made upright (raw (x, y) -> upright (H - y, x))."""
+@pytest.mark.parametrize("frame", ["raw", "upright"])
+def test_points_and_boxes_follow_exif_orientation(tmp_path, frame):
+    """A point and a box of an EXIF-6 JPEG (no stated size): with ``?frame=raw`` they are in the
+    raw pixel frame and land where the pixels go once the image is made upright (raw (x, y) ->
+    upright (H - y, x)); with ``?frame=upright`` (the default) they are taken as drawn on the
+    upright 1800x1200 image."""
     from tests.conftest import need_shared_data
 
     src = need_shared_data("edge_cases", "exif_Landscape_6.jpg")  # raw 1200x1800, orientation 6
@@ -249,9 +252,17 @@ def test_points_and_boxes_follow_exif_orientation(tmp_path):
         {"1": [{"question": "What is this?", "answer": "a thing", "point": {"x": 300, "y": 450, "ans": "a thing"}, "id": 1}]}))
     (d / "caps_boxes.jsonl").write_text(json.dumps(
         {"id": "x", "image": "vg_images/1.jpg", "captions": [], "instances": [{"category": "thing", "bbox": [0.25, 0.25, 0.5, 0.75]}]}) + "\n")
-    out, m = _build(tmp_path, SourceSpec("pointingqa", str(d)), SourceSpec("llava_caps_boxes", str(d)))
+    out, m = _build(tmp_path, SourceSpec("pointingqa", f"{d}?frame={frame}"),
+                    SourceSpec("llava_caps_boxes", f"{d}?frame={frame}"))
     p = _rows(out, "point_vqa")[0]["point"]
-    assert (p["x"], p["y"]) == pytest.approx(((1800 - 450) / 1800, 300 / 1200))
     g = _rows(out, "grounding")[0]["bbox"]
-    # raw box x 300..600, y 450..1350 -> upright x = 1800 - y in 450..1350, y = x in 300..600
-    assert g == pytest.approx([450 / 1800, 300 / 1200, 1350 / 1800, 600 / 1200])
+    if frame == "raw":
+        assert (p["x"], p["y"]) == pytest.approx(((1800 - 450) / 1800, 300 / 1200))
+        # raw box x 300..600, y 450..1350 -> upright x = 1800 - y in 450..1350, y = x in 300..600
+        assert g == pytest.approx([450 / 1800, 300 / 1200, 1350 / 1800, 600 / 1200])
+    else:
+        assert (p["x"], p["y"]) == pytest.approx((300 / 1800, 450 / 1200))
+        assert g == pytest.approx([0.25, 0.25, 0.5, 0.75])
+    # no stated size on an EXIF-6 image: both images ambiguous, counted in the frame taken
+    for name in ("pointingqa", "llava_caps_boxes"):
+        assert m["sources"][name]["frames"] == {frame: 1, ({"raw", "upright"} - {frame}).pop(): 0, "ambiguous": 1}
