@@ -23,7 +23,7 @@ with its background and are where masks are least accurate, do not vote. Box-onl
   *white* from ``WHITE_L`` (72), else *gray*;
 * chromatic, by hue sector: red ``[345, 50)``, orange ``[50, 80)``, yellow ``[80, 110)``, green
   ``[110, 200)``, blue ``[200, 310)``, purple ``[310, 345)``; then by lightness: a red or purple
-  hue with ``L* >= PINK_L`` (62) is *pink*; an orange or yellow hue with ``L* < BROWN_L`` (50)
+  hue with ``L* >= PINK_L`` (56) is *pink*; an orange or yellow hue with ``L* < BROWN_L`` (50)
   is *brown*.
 
 The sector edges put the sRGB primaries and their mixes where English speakers name them
@@ -62,7 +62,7 @@ HIGHLIGHT_C = 20.0
 ACHROMATIC_C = 12.0
 BLACK_L = 30.0
 WHITE_L = 72.0
-PINK_L = 62.0
+PINK_L = 56.0
 BROWN_L = 50.0
 HUE_SECTORS: tuple[tuple[float, str], ...] = (
     (50.0, "red"), (80.0, "orange"), (110.0, "yellow"), (200.0, "green"), (310.0, "blue"), (345.0, "purple"),

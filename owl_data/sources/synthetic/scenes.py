@@ -391,7 +391,7 @@ def _car_details(region: np.ndarray, sl: tuple[slice, slice], mask: np.ndarray, 
     wy0, wy1 = top + 3, top + int(0.45 * (bottom - top)) - 2
     win = (yy >= wy0) & (yy < wy1) & (xx >= x0 + int(0.33 * length)) & (xx < x0 + int(0.63 * length))
     region[win & mask] = window
-    r = max(3, int(0.09 * length))
+    r = max(1, round(0.09 * length))  # wheels in proportion, so a far car is not mostly wheel
     for wx in (x0 + 0.2 * length, x0 + 0.8 * length):
         wheel = (xx - wx) ** 2 + (yy - (bottom - r + 1)) ** 2 <= r * r
         region[wheel & mask] = WHEEL
