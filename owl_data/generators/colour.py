@@ -12,6 +12,12 @@ pixels outside the crop count as background), so the boundary pixels, which mix 
 with its background and are where masks are least accurate, do not vote. Box-only instances
 (no mask): the central half of the box (a quarter of the width and height off each side).
 
+**Voters**: the interior pixels in raster order (row by row, left to right); when there are
+more than ``MAX_VOTERS`` (4096), every k-th of them, ``k = ceil(N / MAX_VOTERS)``, starting with
+the first: a regular sample that bounds the cost of large regions (road, sky) and estimates a
+share to about +-0.8% (one standard deviation at 60%); objects up to 4096 interior pixels vote
+with every pixel.
+
 **Pixel terms** (:func:`pixel_terms`), with ``L*`` in [0, 100], chroma
 ``C* = hypot(a*, b*)`` and hue angle ``h = atan2(b*, a*)`` in degrees [0, 360):
 
@@ -30,7 +36,7 @@ The sector edges put the sRGB primaries and their mixes where English speakers n
 (Lab hue of sRGB red 40 deg, orange (255, 128, 0) 67, yellow 102, green 136, cyan 196,
 blue 306, magenta 328); a dark red (maroon) stays red, a dark orange or yellow is brown.
 
-**Vote** (:func:`name_from_terms`) over the interior pixels, shares of the whole interior:
+**Vote** (:func:`name_from_terms`) over the voters, shares of all voters:
 one term with a share ``>= DOMINANT_SHARE`` (0.6) is the colour; else when the two largest
 shares are each ``>= PAIR_MIN_SHARE`` (0.25) and together ``>= PAIR_SHARE`` (0.8), the colour is
 both, the larger first (``"red and white"``); else None. An empty interior (an object thinner
@@ -46,7 +52,7 @@ from skimage.color import rgb2lab
 from owl_data.generators.regions import box_pixels
 from owl_data.ingest.geometry import ResolvedInstance, ResolvedScene
 
-__all__ = ["BASIC_TERMS", "ERODE_PX", "SHADOW_L", "HIGHLIGHT_L", "HIGHLIGHT_C", "ACHROMATIC_C", "BLACK_L",
+__all__ = ["BASIC_TERMS", "ERODE_PX", "MAX_VOTERS", "SHADOW_L", "HIGHLIGHT_L", "HIGHLIGHT_C", "ACHROMATIC_C", "BLACK_L",
            "WHITE_L", "PINK_L", "BROWN_L", "HUE_SECTORS", "DOMINANT_SHARE", "PAIR_MIN_SHARE", "PAIR_SHARE",
            "pixel_terms", "name_from_terms", "rgb_colour_name", "interior_mask", "interior_pixels",
            "region_pixels", "colour_of"]
@@ -56,6 +62,7 @@ BASIC_TERMS: tuple[str, ...] = ("black", "white", "gray", "red", "orange", "yell
 """The eleven basic colour terms of Berlin and Kay; :func:`pixel_terms` returns indices into it."""
 
 ERODE_PX = 2
+MAX_VOTERS = 4096
 SHADOW_L = 12.0
 HIGHLIGHT_L = 88.0
 HIGHLIGHT_C = 20.0
@@ -151,9 +158,14 @@ def interior_mask(scene: ResolvedScene, inst: ResolvedInstance) -> tuple[tuple[i
 
 
 def interior_pixels(scene: ResolvedScene, inst: ResolvedInstance) -> np.ndarray:
-    """(N, 3) uint8 RGB of the pixels that vote (:func:`interior_mask`); N may be 0."""
+    """(N, 3) uint8 RGB of the pixels that vote: the :func:`interior_mask` pixels in raster
+    order, every k-th when there are more than :data:`MAX_VOTERS` (module docstring); N may be 0."""
     (c1, r1, c2, r2), m = interior_mask(scene, inst)
-    return scene.pixels[r1:r2, c1:c2][m]
+    rows, cols = np.nonzero(m)
+    k = -(-rows.shape[0] // MAX_VOTERS)
+    if k > 1:
+        rows, cols = rows[::k], cols[::k]
+    return scene.pixels[r1 + rows, c1 + cols]
 
 
 def region_pixels(scene: ResolvedScene, inst: ResolvedInstance) -> np.ndarray:

@@ -51,6 +51,14 @@ def eroded(mask: np.ndarray, px: int = 2) -> np.ndarray:
     return sliding_window_view(padded, (k, k)).all(axis=(2, 3))
 
 
+def voters(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(N, 3) pixels of the (eroded) frame ``mask`` that vote: all of them in raster order, or
+    every k-th (k = ceil(N / MAX_VOTERS)) when there are more than ``MAX_VOTERS``."""
+    flat = pixels.reshape(-1, 3)[np.flatnonzero(mask.ravel())]
+    k = max(1, int(np.ceil(flat.shape[0] / C.MAX_VOTERS)))
+    return flat[::k]
+
+
 def shares(rgb: np.ndarray) -> dict[str, float]:
     """Share of each term among (N, 3) pixels (N > 0)."""
     names, counts = np.unique(terms(rgb), return_counts=True)

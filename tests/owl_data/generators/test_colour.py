@@ -7,6 +7,8 @@ plain CIE Lab formulas, its own erosion and pixel rule).
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -181,3 +183,31 @@ def test_sixty_percent_of_the_eroded_mask_by_independent_recomputation(seed, wei
     else:  # no pair clearly dominates either
         top = sorted(share.values(), reverse=True) + [0.0]
         assert not (top[1] >= 0.25 and top[0] + top[1] >= 0.8)
+
+
+def test_large_interiors_vote_with_a_regular_sample():
+    px = np.zeros((120, 120, 3), np.uint8)
+    m = np.zeros((120, 120), bool)
+    m[10:110, 10:110] = True                    # 100x100, eroded 96x96 = 9216 pixels
+    px[m] = SWATCHES["blue"]
+    scene, inst = _scene(px, m)
+    got = C.interior_pixels(scene, inst)
+    assert got.shape == (9216 // 3, 3) and C.MAX_VOTERS == 4096   # k = ceil(9216 / 4096) = 3
+    assert np.array_equal(got, ref.voters(px, ref.eroded(m)))
+
+
+def test_descriptions_omit_the_colour_when_none_dominates():
+    from owl_data.generators import GeneratorConfig
+    from owl_data.generators.templates import describe
+
+    px = np.full((H, W, 3), 128, np.uint8)
+    m = _rect()
+    for k, term in enumerate(("red", "green", "blue", "yellow")):
+        px[5:35, 10 + 10 * k: 20 + 10 * k] = SWATCHES[term]
+    scene, inst = _scene(px, m)
+    texts = [qa.answer for qa in describe(scene, inst, seed=0, config=GeneratorConfig())]
+    assert texts and all(re.search(r"\b(?:This is|Here is|It is|You are looking at) a car\b", t) for t in texts)
+    assert not any(w in t.split() for t in texts for w in C.BASIC_TERMS), texts
+    px[m] = SWATCHES["green"]                    # the same car painted green says so
+    scene, inst = _scene(px, m)
+    assert all(" green car" in qa.answer for qa in describe(scene, inst, seed=0, config=GeneratorConfig()))

@@ -6,7 +6,8 @@ library; then, for every description row that states a colour for its target, th
 mask is rebuilt here from the source annotations (Cityscapes: the 16-bit instanceIds PNG, a
 ``class:k`` target being the k-th 8-connected component in scipy's label order; COCO:
 the annotation's polygons through pycocotools), eroded by 2 px and read on the image the
-corpus stores (its ``images`` bytes). The shares are recomputed with
+corpus stores (its ``images`` bytes), every k-th pixel when the interior has more than
+``MAX_VOTERS``. The shares are recomputed with
 :mod:`tests.owl_data.generators.colour_ref` (plain Lab formulas, its own erosion and pixel
 rule, no ``owl_data.generators`` code) and the stated colour must be what the vote allows: a
 single term with >= 60%, or a pair each >= 25% and together >= 80% while no term has 60%.
@@ -88,7 +89,7 @@ def test_no_colour_without_a_clear_majority_of_the_eroded_interior(tmp_path):
             a = anns[t["instance"]]
             h, w = pixels.shape[:2]
             mask = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(a["segmentation"], h, w))).astype(bool)
-        share = ref.shares(pixels[ref.eroded(mask)])
+        share = ref.shares(ref.voters(pixels, ref.eroded(mask)))
         checked[key] = (row["source"], t["category"], colour, share)
         if not ref.allowed(colour, share):
             bad.append((row["source"], t["category"], t["instance"], colour,

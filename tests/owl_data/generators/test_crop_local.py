@@ -46,7 +46,8 @@ def ref_neighbours(scene, full, t):
 def ref_colour(scene, full, inst):
     c1, r1, c2, r2 = box_pixels(scene, inst)
     m = ndimage.binary_erosion(full[inst.instance], structure=np.ones((3, 3), bool), iterations=colour.ERODE_PX)
-    return colour.name_from_terms(colour.pixel_terms(scene.pixels[r1:r2, c1:c2][m[r1:r2, c1:c2]]))
+    px = scene.pixels[r1:r2, c1:c2][m[r1:r2, c1:c2]]  # raster order
+    return colour.name_from_terms(colour.pixel_terms(px[::max(1, -(-px.shape[0] // colour.MAX_VOTERS))]))
 
 
 def ref_bottom_row(full, inst):
