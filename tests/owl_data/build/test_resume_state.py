@@ -17,7 +17,7 @@ from owl_data.fs import DamagedStateWarning
 from owl_data.sources.synthetic.scenes import write_default_scenes
 from tests.owl_data.build.test_resume import _stopped_build
 
-DEFAULT_FINGERPRINT = "c4dfc072c0ace53a08f5d3b1830658a9e3286289cf644143a8c376a57aa80397"
+DEFAULT_FINGERPRINT = "471ecd633b6658490f73de04aec72af2d3e52594dd4961bae7361baa2222ca8d"
 runner = CliRunner()
 
 
