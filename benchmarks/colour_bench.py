@@ -81,6 +81,7 @@ def main() -> None:
     print("  " + ", ".join(f"{k}->{v}" for k, v in HUMAN_TO_BASIC.items() if k != v))
     print(f"  modifiers dropped: {', '.join(sorted(MODIFIERS))}; traffic lights/signals left out")
     rows = []  # (item, description, human, stated)
+    seen = Counter()
     for rec in read(str(args.drivelm), SourceOptions(name="drivelm")):
         if not isinstance(rec, Scene):
             continue
@@ -90,18 +91,22 @@ def main() -> None:
                                   orientation=img.orientation, rotate=rotate) for i in rec.instances]
         scene = ResolvedScene(pixels=img.pixels, width=img.width, height=img.height, instances=insts)
         for r in insts:
+            seen["key objects"] += 1
             desc = r.source.attributes.get("visual_description", "") or ""
             if _SIGNAL.search(r.category) or _SIGNAL.search(desc):
+                seen["traffic lights/signals left out"] += 1
                 continue
             human = human_colour(desc)
             if human is None:
+                seen["no colour word"] += 1
                 continue
             rows.append((r.source.item, desc, human, colour_of(scene, r) if args.region == "build"
                          else body_colour(scene, r)))
     n = len(rows)
     stated = [x for x in rows if x[3] is not None]
     right = [x for x in stated if agrees(x[3], x[2])]
-    print(f"\nn = {n} key objects with a human colour word")
+    print("\n" + ", ".join(f"{k}: {v}" for k, v in seen.items()))
+    print(f"n = {n} key objects with a human colour word")
     if not n:
         return
     print(f"stated: {len(stated)}, agreement where stated: {len(right)}/{len(stated)} = "
