@@ -20,13 +20,19 @@ ranks) in this module, which re-exports them all.
 
 Rules in one place:
 
-* **colour** (:func:`rgb_colour_name`): the per-channel median RGB of the visible mask (for
-  box-only instances: of the central half of the box, to keep background out), converted
-  to HSV (``colorsys``, all in [0, 1]). ``V < 0.2`` is black; otherwise ``S < 0.2`` is
-  achromatic: white when ``V >= 0.85``, silver when ``V >= 0.6``, else gray. Chromatic
-  colours by hue in degrees: red [345, 15), orange [15, 40), yellow [40, 70), green
-  [70, 170), blue [170, 260), purple [260, 300), pink [300, 345); a red or orange hue
-  with ``V < 0.5`` is brown.
+* **colour** (:func:`colour_of`; full rule and thresholds in :mod:`~owl_data.generators.colour`):
+  perceptual, in CIELAB (``skimage.color.rgb2lab``, sRGB D65). The pixels that vote are the
+  visible mask inside the box eroded by 2 px (box-only instances: the box's central half).
+  Each is named with one of the eleven basic terms of Berlin and Kay (black, white, gray,
+  red, orange, yellow, green, blue, purple, pink, brown): ``L* < 12`` is black (a shadow
+  votes for no hue), ``L* >= 88`` with ``C* < 20`` white (a highlight), ``C* < 12`` by
+  lightness (black < 30 <= gray < 72 <= white), else by hue angle (red [345, 50), orange
+  [50, 80), yellow [80, 110), green [110, 200), blue [200, 310), purple [310, 345)), a
+  red or purple hue with ``L* >= 56`` being pink and an orange or yellow one with ``L* < 50``
+  brown. The colour is the term holding at least 60% of the voting pixels, else the two
+  largest when each holds at least 25% and together at least 80% ("red and white", larger
+  first), else None: **no colour is stated** (the descriptions then name the object without
+  one, :func:`~owl_data.generators.templates.coloured_noun`).
 * **size** (:func:`size_class`): the share of the frame the object takes, never its size in
   the world (a far bus and a near bicycle can take the same share): the visible area
   fraction (:attr:`ResolvedInstance.area`: visible mask pixels / (H x W); for a box-only
@@ -81,7 +87,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from owl_data.generators.colour import colour_of, region_pixels, rgb_colour_name
+from owl_data.generators.colour import colour_of, interior_pixels, region_pixels, rgb_colour_name
 from owl_data.generators.ground import (CONTACT_FRACTION, NEARER_MARGIN, ROAD_BAND, ROAD_ID, ROAD_SIDE_MARGIN,
                                         SIDEWALK_ID, SURFACE_BAND, SURFACE_BAND_MIN, SURFACE_MAJORITY, nearer,
                                         road_side, surface_under)
@@ -111,6 +117,7 @@ __all__ = [
     "Neighbour",
     "rgb_colour_name",
     "region_pixels",
+    "interior_pixels",
     "colour_of",
     "size_class",
     "frame_position",

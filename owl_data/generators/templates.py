@@ -164,7 +164,8 @@ class DescriptionFacts:
     Attributes:
         category: the target's category.
         area: True for a surface or area (road, sky...), False for an object.
-        colour: colour name, or None when no pixel could be read.
+        colour: colour name (one basic term or two, "red and white"), or None when no term
+            dominates the interior (:func:`scene_facts.colour_of`): then no colour word is said.
         size: the share of the frame it takes (:func:`scene_facts.size_class`: ``tiny`` /
             ``small`` / ``sizeable`` / ``large``), or None (no area, e.g. a point-only target).
         horizontal, vertical: frame position of the box centre in thirds.
@@ -312,8 +313,7 @@ def _area_text(f: DescriptionFacts, rng: np.random.Generator) -> str:
     if f.rank:
         parts.append(f"It is {_rank_text(f, f.category + ' areas')}.")
     if f.colour:
-        colour = "light gray" if f.colour == "silver" else f.colour
-        parts.append(f"It is mostly {colour}.")
+        parts.append(f"It is mostly {f.colour}.")
     if f.wide:
         vert = {"top": "the upper part", "middle": "the middle", "bottom": "the lower part"}
         where = f"stretching across {vert[f.vertical]} of the view"

@@ -33,10 +33,14 @@ Instance values follow Cityscapes: ``class_id * 1000 + k`` with ``k`` counting t
 of that class in drawing order; stuff and the object classes without instances hold the
 plain ``class_id``. Ids and label names come from ``cityscapesscripts.helpers.labels``.
 
-Pixel colours: stuff is its Cityscapes label colour with shading and mild noise; cars and
+Pixel colours: stuff is its Cityscapes label colour with a vertical shading; cars and
 pedestrians are painted in their own body/clothing colour (red, blue, white, black, ...;
 within a frame no two cars and no two people share one) so colour naming has something to
-find. Frame ``k`` of split ``s`` is drawn from ``np.random.default_rng((seed, s, k))``
+find. Objects (cars, people, poles, lights, signs) are lit like a photo (:func:`_lighting`): a
+lightness gradient across the object (``LIGHT_GRADIENT``) and a shadow band at its bottom
+(``SHADOW_BAND`` of its height at ``SHADOW_FACTOR``), and every pixel gets Gaussian noise
+(``NOISE_SIGMA`` levels), all drawn from the frame's generator, so a colour namer must read
+the paint through shading and noise. Frame ``k`` of split ``s`` is drawn from ``np.random.default_rng((seed, s, k))``
 (train 0, val 1): the files written are byte-identical for a given seed and settings, and
 raising a count adds frames without changing the others.
 """
@@ -55,19 +59,20 @@ from PIL import Image, ImageDraw
 
 from owl_data.errors import require
 from owl_data.sources.synthetic.layout import Obj, street_layout
-from owl_data.sources.synthetic.palette import CAR_COLOURS, CAR_WINDOWS, CLOTHES, SKIN, WHEEL
+from owl_data.sources.synthetic.palette import (CAR_COLOURS, CAR_PAINTS, CAR_WINDOWS, CLOTHES, CLOTHES_PAINTS, SKIN,
+                                                WHEEL)
 from owl_data.sources.synthetic.tasks import write_task_files
 
 __all__ = ["COMPLETE", "cached_default_sources", "DEFAULT_SOURCE_NAME", "CITIES", "DRAWING_VERSION", "DefaultScenes",
            "CAR_COLOURS", "CAR_WINDOWS",
-           "WHEEL", "CLOTHES", "SKIN", "write_default_scenes", "write_default_sources"]
+           "WHEEL", "CLOTHES", "SKIN", "painted_colours", "write_default_scenes", "write_default_sources"]
 
 DEFAULT_SOURCE_NAME = "cityscapes"
 
 CITIES: tuple[tuple[str, str], ...] = (("train", "synthville"), ("val", "drawburg"))
 """(split, city) of the drawn frames, one city per split."""
 
-DRAWING_VERSION = 2
+DRAWING_VERSION = 3
 """Changes whenever the same seed and settings would draw other scenes (part of the cache name)."""
 
 MAX_FRAMES = 999_999  # frame numbers have six digits
@@ -149,6 +154,32 @@ def write_default_scenes(root: Path, seed: int = 0, *, train: int = 3, val: int 
             }
             (gt_dir / f"{stem}_gtFine_polygons.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     return root
+
+
+def painted_colours(seed: int, split: str, frame: int, *, width: int = 512, height: int = 256) -> dict[int, str]:
+    """The paint names of the cars and people of one drawn frame, by instanceIds value.
+
+    Redraws the layout of frame ``frame`` of ``split`` (as :func:`write_default_scenes` does,
+    without rendering) and names each visible car by its body paint and each person by its
+    clothes (:mod:`owl_data.sources.synthetic.palette`: ``"red"``, ``"dark blue"``...).
+    """
+    split_index = [s for s, _ in CITIES].index(split)
+    rng = np.random.default_rng((seed, split_index, frame))
+    objects, _ = _visible(street_layout(rng, width, height), width, height)
+    names = {p.body: p.name for p in CAR_PAINTS}
+    clothes = {p.rgb: p.name for p in CLOTHES_PAINTS}
+    out: dict[int, str] = {}
+    counters: dict[str, int] = {}
+    for obj in objects:
+        label = name2label[obj.label]
+        if not label.hasInstances:
+            continue
+        k = counters.get(obj.label, 0)
+        counters[obj.label] = k + 1
+        table = names if obj.label == "car" else clothes if obj.label == "person" else {}
+        if tuple(obj.colour) in table:
+            out[label.id * 1000 + k] = table[tuple(obj.colour)]
+    return out
 
 
 def write_default_sources(root: Path, seed: int = 0, *, train: int = 3, val: int = 2, width: int = 512,
@@ -299,8 +330,36 @@ def _render(objects: list[Obj], crops: list[Crop], rng: np.random.Generator, wid
         elif obj.label == "person":
             head = mask & (rows < y0 + HEAD * (y1 - y0))
             region[head] = SKIN
-    rgb += rng.normal(0.0, 3.0, size=rgb.shape)
+        if obj.label in _SHADED:
+            region[mask] *= _lighting(obj.polygon, sl, rng)[mask][:, None]
+    rgb += rng.normal(0.0, NOISE_SIGMA, size=rgb.shape)
     return np.clip(np.round(rgb), 0, 255).astype(np.uint8), label_ids, instance_ids
+
+
+_SHADED = frozenset({"car", "person", "rider", "traffic light", "traffic sign", "pole"})
+"""Objects lit by :func:`_lighting` (stuff keeps its vertical ``shade`` only)."""
+LIGHT_GRADIENT = (0.15, 0.3)
+"""Range of the lightness change across an object, left to right or right to left (factor
+``1 + g/2`` on the lit side down to ``1 - g/2`` on the other)."""
+SHADOW_BAND = (0.12, 0.2)
+"""Range of the height share of the shadow band at a car's or person's bottom."""
+SHADOW_FACTOR = 0.6
+"""Lightness factor inside the shadow band (sRGB levels multiplied)."""
+NOISE_SIGMA = 5.0
+"""Standard deviation of the per-pixel, per-channel Gaussian noise, in 8-bit levels."""
+
+
+def _lighting(polygon: list[Point], sl: tuple[slice, slice], rng: np.random.Generator) -> np.ndarray:
+    """(h, w) lightness factors of an object's crop: a horizontal gradient (light from one side,
+    strength and side drawn from ``rng``) times a shadow band at the bottom of the object."""
+    xs = [p[0] for p in polygon]
+    ys = [p[1] for p in polygon]
+    x0, x1, top, bottom = min(xs), max(max(xs), min(xs) + 1), min(ys), max(ys)
+    g = float(rng.uniform(*LIGHT_GRADIENT)) * (1.0 if rng.random() < 0.5 else -1.0)
+    band = float(rng.uniform(*SHADOW_BAND))
+    yy, xx = _grid(sl)
+    factor = 1.0 + g * (np.clip((xx - x0) / (x1 - x0), 0.0, 1.0) - 0.5)
+    return np.where(yy >= bottom - band * (bottom - top), factor * SHADOW_FACTOR, factor)
 
 
 def _grid(sl: tuple[slice, slice]) -> tuple[np.ndarray, np.ndarray]:
@@ -332,7 +391,7 @@ def _car_details(region: np.ndarray, sl: tuple[slice, slice], mask: np.ndarray, 
     wy0, wy1 = top + 3, top + int(0.45 * (bottom - top)) - 2
     win = (yy >= wy0) & (yy < wy1) & (xx >= x0 + int(0.33 * length)) & (xx < x0 + int(0.63 * length))
     region[win & mask] = window
-    r = max(3, int(0.09 * length))
+    r = max(1, round(0.09 * length))  # wheels in proportion, so a far car is not mostly wheel
     for wx in (x0 + 0.2 * length, x0 + 0.8 * length):
         wheel = (xx - wx) ** 2 + (yy - (bottom - r + 1)) ** 2 <= r * r
         region[wheel & mask] = WHEEL

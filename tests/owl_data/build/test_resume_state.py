@@ -17,7 +17,7 @@ from owl_data.fs import DamagedStateWarning
 from owl_data.sources.synthetic.scenes import write_default_scenes
 from tests.owl_data.build.test_resume import _stopped_build
 
-DEFAULT_FINGERPRINT = "db3f4f9a09fc64e2f5bf19aad8b100f04feb8e654b597a86df46120fa42e8b2b"
+DEFAULT_FINGERPRINT = "471ecd633b6658490f73de04aec72af2d3e52594dd4961bae7361baa2222ca8d"
 runner = CliRunner()
 
 

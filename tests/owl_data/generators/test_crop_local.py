@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from scipy import ndimage
 
+from owl_data.generators import colour
 from owl_data.generators import scene_facts as sf
 from owl_data.generators.ground import _bottom_row
 from owl_data.generators.regions import box_pixels
@@ -44,8 +45,9 @@ def ref_neighbours(scene, full, t):
 
 def ref_colour(scene, full, inst):
     c1, r1, c2, r2 = box_pixels(scene, inst)
-    px = scene.pixels[r1:r2, c1:c2][full[inst.instance][r1:r2, c1:c2]]
-    return None if px.shape[0] == 0 else sf.rgb_colour_name(np.median(px, axis=0))
+    m = ndimage.binary_erosion(full[inst.instance], structure=np.ones((3, 3), bool), iterations=colour.ERODE_PX)
+    px = scene.pixels[r1:r2, c1:c2][m[r1:r2, c1:c2]]  # raster order
+    return colour.name_from_terms(colour.pixel_terms(px[::max(1, -(-px.shape[0] // colour.MAX_VOTERS))]))
 
 
 def ref_bottom_row(full, inst):

@@ -41,7 +41,7 @@ def scene():
 
 @pytest.mark.parametrize("rgb,name", [
     (RED, "red"), (BLUE, "blue"), (YELLOW, "yellow"), ((128, 128, 128), "gray"),
-    ((170, 160, 150), "silver"), ((250, 250, 250), "white"), ((20, 20, 20), "black"),
+    ((170, 160, 150), "gray"), ((250, 250, 250), "white"), ((20, 20, 20), "black"),
     ((30, 160, 40), "green"), ((230, 120, 20), "orange"), ((110, 60, 30), "brown"),
     ((140, 40, 200), "purple"), ((230, 80, 170), "pink"),
 ])

@@ -1,9 +1,9 @@
 """The embedded default's VQA, caption and RefCOCO files, checked against the drawn maps.
 
 Every fact is recomputed here from the written instanceIds/labelIds PNGs and pixels, with
-other code than :mod:`owl_data.sources.synthetic.tasks`: colours are named with the description
-generator's HSV namer (:func:`owl_data.generators.scene_facts.rgb_colour_name`) on the
-median pixel of the visible mask, not by the palette vote.
+other code than :mod:`owl_data.sources.synthetic.tasks`: a colour is the most frequent basic term
+of the pixels of the visible mask by the description generator's perceptual namer
+(:func:`owl_data.generators.colour.pixel_terms`, CIELAB), not by the palette vote.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from owl_data.generators.colour import BASIC_TERMS, pixel_terms
 from owl_data.generators.scene_facts import rgb_colour_name
 from owl_data.sources.synthetic.scenes import CLOTHES, write_default_sources
 from owl_data.sources.synthetic.tasks import CLOTHES_NAMES, MIN_VISIBLE_PX
@@ -49,11 +50,16 @@ class Frame:
             if v // 1000 == cls and v >= 1000:
                 m = self.ids == v
                 rows, cols = np.nonzero(m)
-                out.append({"area": int(m.sum()), "colour": rgb_colour_name(np.median(self.rgb[m], axis=0)),
+                out.append({"area": int(m.sum()), "colour": _plurality(self.rgb[m]),
                             "box": [int(cols.min()), int(rows.min()), int(cols.max() - cols.min() + 1),
                                     int(rows.max() - rows.min() + 1)],
                             "cx": (cols.min() + cols.max() + 1) / 2})
         return out
+
+
+def _plurality(px: np.ndarray) -> str:
+    """The most frequent basic term of (N, 3) uint8 pixels (ties: the first in BASIC_TERMS)."""
+    return BASIC_TERMS[int(np.argmax(np.bincount(pixel_terms(px), minlength=len(BASIC_TERMS))))]
 
 
 def _frames(root: Path) -> dict[int, tuple[str, Frame]]:
