@@ -17,7 +17,7 @@ from owl_data.fs import DamagedStateWarning
 from owl_data.sources.synthetic.scenes import write_default_scenes
 from tests.owl_data.build.test_resume import _stopped_build
 
-DEFAULT_FINGERPRINT = "471ecd633b6658490f73de04aec72af2d3e52594dd4961bae7361baa2222ca8d"
+DEFAULT_FINGERPRINT = "68574abddc77e8ab0a8dc6054fad38f4a37c7ef6b89fe2e744d43ddf3592d4d7"
 runner = CliRunner()
 
 
