@@ -24,7 +24,8 @@ from pathlib import Path
 
 from owl_data.generators.colour import BASIC_TERMS, colour_of, name_from_terms, pixel_terms
 from owl_data.generators.regions import box_pixels
-from owl_data.ingest.geometry import ResolvedScene, annotation_frame, resolve_instance
+from owl_data.ingest.frame import annotation_frame
+from owl_data.ingest.geometry import ResolvedScene, resolve_instance
 from owl_data.ingest.images import load_image
 from owl_data.records import Scene
 from owl_data.sources import SourceOptions
@@ -86,9 +87,9 @@ def main() -> None:
         if not isinstance(rec, Scene):
             continue
         img = load_image(rec.ref.path)
-        rotate = annotation_frame(rec.ref.declared_size, img.raw_size, img.orientation)
-        insts = [resolve_instance(i, declared=rec.ref.declared_size or img.raw_size, raw=img.raw_size,
-                                  orientation=img.orientation, rotate=rotate) for i in rec.instances]
+        af = annotation_frame(rec.ref.declared_size, img.raw_size, img.orientation, rec.ref.frame)
+        insts = [resolve_instance(i, declared=af.size, raw=af.size, orientation=img.orientation,
+                                  rotate=af.rotate) for i in rec.instances]
         scene = ResolvedScene(pixels=img.pixels, width=img.width, height=img.height, instances=insts)
         for r in insts:
             seen["key objects"] += 1

@@ -99,6 +99,10 @@ def parquet_options(table: str, schema: pa.Schema) -> dict[str, Any]:
             "use_dictionary": others}
 
 
+CONVERT_ROWS = 1024
+"""Pending rows a :class:`ShardWriter` converts to Arrow at a time."""
+
+
 @dataclass
 class ShardWriter:
     """Writes one table's rows as ``part-NNNNN.parquet`` shards under ``folder``.
@@ -109,7 +113,9 @@ class ShardWriter:
     Attributes:
         folder: destination folder (created).
         table: table name in :data:`owl_data.corpus.schema.TABLES`.
-        max_batch_bytes: the byte bound of a record batch (row group), in ``row_bytes``.
+        max_batch_bytes: the byte bound of a record batch (row group), in ``row_bytes``;
+            16 MiB by default, so a build's writers (one per table and split) hold little
+            memory at any corpus size while row groups stay large enough to scan.
         max_shard_bytes: a new shard file starts once a file holds this many bytes.
         batch_rule: ``"fit"``: a batch never exceeds ``max_batch_bytes`` (the row that would
             overflow it starts the next); ``"reach"``: a batch ends with the row that brings
@@ -123,7 +129,7 @@ class ShardWriter:
 
     folder: Path
     table: str
-    max_batch_bytes: int = 64 << 20
+    max_batch_bytes: int = 16 << 20
     max_shard_bytes: int = 512 << 20
     batch_rule: Literal["fit", "reach"] = "fit"
     max_batch_rows: int | None = None
@@ -133,6 +139,8 @@ class ShardWriter:
     bytes: int = 0
     files: list[Path] = field(default_factory=list)
     _pending: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    _tables: list[pa.Table] = field(default_factory=list, repr=False)
+    _pending_rows: int = 0
     _pending_bytes: int = 0
     _shard_bytes: int = 0
     _writer: pq.ParquetWriter | None = field(default=None, repr=False)
@@ -142,19 +150,28 @@ class ShardWriter:
         return self
 
     def write(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Buffer ``rows``; a batch that is full (``batch_rule``) is written first."""
+        """Buffer ``rows``; a batch that is full (``batch_rule``) is written first.
+
+        The pending batch is held as Arrow tables (rows converted every
+        :data:`CONVERT_ROWS`), whose size is close to the ``row_bytes`` estimate, never as
+        Python dicts, which take several times that: memory stays bounded by the batch bytes.
+        """
         for row in rows:
             b = self.row_bytes(row)
-            if self._pending and self._batch_full(b):
+            if self._pending_rows and self._batch_full(b):
                 self._flush()
             self._pending.append(row)
+            self._pending_rows += 1
             self._pending_bytes += b
+            if len(self._pending) >= CONVERT_ROWS:
+                self._tables.append(self._to_table())
+                self._pending = []
 
     def _batch_full(self, next_bytes: int) -> bool:
         """Whether the pending batch ends before a row of ``next_bytes`` (``batch_rule``)."""
         if self.batch_rule == "fit":
             return self._pending_bytes + next_bytes > self.max_batch_bytes
-        rows_full = self.max_batch_rows is not None and len(self._pending) >= self.max_batch_rows
+        rows_full = self.max_batch_rows is not None and self._pending_rows >= self.max_batch_rows
         return rows_full or self._pending_bytes >= self.max_batch_bytes
 
     def _to_table(self) -> pa.Table:
@@ -162,22 +179,31 @@ class ShardWriter:
             return to_table(self.table, self._pending)
         return pa.Table.from_pylist(self._pending, schema=self.schema)
 
+    def _batch(self) -> pa.Table:
+        """The pending batch as one table of single-chunk columns (what one ``from_pylist`` of
+        every pending row gives, so the file's bytes do not depend on the conversion steps)."""
+        if self._pending or not self._tables:
+            self._tables.append(self._to_table())
+        t = self._tables[0] if len(self._tables) == 1 else pa.concat_tables(self._tables).combine_chunks()
+        self._tables, self._pending = [], []
+        return t
+
     def _flush(self) -> None:
         """Write the pending batch as one row group, in a new shard when the current one is full."""
-        if not self._pending:
+        if not self._pending_rows:
             return
-        t = self._to_table()
+        t = self._batch()
         if self._writer is None or self._shard_bytes >= self.max_shard_bytes:
             self._close_file()
             path = self.folder / f"part-{len(self.files):05d}.parquet"
             self._writer = pq.ParquetWriter(path, t.schema, **parquet_options(self.table, t.schema))
             self.files.append(path)
             self._shard_bytes = 0
-        self._writer.write_table(t, row_group_size=min(len(self._pending), 1 << 20))  # Arrow's own cap
+        self._writer.write_table(t, row_group_size=min(t.num_rows, 1 << 20))  # Arrow's own cap
         self.rows += t.num_rows
         self._shard_bytes += self._pending_bytes
         self.bytes += self._pending_bytes
-        self._pending, self._pending_bytes = [], 0
+        self._pending_rows, self._pending_bytes = 0, 0
 
     def _close_file(self) -> None:
         if self._writer is not None:

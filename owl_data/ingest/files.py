@@ -96,7 +96,14 @@ def read_regular(path: Path | str, *, max_bytes: int | None = None, what: str = 
     """
     with open_regular(path, max_bytes=max_bytes, what=what) as f:
         try:
-            data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+            # read the size fstat gives (plus one byte, to see growth), never a buffer of the
+            # limit: ``read(n)`` allocates n bytes up front, 256 MiB per file by default
+            limit = None if max_bytes is None else max_bytes + 1
+            first = os.fstat(f.fileno()).st_size + 1
+            first = first if limit is None else min(first, limit)
+            data = f.read(first)
+            if len(data) == first and first != limit:  # it grew since fstat: the rest, up to the limit
+                data += f.read() if limit is None else f.read(limit - first)
         except OSError as exc:
             raise FileProblem(f"unreadable_{what}", f"{path}: {exc.strerror or exc}") from None
     if max_bytes is not None and len(data) > max_bytes:

@@ -133,3 +133,25 @@ def test_symlink_to_a_regular_file_is_read(tmp_path):
     (tmp_path / "a.png").write_bytes(_png(_pixels()))
     (tmp_path / "b.png").symlink_to(tmp_path / "a.png")
     assert load_image(Path(tmp_path / "b.png")).width == 64
+
+
+def test_read_regular_reads_a_file_that_grew_since_fstat_up_to_the_limit(tmp_path, monkeypatch):
+    """fstat sizes the read (no buffer of the limit's size); growth after it is still read, and
+    growth past the limit is refused."""
+    import os as _os
+    from owl_data.ingest import files
+
+    p = tmp_path / "f.bin"
+    p.write_bytes(bytes(range(200)))
+    real = _os.fstat
+
+    class Small:  # what fstat said before the file grew: 50 bytes
+        def __init__(self, st):
+            self.st_mode, self.st_size = st.st_mode, 50
+
+    monkeypatch.setattr(files.os, "fstat", lambda fd: Small(real(fd)))
+    assert read_regular(p) == bytes(range(200))
+    assert read_regular(p, max_bytes=200) == bytes(range(200))
+    with pytest.raises(FileProblem) as err:
+        read_regular(p, max_bytes=120)
+    assert err.value.reason == "file_too_large" and "grew" in str(err.value)
