@@ -39,7 +39,7 @@ from typing import Any, Union
 
 from owl_data.build.config import BuildConfig
 from owl_data.build.scene import SceneResult, process_scene
-from owl_data.errors import FieldError
+from owl_data.errors import FieldError, exc_text
 from owl_data.ingest.files import recording_reads
 from owl_data.records import DeferredScene, Reject, Scene, expand_deferred
 
@@ -72,7 +72,7 @@ class WorkResult:
 
 
 def _detail(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc)[:300]}"
+    return exc_text(exc)[:300 + len(type(exc).__name__) + 2]
 
 
 def guarded_process_scene(scene: Scene, cfg: BuildConfig) -> SceneResult:

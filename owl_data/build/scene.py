@@ -178,6 +178,55 @@ def _unified(scene: Scene) -> Scene:
     return replace(scene, instances=instances, rows=rows)
 
 
+MAX_CATEGORY_CHARS = 64
+"""A category name longer than this is ``bad_category`` (the longest COCO, Cityscapes or
+DriveLM name is under 20): it would be repeated in every description and expression."""
+MAX_DESCRIPTION_CHARS = 300
+"""A visual description (DriveLM ``Visual_description``) longer than this is ``bad_description``."""
+
+
+def _name_problem(name: object, limit: int) -> str | None:
+    """Why a category name or description cannot go into text, or None: not a string, longer
+    than ``limit`` characters, or holding a control character (a newline would end a turn)."""
+    if not isinstance(name, str):
+        return f"not a string ({type(name).__name__})"
+    if len(name) > limit:
+        return f"{len(name)} characters (limit {limit}): {name[:40]!r}..."
+    if not name.isprintable():
+        return f"control character in {name[:40]!r}"
+    return None
+
+
+def _drop_bad_names(scene: Scene, out: SceneRows) -> Scene:
+    """``scene`` without the instances and TextRows whose category or visual description cannot
+    be said (:func:`_name_problem`); each one's item is rejected (``bad_category``,
+    ``bad_description``), an instance without an item (context) is left out of the scene."""
+    def problem(category: object, description: object) -> tuple[str, str] | None:
+        why = _name_problem(category, MAX_CATEGORY_CHARS)
+        if why is not None:
+            return "bad_category", f"category {why}"
+        why = _name_problem(description if description is not None else "", MAX_DESCRIPTION_CHARS)
+        return None if why is None else ("bad_description", f"visual description {why}")
+
+    instances = []
+    for inst in scene.instances:
+        bad = problem(inst.category, inst.attributes.get("visual_description"))
+        if bad is None:
+            instances.append(inst)
+        elif inst.item:
+            out.reject(inst.item, "rows", *bad)
+    rows = []
+    for tr in scene.rows:
+        bad = None if tr.category is None else problem(tr.category, tr.description)
+        if bad is None:
+            rows.append(tr)
+        else:
+            out.reject(tr.item, "rows", *bad)
+    if len(instances) == len(scene.instances) and len(rows) == len(scene.rows):
+        return scene
+    return replace(scene, instances=instances, rows=rows)
+
+
 def _source_category(target: ResolvedInstance) -> str:
     """The source's own category name of a resolved target (its unified one if never unified)."""
     own = target.source.source_category
@@ -309,8 +358,8 @@ def process_scene(scene: Scene, cfg: BuildConfig) -> SceneResult:
         detail = (exc.detail or str(ref.source_path)) if isinstance(exc, ImageError) else exc.detail
         return SceneResult.rejected_whole(scene, stage, exc.reason, detail)
     img, frame = opened.img, opened.frame
-    scene = _unified(scene)
     out = SceneRows(ref.source)
+    scene = _unified(_drop_bad_names(scene, out))
     resolved = _resolve(scene, frame, out)
     if scene.sample_points:
         rs = ResolvedScene(pixels=img.pixels, width=img.width, height=img.height,

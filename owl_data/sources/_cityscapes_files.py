@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from owl_data.errors import RejectError
+from owl_data.errors import RejectError, exc_text
 from owl_data.ingest.files import FileProblem, open_regular, read_recorded, read_regular
 from owl_data.ingest.frame import annotation_frame
 from owl_data.ingest.geometry import GeometryError
@@ -50,7 +50,7 @@ def open_header(path: Path, rel: str, reason: str, limits: tuple[int, int]) -> t
     except Image.DecompressionBombError as exc:
         raise FrameError("too_large", f"{rel}: {exc}") from None
     except _PIL_ERRORS as exc:
-        raise FrameError(reason, f"{rel}: {type(exc).__name__}: {exc}") from None
+        raise FrameError(reason, f"{rel}: {exc_text(exc)}") from None
     if size[0] * size[1] > max_pixels:
         raise FrameError("too_large", f"{rel} is {size[0]}x{size[1]} = {size[0] * size[1]} pixels > limit {max_pixels}")
     return size, orientation
@@ -98,7 +98,7 @@ def read_map(path: Path, rel: str, size: tuple[int, int], limits: tuple[int, int
     except Image.DecompressionBombError as exc:
         raise FrameError("too_large", f"{rel}: {exc}") from None
     except _PIL_ERRORS as exc:
-        raise FrameError("unreadable_annotation", f"{rel}: {type(exc).__name__}: {exc}") from None
+        raise FrameError("unreadable_annotation", f"{rel}: {exc_text(exc)}") from None
     if arr.ndim != 2:
         raise FrameError("unreadable_annotation", f"{rel}: expected one channel, got shape {arr.shape}")
     if (arr.shape[1], arr.shape[0]) != size:
@@ -113,7 +113,7 @@ def check_polygon_size(path: Path, rel: str, size: tuple[int, int]) -> None:
     except FileProblem:
         raise
     except (OSError, ValueError, KeyError, TypeError) as exc:  # ValueError: JSON, NumberError
-        raise FrameError("unreadable_annotation", f"{rel}: {type(exc).__name__}: {exc}") from None
+        raise FrameError("unreadable_annotation", f"{rel}: {exc_text(exc)}") from None
     except RecursionError:
         raise FrameError("unreadable_annotation", f"{rel}: JSON nested too deeply") from None
     if declared != size:

@@ -68,6 +68,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
+from owl_data.errors import exc_text
 from owl_data.ingest.files import FileProblem, open_regular
 from owl_data.records import SPLIT_NAME, Record, Reject, Scene, SourceQA, TextRow
 from owl_data.sources import SourceError, SourceOptions
@@ -94,7 +95,7 @@ def _load(path: Path) -> tuple[dict | None, str, str]:
         reason = exc.reason if exc.reason == "not_a_regular_file" else "not_a_drivelm_file"
         return None, reason, f"cannot be read: {exc.detail}"
     except (OSError, ValueError) as exc:  # ValueError: bad JSON, a 5000-digit integer
-        return None, "not_a_drivelm_file", f"cannot be parsed: {type(exc).__name__}: {exc}"
+        return None, "not_a_drivelm_file", f"cannot be parsed: {exc_text(exc)}"
     except RecursionError:
         return None, "not_a_drivelm_file", "cannot be parsed: JSON nested too deeply"
     if not isinstance(data, dict) or not data or not all(

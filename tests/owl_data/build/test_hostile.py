@@ -456,3 +456,30 @@ def test_drivelm_placeholder_in_qa_and_point_outside_box(tmp_path):
     assert rej["f1:perception:0"][0] == rej["f1:perception:1"][0] == "placeholder_in_text"
     assert "f1:perception:2" not in rej
     assert rej[f"f2:{TAG}"][0] == rej["f2:perception:0"][0] == "point_outside_target"
+
+
+# --- fresh-user findings (issue 13 review): names that cannot be said, stable reject details ---
+
+
+@pytest.mark.parametrize("name,reason", [("x" * 100, "bad_category"), ("car\nuser: hi", "bad_category"),
+                                         ("car\tred", "bad_category")])
+def test_a_category_that_cannot_be_said_is_rejected(tmp_path, name, reason):
+    cats = [{"id": 1, "name": name}, {"id": 2, "name": "person"}]
+    src = _coco(tmp_path, [_ann(1), _ann(2, category_id=2, bbox=[5, 5, 10, 10],
+                                         segmentation=[[5, 5, 15, 5, 15, 15, 5, 15]])], cats=cats)
+    m, rej = _build([src], tmp_path / "out")
+    assert rej["ann:1"][0] == reason
+    rows = _rows(tmp_path / "out", "point_vqa")
+    assert rows and {r["target"]["category"] for r in rows} == {"person"}
+    assert not any(name in t["content"] for r in rows for t in r["conversations"])
+
+
+def test_an_undecodable_image_gives_the_same_reject_detail_in_every_build(tmp_path):
+    """Pillow's message names a BytesIO by its address: the detail (corpus content) drops it."""
+    src = _coco(tmp_path, [_ann(1)])
+    (tmp_path / "coco" / "img" / "a.jpg").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png at all")
+    m1, rej1 = _build([src], tmp_path / "one")
+    m2, rej2 = _build([src], tmp_path / "two")
+    assert rej1 == rej2 and m1["fingerprint"] == m2["fingerprint"]
+    reason, detail = next(iter(rej1.values()))
+    assert reason == "unreadable_image" and " at 0x" not in detail
