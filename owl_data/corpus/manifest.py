@@ -24,7 +24,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 from owl_data.corpus import schema as schemas
 from owl_data.corpus.schema import SchemaError
@@ -65,20 +64,25 @@ def fingerprint_of(hashes: Mapping[str, str]) -> str:
 def fingerprint(corpus: Path) -> str:
     """sha256 over the sorted ``relative/path sha256`` lines of every shard (:func:`fingerprint_of`)."""
     corpus = Path(corpus)
-    return fingerprint_of({p.relative_to(corpus).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-                           for p in shard_paths(corpus)})
+    return fingerprint_of({p.relative_to(corpus).as_posix(): _sha256(p) for p in shard_paths(corpus)})
+
+
+def _sha256(path: Path) -> str:
+    """Hex sha256 of a file, streamed (``hashlib.file_digest``): an images shard can be 512 MiB,
+    and reading it whole would make a build's peak memory grow with its corpus."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def shard_entries(corpus: Path) -> dict[str, dict[str, Any]]:
     """The manifest's ``shards``: every shard's relative POSIX path -> ``{"sha256": hex of its
-    bytes, "bytes": file size, "rows": Parquet rows}``, each file read once."""
+    bytes, "bytes": file size, "rows": Parquet rows}``; each file is hashed streaming and its
+    row count read from its footer, so memory does not grow with the shards' size."""
     corpus = Path(corpus)
     out = {}
     for p in shard_paths(corpus):
-        data = p.read_bytes()
-        rows = pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows
-        out[p.relative_to(corpus).as_posix()] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
-                                                 "rows": rows}
+        rows = pq.ParquetFile(p).metadata.num_rows
+        out[p.relative_to(corpus).as_posix()] = {"sha256": _sha256(p), "bytes": p.stat().st_size, "rows": rows}
     return out
 
 
