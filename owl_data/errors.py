@@ -22,7 +22,7 @@ import types
 import typing
 from typing import Any, Union
 
-__all__ = ["FieldError", "RejectError", "check_field_types", "exc_text", "flag_message", "require", "short_repr"]
+__all__ = ["FieldError", "RejectError", "check_field_types", "exc_text", "flag_message", "without_addresses", "require", "short_repr"]
 
 
 class RejectError(ValueError):
@@ -156,11 +156,16 @@ def check_field_types(obj: Any, what: str = "config field", skip: tuple[str, ...
         require(_matches(v, tp), f.name, v, f"use {_describe(tp)}", what)
 
 
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_ADDRESS = re.compile(r"(<[^<>]*) at 0x[0-9a-fA-F]+>")  # a default repr: <... object at 0x7f...>
 
 
-def exc_text(exc: BaseException) -> str:
-    """``TypeName: message`` of an exception for a reject detail, with object addresses (``<_io.BytesIO
-    object at 0x7f...>`` in Pillow's messages) removed: a detail is corpus content, so it must
-    be the same in every run (the build's determinism)."""
-    return f"{type(exc).__name__}: {_ADDRESS.sub('', str(exc))}"
+def without_addresses(text: str) -> str:
+    """``text`` with object addresses (``<_io.BytesIO object at 0x7f...>`` in Pillow's messages)
+    removed: a reject detail is corpus content, so it must be the same in every run."""
+    return _ADDRESS.sub(r"\1>", text)
+
+
+def exc_text(exc: BaseException, limit: int | None = None) -> str:
+    """``TypeName: message`` of an exception for a reject detail, the message cut to ``limit``
+    characters and without object addresses (:func:`without_addresses`)."""
+    return f"{type(exc).__name__}: {without_addresses(str(exc))[:limit]}"

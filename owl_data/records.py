@@ -21,6 +21,8 @@ from typing import Any, Iterator, Literal, Union
 
 import numpy as np
 
+from owl_data.errors import without_addresses
+
 __all__ = [
     "ImageRef",
     "Polygons",
@@ -249,13 +251,21 @@ class Scene:
 
 @dataclass(frozen=True)
 class Reject:
-    """An input item that was not used: where, which, at what stage and why."""
+    """An input item that was not used: where, which, at what stage and why.
+
+    Every reject row of a corpus is made from one, so ``detail`` is freed of object addresses
+    here (:func:`~owl_data.errors.without_addresses`): the same inputs give the same rows.
+    """
 
     source: str
     item: str
     stage: str
     reason: str
     detail: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.detail, str):
+            object.__setattr__(self, "detail", without_addresses(self.detail))
 
 
 @dataclass(frozen=True)

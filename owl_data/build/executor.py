@@ -72,7 +72,7 @@ class WorkResult:
 
 
 def _detail(exc: BaseException) -> str:
-    return exc_text(exc)[:300 + len(type(exc).__name__) + 2]
+    return exc_text(exc, limit=300)
 
 
 def guarded_process_scene(scene: Scene, cfg: BuildConfig) -> SceneResult:

@@ -55,7 +55,7 @@ from owl_data.ingest.geometry import ResolvedInstance, ResolvedScene
 __all__ = ["BASIC_TERMS", "ERODE_PX", "MAX_VOTERS", "SHADOW_L", "HIGHLIGHT_L", "HIGHLIGHT_C", "ACHROMATIC_C", "BLACK_L",
            "WHITE_L", "PINK_L", "BROWN_L", "HUE_SECTORS", "DOMINANT_SHARE", "PAIR_MIN_SHARE", "PAIR_SHARE",
            "pixel_terms", "name_from_terms", "rgb_colour_name", "interior_mask", "interior_pixels",
-           "region_pixels", "colour_of"]
+           "colour_of"]
 
 BASIC_TERMS: tuple[str, ...] = ("black", "white", "gray", "red", "orange", "yellow", "green", "blue", "purple",
                                 "pink", "brown")
@@ -166,19 +166,6 @@ def interior_pixels(scene: ResolvedScene, inst: ResolvedInstance) -> np.ndarray:
     if k > 1:
         rows, cols = rows[::k], cols[::k]
     return scene.pixels[r1 + rows, c1 + cols]
-
-
-def region_pixels(scene: ResolvedScene, inst: ResolvedInstance) -> np.ndarray:
-    """(N, 3) uint8 RGB of the object's region before erosion: the visible mask inside the box,
-    or the box's central half (the whole box when that half is empty)."""
-    c1, r1, c2, r2 = box_pixels(scene, inst)
-    if inst.mask is not None:
-        return scene.pixels[r1:r2, c1:c2][inst.window(c1, r1, c2, r2)]
-    dc, dr = (c2 - c1) // 4, (r2 - r1) // 4
-    patch = scene.pixels[r1 + dr : r2 - dr, c1 + dc : c2 - dc]
-    if patch.size == 0:
-        patch = scene.pixels[r1:r2, c1:c2]
-    return patch.reshape(-1, 3)
 
 
 def colour_of(scene: ResolvedScene, inst: ResolvedInstance) -> str | None:

@@ -87,7 +87,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from owl_data.generators.colour import colour_of, interior_pixels, region_pixels, rgb_colour_name
+from owl_data.generators.colour import colour_of, interior_pixels, rgb_colour_name
 from owl_data.generators.ground import (CONTACT_FRACTION, NEARER_MARGIN, ROAD_BAND, ROAD_ID, ROAD_SIDE_MARGIN,
                                         SIDEWALK_ID, SURFACE_BAND, SURFACE_BAND_MIN, SURFACE_MAJORITY, nearer,
                                         road_side, surface_under)
@@ -116,7 +116,6 @@ __all__ = [
     "GROUNDED_CATEGORIES",
     "Neighbour",
     "rgb_colour_name",
-    "region_pixels",
     "interior_pixels",
     "colour_of",
     "size_class",

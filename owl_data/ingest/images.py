@@ -112,7 +112,7 @@ def read_header(data: bytes, max_pixels: int) -> tuple[Image.Image, int, int]:
     except Image.DecompressionBombError as exc:
         raise ImageError("too_large", str(exc)) from None
     except _DECODE_ERRORS as exc:
-        raise ImageError("unreadable_image", f"{exc_text(exc)}") from None
+        raise ImageError("unreadable_image", exc_text(exc)) from None
     w, h = img.size
     if w <= 0 or h <= 0:
         raise ImageError("unreadable_image", f"header size {w}x{h}")
@@ -190,7 +190,7 @@ def load_image(
         img.load()
         arr = _to_rgb_array(img)
     except _DECODE_ERRORS as exc:
-        raise ImageError("unreadable_image", f"{exc_text(exc)}") from None
+        raise ImageError("unreadable_image", exc_text(exc)) from None
     orientation = exif_orientation(img)
     if arr.ndim != 3 or arr.shape[:2] != (h, w):
         raise ImageError("unreadable_image", f"decoded shape {arr.shape} for header {w}x{h}")

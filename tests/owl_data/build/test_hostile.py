@@ -483,3 +483,14 @@ def test_an_undecodable_image_gives_the_same_reject_detail_in_every_build(tmp_pa
     assert rej1 == rej2 and m1["fingerprint"] == m2["fingerprint"]
     reason, detail = next(iter(rej1.values()))
     assert reason == "unreadable_image" and " at 0x" not in detail
+
+
+def test_every_reject_detail_is_freed_of_object_addresses():
+    """The guarantee sits on Reject itself, whichever code wrote the detail."""
+    from owl_data.records import Reject
+
+    r = Reject("s", "i", "decode", "unreadable_image", "cannot identify <_io.BytesIO object at 0x7fa1c66bcef0>")
+    assert r.detail == "cannot identify <_io.BytesIO object>"
+    assert Reject("s", "i", "read", "bad", "<function f at 0x1f>, <b at 0xAB>").detail == "<function f>, <b>"
+    kept = "bad byte at 0x10 in the file"  # an offset, not a repr: kept
+    assert Reject("s", "i", "read", "bad", kept).detail == kept

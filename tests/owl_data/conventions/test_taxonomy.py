@@ -12,21 +12,10 @@ from cityscapesscripts.helpers.labels import labels as CITYSCAPES_LABELS
 from owl_data.conventions.taxonomy import TAXONOMY_FILE, TaxonomyError, default_taxonomy, load_taxonomy
 from owl_data.sources import SOURCES
 from tests.conftest import need_shared_data
+from tests.helpers import COCO_80
 
 CITYSCAPES = {label.name for label in CITYSCAPES_LABELS}
 
-# COCO 2014/2017 instance categories, in id order (instances_val2017.json "categories").
-COCO_80 = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
-    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
-    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
-    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
-    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
-    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
-    "teddy bear", "hair drier", "toothbrush",
-)
 # The COCO classes that are Cityscapes classes (by the Cityscapes class definitions); every other keeps its name.
 COCO_STREET = {"person": "person", "bicycle": "bicycle", "car": "car", "motorcycle": "motorcycle", "bus": "bus",
                "train": "train", "truck": "truck", "traffic light": "traffic light", "stop sign": "traffic sign"}
